@@ -1,0 +1,231 @@
+"""The facevision dataset format: what ``facevision prepare`` writes and ``facevision train`` reads.
+
+Layout::
+
+    DATASET/
+      manifest.json                 # metadata + one entry per sample (see below)
+      samples/<id>/image.png        # RGB crop, uint8, size x size
+      samples/<id>/depth.png        # uint16 relative depth, see DEPTH_SCALE
+      samples/<id>/corr.png         # uint16 RGB correspondence map, see CORR_SCALE
+      samples/<id>/mask.png         # uint8 face mask, 255 = face, 0 = background
+
+Conventions (one crop of ``size`` pixels, rows go down, columns go right):
+
+* **Depth** ``z`` is the height of the face surface *towards the camera* in crop-pixel
+  units (larger = closer), relative: it is measured from a plane placed
+  ``DEPTH_BASE_PX`` behind the farthest face pixel, so every face pixel has ``z > 0`` and
+  background is exactly 0. Stored as ``uint16 = round(z * DEPTH_SCALE)``
+  (1/256 px resolution, up to 255.99 px). Because X, Y and Z share pixel units the
+  lifted surface keeps its true proportions.
+* **Correspondence** (PNCC/NCC style) gives, for each face pixel, the normalized
+  coordinates ``(u, v, w)`` in ``[0, 1]`` of the reference-face point it shows:
+  ``u`` grows to the image right of a frontal reference face, ``v`` grows *upwards*
+  (chin 0 -> forehead 1) and ``w`` grows towards the camera (back 0 -> nose tip 1).
+  The reference face is mirror symmetric about ``u = 0.5``, so a horizontal flip maps
+  ``u -> 1 - u``. Stored as 16-bit RGB, ``round(c * CORR_SCALE)``; background is 0.
+* **Mask** marks the pixels the label covers (face surface), 255 inside.
+
+``manifest.json``::
+
+    {"format": "facevision-dataset", "version": 1, "size": 128,
+     "depth_scale": 256, "corr_scale": 65535,
+     "label_source": "mediapipe" | "3ddfa" | "synthetic",
+     "correspondence_space": "facevision-reference-v1" | "3ddfa-bfm-pncc" | ...,
+     "split_counts": {"train": n, "val": n, "test": n},
+     "samples": [{"id": "Aaron_Eckhart_0001", "identity": "Aaron_Eckhart",
+                  "split": "train", "source": "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+                  "crop_box": [x0, y0, x1, y1]}, ...]}
+
+``crop_box`` is in pixels of the source photo (x right, y down, exclusive end).
+Extra keys are allowed and ignored by readers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from data_prep.io import atomic_write_json, atomic_write_png, read_png
+
+FORMAT_NAME = "facevision-dataset"
+FORMAT_VERSION = 1
+DEPTH_SCALE = 256.0
+DEPTH_BASE_PX = 1.0
+CORR_SCALE = 65535.0
+SPLITS = ("train", "val", "test")
+SAMPLE_FILES = ("image.png", "depth.png", "corr.png", "mask.png")
+
+__all__ = [
+    "DatasetFormatError",
+    "Sample",
+    "encode_depth",
+    "decode_depth",
+    "encode_corr",
+    "decode_corr",
+    "write_sample",
+    "read_sample",
+    "sample_dir",
+    "sample_complete",
+    "write_manifest",
+    "read_manifest",
+]
+
+
+class DatasetFormatError(ValueError):
+    """The dataset folder is missing or does not follow the format; the message says what is wrong."""
+
+
+@dataclass
+class Sample:
+    """One labelled crop. Arrays use the conventions of this module.
+
+    image: (S, S, 3) uint8 RGB. depth: (S, S) float32, crop pixels, larger = closer, 0 = background.
+    corr: (S, S, 3) float32 in [0, 1]. mask: (S, S) bool.
+    """
+
+    image: np.ndarray
+    depth: np.ndarray
+    corr: np.ndarray
+    mask: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_depth(depth_px: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Relative depth in crop pixels (larger = closer) -> uint16 PNG values; background -> 0."""
+    d = np.nan_to_num(np.asarray(depth_px, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if mask is not None:
+        d = np.where(mask, d, 0.0)
+    return np.clip(np.round(d * DEPTH_SCALE), 0, 65535).astype(np.uint16)
+
+
+def decode_depth(values: np.ndarray) -> np.ndarray:
+    """uint16 PNG values -> float32 relative depth in crop pixels (0 = background).
+
+    8-bit input is accepted and read as depth in pixels directly (value = px), which is
+    what simple hand-made depth maps usually mean.
+    """
+    values = np.asarray(values)
+    if values.ndim == 3:
+        values = values[..., 0]
+    if values.dtype == np.uint8:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) / DEPTH_SCALE).astype(np.float32)
+
+
+def encode_corr(corr: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Correspondence in [0, 1] (H, W, 3) -> uint16 RGB PNG values; background -> 0."""
+    c = np.clip(np.nan_to_num(np.asarray(corr, dtype=np.float64)), 0.0, 1.0)
+    if mask is not None:
+        c = np.where(mask[..., None], c, 0.0)
+    return np.round(c * CORR_SCALE).astype(np.uint16)
+
+
+def decode_corr(values: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 RGB PNG values -> float32 correspondence in [0, 1]."""
+    values = np.asarray(values)
+    scale = 255.0 if values.dtype == np.uint8 else CORR_SCALE
+    return (values.astype(np.float32) / scale).astype(np.float32)
+
+
+def sample_dir(root: str | Path, sample_id: str) -> Path:
+    return Path(root) / "samples" / sample_id
+
+
+def sample_complete(root: str | Path, sample_id: str) -> bool:
+    """True when all four files of a sample exist (each was written atomically)."""
+    d = sample_dir(root, sample_id)
+    return all((d / name).is_file() for name in SAMPLE_FILES)
+
+
+def write_sample(root: str | Path, sample_id: str, sample: Sample) -> Path:
+    """Write one sample's four PNGs atomically (mask last, so a complete mask means a complete sample)."""
+    d = sample_dir(root, sample_id)
+    mask = np.asarray(sample.mask, dtype=bool)
+    atomic_write_png(d / "image.png", np.asarray(sample.image, dtype=np.uint8))
+    atomic_write_png(d / "depth.png", encode_depth(sample.depth, mask))
+    atomic_write_png(d / "corr.png", encode_corr(sample.corr, mask))
+    atomic_write_png(d / "mask.png", mask.astype(np.uint8) * 255)
+    return d
+
+
+def read_sample(root: str | Path, sample_id: str, meta: dict[str, Any] | None = None) -> Sample:
+    """Read one sample; raises DatasetFormatError naming the file when something is wrong."""
+    d = sample_dir(root, sample_id)
+    try:
+        image = read_png(d / "image.png")
+        depth = read_png(d / "depth.png")
+        corr = read_png(d / "corr.png")
+        mask = read_png(d / "mask.png")
+    except ValueError as exc:
+        raise DatasetFormatError(str(exc)) from exc
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.shape[2] == 4:
+        image = image[..., :3]
+    if image.dtype != np.uint8:
+        image = (image >> 8).astype(np.uint8)
+    if corr.ndim != 3 or corr.shape[2] < 3:
+        raise DatasetFormatError(f"{d / 'corr.png'}: expected a 3-channel correspondence map, got shape {corr.shape}")
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    shapes = {image.shape[:2], depth.shape[:2], corr.shape[:2], mask.shape[:2]}
+    if len(shapes) != 1:
+        raise DatasetFormatError(f"{d}: image, depth, corr and mask differ in size: {sorted(shapes)}")
+    return Sample(image=image, depth=decode_depth(depth), corr=decode_corr(corr[..., :3]), mask=mask > 127, meta=meta or {})
+
+
+def write_manifest(root: str | Path, samples: Iterable[dict[str, Any]], size: int, label_source: str,
+                   correspondence_space: str, **extra: Any) -> dict[str, Any]:
+    """Write ``manifest.json`` atomically and return it. Split counts are computed here."""
+    samples = list(samples)
+    counts = {s: 0 for s in SPLITS}
+    for s in samples:
+        if s.get("split") not in counts:
+            raise DatasetFormatError(f"sample {s.get('id')!r}: split must be one of {SPLITS}, got {s.get('split')!r}")
+        counts[s["split"]] += 1
+    manifest = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "size": int(size),
+        "depth_scale": DEPTH_SCALE,
+        "corr_scale": CORR_SCALE,
+        "label_source": label_source,
+        "correspondence_space": correspondence_space,
+        "split_counts": counts,
+        **extra,
+        "samples": samples,
+    }
+    atomic_write_json(Path(root) / "manifest.json", manifest)
+    return manifest
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """Read and validate ``manifest.json``; errors name the folder or file and what is wrong."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetFormatError(f"{root}: dataset folder does not exist")
+    if not root.is_dir():
+        raise DatasetFormatError(f"{root}: not a folder")
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: missing (run `facevision prepare` to build a dataset)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetFormatError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise DatasetFormatError(f"{path}: 'format' must be {FORMAT_NAME!r}")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise DatasetFormatError(f"{path}: unsupported version {manifest.get('version')!r} (expected {FORMAT_VERSION})")
+    samples = manifest.get("samples")
+    if not isinstance(samples, list):
+        raise DatasetFormatError(f"{path}: 'samples' must be a list")
+    for i, s in enumerate(samples):
+        if not isinstance(s, dict) or not {"id", "identity", "split"} <= set(s):
+            raise DatasetFormatError(f"{path}: sample #{i} needs 'id', 'identity' and 'split'")
+        if s["split"] not in SPLITS:
+            raise DatasetFormatError(f"{path}: sample {s['id']!r} has unknown split {s['split']!r}")
+    return manifest

@@ -1,0 +1,5 @@
+import sys
+
+from facevision.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""The ``facevision`` command line: one subcommand per module in :mod:`facevision.commands`.
+
+Each command module exposes ``add_parser(subparsers) -> argparse.ArgumentParser`` and sets
+``func`` (``args -> exit code``) as a default on its parser. Command modules import heavy
+libraries (torch, open3d, mediapipe) inside their run functions so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+COMMANDS = ("predict", "train", "evaluate", "prepare", "mesh", "flame")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facevision",
+        description="One photo of a face in: depth and correspondence maps, a refined 3D mesh and FLAME parameters out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"facevision.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"facevision.commands.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("facevision: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

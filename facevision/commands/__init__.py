@@ -1,0 +1,1 @@
+"""Subcommands of the ``facevision`` command line, one module each (see :mod:`facevision.cli`)."""

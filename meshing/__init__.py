@@ -1,0 +1,1 @@
+"""meshing: depth (+ correspondence, image) maps -> refined triangle mesh. Plain numpy arrays in and out."""

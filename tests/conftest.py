@@ -1,0 +1,21 @@
+"""Shared fixtures. Real-photo tests read LFW from $FACEVISION_LFW_ROOT and skip without it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+LFW_ENV = "FACEVISION_LFW_ROOT"
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> Path:
+    """Folder of LFW photos laid out as <Person>/<Person>_NNNN.jpg (CI sets it to the shared copy)."""
+    value = os.environ.get(LFW_ENV)
+    if not value:
+        pytest.skip(f"{LFW_ENV} is not set: point it at an LFW images_deepfunneled folder to run real-photo tests")
+    root = Path(value)
+    if not root.is_dir():
+        pytest.skip(f"{LFW_ENV}={value} is not a folder")
+    return root
