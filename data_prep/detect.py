@@ -1,0 +1,108 @@
+"""Face detection on RGB photos (shared by ``prepare`` and ``predict``).
+
+The default detector is MediaPipe's short-range BlazeFace (``mp.solutions.face_detection``),
+bundled in the ``mediapipe`` wheel: no download. It was chosen over OpenCV's bundled Haar
+cascade by measured recall on LFW (see ``docs/readme_parts/data_prep.md`` and
+``python -m data_prep.detector_recall``). Detector objects are created once per process and
+cached, because creating them costs far more than one detection.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar"]
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Face detector settings.
+
+    min_score: MediaPipe detection confidence threshold.
+    model_selection: 0 = short-range model (faces within ~2 m, e.g. LFW, portraits), 1 = full-range.
+    min_size_frac: boxes whose longer side is below this fraction of the image's shorter side are
+        ignored (tiny background faces are not "a second face" a label could be confused with).
+    """
+
+    min_score: float = 0.5
+    model_selection: int = 0
+    min_size_frac: float = 0.0
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: ``box = (x0, y0, x1, y1)`` in float pixels of the original image
+    (x right, y down, pixel edges: a box covering pixels 0..W-1 is (0, 0, W, H)), and a score in [0, 1]."""
+
+    box: tuple[float, float, float, float]
+    score: float
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (0.5 * (self.box[0] + self.box[2]), 0.5 * (self.box[1] + self.box[3]))
+
+
+@lru_cache(maxsize=4)
+def _mediapipe_detector(min_score: float, model_selection: int):
+    import mediapipe as mp
+
+    return mp.solutions.face_detection.FaceDetection(
+        model_selection=model_selection, min_detection_confidence=min_score
+    )
+
+
+def _check_image(image_rgb: np.ndarray) -> np.ndarray:
+    image_rgb = np.asarray(image_rgb)
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
+    return np.ascontiguousarray(image_rgb)
+
+
+def detect_faces(image_rgb: np.ndarray, config: DetectConfig = DetectConfig()) -> list[FaceBox]:
+    """Detect faces in an (H, W, 3) uint8 RGB image; returns boxes sorted by score (best first)."""
+    image_rgb = _check_image(image_rgb)
+    h, w = image_rgb.shape[:2]
+    det = _mediapipe_detector(float(config.min_score), int(config.model_selection))
+    result = det.process(image_rgb)
+    faces: list[FaceBox] = []
+    for d in result.detections or []:
+        bb = d.location_data.relative_bounding_box
+        x0, y0 = bb.xmin * w, bb.ymin * h
+        x1, y1 = x0 + bb.width * w, y0 + bb.height * h
+        if max(x1 - x0, y1 - y0) < config.min_size_frac * min(h, w):
+            continue
+        faces.append(FaceBox(box=(float(x0), float(y0), float(x1), float(y1)), score=float(d.score[0])))
+    faces.sort(key=lambda f: -f.score)
+    return faces
+
+
+@lru_cache(maxsize=1)
+def _haar_cascade():
+    import cv2
+
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise RuntimeError(f"{path}: OpenCV Haar cascade could not be loaded")
+    return cascade
+
+
+def detect_faces_haar(image_rgb: np.ndarray, min_neighbors: int = 5, min_size: int = 30) -> list[FaceBox]:
+    """OpenCV's bundled frontal-face Haar cascade (kept for the recall comparison; score is 1)."""
+    import cv2
+
+    image_rgb = _check_image(image_rgb)
+    gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    rects = _haar_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=min_neighbors,
+                                             minSize=(min_size, min_size))
+    return [FaceBox(box=(float(x), float(y), float(x + w), float(y + h)), score=1.0) for (x, y, w, h) in rects]

@@ -1,0 +1,54 @@
+"""MediaPipe Face Mesh (legacy solution, static-image mode) -> 468 3D landmarks in photo pixels.
+
+The model files ship inside the ``mediapipe`` wheel (face_landmark.tflite and the short-range
+detector), so this runs offline. The mesh object is created once per process and cached.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["MeshConfig", "NUM_LANDMARKS", "face_mesh_landmarks"]
+
+NUM_LANDMARKS = 468
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Face Mesh settings. max_faces > 1 lets the caller pick the face that matches a detection."""
+
+    min_score: float = 0.5
+    max_faces: int = 2
+
+
+@lru_cache(maxsize=4)
+def _face_mesh(min_score: float, max_faces: int):
+    import mediapipe as mp
+
+    return mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=max_faces, refine_landmarks=False,
+        min_detection_confidence=min_score,
+    )
+
+
+def face_mesh_landmarks(image_rgb: np.ndarray, config: MeshConfig = MeshConfig()) -> list[np.ndarray]:
+    """Run Face Mesh on an (H, W, 3) uint8 RGB photo.
+
+    Returns one (468, 3) float64 array per face: x = column, y = row in photo pixels (pixel centres at
+    integer coordinates), z = depth in photo pixels relative to the face centre, LARGER = CLOSER
+    (MediaPipe's z is negated; its scale is the image width, like x).
+    """
+    image_rgb = np.ascontiguousarray(image_rgb)
+    h, w = image_rgb.shape[:2]
+    result = _face_mesh(float(config.min_score), int(config.max_faces)).process(image_rgb)
+    faces = []
+    for lms in result.multi_face_landmarks or []:
+        arr = np.array([(p.x, p.y, p.z) for p in lms.landmark[:NUM_LANDMARKS]], dtype=np.float64)
+        out = np.empty_like(arr)
+        out[:, 0] = arr[:, 0] * w - 0.5
+        out[:, 1] = arr[:, 1] * h - 0.5
+        out[:, 2] = -arr[:, 2] * w
+        faces.append(out)
+    return faces

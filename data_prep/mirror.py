@@ -1,0 +1,61 @@
+"""Left/right landmark pairs of MediaPipe's 468-point face mesh, derived from a (mean) face shape.
+
+MediaPipe's topology is mirror symmetric. Given any roughly symmetric 468-point shape, the shape is
+reflected, matched to itself with an optimal assignment (Hungarian), the reflection re-fitted with a
+similarity transform, and matched again until the permutation is stable. The result is checked
+against MediaPipe's own named left/right groups (eyes, brows, irises are not in the 468).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["mirror_permutation", "similarity_fit", "check_mirror_with_mediapipe"]
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray, allow_reflection: bool = False) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares s, R, t with ``dst ~ s * src @ R.T + t`` (Umeyama), for (N, D) point sets."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(len(sig))
+    if not allow_reflection and np.linalg.det(u @ vt) < 0:
+        d[-1] = -1
+    r = u @ np.diag(d) @ vt
+    var = (a ** 2).sum() / len(src)
+    s = float((sig * d).sum() / var)
+    t = mu_d - s * r @ mu_s
+    return s, r, t
+
+
+def mirror_permutation(shape: np.ndarray, iterations: int = 5) -> np.ndarray:
+    """(N, 3) shape, roughly frontal (x = left-right axis) -> perm with shape[perm[i]] the mirror of point i."""
+    pts = np.asarray(shape, dtype=np.float64)
+    c = pts - pts.mean(0)
+    refl = c * np.array([-1.0, 1.0, 1.0])
+    perm = None
+    for _ in range(iterations):
+        cost = ((refl[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+        _, new_perm = linear_sum_assignment(cost)
+        if perm is not None and np.array_equal(new_perm, perm):
+            break
+        perm = new_perm
+        s, r, t = similarity_fit(c * np.array([-1.0, 1.0, 1.0]), c[perm])
+        refl = s * (c * np.array([-1.0, 1.0, 1.0])) @ r.T + t
+    return perm.astype(np.int64)
+
+
+def check_mirror_with_mediapipe(perm: np.ndarray) -> None:
+    """Raise ValueError unless perm is an involution that swaps MediaPipe's left and right eye/brow contours."""
+    import mediapipe as mp
+
+    fm = mp.solutions.face_mesh
+    if not np.array_equal(perm[perm], np.arange(len(perm))):
+        raise ValueError("mirror permutation is not an involution")
+    for left, right in ((fm.FACEMESH_LEFT_EYE, fm.FACEMESH_RIGHT_EYE),
+                        (fm.FACEMESH_LEFT_EYEBROW, fm.FACEMESH_RIGHT_EYEBROW)):
+        lset = {i for e in left for i in e}
+        rset = {i for e in right for i in e}
+        if {int(perm[i]) for i in lset} != rset:
+            raise ValueError("mirror permutation does not swap MediaPipe's left/right eye or brow contours")

@@ -1,0 +1,226 @@
+"""``facevision prepare lfw``: photos -> labelled dataset (parallel, resumable, with a drop summary).
+
+Resumability: every processed photo gets one JSON line in ``DATASET/records.jsonl`` (appended by the
+main process as results arrive): ``{"id", "status": "kept" | "dropped", "reason", "message", "crop_box", ...}``.
+A rerun skips photos recorded as dropped and photos recorded as kept whose four sample files are
+complete (:func:`data_prep.dataset_format.sample_complete`); everything else is (re)done. A partly
+written last line (crash) is ignored. The manifest and ``summary.json`` are rewritten at the end.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from data_prep.dataset_format import SPLITS, sample_complete, write_manifest
+from data_prep.drops import DROP_REASONS, LABELER_FAILURE, UNREADABLE
+from data_prep.io import atomic_write_json
+from data_prep.lfw import PhotoEntry, list_lfw
+from data_prep.split import SplitConfig, split_identities
+
+__all__ = ["PrepareConfig", "prepare_lfw", "RECORDS_NAME", "SUMMARY_NAME"]
+
+RECORDS_NAME = "records.jsonl"
+SUMMARY_NAME = "summary.json"
+LABELERS = ("mediapipe", "3ddfa")
+
+
+@dataclass
+class PrepareConfig:
+    """Options of one ``prepare`` run (see ``facevision prepare lfw --help``)."""
+
+    labeler: str = "mediapipe"
+    size: int = 128
+    workers: int = 2
+    limit: int | None = None
+    labels_3ddfa: str | None = None
+    split: SplitConfig = field(default_factory=SplitConfig)
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------- worker side
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    _WORKER.update(root=Path(root), out=Path(out), cfg=cfg)
+    if cfg["labeler"] == "mediapipe":
+        from data_prep.crop import CropConfig
+        from data_prep.label_mediapipe import LabelConfig
+        from data_prep.reference import load_reference
+
+        _WORKER["label_config"] = LabelConfig(crop=CropConfig(size=cfg["size"]))
+        _WORKER["reference"] = load_reference()
+
+
+def _process(entry: PhotoEntry) -> dict[str, Any]:
+    """Label one photo and write its sample; returns its record (never raises for a bad photo)."""
+    from data_prep.dataset_format import write_sample
+    from data_prep.drops import DropError
+    from data_prep.io import ImageReadError, read_photo
+
+    root, out, cfg = _WORKER["root"], _WORKER["out"], _WORKER["cfg"]
+    rec: dict[str, Any] = {"id": entry.id, "identity": entry.identity, "source": entry.source}
+    try:
+        image = read_photo(root / entry.source)
+        if cfg["labeler"] == "mediapipe":
+            from data_prep.label_mediapipe import label_photo
+
+            res = label_photo(image, _WORKER["label_config"], _WORKER["reference"])
+            sample, box = res.sample, res.crop_box
+        else:
+            from data_prep.import_3ddfa import label_photo_3ddfa
+
+            sample, box = label_photo_3ddfa(image, entry, Path(cfg["labels_3ddfa"]), cfg["size"])
+        write_sample(out, entry.id, sample)
+        rec.update(status="kept", crop_box=[int(v) for v in box])
+        if "detection_score" in sample.meta:
+            rec["detection_score"] = round(float(sample.meta["detection_score"]), 4)
+    except ImageReadError as exc:
+        rec.update(status="dropped", reason=UNREADABLE, message=str(exc))
+    except DropError as exc:
+        rec.update(status="dropped", reason=exc.reason, message=str(exc))
+    except Exception as exc:  # a labeler bug must not stop a 13k-photo run; it is counted and reported
+        rec.update(status="dropped", reason=LABELER_FAILURE, message=f"{type(exc).__name__}: {exc}")
+    return rec
+
+
+# ----------------------------------------------------------------------------- main side
+def read_records(out: Path) -> dict[str, dict[str, Any]]:
+    """Last record per id from ``records.jsonl`` (unparseable lines are ignored)."""
+    recs: dict[str, dict[str, Any]] = {}
+    path = out / RECORDS_NAME
+    if not path.is_file():
+        return recs
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(r, dict) and "id" in r and r.get("status") in ("kept", "dropped"):
+                recs[r["id"]] = r
+    return recs
+
+
+def _is_done(out: Path, rec: dict[str, Any] | None, entry: PhotoEntry) -> bool:
+    if rec is None or rec.get("source") != entry.source:
+        return False
+    if rec["status"] == "dropped":
+        return True
+    return sample_complete(out, entry.id)
+
+
+def _run_pool(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig) -> Iterator[dict[str, Any]]:
+    wcfg = {"labeler": cfg.labeler, "size": cfg.size, "labels_3ddfa": cfg.labels_3ddfa}
+    if cfg.workers <= 1:
+        _init_worker(str(root), str(out), wcfg)
+        for e in todo:
+            yield _process(e)
+        return
+    ctx = mp.get_context("spawn")  # MediaPipe graphs are not fork-safe
+    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(str(root), str(out), wcfg)) as pool:
+        yield from pool.imap_unordered(_process, todo, chunksize=8)
+
+
+def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig()) -> dict[str, Any]:
+    """Build (or resume) a dataset from an LFW-style tree; returns the summary (also saved as summary.json)."""
+    from data_prep.reference import CORRESPONDENCE_SPACE
+
+    if cfg.labeler not in LABELERS:
+        raise ValueError(f"unknown labeler {cfg.labeler!r}; choose one of {LABELERS}")
+    if cfg.labeler == "3ddfa":
+        if not cfg.labels_3ddfa:
+            raise ValueError("--labeler 3ddfa needs --labels-3ddfa DIR (the 3DDFA_V2 outputs)")
+        if not Path(cfg.labels_3ddfa).is_dir():
+            raise FileNotFoundError(f"{cfg.labels_3ddfa}: 3DDFA_V2 label folder does not exist")
+    root, out = Path(root), Path(out)
+    t0 = time.time()
+    entries = list_lfw(root)
+    split = split_identities(Counter(e.identity for e in entries), cfg.split)
+    if cfg.limit is not None:
+        entries = entries[: cfg.limit]
+    out.mkdir(parents=True, exist_ok=True)
+    records = read_records(out)
+    todo = [e for e in entries if not _is_done(out, records.get(e.id), e)]
+    resumed = len(entries) - len(todo)
+    print(f"prepare: {len(entries)} files under {root}; {resumed} already done, {len(todo)} to process "
+          f"with {cfg.workers} worker(s), labeler {cfg.labeler}", file=sys.stderr, flush=True)
+
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True, mininterval=2.0, file=sys.stderr)
+    with open(out / RECORDS_NAME, "a", encoding="utf-8") as log:
+        for rec in _run_pool(todo, root, out, cfg):
+            records[rec["id"]] = rec
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            if bar is not None:
+                bar.update(1)
+                if rec["status"] == "dropped":
+                    bar.set_postfix_str(f"last drop: {rec['reason']}", refresh=False)
+    if bar is not None:
+        bar.close()
+
+    kept, dropped = [], Counter()
+    kept_per_split = Counter()
+    for e in entries:
+        r = records.get(e.id)
+        if r is None:
+            continue
+        if r["status"] == "dropped":
+            dropped[r["reason"]] += 1
+            continue
+        s = split[e.identity]
+        kept_per_split[s] += 1
+        kept.append({"id": e.id, "identity": e.identity, "split": s, "source": e.source,
+                     "crop_box": r.get("crop_box")})
+    label_source = cfg.labeler
+    space = CORRESPONDENCE_SPACE if cfg.labeler == "mediapipe" else "3ddfa-bfm-pncc"
+    photos_per_split = Counter(split[e.identity] for e in entries)
+    elapsed = time.time() - t0
+    summary = {
+        "root": str(root),
+        "labeler": cfg.labeler,
+        "size": cfg.size,
+        "files_listed": len(entries),
+        "images_read": len(entries) - dropped[UNREADABLE],
+        "processed_this_run": len(todo),
+        "resumed_from_previous_runs": resumed,
+        "dropped": {reason: dropped[reason] for reason in DROP_REASONS},
+        "dropped_total": sum(dropped.values()),
+        "kept": len(kept),
+        "kept_per_split": {s: kept_per_split[s] for s in SPLITS},
+        "photos_per_split_before_drops": {s: photos_per_split[s] for s in SPLITS},
+        "identities_per_split": {s: sum(1 for v in set((e.identity, split[e.identity]) for e in entries) if v[1] == s)
+                                 for s in SPLITS},
+        "wall_time_s": round(elapsed, 1),
+        "workers": cfg.workers,
+    }
+    write_manifest(out, kept, size=cfg.size, label_source=label_source, correspondence_space=space,
+                   split_config=asdict(cfg.split), summary=summary)
+    atomic_write_json(out / SUMMARY_NAME, summary)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    d, k = summary["dropped"], summary["kept_per_split"]
+    lines = [
+        f"files listed:   {summary['files_listed']}",
+        f"images read:    {summary['images_read']}",
+        f"dropped:        {summary['dropped_total']} (unreadable {d['unreadable']}, no face {d['no_face']}, "
+        f"more than one face {d['multiple_faces']}, labeler failure {d['labeler_failure']})",
+        f"kept:           {summary['kept']} (train {k['train']}, val {k['val']}, test {k['test']})",
+        f"wall time:      {summary['wall_time_s']:.0f} s ({summary['processed_this_run']} processed this run, "
+        f"{summary['resumed_from_previous_runs']} resumed)",
+    ]
+    return "\n".join(lines)

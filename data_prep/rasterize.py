@@ -1,0 +1,106 @@
+"""Vectorized numpy z-buffer rasterizer for triangle meshes in image space.
+
+Convention: vertex x = column, y = row (pixel centres at integer coordinates), z = towards the
+camera (larger = closer; the nearest surface wins). A pixel is covered by a triangle when its
+centre lies inside the triangle (with a tiny tolerance so pixels exactly on a shared edge are never
+lost). Per-vertex attributes are interpolated with the (screen-space, i.e. orthographic) barycentric
+coordinates, which is exact for an orthographic projection, the one used by all labels here.
+
+How it works, without a Python loop over triangles: every triangle's integer bounding box is
+expanded into candidate pixels (``np.repeat`` + offsets), barycentric coordinates of all candidates
+are computed at once, candidates outside are discarded, and the z-test is a lexicographic sort by
+(pixel, -z) keeping the first entry per pixel.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["rasterize"]
+
+_EPS = 1e-7
+
+
+def rasterize(vertices: np.ndarray, faces: np.ndarray, height: int, width: int,
+              attributes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render depth, interpolated attributes and coverage of a triangle mesh.
+
+    Args:
+        vertices: (N, 3) x = column px, y = row px, z = towards the camera.
+        faces: (F, 3) vertex indices (either winding; no back-face culling).
+        height, width: output size in pixels.
+        attributes: optional (N, C) per-vertex values.
+    Returns:
+        depth (H, W) float32: z of the visible surface, 0 outside the mask;
+        attrs (H, W, C) float32: barycentric interpolation of ``attributes`` (C = 0 when None), 0 outside;
+        mask (H, W) bool: pixels covered by any triangle.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be (N, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"faces must be (F, 3), got {f.shape}")
+    attr = np.zeros((len(v), 0)) if attributes is None else np.asarray(attributes, dtype=np.float64)
+    if attr.ndim == 1:
+        attr = attr[:, None]
+    if attr.shape[0] != len(v):
+        raise ValueError(f"attributes must have one row per vertex ({len(v)}), got {attr.shape}")
+    n_ch = attr.shape[1]
+    depth = np.zeros((height, width), np.float32)
+    out_attr = np.zeros((height, width, n_ch), np.float32)
+    mask = np.zeros((height, width), bool)
+    if len(f) == 0:
+        return depth, out_attr, mask
+
+    p0, p1, p2 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    # signed double area; drop degenerate triangles
+    area = (p1[:, 0] - p0[:, 0]) * (p2[:, 1] - p0[:, 1]) - (p2[:, 0] - p0[:, 0]) * (p1[:, 1] - p0[:, 1])
+    xs = np.stack([p0[:, 0], p1[:, 0], p2[:, 0]], 1)
+    ys = np.stack([p0[:, 1], p1[:, 1], p2[:, 1]], 1)
+    bx0 = np.clip(np.ceil(xs.min(1) - 1e-6), 0, width - 1).astype(np.int64)
+    bx1 = np.clip(np.floor(xs.max(1) + 1e-6), 0, width - 1).astype(np.int64)
+    by0 = np.clip(np.ceil(ys.min(1) - 1e-6), 0, height - 1).astype(np.int64)
+    by1 = np.clip(np.floor(ys.max(1) + 1e-6), 0, height - 1).astype(np.int64)
+    keep = (np.abs(area) > 1e-12) & (xs.max(1) >= -1e-6) & (xs.min(1) <= width - 1 + 1e-6) \
+        & (ys.max(1) >= -1e-6) & (ys.min(1) <= height - 1 + 1e-6)
+    bw = np.where(keep, bx1 - bx0 + 1, 0).clip(min=0)
+    bh = np.where(keep, by1 - by0 + 1, 0).clip(min=0)
+    counts = bw * bh
+    total = int(counts.sum())
+    if total == 0:
+        return depth, out_attr, mask
+    tri = np.repeat(np.arange(len(f)), counts)
+    starts = np.cumsum(counts) - counts
+    local = np.arange(total) - starts[tri]
+    px = bx0[tri] + local % bw[tri]
+    py = by0[tri] + local // bw[tri]
+
+    a = area[tri]
+    x0, y0 = p0[tri, 0], p0[tri, 1]
+    x1, y1 = p1[tri, 0], p1[tri, 1]
+    x2, y2 = p2[tri, 0], p2[tri, 1]
+    # barycentric weights of (px, py): w0 for p0, etc.
+    w1 = ((px - x0) * (y2 - y0) - (x2 - x0) * (py - y0)) / a
+    w2 = ((x1 - x0) * (py - y0) - (px - x0) * (y1 - y0)) / a
+    w0 = 1.0 - w1 - w2
+    inside = (w0 >= -_EPS) & (w1 >= -_EPS) & (w2 >= -_EPS)
+    if not inside.any():
+        return depth, out_attr, mask
+    tri, px, py = tri[inside], px[inside], py[inside]
+    w = np.stack([w0[inside], w1[inside], w2[inside]], 1)
+    z = (w * np.stack([p0[tri, 2], p1[tri, 2], p2[tri, 2]], 1)).sum(1)
+
+    pix = py * width + px
+    order = np.lexsort((-z, pix))  # by pixel, nearest (largest z) first
+    pix_sorted = pix[order]
+    first = np.ones(len(order), bool)
+    first[1:] = pix_sorted[1:] != pix_sorted[:-1]
+    win = order[first]
+    wp = pix[win]
+    depth.reshape(-1)[wp] = z[win]
+    mask.reshape(-1)[wp] = True
+    if n_ch:
+        fv = f[tri[win]]  # (K, 3)
+        vals = np.einsum("kj,kjc->kc", w[win], attr[fv])
+        out_attr.reshape(-1, n_ch)[wp] = vals
+    return depth, out_attr, mask

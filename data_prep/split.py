@@ -1,0 +1,46 @@
+"""Identity-disjoint train/val/test split of an LFW-style tree, with a fixed seed.
+
+Identities are shuffled with ``SplitConfig.seed`` and walked in that order: an identity goes to
+``test`` while test holds fewer than ``test_frac`` of all photos, then to ``val`` up to ``val_frac``,
+the rest to ``train``. Identities with more than ``max_eval_photos`` photos always go to train so
+that no single person (LFW has one with 530 photos) dominates an evaluation split. The split
+depends only on the list of (identity, photo count) pairs, never on which photos survive labelling.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Mapping
+
+__all__ = ["SplitConfig", "split_identities"]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Split fractions are of all photos (the paper: 11,794 train / 543 test of 12,337 ~ 4.4 % test)."""
+
+    seed: int = 20240607
+    test_frac: float = 0.045
+    val_frac: float = 0.04
+    max_eval_photos: int = 20
+
+
+def split_identities(photo_counts: Mapping[str, int], config: SplitConfig = SplitConfig()) -> dict[str, str]:
+    """{identity: number of photos} -> {identity: "train" | "val" | "test"} (deterministic)."""
+    names = sorted(photo_counts)
+    random.Random(config.seed).shuffle(names)
+    total = sum(photo_counts.values())
+    targets = {"test": config.test_frac * total, "val": config.val_frac * total}
+    filled = {"test": 0, "val": 0}
+    out: dict[str, str] = {}
+    for name in names:
+        n = photo_counts[name]
+        split = "train"
+        if n <= config.max_eval_photos:
+            for s in ("test", "val"):
+                if filled[s] + n <= targets[s]:
+                    split = s
+                    filled[s] += n
+                    break
+        out[name] = split
+    return out
