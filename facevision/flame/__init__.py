@@ -1,0 +1,26 @@
+"""FLAME registration: fit the FLAME head model to a reconstruction and edit shape, expression and pose.
+
+Plain functions (see each module for frames and units):
+
+* :func:`load_flame_model` / :func:`resolve_model_path` (model.py): safe, chumpy-free loading.
+* :func:`flame_forward`, :func:`edit_params`, :func:`save_params`, :func:`load_params` (params.py).
+* :func:`relate_reference_to_flame` (correspondence.py): reference face -> FLAME mapping, cached.
+* :func:`register` (register.py): rigid + refinement fit of one face; :func:`save_fit` writes its files.
+* :mod:`facevision.flame.synthetic`: a small FLAME-format model for tests and demos.
+"""
+from __future__ import annotations
+
+from facevision.flame.correspondence import FlameCorrespondence, RelationConfig, relate_reference_to_flame
+from facevision.flame.model import (FLAME_HELP, FLAME_MODEL_ENV, FlameModel, FlameModelError, FlameModelMissingError,
+                                    UnsafeModelFileError, load_flame_model, resolve_model_path)
+from facevision.flame.params import (FlameParams, FlameParamsError, edit_params, flame_forward, head_angles,
+                                     interpolate_params, load_params, save_params)
+from facevision.flame.register import FlameFit, RegistrationConfig, RegistrationError, register
+from facevision.flame.io import save_fit
+
+__all__ = [
+    "FLAME_HELP", "FLAME_MODEL_ENV", "FlameModel", "FlameModelError", "FlameModelMissingError", "UnsafeModelFileError",
+    "load_flame_model", "resolve_model_path", "FlameParams", "FlameParamsError", "flame_forward", "edit_params",
+    "head_angles", "interpolate_params", "load_params", "save_params", "FlameCorrespondence", "RelationConfig",
+    "relate_reference_to_flame", "FlameFit", "RegistrationConfig", "RegistrationError", "register", "save_fit",
+]
