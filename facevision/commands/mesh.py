@@ -1,0 +1,152 @@
+"""``facevision mesh``: dataset-format depth (+ corr, photo, mask) PNGs -> refined mesh (.ply or .obj)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "mesh"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        NAME,
+        help="depth (+ correspondence, photo, mask) maps -> refined 3D mesh (.ply or .obj)",
+        description="Lift a depth map to a triangle mesh, remove background and spikes, smooth it, "
+                    "add detail from the photo and write PLY or textured OBJ (+ MTL + PNG). "
+                    "Depth: 16-bit PNG = round(z * 256) px (dataset format), 8-bit PNG = px; "
+                    "larger = closer, 0 = background.",
+    )
+    p.add_argument("--depth", required=True, type=Path, help="depth PNG (16-bit dataset format or 8-bit)")
+    p.add_argument("--corr", type=Path, help="correspondence PNG (16-bit RGB dataset format, or 8-bit)")
+    p.add_argument("--image", type=Path, help="photo of the same crop: detail, vertex colours and texture")
+    p.add_argument("--mask", type=Path, help="face mask PNG (> 50%% of full scale = face)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output mesh, .ply or .obj")
+    g = p.add_argument_group("sampling")
+    g.add_argument("--density", type=float, default=None,
+                   help="vertices per foreground pixel (default 0.62: a 128x128 face gives 5-8k vertices)")
+    g.add_argument("--target-vertices", type=int, default=None, help="aim for this many vertices (overrides --density)")
+    g.add_argument("--triangulation", choices=("auto", "grid", "delaunay"), default=None,
+                   help="auto/grid: direct lattice triangulation (fast); delaunay: scipy qhull")
+    g.add_argument("--depth-scale", type=float, default=None,
+                   help="multiply depth values (e.g. to bring a 0-255 depth map to pixel units)")
+    g.add_argument("--nan-as-background", action="store_true", help="treat NaN/inf depth as background")
+    s = p.add_argument_group("steps")
+    s.add_argument("--no-background", action="store_true", help="skip background-triangle removal")
+    s.add_argument("--no-spikes", action="store_true", help="skip spike removal")
+    s.add_argument("--spike-edge-factor", type=float, default=None, help="longest edge > F x median = spike (4)")
+    s.add_argument("--spike-area-factor", type=float, default=None, help="area > F x median = spike (10)")
+    s.add_argument("--keep-all-components", action="store_true", help="do not keep only the largest component")
+    s.add_argument("--smooth-iterations", type=int, default=None, help="Laplacian passes, 0 = off (5)")
+    s.add_argument("--smooth-lambda", type=float, default=None, help="Laplacian step in [0, 1] (0.5)")
+    s.add_argument("--pin-boundary", action="store_true", help="keep boundary vertices fixed while smoothing")
+    s.add_argument("--detail-strength", type=float, default=None,
+                   help="px of normal displacement per unit high-pass grey, 0 = off (2.0)")
+    s.add_argument("--detail-sigma", type=float, default=None, help="Gaussian low-pass sigma in px (2.0)")
+    s.add_argument("--colors", choices=("image", "corr", "none"), default="image",
+                   help="vertex colours from the photo (default), the correspondence map, or none")
+    s.add_argument("--no-texture", action="store_true", help="OBJ: do not write the MTL + PNG texture")
+    p.set_defaults(func=run)
+    return p
+
+
+def _config(args):
+    from meshing import MeshConfig
+
+    overrides = {
+        "vertex_density": args.density,
+        "target_vertices": args.target_vertices,
+        "triangulation": args.triangulation,
+        "z_scale": args.depth_scale,
+        "spike_edge_factor": args.spike_edge_factor,
+        "spike_area_factor": args.spike_area_factor,
+        "smooth_iterations": args.smooth_iterations,
+        "smooth_lambda": args.smooth_lambda,
+        "detail_strength": args.detail_strength,
+        "detail_sigma": args.detail_sigma,
+    }
+    kw = {k: v for k, v in overrides.items() if v is not None}
+    kw["nonfinite"] = "background" if args.nan_as_background else "error"
+    kw["remove_background"] = not args.no_background
+    kw["remove_spikes"] = not args.no_spikes
+    kw["keep_largest_component"] = not args.keep_all_components
+    kw["smooth_pin_boundary"] = bool(args.pin_boundary)
+    return MeshConfig(**kw)
+
+
+class _InputError(ValueError):
+    pass
+
+
+def _read_maps(args):
+    import numpy as np
+
+    from data_prep.dataset_format import decode_corr, decode_depth
+    from data_prep.io import read_photo, read_png
+
+    depth_raw = read_png(args.depth)
+    if depth_raw.ndim == 3 and depth_raw.shape[2] not in (1, 3, 4):
+        raise _InputError(f"{args.depth}: a depth map needs 1 channel (or gray stored as RGB), got {depth_raw.shape[2]}")
+    depth = decode_depth(depth_raw)
+    shape = depth.shape
+
+    def same_size(path, arr):
+        if arr.shape[:2] != shape:
+            raise _InputError(f"{path}: size {arr.shape[1]}x{arr.shape[0]} differs from the depth map "
+                              f"{args.depth} ({shape[1]}x{shape[0]})")
+        return arr
+
+    mask = corr = image = None
+    if args.mask is not None:
+        raw = same_size(args.mask, read_png(args.mask))
+        if raw.ndim == 3:
+            raw = raw[..., 0]
+        full = 65535 if raw.dtype == np.uint16 else 255
+        mask = raw.astype(np.float64) > full / 2
+    if args.corr is not None:
+        raw = same_size(args.corr, read_png(args.corr))
+        if raw.ndim != 3 or raw.shape[2] < 3:
+            raise _InputError(f"{args.corr}: a correspondence map needs 3 channels (RGB), got shape {raw.shape}")
+        corr = decode_corr(raw[..., :3])
+    if args.image is not None:
+        image = same_size(args.image, read_photo(args.image))
+    return depth, mask, corr, image
+
+
+def run(args: argparse.Namespace) -> int:
+    from meshing import FaceMesh, MeshingError, mesh_from_maps, save_mesh
+    from meshing.io import MESH_SUFFIXES, MeshIOError
+
+    prog = "facevision mesh"
+    if args.output.suffix.lower() not in MESH_SUFFIXES:
+        print(f"{prog}: error: {args.output}: output must end in .ply or .obj", file=sys.stderr)
+        return 2
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        depth, mask, corr, image = _read_maps(args)
+    except ValueError as exc:  # ImageReadError, _InputError
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        mesh: FaceMesh = mesh_from_maps(depth, mask=mask, image=image, corr=corr, config=config)
+    except MeshingError as exc:
+        print(f"{prog}: error: {args.depth}: cannot mesh: {exc}", file=sys.stderr)
+        return 1
+    if args.colors == "corr":
+        mesh.colors = mesh.corr
+    elif args.colors == "none":
+        mesh.colors = None
+    texture = image if (image is not None and not args.no_texture and args.output.suffix.lower() == ".obj") else None
+    try:
+        save_mesh(args.output, mesh, texture=texture)
+    except (MeshIOError, OSError) as exc:
+        msg = str(exc) if isinstance(exc, MeshIOError) else f"{args.output}: cannot write: {exc}"
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 1
+    extra = f" (+ {args.output.with_suffix('.mtl').name}, {args.output.stem}_0.png)" if texture is not None else ""
+    print(f"{args.output}: {mesh.n_vertices} vertices, {mesh.n_faces} faces{extra}")
+    return 0

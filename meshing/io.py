@@ -1,0 +1,159 @@
+"""Mesh files: PLY (vertex colours) and OBJ (+ MTL + PNG texture), written atomically via Open3D.
+
+* ``.ply``: binary PLY with positions, normals and vertex colours (if any).
+* ``.obj``: positions with vertex colours (``v x y z r g b``), per-corner texture coordinates
+  and, when a texture is given, ``<stem>.mtl`` (``map_Kd <stem>_0.png``) and ``<stem>_0.png``
+  next to it, so the mesh opens textured in Blender and MeshLab.
+
+Every file appears complete or not at all: the set is written into a hidden temporary folder
+beside the target and each file is renamed into place (texture and material first, the
+OBJ last), so a complete OBJ always finds its material and texture.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.io import atomic_write
+from meshing.types import FaceMesh, MeshingError
+
+__all__ = ["save_mesh", "load_mesh", "MeshIOError", "MESH_SUFFIXES"]
+
+MESH_SUFFIXES = (".ply", ".obj")
+
+
+class MeshIOError(ValueError):
+    """A mesh file could not be written or read; the message names the file and the reason."""
+
+
+def _texture_u8(texture: np.ndarray, path: Path) -> np.ndarray:
+    t = np.asarray(texture)
+    if t.ndim == 2:
+        t = np.repeat(t[..., None], 3, axis=2)
+    if t.ndim != 3 or t.shape[2] not in (1, 3, 4) or t.shape[0] == 0 or t.shape[1] == 0:
+        raise MeshIOError(f"{path}: texture must be (H, W[, 3|4]), got shape {t.shape}")
+    if t.shape[2] == 1:
+        t = np.repeat(t, 3, axis=2)
+    t = t[..., :3]
+    if t.dtype == np.uint16:
+        t = (t >> 8).astype(np.uint8)
+    elif t.dtype != np.uint8:
+        t = np.clip(np.nan_to_num(t.astype(np.float64)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(t)
+
+
+def _to_o3d(mesh: FaceMesh, with_uvs: bool, texture: np.ndarray | None):
+    import open3d as o3d
+
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(mesh.vertices, dtype=np.float64)),
+                                  o3d.utility.Vector3iVector(np.asarray(mesh.faces, dtype=np.int32)))
+    m.compute_vertex_normals()
+    if mesh.colors is not None:
+        m.vertex_colors = o3d.utility.Vector3dVector(np.clip(np.asarray(mesh.colors, dtype=np.float64), 0, 1))
+    if with_uvs:
+        uv = np.asarray(mesh.uvs, dtype=np.float64)[np.asarray(mesh.faces).ravel()]
+        m.triangle_uvs = o3d.utility.Vector2dVector(uv)
+        m.triangle_material_ids = o3d.utility.IntVector(np.zeros(len(mesh.faces), dtype=np.int32))
+        # Open3D keeps textures bottom row first and flips them vertically when writing an OBJ;
+        # hand it the flipped photo so the PNG on disk is the photo itself (uvs: OBJ convention).
+        m.textures = [o3d.geometry.Image(np.ascontiguousarray(texture[::-1]))]
+    return m
+
+
+def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | None = None) -> Path:
+    """Write ``mesh`` to ``path`` (.ply or .obj) atomically; returns the path.
+
+    Args:
+        texture: (H, W, 3) photo the mesh's ``uvs`` point into (uint8, uint16 or float [0, 1]).
+            OBJ only: written as ``<stem>_0.png`` and referenced from ``<stem>.mtl``.
+            Ignored for PLY (PLY keeps the vertex colours).
+
+    Raises:
+        MeshIOError: unknown suffix, invalid mesh, texture without uvs, write failure.
+    """
+    import open3d as o3d
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise MeshIOError(f"{path}: unsupported mesh format {path.suffix!r} (use .ply or .obj)")
+    try:
+        mesh.validate()
+    except MeshingError as exc:
+        raise MeshIOError(f"{path}: invalid mesh ({exc})") from None
+    with_uvs = suffix == ".obj" and texture is not None
+    if with_uvs and mesh.uvs is None:
+        raise MeshIOError(f"{path}: a texture needs texture coordinates (mesh.uvs is None)")
+    tex = _texture_u8(texture, path) if with_uvs else None
+    m = _to_o3d(mesh, with_uvs, tex)
+
+    def write(target: Path) -> None:
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+            ok = o3d.io.write_triangle_mesh(str(target), m, write_ascii=False, write_vertex_normals=True,
+                                            write_vertex_colors=mesh.colors is not None,
+                                            write_triangle_uvs=with_uvs)
+        if not ok:
+            raise MeshIOError(f"{path}: Open3D could not write the mesh")
+
+    if suffix == ".ply":
+        atomic_write(path, write)
+        _default_mode(path)  # mkstemp creates 0600; give the usual umask-based mode
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp_dir / path.name)
+        files = sorted(tmp_dir.iterdir(), key=lambda p: p.suffix.lower() == ".obj")  # the OBJ last
+        for f in files:
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        for f in files:
+            os.replace(f, path.parent / f.name)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path
+
+
+def _default_mode(path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(path, 0o666 & ~umask)
+    except OSError:
+        pass
+
+
+def load_mesh(path: str | os.PathLike) -> FaceMesh:
+    """Read a .ply or .obj mesh into a :class:`FaceMesh` of numpy arrays.
+
+    ``pixels`` are NaN (not stored in mesh files); ``uvs`` are per vertex (from the OBJ's
+    per-corner coordinates), ``colors`` come from vertex colours. Vertex and face counts are
+    those of the file, but Open3D's OBJ reader numbers vertices in order of first use by the
+    faces, so OBJ vertex order may differ from the file's (PLY keeps it). Raises MeshIOError.
+    """
+    import open3d as o3d
+
+    path = Path(path)
+    if path.suffix.lower() not in MESH_SUFFIXES:
+        raise MeshIOError(f"{path}: unsupported mesh format {path.suffix!r} (use .ply or .obj)")
+    if not path.is_file():
+        raise MeshIOError(f"{path}: file not found")
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        m = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False)
+    v = np.asarray(m.vertices, dtype=np.float32)
+    f = np.asarray(m.triangles, dtype=np.int64)
+    if len(v) == 0 or len(f) == 0:
+        raise MeshIOError(f"{path}: no vertices or triangles could be read")
+    colors = np.asarray(m.vertex_colors, dtype=np.float32) if m.has_vertex_colors() else None
+    uvs = None
+    if m.has_triangle_uvs():
+        corner = np.asarray(m.triangle_uvs, dtype=np.float32)
+        if len(corner) == 3 * len(f):
+            uvs = np.full((len(v), 2), np.nan, dtype=np.float32)
+            uvs[f.ravel()] = corner
+    return FaceMesh(vertices=v, faces=f, pixels=np.full((len(v), 2), np.nan, dtype=np.float32),
+                    colors=colors, uvs=uvs)

@@ -1,0 +1,84 @@
+"""The composed pipeline: maps -> refined :class:`~meshing.types.FaceMesh`."""
+from __future__ import annotations
+
+import numpy as np
+
+from meshing.cleanup import compact, remove_background, remove_spikes
+from meshing.lift import foreground, lift
+from meshing.refine import fill_detail, smooth_laplacian
+from meshing.sample import pixel_uvs, sample_colors, sample_corr
+from meshing.types import FaceMesh, MeshConfig, MeshingError
+
+__all__ = ["mesh_from_maps", "check_maps"]
+
+
+def check_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndarray | None = None,
+               corr: np.ndarray | None = None) -> tuple[int, int]:
+    """Check that the maps share one (H, W); returns it. Raises MeshingError naming the odd map."""
+    d = np.asarray(depth)
+    if d.ndim == 3 and d.shape[2] == 1:
+        d = d[..., 0]
+    if d.ndim != 2 or d.size == 0:
+        raise MeshingError(f"depth must be a non-empty (H, W) map, got shape {d.shape}")
+    shape = d.shape
+    for name, arr in (("mask", mask), ("image", image), ("corr", corr)):
+        if arr is None:
+            continue
+        a = np.asarray(arr)
+        if a.ndim not in (2, 3) or a.shape[:2] != shape:
+            raise MeshingError(f"{name} size {a.shape[:2]} differs from depth size {shape}")
+    if corr is not None and (np.asarray(corr).ndim != 3 or np.asarray(corr).shape[2] < 3):
+        raise MeshingError(f"corr must be (H, W, 3), got shape {np.asarray(corr).shape}")
+    return int(shape[0]), int(shape[1])
+
+
+def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndarray | None = None,
+                   corr: np.ndarray | None = None, config: MeshConfig = MeshConfig()) -> FaceMesh:
+    """Depth (+ mask, photo, correspondence) maps -> refined mesh, all steps per ``config``.
+
+    Args:
+        depth: (H, W) depth, pixel units, larger = closer, 0 = background (8-bit maps fine).
+        mask: (H, W) foreground mask (bool or > 0), optional.
+        image: (H, W, 3) photo (uint8 RGB or float in [0, 1]) for detail, colours and uvs.
+        corr: (H, W, 3) correspondence map in [0, 1], sampled per vertex into ``mesh.corr``.
+
+    Steps: lift (sampled at ``vertex_density``) -> background removal -> spike removal +
+    largest component -> Laplacian smoothing -> detail filling -> colours/uvs/corr.
+
+    Raises:
+        MeshingError: empty/degenerate/non-finite input or maps of different sizes.
+    """
+    shape = check_maps(depth, mask, image, corr)
+    fg = foreground(depth, mask, config.nonfinite)
+    n_fg = int(fg.sum())
+    if n_fg == 0:
+        raise MeshingError("no foreground pixels (depth is all 0 / outside the mask)")
+    density = config.vertex_density
+    if config.target_vertices is not None:
+        density = float(config.target_vertices) / n_fg
+    vertices, faces, pixels = lift(depth, fg, density=density, triangulation=config.triangulation,
+                                   z_scale=config.z_scale, nonfinite="background")
+    if config.remove_background:
+        faces = remove_background(vertices, faces, pixels, fg, edge_factor=config.background_edge_factor)
+        if len(faces) == 0:
+            raise MeshingError("background removal left no triangles")
+    if config.remove_spikes:
+        vertices, faces, kept = remove_spikes(vertices, faces, edge_factor=config.spike_edge_factor,
+                                              area_factor=config.spike_area_factor,
+                                              keep_largest=config.keep_largest_component)
+    else:
+        vertices, faces, kept = compact(vertices, faces)
+    pixels = pixels[kept]
+    if config.smooth_iterations > 0 and config.smooth_lambda > 0:
+        vertices = smooth_laplacian(vertices, faces, config.smooth_iterations, config.smooth_lambda,
+                                    pin_boundary=config.smooth_pin_boundary)
+    colors = None
+    if image is not None:
+        if config.detail_strength != 0:
+            vertices = fill_detail(vertices, faces, pixels, image, config.detail_strength, config.detail_sigma)
+        colors = sample_colors(image, pixels)
+    corr_v = sample_corr(corr, pixels, fg) if corr is not None else None
+    mesh = FaceMesh(vertices=np.asarray(vertices, dtype=np.float32), faces=np.asarray(faces, dtype=np.int64),
+                    pixels=np.asarray(pixels, dtype=np.float32), colors=colors, uvs=pixel_uvs(pixels, shape),
+                    corr=corr_v, source_shape=shape)
+    return mesh.validate()

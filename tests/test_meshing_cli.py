@@ -1,0 +1,109 @@
+"""``facevision mesh``: dataset-format PNGs in, mesh files out, clear errors."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import meshing
+from data_prep.dataset_format import encode_corr, encode_depth
+from data_prep.io import atomic_write_png
+from facevision.cli import main
+from test_meshing_surfaces import face_like, hemisphere
+
+
+@pytest.fixture()
+def maps(tmp_path):
+    depth, mask = face_like(64, 0.6, height=16.0)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    corr = np.where(mask[..., None], rng.random((64, 64, 3)), 0.0)
+    paths = {
+        "depth": atomic_write_png(tmp_path / "depth.png", encode_depth(depth, mask)),
+        "mask": atomic_write_png(tmp_path / "mask.png", mask.astype(np.uint8) * 255),
+        "image": atomic_write_png(tmp_path / "image.png", image),
+        "corr": atomic_write_png(tmp_path / "corr.png", encode_corr(corr, mask)),
+    }
+    return paths, depth, mask, image
+
+
+def _counts(out: str) -> tuple[int, int]:
+    m = re.search(r"(\d+) vertices, (\d+) faces", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_mesh_command_writes_textured_obj_and_prints_counts(tmp_path, maps, capsys):
+    paths, depth, mask, image = maps
+    out = tmp_path / "out" / "face.obj"
+    rc = main(["mesh", "--depth", str(paths["depth"]), "--mask", str(paths["mask"]), "--image", str(paths["image"]),
+               "--corr", str(paths["corr"]), "-o", str(out)])
+    assert rc == 0
+    nv, nf = _counts(capsys.readouterr().out)
+    assert (out.parent / "face.mtl").is_file() and (out.parent / "face_0.png").is_file()
+    back = meshing.load_mesh(out)
+    assert (back.n_vertices, back.n_faces) == (nv, nf)
+    expected = meshing.mesh_from_maps(depth.astype(np.float32), mask, image)
+    assert abs(nv - expected.n_vertices) <= 0.01 * nv  # same pipeline; depth went through 1/256 px quantisation
+
+
+def test_mesh_command_ply_with_switches(tmp_path, maps, capsys):
+    paths, depth, mask, _ = maps
+    out = tmp_path / "raw.ply"
+    rc = main(["mesh", "--depth", str(paths["depth"]), "-o", str(out), "--density", "1", "--no-spikes",
+               "--smooth-iterations", "0", "--colors", "none"])
+    assert rc == 0
+    nv, nf = _counts(capsys.readouterr().out)
+    assert nv == int(mask.sum())  # one vertex per foreground pixel
+    back = meshing.load_mesh(out)
+    assert back.colors is None and back.n_faces == nf
+    np.testing.assert_allclose(np.sort(back.vertices[:, 2]), np.sort(np.round(depth[mask] * 256) / 256), atol=1e-4)
+
+
+def test_mesh_command_accepts_8bit_depth(tmp_path, capsys):
+    depth, mask, _ = hemisphere(48, 18.0)
+    p = atomic_write_png(tmp_path / "d8.png", np.rint(depth).astype(np.uint8))
+    assert main(["mesh", "--depth", str(p), "-o", str(tmp_path / "m.ply")]) == 0
+    nv, nf = _counts(capsys.readouterr().out)
+    assert nv > 0.5 * mask.sum() and nf > nv
+
+
+def test_mesh_command_errors_name_the_file(tmp_path, maps, capsys):
+    paths, *_ = maps
+    out = str(tmp_path / "x.ply")
+    missing = tmp_path / "nope.png"
+    assert main(["mesh", "--depth", str(missing), "-o", out]) == 1
+    assert str(missing) in capsys.readouterr().err
+
+    small = atomic_write_png(tmp_path / "small_mask.png", np.full((32, 32), 255, np.uint8))
+    assert main(["mesh", "--depth", str(paths["depth"]), "--mask", str(small), "-o", out]) == 1
+    err = capsys.readouterr().err
+    assert str(small) in err and "differs" in err
+
+    empty = atomic_write_png(tmp_path / "empty.png", np.zeros((32, 32), np.uint16))
+    assert main(["mesh", "--depth", str(empty), "-o", out]) == 1
+    err = capsys.readouterr().err
+    assert str(empty) in err and "no foreground" in err
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"garbage")
+    assert main(["mesh", "--depth", str(junk), "-o", out]) == 1
+    assert str(junk) in capsys.readouterr().err
+
+    assert main(["mesh", "--depth", str(paths["depth"]), "-o", str(tmp_path / "x.stl")]) == 2
+    assert "x.stl" in capsys.readouterr().err
+
+    assert main(["mesh", "--depth", str(paths["depth"]), "-o", out, "--smooth-lambda", "3"]) == 2
+    assert "smooth_lambda" in capsys.readouterr().err
+    assert not (tmp_path / "x.ply").exists()
+
+
+def test_mesh_help_lists_flags(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["mesh", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--depth", "--corr", "--image", "--mask", "--density", "--no-spikes", "--smooth-iterations",
+                 "--detail-strength", "--triangulation"):
+        assert flag in text

@@ -1,0 +1,105 @@
+"""meshing.save_mesh / load_mesh: PLY and textured OBJ round trips."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import meshing
+from data_prep.io import read_png
+from meshing import MeshConfig, MeshIOError
+from test_meshing_surfaces import hemisphere
+
+
+@pytest.fixture(scope="module")
+def textured():
+    depth, mask, _ = hemisphere(48, 18.0)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    corr = rng.random((48, 48, 3)).astype(np.float32)
+    return meshing.mesh_from_maps(depth, mask, image, corr, MeshConfig()), image
+
+
+def _sorted_rows(a):
+    a = np.asarray(a, dtype=np.float64)
+    return a[np.lexsort(a.T[::-1])]
+
+
+def test_ply_round_trip_keeps_order_and_colours(tmp_path, textured):
+    mesh, image = textured
+    path = meshing.save_mesh(tmp_path / "face.ply", mesh, texture=image)
+    back = meshing.load_mesh(path)
+    assert back.n_vertices == mesh.n_vertices and back.n_faces == mesh.n_faces
+    np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-5)
+    np.testing.assert_array_equal(back.faces, mesh.faces)
+    np.testing.assert_allclose(back.colors, mesh.colors, atol=1 / 255 + 1e-6)  # 8-bit colour in PLY
+    assert np.isnan(back.pixels).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ply"]  # no temp files left behind
+
+
+def test_obj_round_trip_references_its_texture(tmp_path, textured):
+    mesh, image = textured
+    path = meshing.save_mesh(tmp_path / "face.obj", mesh, texture=image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.mtl", "face.obj", "face_0.png"]
+    obj = path.read_text()
+    assert re.search(r"^mtllib face\.mtl$", obj, re.M)
+    assert re.search(r"^usemtl ", obj, re.M)
+    assert len(re.findall(r"^vt ", obj, re.M)) == 3 * mesh.n_faces
+    mtl = (tmp_path / "face.mtl").read_text()
+    tex_name = re.search(r"^map_Kd (\S+)$", mtl, re.M).group(1)
+    texture = read_png(tmp_path / tex_name)
+    np.testing.assert_array_equal(texture, image)  # RGB order kept, same size as the uvs assume
+    back = meshing.load_mesh(path)
+    assert back.n_vertices == mesh.n_vertices and back.n_faces == mesh.n_faces
+    # Open3D renumbers OBJ vertices by first use: compare (position, uv) rows as sets
+    a = _sorted_rows(np.hstack([mesh.vertices, mesh.uvs]))
+    b = _sorted_rows(np.hstack([back.vertices, back.uvs]))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # the same triangles: map loaded vertices to the originals by position, compare index triples
+    from scipy.spatial import cKDTree
+
+    dist, to_orig = cKDTree(mesh.vertices).query(back.vertices)
+    assert dist.max() < 1e-3 and len(np.unique(to_orig)) == mesh.n_vertices
+    tri_a = {tuple(sorted(t)) for t in mesh.faces.tolist()}
+    tri_b = {tuple(sorted(t)) for t in to_orig[back.faces].tolist()}
+    assert tri_a == tri_b
+
+
+def test_obj_uvs_point_at_the_source_pixels(tmp_path, textured):
+    mesh, image = textured
+    meshing.save_mesh(tmp_path / "m.obj", mesh, texture=image)
+    back = meshing.load_mesh(tmp_path / "m.obj")
+    h, w = image.shape[:2]
+    col = back.uvs[:, 0] * w - 0.5
+    row = (1 - back.uvs[:, 1]) * h - 0.5
+    colors = meshing.sample_colors(image, np.stack([row, col], 1))
+    np.testing.assert_allclose(colors, back.colors, atol=2 / 255)  # texture and vertex colours agree
+
+
+def test_obj_without_texture_and_bad_paths(tmp_path, textured):
+    mesh, _ = textured
+    meshing.save_mesh(tmp_path / "plain.obj", mesh)
+    back = meshing.load_mesh(tmp_path / "plain.obj")
+    assert back.n_vertices == mesh.n_vertices and back.uvs is None
+    assert not list(tmp_path.glob("plain_*.png"))
+    with pytest.raises(MeshIOError, match="unsupported"):
+        meshing.save_mesh(tmp_path / "m.stl", mesh)
+    with pytest.raises(MeshIOError, match="not found"):
+        meshing.load_mesh(tmp_path / "missing.ply")
+    (tmp_path / "junk.ply").write_bytes(b"not a mesh")
+    with pytest.raises(MeshIOError, match="junk.ply"):
+        meshing.load_mesh(tmp_path / "junk.ply")
+    bad = meshing.FaceMesh(mesh.vertices, mesh.faces + 10**6, mesh.pixels)
+    with pytest.raises(MeshIOError, match="invalid mesh"):
+        meshing.save_mesh(tmp_path / "bad.ply", bad)
+    assert not (tmp_path / "bad.ply").exists()
+
+
+def test_overwrite_is_atomic_and_complete(tmp_path, textured):
+    mesh, image = textured
+    target = tmp_path / "face.obj"
+    meshing.save_mesh(target, mesh, texture=image)
+    meshing.save_mesh(target, mesh, texture=image)  # replaces in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.mtl", "face.obj", "face_0.png"]
+    assert meshing.load_mesh(target).n_faces == mesh.n_faces
