@@ -1,0 +1,63 @@
+"""``facevision train``: train the dual U-Net GAN on a facevision dataset."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from facevision.model.config import ModelConfig
+from facevision.train.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "train", help="train the depth + correspondence generator on a prepared dataset",
+        description="Train the shared-encoder dual U-Net generator with two PatchGAN discriminators. "
+                    "Multi-GPU: torchrun --nproc_per_node=N -m facevision train ...",
+    )
+    p.add_argument("--data", required=True, help="dataset folder written by `facevision prepare` (has manifest.json)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, vis/ grids")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="generator learning rate (Adam)")
+    p.add_argument("--lr-disc", type=float, default=_DEFAULTS.lr_disc, help="discriminator learning rate (Adam)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--encoder", default=ModelConfig.encoder_name, help="segmentation-models-pytorch encoder name")
+    p.add_argument("--encoder-weights", default=None, help="e.g. imagenet, if present in your local cache (default: none)")
+    p.add_argument("--gan-mode", choices=["lsgan", "vanilla"], default=_DEFAULTS.gan_mode)
+    p.add_argument("--l1-weight", type=float, default=_DEFAULTS.l1_weight, help="lambda_1 of Eq. 1")
+    p.add_argument("--grad-weight", type=float, default=_DEFAULTS.grad_weight, help="lambda_g of Eq. 1")
+    p.add_argument("--adv-weight", type=float, default=_DEFAULTS.adv_weight)
+    p.add_argument("--mask-weight", type=float, default=_DEFAULTS.mask_weight)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--workers", type=int, default=_DEFAULTS.num_workers, help="data loader processes")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap batches per epoch (quick runs)")
+    p.add_argument("--save-every-steps", type=int, default=200, help="also checkpoint mid-epoch every N steps (0: off)")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_prep.dataset_format import DatasetFormatError
+    from facevision.model import ModelConfig
+    from facevision.train.checkpoint import CheckpointError
+    from facevision.train.loop import RunFolderError, train
+
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_disc=args.lr_disc, gan_mode=args.gan_mode,
+        adv_weight=args.adv_weight, l1_weight=args.l1_weight, grad_weight=args.grad_weight,
+        mask_weight=args.mask_weight, augment=not args.no_augment, num_workers=args.workers, seed=args.seed,
+        max_steps_per_epoch=args.max_steps_per_epoch, amp=not args.no_amp,
+    )
+    model_cfg = ModelConfig(encoder_name=args.encoder, encoder_weights=args.encoder_weights)
+    try:
+        train(args.data, args.out, cfg, model_cfg, device=args.device, resume=args.resume,
+              save_every_steps=args.save_every_steps)
+    except (DatasetFormatError, RunFolderError, CheckpointError, ValueError) as exc:
+        print(f"facevision train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,1 @@
+"""Working with predicted maps: visualization, landmarks and pose read from correspondence."""

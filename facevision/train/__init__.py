@@ -1,0 +1,1 @@
+"""Training: losses, the GAN loop, checkpoints and validation."""

@@ -1,0 +1,49 @@
+"""Training configuration (one dataclass)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and loss settings.
+
+    Loss per task t in {depth, corr} (paper Eq. 1):
+        L_G,t = adv_weight * L_adv,t + l1_weight * L1(pred, label) + grad_weight * L1(grad pred, grad label)
+    with L1 terms averaged over the label's face mask (background carries no label), plus
+    mask_weight * BCE(mask logits, label mask) for the face-mask head.
+    gan_mode "lsgan" (least squares, default: non-saturating, smoother gradients and more stable
+    with small batches) or "vanilla" (binary cross-entropy, as in the original GAN/pix2pix).
+    l1_weight 100 follows pix2pix; maps are in [0, 1] so their L1 terms are ~1e-2.
+    """
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-4
+    lr_disc: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    gan_mode: str = "lsgan"
+    adv_weight: float = 1.0
+    l1_weight: float = 100.0
+    grad_weight: float = 50.0
+    mask_weight: float = 10.0
+    augment: bool = True
+    num_workers: int = 2
+    seed: int = 0
+    vis_samples: int = 8
+    max_steps_per_epoch: int | None = None
+    amp: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "betas" in kw:
+            kw["betas"] = tuple(kw["betas"])
+        return cls(**kw)

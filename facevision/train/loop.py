@@ -1,0 +1,286 @@
+"""The GAN training loop: resumable, atomic checkpoints, per-epoch validation, CSV log, PNG grids.
+
+Run folder layout (``--out RUN_DIR``)::
+
+    last.pt              full training state (models, optimizers, epoch, step), weights_only-loadable
+    last.safetensors     generator weights after the last finished epoch (for predict/evaluate)
+    best.safetensors     generator weights with the best validation score
+    log.csv              one row per epoch: train losses, val metrics, images/s
+    vis/epoch_NNN.png    fixed validation samples: input | depth label | depth pred | corr label | corr pred
+    config.json          model + training config of the run
+
+Distributed: launched by ``torchrun --nproc_per_node=N -m facevision train ...`` every process
+trains on its shard (DistributedSampler) with DDP-wrapped models; rank 0 alone writes files.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from data_prep.io import atomic_write, atomic_write_json, atomic_write_png
+from facevision.data import AugmentConfig, FaceMapsDataset
+from facevision.maps.visualize import corr_to_rgb, depth_to_rgb, image_grid
+from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
+from facevision.train.checkpoint import load_training_state, save_generator, save_training_state
+from facevision.train.config import TrainConfig
+from facevision.train.step import gan_step
+from facevision.train.metrics import MapMetrics
+
+
+class RunFolderError(ValueError):
+    """The run folder is in a state that does not match the request (e.g. exists without --resume)."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def _init_distributed(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend)
+    d = Dist(rank=torch.distributed.get_rank(), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(d.local_rank)
+    return d
+
+
+class ResumableSampler(Sampler[int]):
+    """Seeded permutation per epoch; can start part-way through an epoch (mid-epoch resume)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    return m.module if hasattr(m, "module") else m
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _visual_grid(images: list[np.ndarray], rows: list[dict]) -> bytes:
+    tiles = [[img, depth_to_rgb(r["depth_label"], r["mask"]), depth_to_rgb(r["depth_pred"], r["mask_pred"]),
+              corr_to_rgb(r["corr_label"], r["mask"]), corr_to_rgb(r["corr_pred"], r["mask_pred"])]
+             for img, r in zip(images, rows)]
+    return image_grid(tiles)
+
+
+@torch.no_grad()
+def validate(generator: torch.nn.Module, loader: DataLoader, device: torch.device, size: int,
+             vis_count: int = 0) -> tuple[dict[str, float], np.ndarray | None]:
+    """Masked depth MAE (crop px), correspondence MAE and mask IoU over a loader; optional grid of the first samples."""
+    generator.eval()
+    metrics = MapMetrics(size)
+    vis_rows: list[dict] = []
+    vis_imgs: list[np.ndarray] = []
+    for batch in loader:
+        batch = _to(batch, device)
+        out = _unwrap(generator)(batch["image"])
+        mask_prob = torch.sigmoid(out.mask_logits)
+        metrics.update(out.depth.float(), out.corr.float(), mask_prob.float(), batch)
+        for i in range(batch["image"].shape[0]):
+            if len(vis_rows) >= vis_count:
+                break
+            vis_imgs.append((batch["image"][i].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8))
+            vis_rows.append({
+                "depth_label": batch["depth"][i, 0].cpu().numpy(), "mask": batch["mask"][i, 0].cpu().numpy() > 0.5,
+                "depth_pred": out.depth[i, 0].float().cpu().numpy(), "mask_pred": mask_prob[i, 0].cpu().numpy() > 0.5,
+                "corr_label": batch["corr"][i].permute(1, 2, 0).cpu().numpy(),
+                "corr_pred": out.corr[i].float().permute(1, 2, 0).cpu().numpy(),
+            })
+    generator.train()
+    grid = _visual_grid(vis_imgs, vis_rows) if vis_rows else None
+    return metrics.result(), grid
+
+
+def validation_score(m: dict[str, float], size: int) -> float:
+    """Lower is better: depth MAE as a fraction of the crop + correspondence MAE + (1 - mask IoU)."""
+    return m["depth_mae_px"] / size + m["corr_mae"] + (1.0 - m["mask_iou"])
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    """Rewrite the CSV atomically with one more row (keeps the log whole after a kill)."""
+    rows: list[dict[str, Any]] = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    rows = [r for r in rows if int(r["epoch"]) < int(row["epoch"])] + [row]
+    fields = list(row.keys())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda p: p.write_text(buf.getvalue()))
+
+
+def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
+          model_config: ModelConfig | None = None, device: str = "auto", resume: bool = False,
+          save_every_steps: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Train the generator and discriminators; returns the last epoch's log row.
+
+    Raises:
+        DatasetFormatError: the dataset folder is missing or malformed.
+        RunFolderError: ``out`` already holds a run and ``resume`` is False.
+    """
+    cfg = config or TrainConfig()
+    out = Path(out)
+    dev = resolve_device(device)
+    dist = _init_distributed(dev)
+    if dist.world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+    torch.manual_seed(cfg.seed + dist.rank)
+
+    state: dict[str, Any] | None = None
+    last_pt = out / "last.pt"
+    if resume:
+        state = load_training_state(last_pt)
+        model_config = ModelConfig.from_dict(state["model_config"])
+    elif last_pt.exists():
+        raise RunFolderError(f"{out}: already holds a training run (last.pt); pass --resume to continue it or choose a new --out")
+    model_config = model_config or ModelConfig()
+
+    train_set = FaceMapsDataset(data, "train", AugmentConfig() if cfg.augment else None, seed=cfg.seed)
+    val_set = FaceMapsDataset(data, "val")
+    size = train_set.size
+    if size % 32:
+        raise ValueError(f"{data}: crop size {size} must be divisible by 32 for the U-Net")
+
+    generator = DualUnetGenerator(model_config).to(dev)
+    disc_depth = PatchDiscriminator(4, model_config.disc_channels).to(dev)
+    disc_corr = PatchDiscriminator(6, model_config.disc_channels).to(dev)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(list(disc_depth.parameters()) + list(disc_corr.parameters()), lr=cfg.lr_disc, betas=cfg.betas)
+
+    start_epoch, step, batch_in_epoch, best = 0, 0, 0, math.inf
+    if state is not None:
+        generator.load_state_dict(state["generator"])
+        disc_depth.load_state_dict(state["disc_depth"])
+        disc_corr.load_state_dict(state["disc_corr"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+        batch_in_epoch, best = int(state.get("batch_in_epoch", 0)), float(state.get("best_score", math.inf))
+
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [dev.index] if dev.type == "cuda" else None
+        generator, disc_depth, disc_corr = (DDP(m, device_ids=ids) for m in (generator, disc_depth, disc_corr))
+        from torch.utils.data.distributed import DistributedSampler
+        sampler: Sampler = DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank, seed=cfg.seed)
+    else:
+        sampler = ResumableSampler(len(train_set), cfg.seed)
+
+    workers = cfg.num_workers
+    loader_kw = dict(num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=False)
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_set) > cfg.batch_size, **loader_kw)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
+
+    use_amp = cfg.amp and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
+
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", {"train": cfg.to_dict(), "model": model_config.to_dict(), "data": str(data)})
+
+    def snapshot(epoch: int, batch_idx: int) -> dict[str, Any]:
+        return {
+            "generator": _unwrap(generator).state_dict(), "disc_depth": _unwrap(disc_depth).state_dict(),
+            "disc_corr": _unwrap(disc_corr).state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "epoch": epoch, "step": step, "batch_in_epoch": batch_idx, "best_score": best,
+            "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
+        }
+
+    row: dict[str, Any] = {}
+    generator.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        train_set.set_epoch(epoch)
+        skip = batch_in_epoch if epoch == start_epoch else 0
+        if isinstance(sampler, ResumableSampler):
+            sampler.set_epoch(epoch, start=skip * cfg.batch_size)
+        else:
+            sampler.set_epoch(epoch)
+            skip = 0
+        sums: dict[str, float] = {}
+        n_batches, n_images, t0 = 0, 0, time.time()
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and dist.main),
+                   dynamic_ncols=True)
+        for i, batch in enumerate(bar, start=skip):
+            if cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch:
+                break
+            batch = _to(batch, dev)
+            losses = gan_step(generator, disc_depth, disc_corr, opt_g, opt_d, batch, cfg, autocast, scaler)
+            img = batch["image"]
+            step += 1
+            n_batches += 1
+            n_images += img.shape[0] * dist.world
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(g=f"{sums['loss_g'] / n_batches:.3f}", d=f"{sums['loss_d'] / n_batches:.3f}")
+            if save_every_steps and dist.main and step % save_every_steps == 0:
+                save_training_state(last_pt, snapshot(epoch, i + 1))
+        elapsed = time.time() - t0
+        metrics, grid = validate(generator, val_loader, dev, size, cfg.vis_samples if dist.main else 0)
+        score = validation_score(metrics, size)
+        row = {"epoch": epoch + 1, "step": step, **{k: round(v / max(n_batches, 1), 6) for k, v in sums.items()},
+               **{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6),
+               "images_per_s": round(n_images / max(elapsed, 1e-9), 2), "epoch_s": round(elapsed, 1)}
+        if dist.main:
+            meta = {"epoch": epoch + 1, "val": metrics, "data": str(data)}
+            save_generator(out / "last.safetensors", _unwrap(generator), meta)
+            if score < best:
+                best = score
+                save_generator(out / "best.safetensors", _unwrap(generator), meta)
+            if grid is not None:
+                atomic_write_png(out / "vis" / f"epoch_{epoch + 1:03d}.png", grid)
+            _append_csv(out / "log.csv", row)
+            save_training_state(last_pt, snapshot(epoch + 1, 0))
+            if progress:
+                print(json.dumps(row), flush=True)
+    if dist.world > 1:
+        torch.distributed.destroy_process_group()
+    return row

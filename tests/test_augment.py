@@ -1,0 +1,48 @@
+"""Augmentation keeps labels true: flips mirror the correspondence u channel, geometry stays aligned."""
+from __future__ import annotations
+
+import numpy as np
+
+from data_prep.toy import toy_sample
+from facevision.data.augment import AugmentConfig, augment_sample, hflip_sample
+
+
+def _u_slope(corr: np.ndarray, mask: np.ndarray) -> float:
+    """Least-squares slope of u against the column index inside the mask (> 0: u grows to the right)."""
+    rows, cols = np.nonzero(mask)
+    return float(np.polyfit(cols.astype(float), corr[rows, cols, 0], 1)[0])
+
+
+def test_flip_keeps_correspondence_convention() -> None:
+    s = toy_sample(96, np.random.default_rng(1))
+    assert _u_slope(s.corr, s.mask) > 0
+    image, depth, corr, mask = hflip_sample(s.image, s.depth, s.corr, s.mask)
+    # still "u grows to the image right", v and w unchanged per mirrored pixel
+    assert _u_slope(corr, mask) > 0
+    np.testing.assert_allclose(corr[..., 1:], s.corr[:, ::-1, 1:])
+    np.testing.assert_array_equal(depth, s.depth[:, ::-1])
+    np.testing.assert_array_equal(image, s.image[:, ::-1])
+    assert np.all(corr[~mask] == 0)
+    # flipping twice is the identity
+    back = hflip_sample(image, depth, corr, mask)
+    np.testing.assert_allclose(back[2], s.corr, atol=1e-6)
+
+
+def test_naive_flip_would_break_convention() -> None:
+    s = toy_sample(96, np.random.default_rng(2))
+    assert _u_slope(s.corr[:, ::-1], s.mask[:, ::-1]) < 0  # the check above can fail
+
+
+def test_geometric_augmentation_keeps_maps_aligned() -> None:
+    cfg = AugmentConfig(flip_p=0.5, affine_p=1.0, photometric_p=1.0)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        s = toy_sample(96, np.random.default_rng(int(rng.integers(1000))))
+        image, depth, corr, mask = augment_sample(s.image, s.depth, s.corr, s.mask, cfg, rng)
+        assert image.shape == s.image.shape and image.dtype == np.uint8
+        assert np.all(depth[~mask] == 0) and np.all(corr[~mask] == 0)
+        assert np.all(depth[mask] > 0)
+        assert abs(int(mask.sum()) - int(s.mask.sum())) < 0.1 * s.mask.sum()  # rigid motion keeps the area
+        assert _u_slope(corr, mask) > 0
+        # depth values are moved, not rescaled
+        assert abs(float(depth.max()) - float(s.depth.max())) < 0.5

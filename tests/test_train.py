@@ -1,0 +1,118 @@
+"""Training: overfitting a tiny generated set, checkpoints, resume, and dataset errors."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from data_prep.dataset_format import DatasetFormatError
+from data_prep.toy import make_toy_dataset
+from facevision.cli import main
+from facevision.data import FaceMapsDataset
+from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
+from facevision.train.checkpoint import load_generator, load_training_state, save_generator
+from facevision.train.config import TrainConfig
+from facevision.train.loop import RunFolderError, train
+from facevision.train.step import gan_step
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_dataset(root, count=8, size=SIZE, seed=0)
+    return root
+
+
+def test_overfit_lowers_l1(toy_data: Path) -> None:
+    torch.manual_seed(0)
+    batch = next(iter(DataLoader(FaceMapsDataset(toy_data, "train"), batch_size=4)))
+    mc = ModelConfig()
+    g, dd, dc = DualUnetGenerator(mc), PatchDiscriminator(4, mc.disc_channels), PatchDiscriminator(6, mc.disc_channels)
+    cfg = TrainConfig(lr=1e-3)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(list(dd.parameters()) + list(dc.parameters()), lr=cfg.lr, betas=cfg.betas)
+    history = [gan_step(g, dd, dc, opt_g, opt_d, batch, cfg) for _ in range(40)]
+    first = np.mean([h["depth_l1"] + h["corr_l1"] for h in history[:3]])
+    last = np.mean([h["depth_l1"] + h["corr_l1"] for h in history[-3:]])
+    assert last < 0.5 * first, (first, last)
+    assert history[-1]["mask_bce"] < history[0]["mask_bce"]
+
+
+def test_generator_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    g = DualUnetGenerator(ModelConfig(decoder_channels=(32, 24, 16, 16, 8))).eval()
+    path = save_generator(tmp_path / "g.safetensors", g, {"epoch": 3})
+    loaded = load_generator(path)
+    assert loaded.config.decoder_channels == (32, 24, 16, 16, 8)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        a, b = g(x), loaded(x)
+    for ta, tb in zip(a, b):
+        assert torch.equal(ta, tb)
+
+
+def test_train_writes_run_and_resumes(toy_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = TrainConfig(epochs=1, batch_size=2, num_workers=0, max_steps_per_epoch=2, vis_samples=2)
+    train(toy_data, run, cfg, device="cpu", progress=False)
+    for name in ("last.pt", "last.safetensors", "best.safetensors", "log.csv", "config.json", "vis/epoch_001.png"):
+        assert (run / name).is_file(), name
+    state = load_training_state(run / "last.pt")
+    assert state["epoch"] == 1 and state["step"] == 2
+    assert int(state["opt_g"]["state"][0]["step"]) == 2
+
+    with pytest.raises(RunFolderError, match="--resume"):
+        train(toy_data, run, cfg, device="cpu", progress=False)
+
+    cfg.epochs = 2
+    row = train(toy_data, run, cfg, device="cpu", resume=True, progress=False)
+    assert row["epoch"] == 2 and row["step"] == 4
+    state = load_training_state(run / "last.pt")
+    assert int(state["opt_g"]["state"][0]["step"]) == 4  # optimizer moments continued, not restarted
+    with open(run / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["val_depth_mae_px"]) >= 0 and 0 <= float(rows[-1]["val_mask_iou"]) <= 1
+
+
+def test_resume_mid_epoch_after_kill(toy_data: Path, tmp_path: Path) -> None:
+    """A checkpoint written mid-epoch resumes at the next batch of the same epoch."""
+    run = tmp_path / "run"
+    cfg = TrainConfig(epochs=1, batch_size=2, num_workers=0, max_steps_per_epoch=3, vis_samples=0)
+    train(toy_data, run, cfg, device="cpu", progress=False, save_every_steps=1)
+    state = load_training_state(run / "last.pt")
+    # simulate a kill after step 1 of epoch 0: rewind the checkpoint to its mid-epoch form
+    state.update(epoch=0, step=1, batch_in_epoch=1)
+    torch.save(state, run / "last.pt")
+    row = train(toy_data, run, cfg, device="cpu", resume=True, progress=False)
+    assert row["epoch"] == 1 and row["step"] == 3  # 1 done before the kill + 2 remaining batches
+
+
+def test_missing_and_malformed_dataset_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFormatError, match="does not exist"):
+        FaceMapsDataset(tmp_path / "nope", "train")
+    with pytest.raises(DatasetFormatError, match="manifest.json: missing"):
+        FaceMapsDataset(tmp_path, "train")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(DatasetFormatError, match="not valid JSON"):
+        FaceMapsDataset(tmp_path, "train")
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "facevision-dataset", "version": 1,
+                                                        "samples": [{"id": "a", "identity": "a", "split": "train"}]}))
+    with pytest.raises(DatasetFormatError, match="sample files missing"):
+        FaceMapsDataset(tmp_path, "train")
+    with pytest.raises(DatasetFormatError, match="no samples in split 'val'"):
+        FaceMapsDataset(tmp_path, "val")
+
+
+def test_train_cli_reports_bad_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "does not exist" in err
