@@ -18,7 +18,7 @@ all in source-map pixels (see :mod:`meshing.types`).
 from meshing.cleanup import (boundary_vertices, compact, face_areas, largest_component, longest_edges,
                              remove_background, remove_spikes)
 from meshing.io import MeshIOError, load_mesh, save_mesh
-from meshing.lift import bilinear, foreground, lift, orient_faces, resample, triangulate, triangulate_grid
+from meshing.lift import bilinear, foreground, lattice_step, lift, orient_faces, resample, triangulate, triangulate_grid
 from meshing.pipeline import check_maps, mesh_from_maps
 from meshing.refine import fill_detail, high_pass, one_ring_mean, smooth_laplacian, to_gray, vertex_normals
 from meshing.sample import image_to_float, pixel_uvs, sample_colors, sample_corr
@@ -26,7 +26,7 @@ from meshing.types import FaceMesh, MeshConfig, MeshingError
 
 __all__ = [
     "MeshConfig", "FaceMesh", "MeshingError", "MeshIOError",
-    "lift", "foreground", "resample", "triangulate", "triangulate_grid", "orient_faces", "bilinear",
+    "lift", "foreground", "resample", "lattice_step", "triangulate", "triangulate_grid", "orient_faces", "bilinear",
     "remove_background", "remove_spikes", "largest_component", "compact", "face_areas", "longest_edges",
     "boundary_vertices",
     "smooth_laplacian", "fill_detail", "vertex_normals", "high_pass", "one_ring_mean", "to_gray",

@@ -12,7 +12,8 @@ import numpy as np
 
 from meshing.types import NONFINITE_POLICIES, TRIANGULATIONS, MeshingError
 
-__all__ = ["foreground", "resample", "lift", "triangulate", "triangulate_grid", "orient_faces", "bilinear"]
+__all__ = ["foreground", "resample", "lattice_step", "lift", "triangulate", "triangulate_grid", "orient_faces",
+           "bilinear"]
 
 
 def _as_depth(depth: np.ndarray) -> np.ndarray:
@@ -66,7 +67,19 @@ def _interp_matrix(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
     return m, pos
 
 
-def resample(depth: np.ndarray, fg: np.ndarray, density: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _lattice_shape(shape: tuple[int, int], density: float) -> tuple[int, int]:
+    s = float(np.sqrt(density))
+    return max(1, int(round(shape[0] * s))), max(1, int(round(shape[1] * s)))
+
+
+def lattice_step(shape: tuple[int, int], density: float) -> tuple[float, float]:
+    """(row, col) spacing in source pixels of the lattice :func:`resample` uses for ``density``."""
+    h, w = _lattice_shape(shape, density)
+    return shape[0] / h, shape[1] / w
+
+
+def resample(depth: np.ndarray, fg: np.ndarray,
+             density: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Re-sample depth on a lattice of ``density`` points per source pixel.
 
     Returns ``(z, valid, rows, cols)``: lattice depth (h, w), lattice foreground (h, w)
@@ -77,8 +90,7 @@ def resample(depth: np.ndarray, fg: np.ndarray, density: float) -> tuple[np.ndar
     h_in, w_in = d.shape
     if not (np.isfinite(density) and density > 0):
         raise MeshingError(f"density must be positive, got {density!r}")
-    s = float(np.sqrt(density))
-    h, w = max(1, int(round(h_in * s))), max(1, int(round(w_in * s)))
+    h, w = _lattice_shape((h_in, w_in), density)
     if (h, w) == (h_in, w_in):
         return d, fg.copy(), np.arange(h_in, dtype=np.float64), np.arange(w_in, dtype=np.float64)
     ry, rows = _interp_matrix(h, h_in)

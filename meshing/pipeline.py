@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from meshing.cleanup import compact, remove_background, remove_spikes
-from meshing.lift import foreground, lift
+from meshing.lift import foreground, lattice_step, lift
 from meshing.refine import fill_detail, smooth_laplacian
 from meshing.sample import pixel_uvs, sample_colors, sample_corr
 from meshing.types import FaceMesh, MeshConfig, MeshingError
@@ -33,7 +33,7 @@ def check_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndar
 
 
 def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndarray | None = None,
-                   corr: np.ndarray | None = None, config: MeshConfig = MeshConfig()) -> FaceMesh:
+                   corr: np.ndarray | None = None, config: MeshConfig | None = None) -> FaceMesh:
     """Depth (+ mask, photo, correspondence) maps -> refined mesh, all steps per ``config``.
 
     Args:
@@ -41,6 +41,7 @@ def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.
         mask: (H, W) foreground mask (bool or > 0), optional.
         image: (H, W, 3) photo (uint8 RGB or float in [0, 1]) for detail, colours and uvs.
         corr: (H, W, 3) correspondence map in [0, 1], sampled per vertex into ``mesh.corr``.
+        config: step switches and strengths (default ``MeshConfig()``).
 
     Steps: lift (sampled at ``vertex_density``) -> background removal -> spike removal +
     largest component -> Laplacian smoothing -> detail filling -> colours/uvs/corr.
@@ -48,6 +49,7 @@ def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.
     Raises:
         MeshingError: empty/degenerate/non-finite input or maps of different sizes.
     """
+    config = MeshConfig() if config is None else config
     shape = check_maps(depth, mask, image, corr)
     fg = foreground(depth, mask, config.nonfinite)
     n_fg = int(fg.sum())
@@ -59,7 +61,9 @@ def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.
     vertices, faces, pixels = lift(depth, fg, density=density, triangulation=config.triangulation,
                                    z_scale=config.z_scale, nonfinite="background")
     if config.remove_background:
-        faces = remove_background(vertices, faces, pixels, fg, edge_factor=config.background_edge_factor)
+        # a gap-bridging triangle has an edge longer than the lattice diagonal (<= 1.5 x the step)
+        max_edge = config.background_edge_factor * max(lattice_step(shape, density))
+        faces = remove_background(vertices, faces, pixels, fg, max_edge=max_edge)
         if len(faces) == 0:
             raise MeshingError("background removal left no triangles")
     if config.remove_spikes:

@@ -48,7 +48,8 @@ class MeshConfig:
         nonfinite: "error" (NaN/inf depth raises MeshingError) or "background" (treated as 0).
     Steps (each can be switched off):
         remove_background, background_edge_factor: drop triangles touching background or
-            spanning a background gap (longest 2D edge > factor x median 2D edge).
+            spanning a background gap (longest 2D edge > factor x the lattice step; a lattice
+            triangle's longest edge, its diagonal, is <= sqrt(2) x the step).
         remove_spikes, spike_edge_factor, spike_area_factor: drop triangles whose longest 3D
             edge or 3D area exceeds factor x the median; ``keep_largest_component``.
         smooth_iterations, smooth_lambda, smooth_pin_boundary: Open3D Laplacian smoothing

@@ -398,3 +398,23 @@ def test_facemesh_validate():
         FaceMesh(np.zeros((3, 3)), np.array([[0, 1, 3]]), np.zeros((3, 2))).validate()
     with pytest.raises(MeshingError):
         FaceMesh(np.zeros((3, 3)), np.array([[0, 1, 2]]), np.zeros((2, 2))).validate()
+
+
+def test_thin_and_non_square_maps_keep_their_triangles():
+    strip = np.full((3, 200), 5.0)  # anisotropic lattice after re-sampling (row step != col step)
+    mesh = meshing.mesh_from_maps(strip, config=MeshConfig(smooth_iterations=0))
+    assert mesh.n_faces >= 2 * (mesh.n_vertices // 2 - 1)
+    depth = np.zeros((40, 40))
+    depth[2:38, 2:10] = 5.0  # L shape: Delaunay's hull triangles over background must go
+    depth[30:38, 2:38] = 5.0
+    from scipy.ndimage import distance_transform_edt
+
+    to_fg = distance_transform_edt(depth == 0)  # px from each pixel to the nearest foreground pixel
+    counts = []
+    for tri in ("grid", "delaunay"):
+        mesh = meshing.mesh_from_maps(depth, config=MeshConfig(triangulation=tri, smooth_iterations=0))
+        centroid = mesh.pixels[mesh.faces].mean(axis=1)
+        r, c = np.rint(centroid[:, 0]).astype(int), np.rint(centroid[:, 1]).astype(int)
+        assert to_fg[r, c].max() <= 1.0, tri  # at most sub-pixel corner cuts, no triangle over the gap
+        counts.append((mesh.n_vertices, mesh.n_faces))
+    assert counts[0] == counts[1]  # both triangulate the same lattice cells

@@ -85,9 +85,7 @@ def _read_maps(args):
     from data_prep.io import read_photo, read_png
 
     depth_raw = read_png(args.depth)
-    if depth_raw.ndim == 3 and depth_raw.shape[2] not in (1, 3, 4):
-        raise _InputError(f"{args.depth}: a depth map needs 1 channel (or gray stored as RGB), got {depth_raw.shape[2]}")
-    depth = decode_depth(depth_raw)
+    depth = decode_depth(depth_raw)  # multi-channel PNG: gray in the first channel
     shape = depth.shape
 
     def same_size(path, arr):
