@@ -1,0 +1,49 @@
+"""Square crop boxes, zero padding and the point mapping between crop and photo pixels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_prep.crop import CropConfig, crop_image, crop_to_original, original_to_crop, square_crop_box
+
+
+def test_square_crop_box_is_square_and_centred():
+    cfg = CropConfig(size=128, margin=1.4, shift_y=-0.05)
+    box = square_crop_box((100.0, 80.0, 200.0, 180.0), cfg)
+    assert all(isinstance(v, int) for v in box)
+    assert box[2] - box[0] == box[3] - box[1] == 140
+    assert (box[0] + box[2]) / 2 == pytest.approx(150, abs=1)
+    assert (box[1] + box[3]) / 2 == pytest.approx(130 - 5, abs=1)
+    with pytest.raises(ValueError):
+        square_crop_box((5, 5, 5, 10), cfg)
+
+
+def test_crop_pads_outside_with_zeros():
+    img = np.full((50, 60, 3), 200, np.uint8)
+    out = crop_image(img, (-10, -10, 30, 30), 40)
+    assert out.shape == (40, 40, 3) and out.dtype == np.uint8
+    assert (out[:10] == 0).all() and (out[:, :10] == 0).all() and (out[10:, 10:] == 200).all()
+
+
+@pytest.mark.parametrize("box,size", [((20, 10, 80, 70), 128), ((5, -20, 205, 180), 64), ((30, 30, 94, 94), 64)])
+def test_point_mapping_matches_crop_pixels(box, size):
+    img = np.zeros((160, 200, 3), np.uint8)
+    # a smooth bump; its peak must land where original_to_crop says
+    yy, xx = np.mgrid[:160, :200]
+    px, py = 57.0, 44.0
+    img[..., 0] = np.clip(255 * np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * 6.0 ** 2)), 0, 255).astype(np.uint8)
+    crop = crop_image(img, box, size)
+    cx, cy = original_to_crop(np.array([[px, py]]), box, size)[0]
+    # intensity-weighted centroid of the bump in the crop
+    w = crop[..., 0].astype(np.float64)
+    cyy, cxx = np.mgrid[:size, :size]
+    assert (w * cxx).sum() / w.sum() == pytest.approx(cx, abs=0.3)
+    assert (w * cyy).sum() / w.sum() == pytest.approx(cy, abs=0.3)
+
+
+def test_mapping_round_trip_and_depth_scaling():
+    pts = np.random.default_rng(0).uniform(-50, 300, (20, 3))
+    box = (13, -7, 213, 193)
+    c = original_to_crop(pts, box, 128)
+    assert c[:, 2] == pytest.approx(pts[:, 2] * 128 / 200)
+    assert crop_to_original(c, box, 128) == pytest.approx(pts)
