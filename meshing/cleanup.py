@@ -22,18 +22,27 @@ def _check(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndar
     return v, f.astype(np.int64, copy=False)
 
 
+def _edges(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edge vectors p1 - p0, p2 - p1, p0 - p2 of each triangle (each (F, D))."""
+    p = np.asarray(points, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    p0, p1, p2 = p[f[:, 0]], p[f[:, 1]], p[f[:, 2]]
+    return p1 - p0, p2 - p1, p0 - p2
+
+
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """3D area of each triangle, (F,) float64."""
     v, f = _check(vertices, faces)
-    p = v[f]
-    return 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+    a, b, _ = _edges(v, f)
+    cx = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    cy = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    cz = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    return 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
 
 
 def _edge_sq(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Squared edge lengths (F, 3) of each triangle for 2D or 3D points."""
-    p = np.asarray(points, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
-    d = p[:, [1, 2, 0]] - p
-    return np.einsum("fkc,fkc->fk", d, d)
+    return np.stack([np.square(e).sum(axis=1) for e in _edges(points, faces)], axis=1)
 
 
 def longest_edges(points: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -53,17 +53,18 @@ def foreground(depth: np.ndarray, mask: np.ndarray | None = None, nonfinite: str
     return fg
 
 
-def _interp_matrix(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
-    """Dense (n_out, n_in) linear-interpolation matrix for lattice centres, and the positions."""
+def _interp_matrix(n_out: int, n_in: int):
+    """Sparse (n_out, n_in) linear-interpolation matrix for lattice centres, and the positions."""
+    from scipy.sparse import csr_matrix
+
     pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
     p = np.clip(pos, 0.0, n_in - 1.0)
     i0 = np.minimum(np.floor(p).astype(np.int64), max(n_in - 2, 0))
     w = p - i0
-    m = np.zeros((n_out, n_in))
+    i1 = np.minimum(i0 + 1, n_in - 1)
     rows = np.arange(n_out)
-    m[rows, i0] += 1.0 - w
-    if n_in > 1:
-        m[rows, i0 + 1] += w
+    m = csr_matrix((np.concatenate([1.0 - w, w]), (np.concatenate([rows, rows]), np.concatenate([i0, i1]))),
+                   shape=(n_out, n_in))  # duplicate entries (n_in == 1) are summed
     return m, pos
 
 
@@ -95,8 +96,8 @@ def resample(depth: np.ndarray, fg: np.ndarray,
         return d, fg.copy(), np.arange(h_in, dtype=np.float64), np.arange(w_in, dtype=np.float64)
     ry, rows = _interp_matrix(h, h_in)
     rx, cols = _interp_matrix(w, w_in)
-    wsum = ry @ fg.astype(np.float64) @ rx.T
-    zsum = ry @ d @ rx.T
+    wsum = np.asarray((rx @ np.asarray(ry @ fg.astype(np.float64)).T).T)
+    zsum = np.asarray((rx @ np.asarray(ry @ d).T).T)
     valid = wsum >= 0.5 - 1e-9
     z = np.where(valid, zsum / np.maximum(wsum, 1e-12), 0.0)
     valid &= z > 0

@@ -64,10 +64,17 @@ def test_bench_lift_delaunay(benchmark, face):
     assert len(f) > 1.9 * len(v)
 
 
-def test_bench_triangulate_grid_vs_delaunay_only(benchmark, stages):
-    _, _, px = stages["lift"]
+def test_bench_triangulate_delaunay_only(benchmark, stages):
+    _, f, px = stages["lift"]
     faces = benchmark(meshing.triangulate, px)  # qhull on the lattice points alone
-    assert len(faces) > 0
+    assert len(faces) >= len(f)
+
+
+def test_bench_triangulate_grid_only(benchmark, face):
+    depth, mask, *_ = face
+    _, valid, _, _ = meshing.resample(depth, mask, 0.62)
+    faces = benchmark(meshing.triangulate_grid, valid)
+    assert len(faces) > 1.9 * valid.sum()
 
 
 def test_bench_remove_background(benchmark, face, stages):

@@ -339,6 +339,10 @@ def test_degenerate_inputs_raise_clear_errors(density):
         meshing.mesh_from_maps(line, config=cfg)
     with pytest.raises(MeshingError):
         meshing.mesh_from_maps(line, config=MeshConfig(vertex_density=density, triangulation="delaunay"))
+    with pytest.raises(MeshingError):
+        meshing.mesh_from_maps(np.full((1, 50), 3.0), config=cfg)  # a one-row map
+    with pytest.raises(MeshingError):
+        meshing.mesh_from_maps(np.full((2, 2), 3.0), config=MeshConfig(vertex_density=0.01))  # sampled away
     with pytest.raises(MeshingError, match="empty"):
         meshing.mesh_from_maps(np.zeros((0, 0)), config=cfg)
     with pytest.raises(MeshingError, match="2D"):
@@ -418,3 +422,28 @@ def test_thin_and_non_square_maps_keep_their_triangles():
         assert to_fg[r, c].max() <= 1.0, tri  # at most sub-pixel corner cuts, no triangle over the gap
         counts.append((mesh.n_vertices, mesh.n_faces))
     assert counts[0] == counts[1]  # both triangulate the same lattice cells
+
+
+def test_random_small_maps_mesh_or_raise_meshing_error_never_crash():
+    rng = np.random.default_rng(7)
+    outcomes = {"mesh": 0, "error": 0}
+    for i in range(150):
+        h, w = rng.integers(1, 12, 2)
+        depth = rng.random((h, w)) * rng.choice([0.5, 5, 50])
+        depth[rng.random((h, w)) < rng.random()] = 0.0
+        if i % 5 == 0:
+            depth[rng.random((h, w)) < 0.1] = np.nan
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        cfg = MeshConfig(vertex_density=float(rng.choice([0.3, 0.62, 1.0, 3.0])),
+                         triangulation=str(rng.choice(["grid", "delaunay"])),
+                         nonfinite=str(rng.choice(["error", "background"])),
+                         smooth_pin_boundary=bool(rng.integers(2)))
+        try:
+            mesh = meshing.mesh_from_maps(depth, None, image, config=cfg)
+        except MeshingError:
+            outcomes["error"] += 1
+            continue
+        mesh.validate()
+        assert np.isfinite(mesh.vertices).all() and mesh.n_faces > 0
+        outcomes["mesh"] += 1
+    assert outcomes["mesh"] > 20 and outcomes["error"] > 20
