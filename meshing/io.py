@@ -101,7 +101,7 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
 
     if suffix == ".ply":
         atomic_write(path, write)
-        _default_mode(path)  # mkstemp creates 0600; give the usual umask-based mode
+        _default_mode(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
@@ -119,10 +119,8 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
 
 
 def _default_mode(path: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(path, 0o666 & ~umask)
+        os.chmod(path, 0o644)  # like the OBJ files Open3D writes (mkstemp makes 0600)
     except OSError:
         pass
 
