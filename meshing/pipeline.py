@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meshing.cleanup import compact, remove_background, remove_spikes
+from meshing.cleanup import compact, largest_component, remove_background, remove_spikes
 from meshing.lift import foreground, lattice_step, lift
 from meshing.refine import fill_detail, smooth_laplacian
 from meshing.sample import pixel_uvs, sample_colors, sample_corr
@@ -71,6 +71,8 @@ def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.
                                               area_factor=config.spike_area_factor,
                                               keep_largest=config.keep_largest_component)
     else:
+        if config.keep_largest_component:
+            faces = largest_component(faces, len(vertices))
         vertices, faces, kept = compact(vertices, faces)
     pixels = pixels[kept]
     if config.smooth_iterations > 0 and config.smooth_lambda > 0:
