@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from facevision.flame.geometry import barycentric_points, closest_points, vertex_normals
-from facevision.flame.lbs import flame_forward_torch, flame_tensors
+from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, torch_threads
 from facevision.flame.model import FlameModel
 
 __all__ = ["RelationConfig", "FlameCorrespondence", "relate_reference_to_flame", "reference_sha256", "cache_dir"]
@@ -161,7 +161,8 @@ def relate_reference_to_flame(model: FlameModel, reference: Any, config: Relatio
                     return rel
             except (ValueError, OSError, KeyError):
                 pass  # stale or broken cache: recompute
-    rel = _fit_relation(model, reference, ref_hash, config)
+    with torch_threads(1):
+        rel = _fit_relation(model, reference, ref_hash, config)
     if path is not None:
         try:
             rel.save(path)
@@ -283,8 +284,6 @@ def _nonrigid(model: FlameModel, pts: np.ndarray, ff: np.ndarray, s: float, r: n
     def forward() -> torch.Tensor:
         pose = torch.cat([zeros, zeros, jaw, zeros, zeros], 1)[:, : 3 * len(ft.parents)]
         v = flame_forward_torch(ft, betas, expr, pose)[0]
-        from facevision.flame.lbs import batch_rodrigues
-
         return torch.exp(log_s) * v @ batch_rodrigues(rot)[0].T + trans
 
     tri = bary = normal = None

@@ -9,14 +9,16 @@ Pose vector layout (FLAME, axis-angle radians): ``[global(3), neck(3), jaw(3), l
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from facevision.flame.model import FlameModel
 
-__all__ = ["FlameTensors", "flame_tensors", "batch_rodrigues", "blend_shapes", "lbs", "flame_forward_torch"]
+__all__ = ["torch_threads", "FlameTensors", "flame_tensors", "batch_rodrigues", "blend_shapes", "lbs", "flame_forward_torch"]
 
 
 @dataclass
@@ -31,6 +33,22 @@ class FlameTensors:
     parents: list[int]
     n_shape: int
     n_expr: int
+    J_template: torch.Tensor  # (J,3) joints of the template
+    J_dirs: torch.Tensor  # (J,3,n_shape+n_expr) joint offsets per coefficient (joints are linear in them)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Temporarily set torch's CPU thread count (FLAME fitting is many tiny ops: 1 thread is fastest,
+    and far faster than several threads on a busy machine)."""
+    old = torch.get_num_threads()
+    if n and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != old:
+            torch.set_num_threads(old)
 
 
 _TENSOR_CACHE: dict[tuple[str, torch.dtype], FlameTensors] = {}
@@ -41,13 +59,25 @@ def flame_tensors(model: FlameModel, dtype: torch.dtype = torch.float32) -> Flam
     key = (model.sha256, dtype)
     if key not in _TENSOR_CACHE:
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
+        dirs = np.concatenate([model.shapedirs, model.exprdirs], axis=2)
         _TENSOR_CACHE[key] = FlameTensors(
-            v_template=t(model.v_template), dirs=t(np.concatenate([model.shapedirs, model.exprdirs], axis=2)),
-            posedirs=t(model.posedirs), J_regressor=t(model.J_regressor), weights=t(model.weights),
-            parents=[int(p) for p in model.parents], n_shape=model.n_shape, n_expr=model.n_expr)
+            v_template=t(model.v_template), dirs=t(dirs), posedirs=t(model.posedirs), J_regressor=t(model.J_regressor),
+            weights=t(model.weights), parents=[int(p) for p in model.parents], n_shape=model.n_shape,
+            n_expr=model.n_expr, J_template=t(model.J_regressor @ model.v_template),
+            J_dirs=t(np.einsum("jv,vck->jck", model.J_regressor, dirs)))
         if len(_TENSOR_CACHE) > 8:
             _TENSOR_CACHE.pop(next(iter(_TENSOR_CACHE)))
     return _TENSOR_CACHE[key]
+
+
+def subset_tensors(ft: FlameTensors, vertex_ids: np.ndarray) -> FlameTensors:
+    """The model restricted to some vertices (joints still come from the whole shaped template), so
+    :func:`flame_forward_torch` poses only those vertices: used by the fitters for speed."""
+    ids = torch.as_tensor(np.asarray(vertex_ids, dtype=np.int64))
+    cols = (ids[:, None] * 3 + torch.arange(3)).reshape(-1)
+    return FlameTensors(v_template=ft.v_template[ids], dirs=ft.dirs[ids], posedirs=ft.posedirs[:, cols].contiguous(),
+                        J_regressor=ft.J_regressor[:, ids], weights=ft.weights[ids], parents=ft.parents,
+                        n_shape=ft.n_shape, n_expr=ft.n_expr, J_template=ft.J_template, J_dirs=ft.J_dirs)
 
 
 def batch_rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
@@ -77,19 +107,22 @@ def _left_mm(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def lbs(v_shaped: torch.Tensor, pose: torch.Tensor, posedirs: torch.Tensor, J_regressor: torch.Tensor,
-        parents: list[int], weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parents: list[int], weights: torch.Tensor, joints: torch.Tensor | None = None
+        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pose shaped vertices.
 
     Args:
         v_shaped: (B,V,3) template plus shape/expression offsets.
         pose: (B, 3*J) axis-angle per joint, parents before children.
         posedirs: (9*(J-1), V*3) pose-corrective basis. J_regressor: (J,V). weights: (V,J).
+        joints: (B,J,3) rest joints if already known (else regressed from ``v_shaped``).
     Returns:
         vertices (B,V,3) and posed joint locations (B,J,3).
     """
     b, nv = v_shaped.shape[:2]
     nj = len(parents)
-    joints = _left_mm(J_regressor, v_shaped)  # (B,J,3)
+    if joints is None:
+        joints = _left_mm(J_regressor, v_shaped)  # (B,J,3)
     rot = batch_rodrigues(pose.reshape(b, nj, 3))  # (B,J,3,3)
     eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
     pose_feature = (rot[:, 1:] - eye).reshape(b, -1)
@@ -122,8 +155,13 @@ def flame_forward_torch(ft: FlameTensors, shape: torch.Tensor, expr: torch.Tenso
     Fewer coefficients than the model has are allowed (the rest are zero).
     """
     ks, ke = shape.shape[1], expr.shape[1]
-    offs = blend_shapes(shape, ft.dirs[:, :, :ks])
+    coeffs = torch.cat([shape, expr], 1)
     if ke:
-        offs = offs + blend_shapes(expr, ft.dirs[:, :, ft.n_shape:ft.n_shape + ke])
-    verts, _ = lbs(ft.v_template[None] + offs, pose, ft.posedirs, ft.J_regressor, ft.parents, ft.weights)
+        dirs = torch.cat([ft.dirs[:, :, :ks], ft.dirs[:, :, ft.n_shape:ft.n_shape + ke]], 2)
+        jdirs = torch.cat([ft.J_dirs[:, :, :ks], ft.J_dirs[:, :, ft.n_shape:ft.n_shape + ke]], 2)
+    else:
+        dirs, jdirs = ft.dirs[:, :, :ks], ft.J_dirs[:, :, :ks]
+    joints = ft.J_template[None] + blend_shapes(coeffs, jdirs)
+    verts, _ = lbs(ft.v_template[None] + blend_shapes(coeffs, dirs), pose, ft.posedirs, ft.J_regressor, ft.parents,
+                   ft.weights, joints=joints)
     return verts

@@ -11,7 +11,7 @@ Supported files:
   400-column basis is read as FLAME's 300 shape + 100 expression, otherwise pass ``n_shape``.
 
 The pickle reader is a restricted :class:`pickle.Unpickler`: it resolves only numpy's array
-reconstruction helpers and ``copyreg._reconstructor``. chumpy arrays (``chumpy.ch.Ch``, which
+reconstruction helpers, ``copyreg._reconstructor``, the inert builtins object/set/frozenset/slice/complex and ``_codecs.encode`` (bytes in protocol-2 pickles). chumpy arrays (``chumpy.ch.Ch``, which
 FLAME 2020 uses for ``shapedirs`` and others) and scipy sparse matrices are mapped to inert
 placeholder classes that only record their pickled state; after loading, a ``Ch`` becomes its
 stored value array ``x`` and a csc/csr/coo matrix becomes a dense numpy array. chumpy *expression*
@@ -116,6 +116,9 @@ def _numpy_global(module: str, name: str) -> Any:
     return None
 
 
+_SAFE_BUILTINS = {"object": object, "set": set, "frozenset": frozenset, "slice": slice, "complex": complex}
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Resolve only numpy array pieces, copyreg._reconstructor and inert chumpy/scipy stand-ins."""
 
@@ -131,12 +134,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 return obj
         if module.startswith("numpy") and name.endswith("DType") and module.endswith("dtypes"):
             return getattr(np.dtypes, name)
-        if module == "copyreg" and name == "_reconstructor":
+        if module in ("copyreg", "copy_reg") and name == "_reconstructor":  # Python 3 / Python 2 spelling
             import copyreg
 
             return copyreg._reconstructor
-        if module == "builtins" and name == "object":
-            return object
+        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
+            return _SAFE_BUILTINS[name]
+        if module == "_codecs" and name == "encode":  # how Python 3 protocol-2 pickles store bytes
+            import codecs
+
+            return codecs.encode
         if module == "chumpy.ch" and name == "Ch":
             return _ChumpyArray
         if module.startswith("chumpy"):

@@ -25,16 +25,15 @@ Residuals are reported in crop pixels and in millimetres (pixels / scale).
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from facevision.flame.correspondence import FlameCorrespondence, _umeyama, relate_reference_to_flame
 from facevision.flame.geometry import barycentric_points, closest_points
-from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors
+from facevision.flame.lbs import flame_forward_torch, flame_tensors, subset_tensors, torch_threads
 from facevision.flame.model import FlameModel
 from facevision.flame.params import FlameParams
 
@@ -114,18 +113,6 @@ class FlameFit:
                 "model_sha256": self.model_sha256, "seconds": {k: round(v, 4) for k, v in self.timings.items()}}
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    if n and n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n and n != old:
-            torch.set_num_threads(old)
-
-
 def _sample_corr(corr_map: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     h, w = corr_map.shape[:2]
     r = np.clip(np.round(pixels[:, 0]).astype(np.int64), 0, h - 1)
@@ -196,9 +183,11 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
             raise RegistrationError(f"register: landmarks68 must be (68, 2), got {lm.shape}")
         if corr_map is not None:
             height = corr_map.shape[0]
+        elif getattr(mesh, "source_shape", None) is not None:
+            height = mesh.source_shape[0]
         else:
             pix = np.asarray(mesh.pixels, dtype=np.float64)
-            height = float(np.median(verts[:, 1] + pix[:, 0])) + 1.0  # Y = H-1-row
+            height = float(np.nanmedian(verts[:, 1] + pix[:, 0])) + 1.0  # Y = H-1-row
         lm_xy = np.stack([lm[:, 0], height - 1 - lm[:, 1]], 1)
         pix = np.asarray(mesh.pixels, dtype=np.float64)
         from scipy.spatial import cKDTree
@@ -227,7 +216,7 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
     t_rigid = time.perf_counter()
 
     # ---------------- stage 2: refinement
-    with _torch_threads(config.threads):
+    with torch_threads(config.threads):
         params, pts_keep = _refine(model, relation, pts, tri, bary, lm_xy, s, r, t, config)
     t_refine = time.perf_counter()
 
@@ -258,7 +247,11 @@ def _refine(model: FlameModel, relation: FlameCorrespondence, pts: np.ndarray, t
     from scipy.spatial.transform import Rotation
 
     dt = torch.float32
-    ft = flame_tensors(model, dt)
+    face_f_full = model.faces[relation.face_faces]
+    used = np.unique(face_f_full)  # every triangle the fit touches lies in the face region
+    local = -np.ones(model.n_vertices, dtype=np.int64)
+    local[used] = np.arange(len(used))
+    ft = subset_tensors(flame_tensors(model, dt), used)
     # normalize the data: centroid at 0, unit RMS radius
     c0 = pts.mean(0)
     rad = float(np.sqrt(((pts - c0) ** 2).sum(1).mean()))
@@ -280,10 +273,10 @@ def _refine(model: FlameModel, relation: FlameCorrespondence, pts: np.ndarray, t
     if cfg.fit_neck:
         groups.append({"params": [neck], "lr": cfg.lr_pose})
     opt = torch.optim.Adam(groups)
-    faces_t = torch.as_tensor(model.faces)
-    tri_t = torch.as_tensor(tri)
+    faces_t = torch.as_tensor(local[model.faces[tri]])  # (N,3) local corner ids of each correspondence
+    tri_t = torch.arange(len(tri))
     bary_t = torch.as_tensor(bary, dtype=dt)
-    face_f = model.faces[relation.face_faces]
+    face_f = local[face_f_full]
     face_f_t = torch.as_tensor(face_f)
     eyes = torch.zeros(1, 6, dtype=dt)
     lm_t = None
@@ -292,7 +285,7 @@ def _refine(model: FlameModel, relation: FlameCorrespondence, pts: np.ndarray, t
         lm_w = np.ones(68)
         lm_w[CONTOUR_LANDMARKS] = cfg.contour_weight
         lm_w_t = torch.as_tensor(lm_w / lm_w.sum(), dtype=dt)
-        lm_tri_t = torch.as_tensor(relation.landmark_tri)
+        lm_faces_t = torch.as_tensor(local[model.faces[relation.landmark_tri]])
         lm_bary_t = torch.as_tensor(relation.landmark_bary, dtype=dt)
 
     def forward() -> torch.Tensor:
@@ -312,7 +305,7 @@ def _refine(model: FlameModel, relation: FlameCorrespondence, pts: np.ndarray, t
             cp_n = torch.as_tensor(fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12), dtype=dt)
             cp_tri, cp_bary = torch.as_tensor(ctri), torch.as_tensor(cbary, dtype=dt)
             # correspondence pairs far off the current fit are outliers too
-            yc = barycentric_points(cur, model.faces, tri, bary)
+            yc = barycentric_points(cur, local[model.faces], tri, bary)
             dc = np.linalg.norm(yc - q, axis=1)
             corr_w = torch.as_tensor(dc <= cfg.trim_factor * max(np.median(dc), 1e-4), dtype=dt)
         opt.zero_grad()
@@ -323,7 +316,7 @@ def _refine(model: FlameModel, relation: FlameCorrespondence, pts: np.ndarray, t
         plane = ((p_n - y_s) * cp_n).sum(1)
         loss = loss + cfg.w_p2s * (cp_w * _huber(plane, cfg.huber_delta)).sum() / cp_w.sum().clamp(min=1)
         if lm_t is not None:
-            y_l = (v[faces_t[lm_tri_t]] * lm_bary_t[:, :, None]).sum(1)[:, :2]
+            y_l = (v[lm_faces_t] * lm_bary_t[:, :, None]).sum(1)[:, :2]
             loss = loss + cfg.w_landmarks * (lm_w_t * _huber((lm_t - y_l).norm(dim=1), cfg.huber_delta)).sum()
         loss = loss + cfg.prior_shape * (betas ** 2).sum() + cfg.prior_expr * (expr ** 2).sum() \
             + (torch.as_tensor(cfg.prior_jaw, dtype=dt) * jaw[0] ** 2).sum() + cfg.prior_neck * (neck ** 2).sum()

@@ -20,7 +20,7 @@ import numpy as np
 
 from facevision.flame.model import FlameModel, flame_model_from_arrays
 
-__all__ = ["make_synthetic_flame_arrays", "make_synthetic_flame", "save_synthetic_flame", "SyntheticReference",
+__all__ = ["RenderedFace", "render_synthetic_face", "random_params", "save_synthetic_reference", "make_synthetic_flame_arrays", "make_synthetic_flame", "save_synthetic_flame", "SyntheticReference",
            "SyntheticSetup", "synthetic_setup", "JOINTS_REST"]
 
 # rest joint positions (metres): root, neck, jaw, left eye (+X), right eye
@@ -232,3 +232,87 @@ def synthetic_setup(model_arrays: dict[str, np.ndarray] | None = None, reference
     ref = SyntheticReference(vertices=ref_v, triangles=remap[tri], ibug68=ibug, normalization=norm)
     return SyntheticSetup(model=model, reference=ref, vertex_corr=np.clip(corr, 0, 1), face_vertices=face_vertices,
                           face_triangles=tri)
+
+
+def save_synthetic_reference(path: str | Path, reference: SyntheticReference) -> Path:
+    """Write a synthetic reference face in data_prep's reference asset format (``load_reference(path)``)."""
+    v = np.asarray(reference.vertices, dtype=np.float64)
+    mirrored = np.stack([1.0 - v[:, 0], v[:, 1], v[:, 2]], 1)
+    mirror = np.linalg.norm(v[None] - mirrored[:, None], axis=2).argmin(1)
+    off, scale = reference.normalization["offset"], reference.normalization["scale"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, vertices=v, triangles=reference.triangles, ibug68=reference.ibug68, mirror=mirror,
+             raw_vertices=v / scale + off, norm_offset=off, norm_scale=scale,
+             norm_description="synthetic FLAME-format test reference")
+    return path
+
+
+@dataclass
+class RenderedFace:
+    """Maps of a posed synthetic head, as ``facevision predict`` would give them (crop pixels).
+
+    depth (S,S) float32 (larger = closer, 0 = background), corr (S,S,3), mask (S,S) bool,
+    landmarks68 (68,2) (x = column, y = row), params: the ground truth with scale/translation filled in,
+    vertices_px (V,3): ground-truth posed vertices in meshing's frame (X = col, Y = S-1-row, Z = depth).
+    """
+
+    depth: np.ndarray
+    corr: np.ndarray
+    mask: np.ndarray
+    landmarks68: np.ndarray
+    params: "FlameParams"
+    vertices_px: np.ndarray
+
+
+def random_params(model: FlameModel, seed: int, shape_sigma: float = 1.0, expr_sigma: float = 1.5,
+                  max_yaw: float = 25.0, max_pitch: float = 12.0, max_roll: float = 8.0, max_jaw: float = 15.0
+                  ) -> "FlameParams":
+    """Random ground-truth parameters (first 20 shape / 10 expression coefficients, head angles, jaw)."""
+    from scipy.spatial.transform import Rotation
+
+    from facevision.flame.params import FlameParams
+
+    rng = np.random.default_rng(seed)
+    ns, ne = min(20, model.n_shape), min(10, model.n_expr)
+    return FlameParams(
+        shape=np.r_[rng.normal(size=ns) * shape_sigma, np.zeros(model.n_shape - ns)],
+        expression=np.r_[rng.normal(size=ne) * expr_sigma, np.zeros(model.n_expr - ne)],
+        global_pose=Rotation.from_euler("YXZ", [rng.uniform(-max_yaw, max_yaw), rng.uniform(-max_pitch, max_pitch),
+                                                rng.uniform(-max_roll, max_roll)], degrees=True).as_rotvec(),
+        jaw_pose=np.array([np.radians(rng.uniform(0, max_jaw)), 0.0, 0.0]))
+
+
+def render_synthetic_face(setup: SyntheticSetup, params: "FlameParams", size: int = 128, face_fraction: float = 0.6,
+                          depth_noise: float = 0.0, depth_outliers: float = 0.0, landmark_noise: float = 0.0,
+                          seed: int = 0) -> RenderedFace:
+    """Pose the model, place its face in a ``size`` crop (face width = ``face_fraction`` of it) and render
+    depth + correspondence with data_prep's rasterizer. Noise: Gaussian depth noise (px), a fraction of
+    depth outliers (+-30 px spikes) and Gaussian landmark noise (px)."""
+    from dataclasses import replace as dc_replace
+
+    from data_prep.dataset_format import DEPTH_BASE_PX
+    from data_prep.rasterize import rasterize
+    from facevision.flame.params import flame_forward
+
+    rng = np.random.default_rng(seed)
+    fv = setup.face_vertices
+    vm = flame_forward(setup.model, params)
+    scale = face_fraction * size / np.ptp(vm[fv, 0])
+    centre = 0.5 * (vm[fv].min(0) + vm[fv].max(0))
+    trans = np.array([(size - 1) / 2.0, (size - 1) / 2.0, 0.0]) - scale * centre
+    trans[2] = DEPTH_BASE_PX - scale * vm[fv, 2].min()
+    gt = dc_replace(params, scale=float(scale), translation_px=trans)
+    v = scale * vm + trans
+    raster = np.stack([v[:, 0], size - 1 - v[:, 1], v[:, 2]], 1)
+    depth, corr, mask = rasterize(raster, setup.face_triangles, size, size, attributes=setup.vertex_corr)
+    if depth_noise > 0 or depth_outliers > 0:
+        noisy = depth + rng.normal(size=depth.shape).astype(np.float32) * depth_noise
+        spikes = rng.random(depth.shape) < depth_outliers
+        noisy[spikes] += rng.uniform(-30, 30, spikes.sum()).astype(np.float32)
+        depth = np.where(mask, np.maximum(noisy, 0.05), 0).astype(np.float32)
+    # the reference's vertices are the face-region FLAME vertices (in order), so iBUG-68 maps directly
+    lm_idx = np.asarray(setup.reference.ibug68)
+    ref_to_vertex = np.where(setup.face_vertices)[0]
+    lm = raster[ref_to_vertex[lm_idx], :2] + rng.normal(size=(68, 2)) * landmark_noise
+    return RenderedFace(depth=depth, corr=corr, mask=mask, landmarks68=lm, params=gt, vertices_px=v)
