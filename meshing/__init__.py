@@ -2,7 +2,7 @@
 
 Pipeline (each step a public function, composable)::
 
-    vertices, faces, pixels = lift(depth, mask, density=0.62)                      # 1
+    vertices, faces, pixels = lift(depth, mask, density=1.0)                       # 1
     faces = remove_background(vertices, faces, pixels, mask)                       # 2
     vertices, faces, kept = remove_spikes(vertices, faces); pixels = pixels[kept]  # 3
     vertices = smooth_laplacian(vertices, faces, iterations=5, lam=0.5)            # 4 (Open3D)
