@@ -7,9 +7,10 @@ from typing import Any
 
 from facevision.flame.geometry import write_obj
 from facevision.flame.params import head_angles, save_params
-from facevision.flame.register import FlameFit
+from facevision.flame.model import FlameModel
+from facevision.flame.registration import FlameFit, RegistrationConfig, register
 
-__all__ = ["save_fit", "fit_summary"]
+__all__ = ["save_fit", "fit_summary", "register_and_save"]
 
 
 def fit_summary(fit: FlameFit) -> dict[str, Any]:
@@ -31,3 +32,15 @@ def save_fit(path_npz: str | os.PathLike, fit: FlameFit, model_hash: str | None 
     write_obj(path_npz.with_name(mesh_name), fit.vertices, fit.faces,
               comment=f"FLAME fit by facevision; metres, FLAME frame; model sha256 {fit.model_sha256}")
     return summary
+
+
+def register_and_save(out_dir: str | os.PathLike, mesh: Any, corr_map: Any, landmarks68: Any, model: FlameModel,
+                      config: RegistrationConfig = RegistrationConfig(), reference: Any = None) -> dict[str, Any]:
+    """:func:`register` one face and write ``out_dir/flame.npz`` + ``out_dir/flame_mesh.obj``.
+
+    Returns the summary to store as ``result.json["flame"]`` (residual mean/p90 in px and mm, scale,
+    head angles, timings, model sha256). Raises RegistrationError (a ValueError) when the face cannot
+    be registered.
+    """
+    fit = register(mesh, corr_map, landmarks68, model, config=config, reference=reference)
+    return save_fit(Path(out_dir) / "flame.npz", fit, model.sha256)
