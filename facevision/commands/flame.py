@@ -114,7 +114,7 @@ def fit_face_dir(face_dir: Path, model: Any, reference: Any = None, use_landmark
     from data_prep.dataset_format import decode_corr, decode_depth
     from data_prep.io import atomic_write_json, read_png
     from facevision.flame.io import save_fit
-    from facevision.flame.register import register
+    from facevision.flame.registration import register
     from meshing import mesh_from_maps
 
     depth = decode_depth(read_png(face_dir / "depth.png"))
