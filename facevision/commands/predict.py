@@ -1,0 +1,77 @@
+"""``facevision predict``: photos -> depth, correspondence, mesh, landmarks and pose per face."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "predict"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        NAME,
+        help="photos -> depth / correspondence maps, 3D mesh, 68 landmarks and head pose per face",
+        description="Reconstruct every photo given (files, folders searched recursively, or globs): per face "
+                    "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
+                    "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), preview.png and result.json "
+                    "(bbox, crop_box, landmarks68, pose, mesh counts, timings); OUT/summary.json lists every input. "
+                    "Finished inputs are skipped on a rerun unless --overwrite. Exit code 1 if any input failed.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
+    p.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint, "
+                                                   "or $FACEVISION_CHECKPOINT)")
+    p.add_argument("--device", default="auto", help="auto (GPU if available), cpu or cuda[:N] (default auto)")
+    p.add_argument("--batch-size", type=int, default=8, help="faces per network call (default 8)")
+    p.add_argument("--all-faces", action="store_true", help="every detected face (default: only the largest)")
+    p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html (self-contained, works offline)")
+    p.add_argument("--overwrite", action="store_true", help="redo inputs already finished in OUT")
+    p.add_argument("--min-score", type=float, default=None, help="face detector confidence threshold (0.5)")
+    p.add_argument("--flame", action="store_true", help="also register FLAME to each face (needs a FLAME model)")
+    p.add_argument("--flame-model", type=Path, help="FLAME model file (.pkl/.npz; default $FACEVISION_FLAME_MODEL)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-image progress lines on stdout")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from dataclasses import replace
+
+    from data_prep.detect import DetectConfig
+    from facevision.predict.batch import BatchConfig, run_batch
+    from facevision.predict.predictor import PredictConfig, Predictor
+    from facevision.train.checkpoint import CheckpointError
+
+    prog = "facevision predict"
+    if args.batch_size < 1:
+        print(f"{prog}: error: --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces)
+    if args.no_mesh:
+        config.mesh = None
+    if args.min_score is not None:
+        config.detect = replace(DetectConfig(), min_score=args.min_score)
+    try:
+        predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, config=config)
+    except (FileNotFoundError, CheckpointError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    flame_model = None
+    if args.flame or args.flame_model:
+        flame_model = str(args.flame_model) if args.flame_model else os.environ.get("FACEVISION_FLAME_MODEL", "")
+        if not flame_model:
+            print(f"{prog}: warning: --flame needs --flame-model or $FACEVISION_FLAME_MODEL; continuing without FLAME",
+                  file=sys.stderr)
+    summary = run_batch(predictor, list(args.paths), args.output,
+                        BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
+                                    log=not args.quiet))
+    c = summary["counts"]
+    print(f"{prog}: {c['ok']} ok ({c['skipped']} already done), {c['failed']} failed, {summary['faces']} face(s) "
+          f"-> {args.output / 'summary.json'}" + (f", {summary['report']}" if "report" in summary else ""),
+          file=sys.stderr)
+    return 1 if c["failed"] else 0

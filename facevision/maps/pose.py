@@ -1,0 +1,132 @@
+"""Head pose from predicted maps: a similarity fit of the reference face to the predicted surface.
+
+Every face pixel gives a pair: its 3D position lifted from the depth map, in the mesh frame of
+:mod:`meshing` (``X`` = column, ``Y`` = ``H - 1 - row`` (up), ``Z`` = depth (towards the viewer), crop
+pixels), and the reference-face point it shows, from the correspondence map in the reference's raw
+frame (``ReferenceFace.from_uvw``: x right, y up, z towards the camera, unit RMS radius). Umeyama's
+closed form gives ``X ~ s R p + t``; RMS residuals above ``PoseConfig.trim_factor`` x the median are
+dropped and the fit repeated once.
+
+Angles (degrees), with ``R = Rz(roll) @ Ry(yaw) @ Rx(-pitch)`` (right-handed rotations about the
+mesh axes; the frontal reference face has all three 0):
+
+* ``yaw`` > 0: the face turns towards the image right (its nose points to +X);
+* ``pitch`` > 0: the face tilts up (nose towards +Y, the top of the image);
+* ``roll`` > 0: the face rotates counter-clockwise in the image as the viewer sees it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_prep.reference import ReferenceFace, load_reference
+
+__all__ = ["PoseConfig", "Pose", "pose_from_maps", "fit_similarity", "rotation_to_angles", "angles_to_rotation"]
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    """max_points: face pixels used (evenly subsampled); trim_factor: outlier cut (x median residual),
+    0 = no trimming; min_pixels: fewer -> ValueError."""
+
+    max_points: int = 3000
+    trim_factor: float = 3.0
+    min_pixels: int = 16
+
+
+@dataclass
+class Pose:
+    """yaw, pitch, roll in degrees (conventions in the module docstring); rotation (3, 3) maps the
+    reference frame to the mesh frame; scale: crop px per reference unit (RMS radius);
+    translation (3,) crop px; rms: residual RMS in crop px."""
+
+    yaw: float
+    pitch: float
+    roll: float
+    rotation: np.ndarray
+    scale: float
+    translation: np.ndarray
+    rms: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"yaw": round(self.yaw, 3), "pitch": round(self.pitch, 3), "roll": round(self.roll, 3),
+                "scale_px": round(self.scale, 4), "rms_px": round(self.rms, 4)}
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Umeyama: (N, 3) src, dst -> (s, R, t) minimizing ||dst - (s R src + t)||^2 with det R = +1."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[2] = -1.0
+    rot = u @ np.diag(d) @ vt
+    var_s = (a**2).sum() / len(src)
+    scale = float((sig * d).sum() / max(var_s, 1e-12))
+    t = mu_d - scale * rot @ mu_s
+    return scale, rot, t
+
+
+def _rx(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _ry(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rz(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def angles_to_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Degrees -> (3, 3) rotation ``Rz(roll) @ Ry(yaw) @ Rx(-pitch)`` (see the module docstring)."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    return _rz(r) @ _ry(y) @ _rx(-p)
+
+
+def rotation_to_angles(rot: np.ndarray) -> tuple[float, float, float]:
+    """(3, 3) rotation -> (yaw, pitch, roll) degrees, the inverse of :func:`angles_to_rotation`."""
+    rot = np.asarray(rot, dtype=np.float64)
+    yaw = -np.arcsin(np.clip(rot[2, 0], -1.0, 1.0))
+    pitch = -np.arctan2(rot[2, 1], rot[2, 2])
+    roll = np.arctan2(rot[1, 0], rot[0, 0])
+    return tuple(float(v) for v in np.degrees([yaw, pitch, roll]))
+
+
+def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, reference: ReferenceFace | None = None,
+                   config: PoseConfig = PoseConfig()) -> Pose:
+    """(H, W) depth in crop px (larger = closer), (H, W, 3) correspondence, (H, W) mask -> :class:`Pose`.
+
+    Raises:
+        ValueError: fewer than ``config.min_pixels`` face pixels.
+    """
+    reference = reference or load_reference()
+    mask = np.asarray(mask, dtype=bool) & (np.asarray(depth_px) > 0)
+    rows, cols = np.nonzero(mask)
+    if len(rows) < config.min_pixels:
+        raise ValueError(f"face mask has {len(rows)} pixels, fewer than {config.min_pixels}: no pose")
+    if len(rows) > config.max_points:
+        keep = np.linspace(0, len(rows) - 1, config.max_points).astype(np.int64)
+        rows, cols = rows[keep], cols[keep]
+    h = mask.shape[0]
+    dst = np.stack([cols, h - 1 - rows, np.asarray(depth_px, dtype=np.float64)[rows, cols]], 1).astype(np.float64)
+    src = reference.from_uvw(np.asarray(corr, dtype=np.float64)[rows, cols, :3])
+    s, rot, t = fit_similarity(src, dst)
+    res = np.linalg.norm(dst - (s * src @ rot.T + t), axis=1)
+    if config.trim_factor > 0:
+        keep = res <= config.trim_factor * max(np.median(res), 1e-9)
+        if 8 <= keep.sum() < len(res):
+            s, rot, t = fit_similarity(src[keep], dst[keep])
+            res = np.linalg.norm(dst[keep] - (s * src[keep] @ rot.T + t), axis=1)
+    yaw, pitch, roll = rotation_to_angles(rot)
+    return Pose(yaw=yaw, pitch=pitch, roll=roll, rotation=rot, scale=float(s), translation=t,
+                rms=float(np.sqrt(np.mean(res**2))))

@@ -1,0 +1,25 @@
+"""Prediction: photos -> depth, correspondence, mesh, landmarks, pose (API: :class:`Predictor`).
+
+Modules: predictor (in-memory pipeline), outputs (files per face), batch (the CLI's loop),
+report (offline HTML), render (preview sheet), synthetic (ground-truth maps of the reference face).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Predictor": "facevision.predict.predictor",
+    "PredictConfig": "facevision.predict.predictor",
+    "FaceResult": "facevision.predict.predictor",
+    "default_checkpoint": "facevision.predict.predictor",
+    "BatchConfig": "facevision.predict.batch",
+    "run_batch": "facevision.predict.batch",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'facevision.predict' has no attribute {name!r}")

@@ -1,0 +1,67 @@
+"""Files written per face and per batch by ``facevision predict`` (all atomic: complete or absent).
+
+``OUT/<name>/face<k>/``: crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
+depth_vis.png, corr.png (16-bit RGB, round(c * 65535)), mask.png (255 = face), mesh.ply,
+mesh.obj + mesh.mtl + mesh_0.png (texture = the crop), preview.png, result.json (written last: a
+face is finished when its result.json exists). ``OUT/<name>/image.json`` (written after all its faces)
+records the input, its status and its faces; ``OUT/summary.json`` lists every input of the batch.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_prep.dataset_format import DEPTH_SCALE, encode_corr, encode_depth
+from data_prep.io import atomic_write_json, atomic_write_png
+from facevision.maps.visualize import corr_to_rgb, depth_to_rgb
+from facevision.predict.predictor import FaceResult
+from facevision.predict.render import RenderConfig, preview_sheet
+
+__all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_RECORD", "SUMMARY_NAME"]
+
+FACE_FILES = ("crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png", "preview.png", "result.json")
+MESH_FILES = ("mesh.ply", "mesh.obj", "mesh.mtl", "mesh_0.png")
+IMAGE_RECORD = "image.json"
+SUMMARY_NAME = "summary.json"
+
+
+def face_dir_name(index: int) -> str:
+    return f"face{index}"
+
+
+def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, source: str = "",
+               render: RenderConfig = RenderConfig(), extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write every file of one face; returns the result.json content (with ``timings_ms.write``)."""
+    face_dir = Path(face_dir)
+    t0 = time.perf_counter()
+    mask = result.mask
+    depth_rgb = depth_to_rgb(result.depth_px, mask)
+    corr_rgb = corr_to_rgb(result.corr, mask)
+    atomic_write_png(face_dir / "crop.png", result.crop)
+    atomic_write_png(face_dir / "depth.png", encode_depth(result.depth_px, mask))
+    atomic_write_png(face_dir / "depth_vis.png", depth_rgb)
+    atomic_write_png(face_dir / "corr.png", encode_corr(result.corr, mask))
+    atomic_write_png(face_dir / "mask.png", mask.astype(np.uint8) * 255)
+    files = ["crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png"]
+    if result.mesh is not None:
+        from meshing import save_mesh
+
+        save_mesh(face_dir / "mesh.ply", result.mesh)
+        save_mesh(face_dir / "mesh.obj", result.mesh, texture=result.crop)
+        files += list(MESH_FILES)
+    sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
+                          result.landmarks68, render)
+    atomic_write_png(face_dir / "preview.png", sheet)
+    files.append("preview.png")
+    data = result.to_json()
+    data["source"] = source
+    data["depth_png_scale"] = DEPTH_SCALE
+    data["files"] = files + ["result.json"]
+    data["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1e3, 3)
+    if extra:
+        data.update(extra)
+    atomic_write_json(face_dir / "result.json", data)
+    return data

@@ -1,0 +1,320 @@
+"""The in-memory prediction pipeline: photo -> faces -> maps, mesh, landmarks and pose.
+
+``Predictor.from_pretrained()`` loads the shipped checkpoint (see :func:`default_checkpoint`);
+``predictor(image_rgb)`` returns one :class:`FaceResult` per face (the largest only unless
+``all_faces``). Lower levels, usable on their own: :meth:`Predictor.run_network` (crops -> maps,
+batched) and :meth:`Predictor.predict_crops` (crops + crop boxes -> results, no detector).
+
+Per face: detect (``data_prep.detect``) -> square crop (``data_prep.crop``, the same functions
+``facevision prepare`` uses, so crops match training) -> network (batched over faces) -> maps
+(mask threshold, depth in crop px) -> landmarks (:mod:`facevision.maps.landmarks`) -> pose
+(:mod:`facevision.maps.pose`) -> mesh (:func:`meshing.mesh_from_maps`, optional).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from data_prep.crop import CropConfig, crop_image, square_crop_box
+from data_prep.detect import DetectConfig, FaceBox, detect_faces
+from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
+from facevision.maps.pose import Pose, PoseConfig, pose_from_maps
+from meshing.types import MeshConfig
+
+__all__ = ["PredictConfig", "FaceResult", "Predictor", "default_checkpoint", "checkpoint_candidates",
+           "CHECKPOINT_ENV", "CHECKPOINT_NAME", "resolve_device"]
+
+CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
+CHECKPOINT_NAME = "facevision_lfw128.safetensors"
+
+
+@dataclass
+class PredictConfig:
+    """Settings of one prediction pipeline.
+
+    crop: square-crop rule (``size`` is replaced by the network's input size).
+    detect: face detector settings.
+    mesh: meshing settings, or None to skip meshing (``--no-mesh``).
+    landmarks, pose: read-out settings of the maps.
+    mask_threshold: face probability above which a pixel is face.
+    batch_size: faces per network call.
+    all_faces: every detected face (True) or only the largest (False).
+    """
+
+    crop: CropConfig = field(default_factory=CropConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    mesh: MeshConfig | None = field(default_factory=MeshConfig)
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    mask_threshold: float = 0.5
+    batch_size: int = 8
+    all_faces: bool = False
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.mask_threshold < 1.0):
+            raise ValueError(f"PredictConfig.mask_threshold must be in (0, 1), got {self.mask_threshold!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"PredictConfig.batch_size must be >= 1, got {self.batch_size!r}")
+
+
+@dataclass
+class FaceResult:
+    """Everything predicted for one face. Coordinates: original photo pixels (x right, y down) unless
+    named ``*_crop`` (crop pixels of the ``size`` x ``size`` crop, x = column, y = row).
+
+    index: face number in the photo (0 = largest). bbox: detector box (x0, y0, x1, y1) float;
+    score: detector score (None for injected crops). crop_box: integer square (x0, y0, x1, y1), end exclusive.
+    crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px, larger = closer, 0 outside the
+    mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
+    mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None.
+    landmarks68: (68, 2) original px; landmarks68_crop: (68, 2) crop px; landmark_residual: (68,)
+    (large = point not visible, see :class:`facevision.maps.landmarks.Landmarks`).
+    pose: yaw/pitch/roll in degrees (:mod:`facevision.maps.pose`). timings: ms per stage.
+    error: why the face could not be reconstructed (then landmarks/pose/mesh are None).
+    """
+
+    index: int
+    bbox: tuple[float, float, float, float]
+    score: float | None
+    crop_box: tuple[int, int, int, int]
+    crop: np.ndarray
+    depth_px: np.ndarray
+    corr: np.ndarray
+    mask: np.ndarray
+    mesh: Any = None
+    landmarks68: np.ndarray | None = None
+    landmarks68_crop: np.ndarray | None = None
+    landmark_residual: np.ndarray | None = None
+    pose: Pose | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary (what ``result.json`` holds, without file names)."""
+        r2 = lambda a: [[round(float(x), 2) for x in row] for row in a]  # noqa: E731
+        out: dict[str, Any] = {
+            "face_index": self.index,
+            "bbox": [round(float(v), 2) for v in self.bbox],
+            "detection_score": None if self.score is None else round(float(self.score), 4),
+            "crop_box": [int(v) for v in self.crop_box],
+            "crop_size": int(self.crop.shape[0]),
+            "mask_pixels": int(self.mask.sum()),
+            "depth_max_px": round(float(self.depth_px.max(initial=0.0)), 3),
+            "status": "ok" if self.ok else "failed",
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.landmarks68 is not None:
+            out["landmarks68"] = r2(self.landmarks68)
+            out["landmarks68_crop"] = r2(self.landmarks68_crop)
+            out["landmark_residual"] = [round(float(v), 4) for v in self.landmark_residual]
+        if self.pose is not None:
+            out["pose"] = self.pose.to_dict()
+        if self.mesh is not None:
+            out["mesh"] = {"vertices": self.mesh.n_vertices, "faces": self.mesh.n_faces}
+        out["timings_ms"] = {k: round(float(v), 3) for k, v in self.timings.items()}
+        return out
+
+
+def checkpoint_candidates() -> list[Path]:
+    """Where :func:`default_checkpoint` looks, in order (after ``$FACEVISION_CHECKPOINT``):
+    ``facevision/checkpoints/`` (package data) and ``<checkout>/checkpoints/`` (editable install)."""
+    import facevision
+
+    pkg = Path(facevision.__file__).resolve().parent
+    return [pkg / "checkpoints" / CHECKPOINT_NAME, pkg.parent / "checkpoints" / CHECKPOINT_NAME]
+
+
+def default_checkpoint() -> Path:
+    """The shipped checkpoint: ``$FACEVISION_CHECKPOINT`` if set, else the first existing candidate.
+
+    Raises:
+        FileNotFoundError: nothing found; the message lists every place it looked.
+    """
+    env = os.environ.get(CHECKPOINT_ENV)
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"${CHECKPOINT_ENV}={env}: checkpoint file not found")
+        return p
+    cands = checkpoint_candidates()
+    for p in cands:
+        if p.is_file():
+            return p
+    looked = ", ".join(str(p) for p in cands)
+    raise FileNotFoundError(f"no facevision checkpoint found: ${CHECKPOINT_ENV} is not set and none of {looked} "
+                            f"exists; pass --checkpoint / path=, or set ${CHECKPOINT_ENV}")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """"auto" -> "cuda" when a GPU is usable, else "cpu"; other values are returned as given."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    return device
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+class Predictor:
+    """Photo -> list of :class:`FaceResult`. Holds the network (state), so a class.
+
+    model: a module mapping (B, 3, S, S) RGB in [0, 1] to ``(depth, corr, mask_logits)`` (see
+    :class:`facevision.model.DualUnetGenerator`); it is put in eval mode on ``device``.
+    """
+
+    def __init__(self, model: Any, config: PredictConfig | None = None, device: str = "cpu",
+                 checkpoint: str | Path | None = None) -> None:
+        from dataclasses import replace
+
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        config = config or PredictConfig()
+        size = int(getattr(getattr(model, "config", None), "image_size", config.crop.size))
+        if config.crop.size != size:
+            config = replace(config, crop=replace(config.crop, size=size))
+        self.config = config
+        from data_prep.reference import load_reference
+
+        self.reference = load_reference()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
+                        config: PredictConfig | None = None) -> "Predictor":
+        """Load a generator checkpoint (.safetensors; default :func:`default_checkpoint`)."""
+        from facevision.train.checkpoint import load_generator
+
+        path = Path(path) if path is not None else default_checkpoint()
+        dev = resolve_device(device)
+        return cls(load_generator(path, dev), config=config, device=dev, checkpoint=path)
+
+    @property
+    def size(self) -> int:
+        return int(self.config.crop.size)
+
+    # ------------------------------------------------------------------ stages
+    def detect(self, image_rgb: np.ndarray, all_faces: bool | None = None) -> list[FaceBox]:
+        """Faces to process, largest first (only the largest unless ``all_faces``)."""
+        all_faces = self.config.all_faces if all_faces is None else all_faces
+        faces = sorted(detect_faces(image_rgb, self.config.detect), key=lambda f: -f.width * f.height)
+        return faces if all_faces else faces[:1]
+
+    def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+        """(B, S, S, 3) uint8 crops and their integer crop boxes (original px)."""
+        boxes = [square_crop_box(f.box, self.config.crop) for f in faces]
+        crops = np.stack([crop_image(image_rgb, b, self.size) for b in boxes]) if boxes else \
+            np.zeros((0, self.size, self.size, 3), np.uint8)
+        return crops, boxes
+
+    def run_network(self, crops: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, S, S, 3) uint8 crops -> depth_px (B, S, S) float32 (crop px, 0 outside the mask),
+        corr (B, S, S, 3) float32 (0 outside), mask (B, S, S) bool; batched by ``batch_size``."""
+        import torch
+
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"crops must be (B, {self.size}, {self.size}, 3), got {crops.shape}")
+        bs = int(batch_size or self.config.batch_size)
+        thr = float(np.log(self.config.mask_threshold / (1.0 - self.config.mask_threshold)))
+        depths, corrs, masks = [], [], []
+        with torch.inference_mode():
+            for i in range(0, len(crops), bs):
+                x = torch.from_numpy(np.ascontiguousarray(crops[i:i + bs])).to(self.device)
+                x = x.permute(0, 3, 1, 2).float().div_(255.0)
+                out = self.model(x)
+                m = out[2] > thr
+                depth = (out[0] * self.size * m)[:, 0]
+                corr = (out[1] * m).permute(0, 2, 3, 1)
+                depths.append(depth.float().cpu().numpy())
+                corrs.append(corr.float().cpu().numpy())
+                masks.append(m[:, 0].cpu().numpy())
+        if not depths:
+            s = self.size
+            return np.zeros((0, s, s), np.float32), np.zeros((0, s, s, 3), np.float32), np.zeros((0, s, s), bool)
+        return np.concatenate(depths), np.concatenate(corrs), np.concatenate(masks)
+
+    def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
+                    crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
+                    index: int = 0, timings: dict[str, float] | None = None) -> FaceResult:
+        """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
+
+        A face whose maps cannot be used (too small a mask, meshing failure) gets ``error`` set.
+        """
+        from meshing import MeshingError, mesh_from_maps
+
+        timings = dict(timings or {})
+        crop_box = tuple(int(v) for v in crop_box)
+        bbox = tuple(float(v) for v in (bbox if bbox is not None else crop_box))
+        res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
+                         corr=corr, mask=mask, timings=timings)
+        try:
+            t = time.perf_counter()
+            lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
+            res.landmarks68_crop = lm.points
+            res.landmark_residual = lm.residual
+            res.landmarks68 = landmarks_to_original(lm.points, crop_box, self.size)
+            timings["landmarks"] = _ms(t)
+            t = time.perf_counter()
+            res.pose = pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose)
+            timings["pose"] = _ms(t)
+            if self.config.mesh is not None:
+                t = time.perf_counter()
+                res.mesh = mesh_from_maps(depth_px, mask=mask, image=crop, corr=corr, config=self.config.mesh)
+                timings["mesh"] = _ms(t)
+        except (ValueError, MeshingError) as exc:
+            res.error = f"no usable face surface in the prediction ({exc})"
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        return res
+
+    def predict_crops(self, crops: np.ndarray, crop_boxes: Sequence[Sequence[int]],
+                      bboxes: Sequence[Sequence[float]] | None = None, scores: Sequence[float | None] | None = None,
+                      timings: Sequence[dict[str, float]] | None = None) -> list[FaceResult]:
+        """Crops already cut (e.g. by :meth:`crop_faces`) + their crop boxes -> results (no detector).
+
+        crops: (B, S, S, 3) uint8; crop_boxes: B integer squares in original px.
+        """
+        crops = np.asarray(crops)
+        if len(crop_boxes) != len(crops):
+            raise ValueError(f"{len(crops)} crops but {len(crop_boxes)} crop boxes")
+        t = time.perf_counter()
+        depth, corr, mask = self.run_network(crops)
+        per_face = _ms(t) / max(len(crops), 1)
+        out = []
+        for i in range(len(crops)):
+            tm = dict(timings[i]) if timings is not None else {}
+            tm["network"] = per_face
+            out.append(self.postprocess(crops[i], depth[i], corr[i], mask[i], crop_boxes[i],
+                                        None if bboxes is None else bboxes[i],
+                                        None if scores is None else scores[i], index=i, timings=tm))
+        return out
+
+    def __call__(self, image_rgb: np.ndarray, all_faces: bool | None = None) -> list[FaceResult]:
+        """(H, W, 3) uint8 RGB photo -> one result per face (largest first); [] when no face is found."""
+        image_rgb = np.asarray(image_rgb)
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
+        t = time.perf_counter()
+        faces = self.detect(image_rgb, all_faces)
+        t_det = _ms(t) / max(len(faces), 1)
+        if not faces:
+            return []
+        t = time.perf_counter()
+        crops, boxes = self.crop_faces(image_rgb, faces)
+        t_crop = _ms(t) / len(faces)
+        timings = [{"detect": t_det, "crop": t_crop} for _ in faces]
+        return self.predict_crops(crops, boxes, [f.box for f in faces], [f.score for f in faces], timings)

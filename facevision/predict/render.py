@@ -1,0 +1,86 @@
+"""Shaded renders of a mesh and the ``preview.png`` sheet (numpy z-buffer via ``data_prep.rasterize``).
+
+Renders are orthographic: the mesh (meshing frame, X right, Y up, Z towards the viewer) is turned
+about the vertical axis through its centre by ``yaw_deg`` (positive = its front turns to the image
+right), fitted into the tile with a margin, and shaded with a headlight (Lambert, grey).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from data_prep.rasterize import rasterize
+from meshing.refine import vertex_normals
+
+__all__ = ["RenderConfig", "render_mesh", "preview_sheet"]
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """tile: side of each preview tile in px; views: yaw angles (degrees) of the two mesh renders;
+    ambient: shade of surfaces facing away from the light, in [0, 1]; margin: fraction of the tile left free."""
+
+    tile: int = 256
+    views: tuple[float, ...] = (0.0, 60.0)
+    ambient: float = 0.25
+    margin: float = 0.08
+
+
+def render_mesh(vertices: np.ndarray, faces: np.ndarray, size: int, yaw_deg: float = 0.0,
+                config: RenderConfig = RenderConfig()) -> np.ndarray:
+    """(N, 3) mesh-frame vertices + (F, 3) faces -> (size, size, 3) uint8 grey shaded render on black."""
+    v = np.asarray(vertices, dtype=np.float64)
+    a = np.radians(yaw_deg)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    v = (v - v.mean(0)) @ rot.T
+    n = vertex_normals(v, faces)
+    lo, hi = v[:, :2].min(0), v[:, :2].max(0)
+    scale = (1.0 - 2 * config.margin) * size / max(float((hi - lo).max()), 1e-6)
+    centre = 0.5 * (lo + hi)
+    pix = np.stack([(v[:, 0] - centre[0]) * scale + (size - 1) / 2.0,
+                    (size - 1) / 2.0 - (v[:, 1] - centre[1]) * scale, v[:, 2] * scale], 1)
+    shade = config.ambient + (1.0 - config.ambient) * np.clip(n[:, 2], 0.0, 1.0)
+    _, val, mask = rasterize(pix, faces, size, size, shade[:, None])
+    grey = np.where(mask, np.clip(val[..., 0], 0.0, 1.0) * 255.0, 0.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _fit_tile(image: np.ndarray, size: int) -> np.ndarray:
+    """Letterbox any (H, W, 3) uint8 image into a (size, size, 3) tile."""
+    h, w = image.shape[:2]
+    s = size / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(image, (nw, nh), interpolation=interp)
+    tile = np.zeros((size, size, 3), np.uint8)
+    y0, x0 = (size - nh) // 2, (size - nw) // 2
+    tile[y0:y0 + nh, x0:x0 + nw] = small
+    return tile
+
+
+def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None) -> np.ndarray:
+    """Copy of the photo with the crop box (green) and the 68 landmarks (red dots) drawn."""
+    img = np.ascontiguousarray(photo.copy())
+    t = max(1, round(max(img.shape[:2]) / 300))
+    x0, y0, x1, y1 = (int(v) for v in crop_box)
+    cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), t)
+    if landmarks68 is not None:
+        for x, y in np.asarray(landmarks68):
+            cv2.circle(img, (int(round(x)), int(round(y))), t + 1, (255, 0, 0), -1)
+    return img
+
+
+def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, corr_rgb: np.ndarray,
+                  mesh=None, crop_box=None, landmarks68=None, config: RenderConfig = RenderConfig()) -> np.ndarray:
+    """One row of tiles: photo (crop box + landmarks), crop, depth, correspondence, mesh renders per view."""
+    from facevision.maps.visualize import image_grid
+
+    s = config.tile
+    near = lambda im: cv2.resize(im, (s, s), interpolation=cv2.INTER_NEAREST)  # noqa: E731
+    shown = annotate_photo(photo, crop_box, landmarks68) if crop_box is not None else photo
+    tiles = [_fit_tile(shown, s), near(crop), near(depth_rgb), near(corr_rgb)]
+    if mesh is not None:
+        tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config) for yaw in config.views]
+    return image_grid([tiles])
