@@ -17,7 +17,7 @@ SIZE = 128
 
 @pytest.fixture(scope="module")
 def face():
-    depth, mask = face_like(SIZE, 0.62, height=30.0)
+    depth, mask = face_like(SIZE, 0.40, height=30.0)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
     corr = np.where(mask[..., None], rng.random((SIZE, SIZE, 3)), 0.0).astype(np.float32)
@@ -27,7 +27,7 @@ def face():
 @pytest.fixture(scope="module")
 def stages(face):
     depth, mask, image, corr = face
-    v, f, px = meshing.lift(depth, mask, density=0.62)
+    v, f, px = meshing.lift(depth, mask, density=1.0)
     fb = meshing.remove_background(v, f, px, mask)
     v2, f2, kept = meshing.remove_spikes(v, fb)
     v3 = meshing.smooth_laplacian(v2, f2, 5, 0.5)
@@ -54,13 +54,13 @@ def test_bench_full_pipeline_pinned_boundary(benchmark, face):
 
 def test_bench_lift_grid(benchmark, face):
     depth, mask, *_ = face
-    v, f, px = benchmark(meshing.lift, depth, mask, density=0.62, triangulation="grid")
+    v, f, px = benchmark(meshing.lift, depth, mask, density=1.0, triangulation="grid")
     assert len(f) > 1.9 * len(v)
 
 
 def test_bench_lift_delaunay(benchmark, face):
     depth, mask, *_ = face
-    v, f, px = benchmark(meshing.lift, depth, mask, density=0.62, triangulation="delaunay")
+    v, f, px = benchmark(meshing.lift, depth, mask, density=1.0, triangulation="delaunay")
     assert len(f) > 1.9 * len(v)
 
 
@@ -72,7 +72,7 @@ def test_bench_triangulate_delaunay_only(benchmark, stages):
 
 def test_bench_triangulate_grid_only(benchmark, face):
     depth, mask, *_ = face
-    _, valid, _, _ = meshing.resample(depth, mask, 0.62)
+    _, valid, _, _ = meshing.resample(depth, mask, 1.0)
     faces = benchmark(meshing.triangulate_grid, valid)
     assert len(faces) > 1.9 * valid.sum()
 

@@ -15,7 +15,7 @@ from data_prep.toy import make_toy_dataset
 from facevision.cli import main
 from facevision.data import FaceMapsDataset
 from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
-from facevision.train.checkpoint import load_generator, load_training_state, save_generator
+from facevision.train.checkpoint import export_generator, load_generator, load_training_state, save_generator
 from facevision.train.config import TrainConfig
 from facevision.train.loop import RunFolderError, train
 from facevision.train.step import gan_step
@@ -76,6 +76,12 @@ def test_train_writes_run_and_resumes(toy_data: Path, tmp_path: Path) -> None:
     assert row["epoch"] == 2 and row["step"] == 4
     state = load_training_state(run / "last.pt")
     assert int(state["opt_g"]["state"][0]["step"]) == 4  # optimizer moments continued, not restarted
+    # the generator exported from the training state equals the one saved at the epoch's end
+    exported = load_generator(export_generator(run / "last.pt", tmp_path / "exported.safetensors"))
+    saved = load_generator(run / "last.safetensors")
+    x = torch.rand(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(exported(x).depth, saved(x).depth)
     with open(run / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [1, 2]

@@ -67,3 +67,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Dual
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the model config ({exc})") from exc
     return model.to(device).eval()
+
+
+def export_generator(training_state: str | Path, out: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write the generator of a training checkpoint (``last.pt``) as an inference .safetensors file."""
+    state = load_training_state(training_state)
+    generator = DualUnetGenerator(ModelConfig.from_dict(state["model_config"]))
+    generator.load_state_dict(state["generator"])
+    meta = {"epoch": int(state["epoch"]), "step": int(state["step"]),
+            "batch_in_epoch": int(state.get("batch_in_epoch", 0)), **(metadata or {})}
+    return save_generator(out, generator, meta)
