@@ -12,7 +12,8 @@ from data_prep.io import atomic_write_json, atomic_write_png
 from facevision.cli import main
 from facevision.flame.model import FLAME_MODEL_ENV
 from facevision.flame.synthetic import (make_synthetic_flame_arrays, random_params, render_synthetic_face,
-                                        save_synthetic_flame, save_synthetic_reference, synthetic_setup)
+                                        save_synthetic_flame, save_synthetic_reference, synthetic_embedding,
+                                        synthetic_setup)
 
 CROP_BOX = [100, 40, 356, 296]  # 256 px square in the original photo -> 128 px crop
 
@@ -31,6 +32,9 @@ def predicted(tmp_path_factory):
     lm = crop_to_original(truth.landmarks68, CROP_BOX, 128)
     atomic_write_json(face / "result.json", {"crop_box": CROP_BOX, "landmarks68": lm.tolist(), "other": 1})
     model = save_synthetic_flame(root / "model.npz", arrays)
+    emb = synthetic_embedding(setup)  # found next to the model, like FLAME's mediapipe_landmark_embedding.npz
+    np.savez(root / "mediapipe_landmark_embedding.npz", landmark_indices=emb.reference_indices,
+             lmk_face_idx=emb.face_idx, lmk_b_coords=emb.bary)
     ref = save_synthetic_reference(root / "reference.npz", setup.reference)
     return {"root": root, "face": face, "model": model, "ref": ref, "truth": truth, "setup": setup}
 
@@ -59,7 +63,7 @@ def test_fit_edit_animate(predicted, monkeypatch, capsys, tmp_path):
     obj = (face / "flame_mesh.obj").read_text().splitlines()
     assert sum(line.startswith("v ") for line in obj) == n_v
     assert {"shape", "expression", "jaw_pose", "model_sha256"} <= set(np.load(face / "flame.npz").files)
-    assert (predicted["root"] / "cache").is_dir()  # the reference -> FLAME relation was cached
+    assert len(list((predicted["root"] / "cache").glob("flame_relation_*.npz"))) == 1  # relation cached
 
     out = tmp_path / "edited.obj"
     assert main(["flame", "edit", str(face / "flame.npz"), "--jaw", "20", "--expression", "0=1.5", "--yaw", "15",

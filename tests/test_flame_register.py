@@ -7,9 +7,9 @@ from scipy.spatial.transform import Rotation
 
 from facevision.flame import (FlameParamsError, RegistrationError, edit_params, flame_forward, head_angles,
                               load_params, register, relate_reference_to_flame, save_fit)
-from facevision.flame.correspondence import FlameCorrespondence
+from facevision.flame.correspondence import FlameCorrespondence, load_landmark_embedding
 from facevision.flame.geometry import barycentric_points
-from facevision.flame.synthetic import random_params, render_synthetic_face, synthetic_setup
+from facevision.flame.synthetic import random_params, render_synthetic_face, synthetic_embedding, synthetic_setup
 from meshing import mesh_from_maps
 
 
@@ -123,3 +123,22 @@ def test_save_fit_and_edit_round_trip(setup, relation, tmp_path):
     other = type(setup.model)(**{**setup.model.__dict__, "sha256": "0" * 64})
     with pytest.raises(FlameParamsError, match="different FLAME model"):
         load_params(tmp_path / "flame.npz", other)
+
+
+def _relation_error(setup, rel):
+    fv = np.where(setup.face_vertices)[0]
+    tri, bary, _ = rel.lookup(setup.vertex_corr[fv], setup.model.faces)
+    p = barycentric_points(setup.model.v_template, setup.model.faces, tri, bary)
+    return np.linalg.norm(p - setup.model.v_template[fv], axis=1).mean() / np.ptp(setup.model.v_template[fv, 0])
+
+
+def test_landmark_embedding_file_sharpens_the_relation(setup, relation, tmp_path):
+    emb = synthetic_embedding(setup)
+    path = tmp_path / "mediapipe_landmark_embedding.npz"
+    np.savez(path, landmark_indices=emb.reference_indices, lmk_face_idx=emb.face_idx, lmk_b_coords=emb.bary)
+    loaded = load_landmark_embedding(path)
+    sharp = relate_reference_to_flame(setup.model, setup.reference, cache=False, embedding=loaded)
+    assert _relation_error(setup, sharp) < 0.006 < _relation_error(setup, relation)
+    np.savez(tmp_path / "bad.npz", something=np.zeros(3))
+    with pytest.raises(ValueError, match="bad.npz"):
+        load_landmark_embedding(tmp_path / "bad.npz")

@@ -55,6 +55,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_model_args(fit)
     fit.add_argument("--reference", type=Path, metavar="NPZ",
                      help="reference-face asset of the correspondence space (default: the project's)")
+    fit.add_argument("--flame-embedding", type=Path, metavar="NPZ",
+                     help="FLAME's mediapipe_landmark_embedding.npz (default: $FACEVISION_FLAME_EMBEDDING or the file "
+                          "of that name next to the model); improves relating the reference face to FLAME")
     fit.add_argument("--no-landmarks", action="store_true", help="ignore landmarks68 from result.json")
     fit.set_defaults(func=run)
     edit = sub.add_parser("edit", help="edit FLAME parameters and write the mesh")
@@ -106,7 +109,7 @@ def find_face_dirs(paths: list[Path]) -> list[Path]:
     return sorted(set(found))
 
 
-def fit_face_dir(face_dir: Path, model: Any, reference: Any = None, use_landmarks: bool = True) -> dict[str, Any]:
+def fit_face_dir(face_dir: Path, model: Any, relation: Any, use_landmarks: bool = True) -> dict[str, Any]:
     """Register one predict face folder; writes flame.npz, flame_mesh.obj, result.json["flame"]."""
     import numpy as np
 
@@ -138,7 +141,7 @@ def fit_face_dir(face_dir: Path, model: Any, reference: Any = None, use_landmark
         box = result.get("crop_box")
         landmarks = original_to_crop(lm, box, depth.shape[0]) if box is not None else lm
     mesh = mesh_from_maps(depth, mask, corr=corr)
-    fit = register(mesh, corr, landmarks, model, reference=reference)
+    fit = register(mesh, corr, landmarks, model, relation=relation)
     summary = save_fit(face_dir / "flame.npz", fit, model.sha256)
     result["flame"] = summary
     atomic_write_json(result_path, result)
@@ -146,6 +149,8 @@ def fit_face_dir(face_dir: Path, model: Any, reference: Any = None, use_landmark
 
 
 def _fit(args: argparse.Namespace, model: Any) -> int:
+    from facevision.flame.correspondence import relation_for
+
     reference = None
     if args.reference is not None:
         from data_prep.reference import load_reference
@@ -156,10 +161,15 @@ def _fit(args: argparse.Namespace, model: Any) -> int:
         print(f"facevision flame fit: no face folders (with depth.png and corr.png) under "
               f"{', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
+    try:
+        relation = relation_for(model, reference, embedding=args.flame_embedding or True)
+    except (ValueError, OSError) as exc:
+        print(f"facevision flame fit: cannot relate the reference face to {model.source}: {exc}", file=sys.stderr)
+        return 2
     failed = 0
     for d in dirs:
         try:
-            s = fit_face_dir(d, model, reference, use_landmarks=not args.no_landmarks)
+            s = fit_face_dir(d, model, relation, use_landmarks=not args.no_landmarks)
             print(f"{d}: flame.npz, flame_mesh.obj (residual mean {s['residual_mean_px']:.2f} px / "
                   f"{s['residual_mean_mm']:.2f} mm, p90 {s['residual_p90_px']:.2f} px, {s['seconds']['total']:.2f} s)")
         except (ValueError, OSError) as exc:

@@ -11,7 +11,8 @@ Plain functions (see each module for frames and units):
 """
 from __future__ import annotations
 
-from facevision.flame.correspondence import FlameCorrespondence, RelationConfig, relate_reference_to_flame
+from facevision.flame.correspondence import (FlameCorrespondence, LandmarkEmbedding, RelationConfig,
+                                             load_landmark_embedding, relate_reference_to_flame, relation_for)
 from facevision.flame.model import (FLAME_HELP, FLAME_MODEL_ENV, FlameModel, FlameModelError, FlameModelMissingError,
                                     UnsafeModelFileError, load_flame_model, resolve_model_path)
 from facevision.flame.params import (FlameParams, FlameParamsError, edit_params, flame_forward, head_angles,
@@ -23,5 +24,5 @@ __all__ = [
     "FLAME_HELP", "FLAME_MODEL_ENV", "FlameModel", "FlameModelError", "FlameModelMissingError", "UnsafeModelFileError",
     "load_flame_model", "resolve_model_path", "FlameParams", "FlameParamsError", "flame_forward", "edit_params",
     "head_angles", "interpolate_params", "load_params", "save_params", "FlameCorrespondence", "RelationConfig",
-    "relate_reference_to_flame", "FlameFit", "RegistrationConfig", "RegistrationError", "register", "save_fit", "register_and_save",
+    "relate_reference_to_flame", "relation_for", "LandmarkEmbedding", "load_landmark_embedding", "FlameFit", "RegistrationConfig", "RegistrationError", "register", "save_fit", "register_and_save",
 ]

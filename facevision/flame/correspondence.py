@@ -32,9 +32,12 @@ from facevision.flame.geometry import barycentric_points, closest_points, vertex
 from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, torch_threads
 from facevision.flame.model import FlameModel
 
-__all__ = ["RelationConfig", "FlameCorrespondence", "relate_reference_to_flame", "reference_sha256", "cache_dir"]
+__all__ = ["EMBEDDING_ENV", "EMBEDDING_NAME", "find_landmark_embedding", "relation_for", "LandmarkEmbedding",
+           "load_landmark_embedding", "RelationConfig", "FlameCorrespondence", "relate_reference_to_flame", "reference_sha256", "cache_dir"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+EMBEDDING_ENV = "FACEVISION_FLAME_EMBEDDING"
+EMBEDDING_NAME = "mediapipe_landmark_embedding.npz"
 
 
 @dataclass
@@ -50,8 +53,11 @@ class RelationConfig:
     shape_prior: float = 3e-4
     expr_prior: float = 3e-4
     jaw_prior: float = 1e-2
-    face_distance: float = 0.06  # FLAME vertices within this of the reference surface form the face region
+    face_distance: float = 0.03  # FLAME vertices this close to the reference surface are in the face region,
+    face_distance_max: float = 0.3  # and so are those up to this far that lie over it (not past its boundary)
+    normal_offset_cos: float = 0.9
     min_normal_dot: float = 0.2
+    landmark_weight: float = 0.5  # weight of the embedding's pairs (when given) relative to the surface term
     dense_samples: int = 4000  # reference surface points used for fitting (vertices + random samples)
     seed: int = 0
 
@@ -133,19 +139,63 @@ def _normalization(reference: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(3), np.ones(3)
 
 
+@dataclass(frozen=True)
+class LandmarkEmbedding:
+    """Known pairs between reference vertices and FLAME surface points.
+
+    FLAME's ``mediapipe_landmark_embedding.npz`` (from the FLAME website, next to the model) gives 105
+    MediaPipe Face Mesh vertices as FLAME triangles + barycentric weights; facevision's reference face
+    has MediaPipe's 468-vertex topology, so its vertices ``reference_indices`` pair with those points.
+    """
+
+    reference_indices: np.ndarray  # (K,) reference vertex ids
+    face_idx: np.ndarray  # (K,) FLAME triangle ids
+    bary: np.ndarray  # (K,3)
+    sha256: str
+
+
+def load_landmark_embedding(path: str | os.PathLike) -> LandmarkEmbedding:
+    """Read FLAME's ``mediapipe_landmark_embedding.npz`` (keys ``landmark_indices``, ``lmk_face_idx``,
+    ``lmk_b_coords``; no pickles allowed). Raises ValueError naming the file when it is not one."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable landmark embedding .npz ({exc})") from None
+    need = ("landmark_indices", "lmk_face_idx", "lmk_b_coords")
+    if not all(k in data for k in need):
+        raise ValueError(f"{path}: a landmark embedding needs {', '.join(need)}; found {', '.join(sorted(data))}")
+    idx = data["landmark_indices"].astype(np.int64).ravel()
+    face = data["lmk_face_idx"].astype(np.int64).ravel()
+    bary = data["lmk_b_coords"].astype(np.float64).reshape(-1, 3)
+    if not len(idx) == len(face) == len(bary):
+        raise ValueError(f"{path}: landmark_indices, lmk_face_idx and lmk_b_coords differ in length")
+    h = hashlib.sha256(idx.tobytes() + face.tobytes() + bary.tobytes()).hexdigest()
+    return LandmarkEmbedding(reference_indices=idx, face_idx=face, bary=bary, sha256=h)
+
+
 _MEMORY: dict[tuple[str, str], FlameCorrespondence] = {}
 
 
 def relate_reference_to_flame(model: FlameModel, reference: Any, config: RelationConfig = RelationConfig(),
-                              cache: str | Path | None | bool = True) -> FlameCorrespondence:
+                              cache: str | Path | None | bool = True,
+                              embedding: LandmarkEmbedding | None = None) -> FlameCorrespondence:
     """The reference -> FLAME mapping for ``model`` (see module docstring), cached.
 
     Args:
         reference: anything with ``vertices (N,3)`` in [0,1]^3, ``triangles``, ``ibug68`` and optionally
             ``normalization`` {"offset", "scale"} (data_prep.reference.ReferenceFace or a synthetic one).
         cache: True = default cache folder, a path = that folder, False/None = no disk cache.
+        embedding: optional known reference-vertex <-> FLAME-surface pairs (FLAME's MediaPipe landmark
+            embedding): they initialize the alignment and anchor the non-rigid fit.
     """
     ref_hash = reference_sha256(reference)
+    if embedding is not None:
+        n_ref, n_faces = len(reference.vertices), len(model.faces)
+        if embedding.reference_indices.max(initial=0) >= n_ref or embedding.face_idx.max(initial=0) >= n_faces:
+            raise ValueError("landmark embedding does not fit this reference face / FLAME model (index out of range)")
+        ref_hash = hashlib.sha256((ref_hash + embedding.sha256).encode()).hexdigest()
     key = (model.sha256, ref_hash)
     if key in _MEMORY:
         return _MEMORY[key]
@@ -162,7 +212,7 @@ def relate_reference_to_flame(model: FlameModel, reference: Any, config: Relatio
             except (ValueError, OSError, KeyError):
                 pass  # stale or broken cache: recompute
     with torch_threads(1):
-        rel = _fit_relation(model, reference, ref_hash, config)
+        rel = _fit_relation(model, reference, ref_hash, config, embedding)
     if path is not None:
         try:
             rel.save(path)
@@ -210,7 +260,8 @@ def _front_faces(model: FlameModel) -> np.ndarray:
     return np.where((n[:, 2] > -0.3) & (centre[:, 2] > np.median(v[:, 2])))[0]
 
 
-def _fit_relation(model: FlameModel, reference: Any, ref_hash: str, cfg: RelationConfig) -> FlameCorrespondence:
+def _fit_relation(model: FlameModel, reference: Any, ref_hash: str, cfg: RelationConfig,
+                  embedding: LandmarkEmbedding | None = None) -> FlameCorrespondence:
     rng = np.random.default_rng(cfg.seed)
     offset, scale = _normalization(reference)
     ref_raw = np.asarray(reference.vertices, dtype=np.float64) / scale + offset
@@ -219,27 +270,38 @@ def _fit_relation(model: FlameModel, reference: Any, ref_hash: str, cfg: Relatio
     tmpl = model.v_template
     front = _front_faces(model)
     ff = model.faces[front]
-    # --- rigid + scale ICP, several metric sizes for the reference; FLAME -> reference frame
-    rms = np.sqrt(((ref_raw - ref_raw.mean(0)) ** 2).sum(1).mean())
-    nose_ref = ref_raw[np.argmax(ref_raw[:, 2])]
-    nose_flame = tmpl[ff.ravel()][np.argmax(tmpl[ff.ravel(), 2])]
+    # --- rigid + scale ICP; FLAME -> reference frame. Starts: the embedding's pairs (Umeyama) when
+    # given, else nose tips aligned at several metric sizes for the reference.
+    lm_src = lm_dst = None
+    if embedding is not None:
+        lm_src = barycentric_points(tmpl, model.faces, embedding.face_idx, embedding.bary)
+        lm_dst = ref_raw[embedding.reference_indices]
+        starts = [_umeyama(lm_src, lm_dst)]
+    else:
+        rms = np.sqrt(((ref_raw - ref_raw.mean(0)) ** 2).sum(1).mean())
+        nose_ref = ref_raw[np.argmax(ref_raw[:, 2])]
+        nose_flame = tmpl[ff.ravel()][np.argmax(tmpl[ff.ravel(), 2])]
+        starts = [(rms / radius, np.eye(3), nose_ref - rms / radius * nose_flame) for radius in cfg.radius_starts_m]
     best = None
-    for radius in cfg.radius_starts_m:
-        s, r = rms / radius, np.eye(3)
-        t = nose_ref - s * nose_flame
+    for s, r, t in starts:
         for _ in range(cfg.icp_iterations):
             cur = s * tmpl @ r.T + t
             cp, _, _ = closest_points(cur, ff, pts)
             d = np.linalg.norm(cp - pts, axis=1)
             keep = d <= np.quantile(d, 0.9)
             # inverse map of matched FLAME points: pts ~ s R (flame point) + t
-            flame_pts = ((cp - t) @ r) / s
-            s, r, t = _umeyama(flame_pts[keep], pts[keep])
+            src, dst = ((cp - t) @ r)[keep] / s, pts[keep]
+            w = np.ones(len(src))
+            if lm_src is not None:
+                src, dst = np.vstack([src, lm_src]), np.vstack([dst, lm_dst])
+                w = np.append(w, np.full(len(lm_src), cfg.landmark_weight * len(w) / len(lm_src)))
+            s, r, t = _umeyama(src, dst, w)
         err = float(np.mean(np.sort(d)[: int(0.9 * len(d))]))
         if best is None or err < best[0]:
             best = (err, s, r, t)
     _, s, r, t = best
-    verts = _nonrigid(model, pts, ff, s, r, t, cfg)
+    lm_pairs = None if embedding is None else (embedding.face_idx, embedding.bary, lm_dst)
+    verts = _nonrigid(model, pts, ff, s, r, t, cfg, lm_pairs)
     # --- face region: FLAME vertices near the reference surface, facing the same way
     cp, tri, _ = closest_points(ref_raw, tris, verts)
     dist = np.linalg.norm(cp - verts, axis=1)
@@ -247,7 +309,11 @@ def _fit_relation(model: FlameModel, reference: Any, ref_hash: str, cfg: Relatio
     n_ref /= np.maximum(np.linalg.norm(n_ref, axis=1, keepdims=True), 1e-18)
     n_ref *= np.sign(n_ref[:, 2].sum()) or 1.0  # reference triangles face the camera (+w)
     n_flame = vertex_normals(verts, model.faces)
-    in_face = (dist < cfg.face_distance) & ((n_flame * n_ref[tri]).sum(1) > cfg.min_normal_dot)
+    # a vertex belongs to the face when it lies over the reference surface (offset along the normal
+    # there, not beyond its boundary), close to it and facing the same way
+    along = np.abs(((verts - cp) * n_ref[tri]).sum(1)) >= cfg.normal_offset_cos * dist
+    in_face = (dist < cfg.face_distance_max) & (along | (dist < cfg.face_distance)) \
+        & ((n_flame * n_ref[tri]).sum(1) > cfg.min_normal_dot)
     face_faces = np.where(in_face[model.faces].all(1))[0]
     if len(face_faces) < 10:
         raise ValueError("could not relate the reference face to the FLAME template (no overlapping face region)")
@@ -261,7 +327,7 @@ def _fit_relation(model: FlameModel, reference: Any, ref_hash: str, cfg: Relatio
 
 
 def _nonrigid(model: FlameModel, pts: np.ndarray, ff: np.ndarray, s: float, r: np.ndarray, t: np.ndarray,
-              cfg: RelationConfig) -> np.ndarray:
+              cfg: RelationConfig, lm_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Fit shape/expression/jaw + similarity so the FLAME surface passes through ``pts``; FLAME vertices
     in the reference frame."""
     from scipy.spatial.transform import Rotation
@@ -286,6 +352,10 @@ def _nonrigid(model: FlameModel, pts: np.ndarray, ff: np.ndarray, s: float, r: n
         v = flame_forward_torch(ft, betas, expr, pose)[0]
         return torch.exp(log_s) * v @ batch_rodrigues(rot)[0].T + trans
 
+    if lm_pairs is not None:
+        lm_faces = torch.as_tensor(model.faces[lm_pairs[0]])
+        lm_bary = torch.as_tensor(lm_pairs[1], dtype=dt)
+        lm_target = torch.as_tensor(lm_pairs[2], dtype=dt)
     tri = bary = normal = None
     for it in range(cfg.iterations):
         if it % 10 == 0:
@@ -304,9 +374,41 @@ def _nonrigid(model: FlameModel, pts: np.ndarray, ff: np.ndarray, s: float, r: n
         diff = target - p
         plane = (diff * normal).sum(1)
         loss = (w * (plane ** 2 + 0.1 * (diff ** 2).sum(1))).sum() / w.sum()
+        if lm_pairs is not None:
+            lp = (v[lm_faces] * lm_bary[:, :, None]).sum(1)
+            loss = loss + cfg.landmark_weight * ((lp - lm_target) ** 2).sum(1).mean()
         loss = loss + cfg.shape_prior * (betas ** 2).sum() + cfg.expr_prior * (expr ** 2).sum() \
             + cfg.jaw_prior * (jaw ** 2).sum()
         loss.backward()
         opt.step()
     with torch.no_grad():
         return forward().numpy().astype(np.float64)
+
+
+def find_landmark_embedding(model: FlameModel) -> Path | None:
+    """``$FACEVISION_FLAME_EMBEDDING``, else FLAME's ``mediapipe_landmark_embedding.npz`` next to the model file."""
+    if os.environ.get(EMBEDDING_ENV):
+        return Path(os.environ[EMBEDDING_ENV]).expanduser()
+    if model.source and not model.source.startswith("<"):
+        candidate = Path(model.source).with_name(EMBEDDING_NAME)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def relation_for(model: FlameModel, reference: Any = None, embedding: str | os.PathLike | LandmarkEmbedding | None
+                 | bool = True, config: RelationConfig = RelationConfig()) -> FlameCorrespondence:
+    """The (cached) relation for ``model``: default reference = data_prep.reference.load_reference();
+    ``embedding`` = a LandmarkEmbedding, a path, True (look for one: :func:`find_landmark_embedding`)
+    or None/False (none)."""
+    if reference is None:
+        from data_prep.reference import load_reference
+
+        reference = load_reference()
+    if embedding is True:
+        embedding = find_landmark_embedding(model)
+    if embedding is False:
+        embedding = None
+    if embedding is not None and not isinstance(embedding, LandmarkEmbedding):
+        embedding = load_landmark_embedding(embedding)
+    return relate_reference_to_flame(model, reference, config=config, embedding=embedding)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facevision.flame.correspondence import FlameCorrespondence, _umeyama, relate_reference_to_flame
+from facevision.flame.correspondence import FlameCorrespondence, _umeyama, relation_for
 from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import flame_forward_torch, flame_tensors, subset_tensors, torch_threads
 from facevision.flame.model import FlameModel
@@ -139,17 +139,15 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
         landmarks68: (68,2) iBUG-68 landmarks in crop pixels (x = column, y = row), or None.
         model: the FLAME model (:func:`load_flame_model`).
         reference: the correspondence space's reference face (default: data_prep.reference.load_reference()).
-        relation: a precomputed :func:`relate_reference_to_flame` result (else computed/cached here).
+        relation: a precomputed :func:`relate_reference_to_flame` result; else :func:`relation_for` computes
+            (and caches) it, using FLAME's mediapipe_landmark_embedding.npz when found next to the model
+            file or named by $FACEVISION_FLAME_EMBEDDING.
     Raises:
         RegistrationError: too few usable correspondences or inconsistent inputs.
     """
     t0 = time.perf_counter()
     if relation is None:
-        if reference is None:
-            from data_prep.reference import load_reference
-
-            reference = load_reference()
-        relation = relate_reference_to_flame(model, reference)
+        relation = relation_for(model, reference)
     t_rel = time.perf_counter()
     verts = np.asarray(mesh.vertices, dtype=np.float64)
     corr = getattr(mesh, "corr", None)

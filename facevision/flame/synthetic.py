@@ -20,7 +20,7 @@ import numpy as np
 
 from facevision.flame.model import FlameModel, flame_model_from_arrays
 
-__all__ = ["RenderedFace", "render_synthetic_face", "random_params", "save_synthetic_reference", "make_synthetic_flame_arrays", "make_synthetic_flame", "save_synthetic_flame", "SyntheticReference",
+__all__ = ["synthetic_embedding", "RenderedFace", "render_synthetic_face", "random_params", "save_synthetic_reference", "make_synthetic_flame_arrays", "make_synthetic_flame", "save_synthetic_flame", "SyntheticReference",
            "SyntheticSetup", "synthetic_setup", "JOINTS_REST"]
 
 # rest joint positions (metres): root, neck, jaw, left eye (+X), right eye
@@ -316,3 +316,18 @@ def render_synthetic_face(setup: SyntheticSetup, params: "FlameParams", size: in
     ref_to_vertex = np.where(setup.face_vertices)[0]
     lm = raster[ref_to_vertex[lm_idx], :2] + rng.normal(size=(68, 2)) * landmark_noise
     return RenderedFace(depth=depth, corr=corr, mask=mask, landmarks68=lm, params=gt, vertices_px=v)
+
+
+def synthetic_embedding(setup: SyntheticSetup, n: int = 105, seed: int = 0) -> "LandmarkEmbedding":
+    """A MediaPipe-embedding-like set of pairs: ``n`` reference vertices and the FLAME points they are."""
+    from facevision.flame.correspondence import LandmarkEmbedding
+
+    rng = np.random.default_rng(seed)
+    ref_ids = np.sort(rng.choice(len(setup.reference.vertices), size=min(n, len(setup.reference.vertices)),
+                                 replace=False))
+    flame_ids = np.where(setup.face_vertices)[0][ref_ids]
+    faces = setup.model.faces
+    face_idx = np.array([np.where((faces == v).any(1))[0][0] for v in flame_ids])
+    bary = (faces[face_idx] == flame_ids[:, None]).astype(np.float64)
+    return LandmarkEmbedding(reference_indices=ref_ids, face_idx=face_idx, bary=bary,
+                             sha256=f"synthetic-{n}-{seed}")
