@@ -17,7 +17,7 @@ from data_prep.rasterize import rasterize
 from data_prep.reference import ReferenceFace, load_reference
 from facevision.maps.pose import angles_to_rotation
 
-__all__ = ["SyntheticFace", "render_reference"]
+__all__ = ["SyntheticFace", "render_reference", "fixed_maps_model"]
 
 
 @dataclass
@@ -54,3 +54,28 @@ def render_reference(size: int = 128, yaw: float = 0.0, pitch: float = 0.0, roll
     corr = np.where(mask[..., None], np.clip(corr, 0.0, 1.0), 0.0).astype(np.float32)
     return SyntheticFace(depth=depth, corr=corr, mask=mask, landmarks68=pix[reference.ibug68, :2].copy(),
                          rotation=rot, scale=scale)
+
+
+def fixed_maps_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray):
+    """A stand-in network (torch module) that returns the given maps for every input crop.
+
+    Outputs follow :class:`facevision.model.DualUnetGenerator`: depth / S, corr, mask logits (+-10).
+    Lets the whole per-face path run on known maps (tests, demos) without a trained checkpoint.
+    """
+    import torch
+    from torch import nn
+
+    size = int(depth_px.shape[0])
+
+    class FixedMaps(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("depth", torch.from_numpy(np.asarray(depth_px, np.float32) / size)[None, None])
+            self.register_buffer("corr", torch.from_numpy(np.asarray(corr, np.float32)).permute(2, 0, 1)[None])
+            self.register_buffer("logits", torch.from_numpy(np.where(mask, 10.0, -10.0).astype(np.float32))[None, None])
+
+        def forward(self, x):
+            b = x.shape[0]
+            return (self.depth.expand(b, -1, -1, -1), self.corr.expand(b, -1, -1, -1), self.logits.expand(b, -1, -1, -1))
+
+    return FixedMaps()

@@ -1,0 +1,92 @@
+"""Landmarks and pose from maps, against ground truth rendered from the reference face."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_prep.crop import original_to_crop
+from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
+from facevision.maps.pose import angles_to_rotation, fit_similarity, pose_from_maps, rotation_to_angles
+from facevision.predict.synthetic import render_reference
+
+VISIBLE_PX = 1.0  # residual (x face scale = crop px) below which the iBUG vertex itself is visible
+
+
+@pytest.mark.parametrize("pose", [(0, 0, 0), (0, 0, 25), (-15, 8, -10)])
+def test_landmarks_recover_rendered_vertices(pose):
+    face = render_reference(128, *pose, scale=36.0, centre=(60.3, 66.7))
+    lm = landmarks_from_corr(face.corr, face.mask)
+    err = np.linalg.norm(lm.points - face.landmarks68, axis=1)
+    vis = lm.residual * 36.0 < VISIBLE_PX
+    assert vis.sum() >= 50  # most iBUG points are visible at these poses
+    assert np.median(err) < 0.25
+    assert err[vis].max() < 1.0  # every visible landmark within a pixel of its rendered vertex
+
+
+def test_landmarks_flag_occluded_points_on_a_turned_face():
+    face = render_reference(128, yaw=40)
+    lm = landmarks_from_corr(face.corr, face.mask)
+    err = np.linalg.norm(lm.points - face.landmarks68, axis=1)
+    hidden = lm.residual * face.scale >= 2 * VISIBLE_PX
+    assert hidden.sum() >= 5  # the far cheek's jaw points are behind the face
+    assert err[hidden].mean() > err[~hidden].mean()
+
+
+def test_landmarks_to_original_inverts_the_crop_mapping():
+    face = render_reference(128)
+    lm = landmarks_from_corr(face.corr, face.mask).points
+    box = (37, -12, 293, 244)  # 256 px square partly outside a photo: scale 0.5
+    orig = landmarks_to_original(lm, box, 128)
+    assert np.allclose(original_to_crop(orig, box, 128), lm)
+    assert np.allclose(orig[:, 0], (lm[:, 0] + 0.5) * 2 - 0.5 + 37)
+
+
+def test_landmarks_need_a_mask():
+    face = render_reference(64)
+    with pytest.raises(ValueError, match="fewer than"):
+        landmarks_from_corr(face.corr, np.zeros_like(face.mask), config=LandmarkConfig(min_pixels=16))
+
+
+def test_angle_conventions():
+    nose = np.array([0.0, 0.0, 1.0])
+    assert (angles_to_rotation(30, 0, 0) @ nose)[0] > 0.4  # yaw > 0: nose to the image right (+X)
+    assert (angles_to_rotation(0, 30, 0) @ nose)[1] > 0.4  # pitch > 0: nose up (+Y)
+    right = angles_to_rotation(0, 0, 30) @ np.array([1.0, 0, 0])
+    assert right[1] > 0.4  # roll > 0: counter-clockwise as seen by the viewer (X turns towards +Y)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.uniform([-80, -60, -90], [80, 60, 90])
+        assert np.allclose(rotation_to_angles(angles_to_rotation(*a)), a, atol=1e-6)
+
+
+def test_umeyama_exact_on_noise_free_points():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(50, 3))
+    rot = angles_to_rotation(20, -35, 70)
+    dst = 3.5 * src @ rot.T + np.array([1.0, -2.0, 5.0])
+    s, r, t = fit_similarity(src, dst)
+    assert s == pytest.approx(3.5)
+    assert np.allclose(r, rot)
+    assert np.allclose(t, [1.0, -2.0, 5.0])
+
+
+@pytest.mark.parametrize("pose", [(0, 0, 0), (25, 0, 0), (0, -20, 0), (0, 0, 30), (-30, 15, -20), (35, -10, 10)])
+def test_pose_recovers_known_angles(pose):
+    face = render_reference(128, *pose, scale=38.0)
+    # predicted depth is relative (an unknown offset): add one to show it does not matter
+    depth = np.where(face.mask, face.depth + 7.0, 0.0)
+    p = pose_from_maps(depth, face.corr, face.mask)
+    assert np.allclose([p.yaw, p.pitch, p.roll], pose, atol=1.0)
+    assert p.scale == pytest.approx(38.0, rel=0.02)
+    assert p.rms < 0.5
+
+
+def test_pose_is_robust_to_noise_and_outliers():
+    face = render_reference(128, 20, 10, -5)
+    rng = np.random.default_rng(2)
+    corr = face.corr + rng.normal(0, 0.01, face.corr.shape).astype(np.float32)
+    depth = face.depth + rng.normal(0, 0.5, face.depth.shape).astype(np.float32)
+    bad = rng.random(face.mask.shape) < 0.05
+    corr[bad] = rng.random((int(bad.sum()), 3))
+    p = pose_from_maps(np.where(face.mask, depth, 0), np.clip(corr, 0, 1), face.mask)
+    assert np.allclose([p.yaw, p.pitch, p.roll], [20, 10, -5], atol=3.0)

@@ -1,0 +1,163 @@
+"""Predictor API and per-face outputs: ground truth through a stand-in network that returns known maps."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from data_prep.crop import crop_to_original
+from data_prep.dataset_format import decode_corr, decode_depth
+from data_prep.io import read_png
+from facevision.predict.outputs import FACE_FILES, MESH_FILES, write_face
+from facevision.predict.predictor import CHECKPOINT_ENV, PredictConfig, Predictor, default_checkpoint
+from facevision.predict.synthetic import fixed_maps_model, render_reference
+
+POSE = (12.0, -6.0, 8.0)
+BOX = (40, 20, 296, 276)  # 256 px square in a 320 x 300 photo: crop scale 0.5
+
+
+@pytest.fixture(scope="module")
+def face():
+    return render_reference(128, *POSE, scale=36.0)
+
+
+@pytest.fixture(scope="module")
+def oracle(face):
+    return Predictor(fixed_maps_model(face.depth, face.corr, face.mask))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (300, 320, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def result(oracle, photo):
+    from data_prep.crop import crop_image
+
+    crop = crop_image(photo, BOX, 128)
+    return oracle.predict_crops(crop[None], [BOX])[0]
+
+
+def test_predict_crops_gives_ground_truth_maps_landmarks_and_pose(face, result):
+    assert result.ok, result.error
+    assert np.array_equal(result.mask, face.mask)
+    assert np.allclose(result.depth_px, face.depth, atol=1e-3)
+    assert np.abs(result.corr - face.corr).max() < 1e-5
+    truth = crop_to_original(face.landmarks68, BOX, 128)
+    err = np.linalg.norm(result.landmarks68 - truth, axis=1)
+    assert np.median(err) < 0.5  # original px (crop px x 2)
+    vis = result.landmark_residual * face.scale < 1.0
+    assert err[vis].max() < 2.0
+    x0, y0, x1, y1 = BOX
+    assert np.all((result.landmarks68 >= [x0 - 0.5, y0 - 0.5]) & (result.landmarks68 <= [x1 - 0.5, y1 - 0.5]))
+    assert np.allclose([result.pose.yaw, result.pose.pitch, result.pose.roll], POSE, atol=1.5)
+    assert set(result.timings) >= {"network", "landmarks", "pose", "mesh", "total"}
+
+
+def test_mesh_matches_the_mask(face, result):
+    mesh = result.mesh
+    assert mesh is not None and mesh.n_faces > 1000
+    rows, cols = mesh.pixels[:, 0], mesh.pixels[:, 1]
+    inside = face.mask[np.clip(np.round(rows).astype(int), 0, 127), np.clip(np.round(cols).astype(int), 0, 127)]
+    assert inside.mean() > 0.99  # vertices lie on the face
+    # and they cover it: mesh bounding box = mask bounding box within 2 px
+    mr, mc = np.nonzero(face.mask)
+    assert abs(rows.min() - mr.min()) < 2 and abs(rows.max() - mr.max()) < 2
+    assert abs(cols.min() - mc.min()) < 2 and abs(cols.max() - mc.max()) < 2
+
+
+def test_no_mesh_config_skips_meshing(face):
+    p = Predictor(fixed_maps_model(face.depth, face.corr, face.mask), PredictConfig(mesh=None))
+    r = p.predict_crops(np.zeros((2, 128, 128, 3), np.uint8), [BOX, BOX])
+    assert len(r) == 2 and r[1].mesh is None and r[1].pose is not None and "mesh" not in r[1].timings
+
+
+def test_empty_prediction_is_a_face_error_not_a_crash(face):
+    p = Predictor(fixed_maps_model(face.depth, face.corr, np.zeros_like(face.mask)))
+    r = p.predict_crops(np.zeros((1, 128, 128, 3), np.uint8), [BOX])[0]
+    assert not r.ok and "no usable face" in r.error and r.landmarks68 is None
+
+
+def test_call_without_a_face_returns_nothing(oracle):
+    assert oracle(np.full((120, 160, 3), 127, np.uint8)) == []
+    with pytest.raises(ValueError, match="uint8"):
+        oracle(np.zeros((10, 10), np.float32))
+
+
+def test_write_face_files_are_complete_and_consistent(tmp_path, face, result, photo):
+    data = write_face(tmp_path / "face0", result, photo, source="x.jpg")
+    d = tmp_path / "face0"
+    for name in FACE_FILES + MESH_FILES:
+        assert (d / name).is_file(), name
+    assert not list(d.glob(".*tmp*"))  # no temporary leftovers
+    depth = decode_depth(read_png(d / "depth.png"))
+    assert read_png(d / "depth.png").dtype == np.uint16
+    assert np.abs(depth - result.depth_px).max() <= 0.5 / 256 + 1e-6
+    assert np.array_equal(read_png(d / "mask.png") > 127, face.mask)
+    assert np.abs(decode_corr(read_png(d / "corr.png")) - result.corr).max() < 1e-4
+    assert np.array_equal(read_png(d / "crop.png"), result.crop)
+    saved = json.loads((d / "result.json").read_text())
+    assert saved == json.loads(json.dumps(data))
+    for key in ("bbox", "crop_box", "landmarks68", "pose", "mesh", "timings_ms"):
+        assert key in saved
+    assert saved["crop_box"] == list(BOX)
+    assert len(saved["landmarks68"]) == 68
+    assert set(saved["pose"]) >= {"yaw", "pitch", "roll"}
+    assert saved["mesh"]["vertices"] == result.mesh.n_vertices
+    from meshing import load_mesh
+
+    ply = load_mesh(d / "mesh.ply")
+    assert ply.n_vertices == result.mesh.n_vertices and ply.n_faces == result.mesh.n_faces
+    assert "mesh_0.png" in (d / "mesh.mtl").read_text()
+    prev = read_png(d / "preview.png")
+    assert prev.shape[1] > 5 * prev.shape[0]  # photo, crop, depth, corr + two renders in one row
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory):
+    """A randomly initialised generator whose mask head says 'face' everywhere (plumbing only)."""
+    import torch
+
+    from facevision.model import DualUnetGenerator
+    from facevision.train.checkpoint import save_generator
+
+    torch.manual_seed(0)
+    g = DualUnetGenerator()
+    with torch.no_grad():
+        g.mask_head[0].bias.fill_(5.0)
+    return save_generator(tmp_path_factory.mktemp("ckpt") / "rand.safetensors", g)
+
+
+def test_from_pretrained_and_batching_are_consistent(random_checkpoint):
+    p = Predictor.from_pretrained(random_checkpoint, device="cpu")
+    assert p.checkpoint == random_checkpoint and p.size == 128
+    crops = np.random.default_rng(1).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
+    d1, c1, m1 = p.run_network(crops, batch_size=1)
+    d3, c3, m3 = p.run_network(crops, batch_size=3)
+    assert d1.shape == (3, 128, 128) and c1.shape == (3, 128, 128, 3) and m1.dtype == bool
+    assert np.allclose(d1, d3, atol=1e-4) and np.allclose(c1, c3, atol=1e-4) and np.array_equal(m1, m3)
+    assert np.all(d1[~m1] == 0) and np.all(c1[~m1] == 0)
+    assert 0 < d1[m1].max() <= 128
+
+
+def test_default_checkpoint_lookup(monkeypatch, tmp_path, random_checkpoint):
+    monkeypatch.setenv(CHECKPOINT_ENV, str(random_checkpoint))
+    assert default_checkpoint() == random_checkpoint
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "nope.safetensors"))
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        default_checkpoint()
+    monkeypatch.delenv(CHECKPOINT_ENV)
+    import facevision.predict.predictor as pp
+
+    monkeypatch.setattr(pp, "checkpoint_candidates", lambda: [tmp_path / "a" / "x.safetensors"])
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "a")):
+        default_checkpoint()
+
+
+def test_top_level_export():
+    import facevision
+
+    assert facevision.Predictor is Predictor and facevision.__version__

@@ -1,0 +1,197 @@
+"""``facevision predict`` end to end on generated images: bad inputs, exit codes, reruns, the HTML report.
+
+MediaPipe's detector does not fire on synthetic images, so the per-face path is exercised by a
+Predictor whose detector is replaced (bright images = one face at a known box) and whose network
+returns known maps; the real detector is used for the no-face and broken-file cases.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep.detect import FaceBox
+from facevision.cli import main
+from facevision.predict.batch import BatchConfig, expand_inputs, output_names, run_batch
+from facevision.predict.predictor import PredictConfig, Predictor
+from facevision.predict.synthetic import fixed_maps_model, render_reference
+
+FACE_BOX = (30.0, 40.0, 130.0, 150.0)
+
+
+def _save(path: Path, arr: np.ndarray, mode: str | None = None, **kw) -> Path:
+    im = Image.fromarray(arr) if mode is None else Image.fromarray(arr).convert(mode)
+    im.save(path, **kw)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    bright = (rng.integers(150, 255, (200, 180, 3))).astype(np.uint8)
+    files = {
+        "rgb": _save(d / "rgb.jpg", bright),
+        "gray": _save(d / "gray.png", bright[..., 0]),
+        "rgba": _save(d / "rgba.png", np.dstack([bright, np.full(bright.shape[:2], 200, np.uint8)])),
+        "cmyk": _save(d / "cmyk.jpg", bright, mode="CMYK"),
+    }
+    g16 = (bright[..., 0].astype(np.uint16) * 257)
+    Image.fromarray(g16).save(d / "gray16.png")
+    files["gray16"] = d / "gray16.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    Image.fromarray(bright[:, :120]).save(d / "exif.jpg", exif=exif.tobytes())
+    files["exif"] = d / "exif.jpg"
+    sub = d / "more"
+    sub.mkdir()
+    files["dark"] = _save(sub / "dark.png", np.full((60, 80, 3), 20, np.uint8))  # no face
+    buf = io.BytesIO()
+    Image.fromarray(bright).save(buf, format="JPEG")
+    (d / "truncated.jpg").write_bytes(buf.getvalue()[:300])
+    files["truncated"] = d / "truncated.jpg"
+    (d / "empty.png").write_bytes(b"")
+    files["empty"] = d / "empty.png"
+    (d / "notes.png").write_text("not an image")
+    files["text"] = d / "notes.png"
+    return files
+
+
+class _StubDetector(Predictor):
+    """Bright images have one face at FACE_BOX; others none."""
+
+    def detect(self, image_rgb, all_faces=None):
+        return [FaceBox(box=FACE_BOX, score=0.9)] if image_rgb.mean() > 100 else []
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    f = render_reference(128, 10, 0, 0)
+    return _StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(batch_size=4))
+
+
+def test_expand_inputs_and_names(inputs, tmp_path):
+    root = inputs["rgb"].parent
+    files, missing = expand_inputs([str(root), str(root / "*.jpg"), str(tmp_path / "nothing*.png")])
+    assert inputs["dark"] in files  # folders are searched recursively
+    assert len(files) == len(set(p.resolve() for p in files))  # globs repeating a folder's files add nothing
+    assert len(missing) == 1 and "nothing" in missing[0]["input"]
+    assert output_names([Path("a/x.jpg"), Path("b/x.png"), Path("y.jpg")]) == ["x", "x_2", "y"]
+
+
+def test_batch_good_and_bad_inputs(inputs, predictor, tmp_path, capsys):
+    out = tmp_path / "out"
+    paths = [str(p) for p in inputs.values()]
+    summary = run_batch(predictor, paths, out, BatchConfig(log=False))
+    err = capsys.readouterr().err.strip().splitlines()
+    recs = {Path(r["input"]).name: r for r in summary["inputs"]}
+    good = ["rgb.jpg", "gray.png", "rgba.png", "cmyk.jpg", "gray16.png", "exif.jpg"]
+    for name in good:
+        assert recs[name]["status"] == "ok", recs[name]
+    bad = {"dark.png": "no face", "truncated.jpg": "unreadable", "empty.png": "empty", "notes.png": "not an image"}
+    for name, why in bad.items():
+        assert recs[name]["status"] == "failed" and why in recs[name]["reason"]
+        lines = [e for e in err if name in e]
+        assert len(lines) == 1 and why in lines[0]  # one line per bad input, naming the file and the reason
+    assert summary["counts"] == {"ok": 6, "failed": 4, "skipped": 0}
+    assert json.loads((out / "summary.json").read_text())["counts"] == summary["counts"]
+    # EXIF orientation applied: stored 120 wide x 200 high, shown 200 wide x 120 high
+    assert json.loads((out / "exif" / "image.json").read_text())["image_size"] == [200, 120]
+    for name in good:
+        d = out / Path(name).stem / "face0"
+        res = json.loads((d / "result.json").read_text())
+        assert res["status"] == "ok" and res["bbox"] == list(FACE_BOX)
+        x0, y0, x1, y1 = res["crop_box"]
+        lm = np.array(res["landmarks68"])
+        assert np.all((lm >= [x0, y0]) & (lm <= [x1, y1]))
+        assert (d / "mesh.obj").is_file() and (d / "preview.png").is_file()
+    assert not (out / "dark").exists()
+
+
+def test_rerun_skips_finished_inputs_and_overwrite_redoes(inputs, predictor, tmp_path, capsys):
+    out = tmp_path / "out"
+    paths = [str(inputs["rgb"]), str(inputs["gray"]), str(inputs["dark"])]
+    run_batch(predictor, paths, out, BatchConfig(log=False))
+    mtime = (out / "rgb" / "face0" / "result.json").stat().st_mtime_ns
+    s2 = run_batch(predictor, paths, out, BatchConfig(log=False))
+    assert s2["counts"] == {"ok": 2, "failed": 1, "skipped": 2}  # the failed input is tried again
+    assert (out / "rgb" / "face0" / "result.json").stat().st_mtime_ns == mtime
+    (out / "gray" / "face0" / "result.json").unlink()  # an unfinished face -> that input is redone
+    s3 = run_batch(predictor, paths, out, BatchConfig(log=False))
+    assert s3["counts"]["skipped"] == 1 and (out / "gray" / "face0" / "result.json").is_file()
+    s4 = run_batch(predictor, paths, out, BatchConfig(log=False, overwrite=True))
+    assert s4["counts"]["skipped"] == 0
+    assert (out / "rgb" / "face0" / "result.json").stat().st_mtime_ns != mtime
+
+
+def test_no_mesh_batch(inputs, tmp_path):
+    f = render_reference(128)
+    p = _StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(mesh=None))
+    s = run_batch(p, [str(inputs["rgb"])], tmp_path / "o", BatchConfig(log=False))
+    d = tmp_path / "o" / "rgb" / "face0"
+    assert s["counts"]["ok"] == 1 and not (d / "mesh.ply").exists() and (d / "depth.png").is_file()
+    assert "mesh" not in json.loads((d / "result.json").read_text())
+
+
+def test_cli_exit_codes_and_messages(inputs, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from facevision.model import DualUnetGenerator
+    from facevision.train.checkpoint import save_generator
+
+    torch.manual_seed(0)
+    ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator())
+    out = tmp_path / "cli"
+    rc = main(["predict", str(inputs["dark"]), str(inputs["text"]), "-o", str(out), "--checkpoint", str(ckpt), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"{inputs['dark']}: no face detected" in err and f"{inputs['text']}: not an image" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["status"] for r in summary["inputs"]] == ["failed", "failed"]
+    monkeypatch.setenv("FACEVISION_CHECKPOINT", str(tmp_path / "missing.safetensors"))
+    rc = main(["predict", str(inputs["dark"]), "-o", str(out)])
+    assert rc == 2 and "missing.safetensors" in capsys.readouterr().err
+
+
+def _external_refs(page: str) -> list[str]:
+    """src/href attributes of the page's own tags (script bodies are not parsed) that are not data: URIs."""
+    from html.parser import HTMLParser
+
+    refs: list[str] = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            refs.extend(v for k, v in attrs if k in ("src", "href") and v and not v.startswith("data:"))
+
+    P().feed(page)
+    return refs
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_is_self_contained_and_renders_offline(inputs, predictor, tmp_path):
+    out = tmp_path / "rep"
+    s = run_batch(predictor, [str(inputs["rgb"]), str(inputs["dark"])], out, BatchConfig(log=False, report=True))
+    page = (out / "report.html").read_text()
+    assert s["report"] == str(out / "report.html")
+    assert "Mesh3d" in page or '"type":"mesh3d"' in page
+    assert "data:image/png;base64," in page
+    assert _external_refs(page) == []  # nothing loaded from elsewhere: works offline
+    assert "dark.png" in page and "no face detected" in page
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not installed (apt-get install chromium): headless render check skipped")
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--no-first-run", "--virtual-time-budget=10000", "--dump-dom",
+           (out / "report.html").as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    # plotly.js ran from the inline copy and built the WebGL 3D scene
+    assert 'class="plot-container plotly"' in dom and "gl-container" in dom and "<canvas" in dom
