@@ -82,6 +82,8 @@ def test_subset_forward_matches_full_forward(model):
     full = flame_forward_torch(ft, s, e, pose)[0].numpy()
     sub = flame_forward_torch(subset_tensors(ft, ids), s, e, pose)[0].numpy()
     np.testing.assert_allclose(sub, full[ids], atol=1e-12)
+    few = flame_forward_torch(subset_tensors(ft, ids, n_shape=4, n_expr=3), s, e, pose)[0].numpy()
+    np.testing.assert_allclose(few, full[ids], atol=1e-12)
 
 
 def test_matches_smplx_reference_implementation_when_installed(model):

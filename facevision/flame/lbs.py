@@ -70,14 +70,20 @@ def flame_tensors(model: FlameModel, dtype: torch.dtype = torch.float32) -> Flam
     return _TENSOR_CACHE[key]
 
 
-def subset_tensors(ft: FlameTensors, vertex_ids: np.ndarray) -> FlameTensors:
-    """The model restricted to some vertices (joints still come from the whole shaped template), so
-    :func:`flame_forward_torch` poses only those vertices: used by the fitters for speed."""
+def subset_tensors(ft: FlameTensors, vertex_ids: np.ndarray, n_shape: int | None = None,
+                   n_expr: int | None = None) -> FlameTensors:
+    """The model restricted to some vertices (joints still come from the whole shaped template) and
+    optionally to the leading ``n_shape``/``n_expr`` components, so :func:`flame_forward_torch` poses
+    only those vertices with those coefficients: used by the fitters for speed."""
     ids = torch.as_tensor(np.asarray(vertex_ids, dtype=np.int64))
     cols = (ids[:, None] * 3 + torch.arange(3)).reshape(-1)
-    return FlameTensors(v_template=ft.v_template[ids], dirs=ft.dirs[ids], posedirs=ft.posedirs[:, cols].contiguous(),
-                        J_regressor=ft.J_regressor[:, ids], weights=ft.weights[ids], parents=ft.parents,
-                        n_shape=ft.n_shape, n_expr=ft.n_expr, J_template=ft.J_template, J_dirs=ft.J_dirs)
+    ks = ft.n_shape if n_shape is None else min(n_shape, ft.n_shape)
+    ke = ft.n_expr if n_expr is None else min(n_expr, ft.n_expr)
+    keep = torch.cat([torch.arange(ks), ft.n_shape + torch.arange(ke)])
+    return FlameTensors(v_template=ft.v_template[ids], dirs=ft.dirs[ids][:, :, keep].contiguous(),
+                        posedirs=ft.posedirs[:, cols].contiguous(), J_regressor=ft.J_regressor[:, ids],
+                        weights=ft.weights[ids], parents=ft.parents, n_shape=ks, n_expr=ke,
+                        J_template=ft.J_template, J_dirs=ft.J_dirs[:, :, keep].contiguous())
 
 
 def batch_rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
@@ -156,7 +162,9 @@ def flame_forward_torch(ft: FlameTensors, shape: torch.Tensor, expr: torch.Tenso
     """
     ks, ke = shape.shape[1], expr.shape[1]
     coeffs = torch.cat([shape, expr], 1)
-    if ke:
+    if ks == ft.n_shape and ke == ft.n_expr:
+        dirs, jdirs = ft.dirs, ft.J_dirs
+    elif ke:
         dirs = torch.cat([ft.dirs[:, :, :ks], ft.dirs[:, :, ft.n_shape:ft.n_shape + ke]], 2)
         jdirs = torch.cat([ft.J_dirs[:, :, :ks], ft.J_dirs[:, :, ft.n_shape:ft.n_shape + ke]], 2)
     else:

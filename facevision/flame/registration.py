@@ -249,7 +249,8 @@ def _refine(model: FlameModel, relation: FlameCorrespondence, pts: np.ndarray, t
     used = np.unique(face_f_full)  # every triangle the fit touches lies in the face region
     local = -np.ones(model.n_vertices, dtype=np.int64)
     local[used] = np.arange(len(used))
-    ft = subset_tensors(flame_tensors(model, dt), used)
+    ks, ke = min(cfg.n_shape, model.n_shape), min(cfg.n_expr, model.n_expr)
+    ft = subset_tensors(flame_tensors(model, dt), used, n_shape=ks, n_expr=ke)
     # normalize the data: centroid at 0, unit RMS radius
     c0 = pts.mean(0)
     rad = float(np.sqrt(((pts - c0) ** 2).sum(1).mean()))
@@ -257,7 +258,6 @@ def _refine(model: FlameModel, relation: FlameCorrespondence, pts: np.ndarray, t
     # FLAME's global rotation turns about the root joint: fold that into the translation
     j0 = (model.J_regressor[0] @ model.v_template)
     t_lbs = t + s * (r @ j0 - j0)
-    ks, ke = min(cfg.n_shape, model.n_shape), min(cfg.n_expr, model.n_expr)
     betas = torch.zeros(1, ks, dtype=dt, requires_grad=True)
     expr = torch.zeros(1, ke, dtype=dt, requires_grad=True)
     jaw = torch.zeros(1, 3, dtype=dt, requires_grad=True)

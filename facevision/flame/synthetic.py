@@ -15,10 +15,15 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facevision.flame.model import FlameModel, flame_model_from_arrays
+
+if TYPE_CHECKING:
+    from facevision.flame.correspondence import LandmarkEmbedding
+    from facevision.flame.params import FlameParams
 
 __all__ = ["synthetic_embedding", "RenderedFace", "render_synthetic_face", "random_params", "save_synthetic_reference", "make_synthetic_flame_arrays", "make_synthetic_flame", "save_synthetic_flame", "SyntheticReference",
            "SyntheticSetup", "synthetic_setup", "JOINTS_REST"]
