@@ -85,9 +85,10 @@ def test_registration_is_robust_to_depth_noise_outliers_and_bad_correspondences(
     assert m["err"] < 0.025 and m["rot"] < 5.0 and m["jaw"] < 4.0 and m["expr_corr"] > 0.7, m
 
 
-def test_registration_without_landmarks_still_works(setup, relation):
+def test_registration_without_landmarks_or_vertex_corr_still_works(setup, relation):
     truth = render_synthetic_face(setup, random_params(setup.model, 4), seed=4)
-    mesh = mesh_from_maps(truth.depth, truth.mask, corr=truth.corr)
+    mesh = mesh_from_maps(truth.depth, truth.mask)  # no per-vertex corr: sampled from the map
+    assert mesh.corr is None
     fit = register(mesh, truth.corr, None, setup.model, relation=relation)
     fv = setup.face_vertices
     err = np.linalg.norm(fit.vertices_px[fv] - truth.vertices_px[fv], axis=1).mean() / np.ptp(truth.vertices_px[fv, 0])

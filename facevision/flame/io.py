@@ -28,6 +28,7 @@ def save_fit(path_npz: str | os.PathLike, fit: FlameFit, model_hash: str | None 
     (FLAME topology: every template vertex, posed, metres). Returns the result.json summary."""
     path_npz = Path(path_npz)
     summary = fit_summary(fit)
+    summary["files"] = {"params": path_npz.name, "mesh": mesh_name}
     save_params(path_npz, fit.params, model_hash or fit.model_sha256, extra={"fit": summary})
     write_obj(path_npz.with_name(mesh_name), fit.vertices, fit.faces,
               comment=f"FLAME fit by facevision; metres, FLAME frame; model sha256 {fit.model_sha256}")
