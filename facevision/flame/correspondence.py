@@ -6,12 +6,13 @@ same anatomy. :func:`relate_reference_to_flame` computes that once per (model, r
 
 1. work in the reference's isotropic "raw" frame (``reference.from_uvw``; centred, unit RMS radius),
    so the alignment is a similarity, not a per-axis scaling;
-2. rigid + scale ICP of the FLAME template onto the reference points (several scale starts,
-   nose tips aligned), matching each reference point to its closest FLAME surface point;
+2. rigid + scale ICP of the FLAME template onto the reference points, matching each reference point
+   to its closest FLAME surface point; started from known pairs when FLAME's MediaPipe landmark
+   embedding is available (:class:`LandmarkEmbedding`), else from aligned nose tips at several sizes;
 3. non-rigid: FLAME identity shape, expression and jaw (L2 priors) plus the similarity, fitted to
-   point-to-plane/point-to-point distances, re-associating closest points as it goes;
+   point-to-plane/point-to-point distances (and the embedding's pairs), re-associating closest points;
 4. the fitted FLAME vertices, in the reference frame, define the mapping: a correspondence value is
-   mapped to the closest point on the FLAME *face region* (vertices near the reference surface),
+   mapped to the closest point on the FLAME *face region* (vertices lying over the reference surface),
    returned as (triangle, barycentric) so it follows the model through any parameters.
 
 The result is cached on disk per model-file hash and reference hash (``$FACEVISION_CACHE_DIR``,
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_ten
 from facevision.flame.model import FlameModel
 
 __all__ = ["EMBEDDING_ENV", "EMBEDDING_NAME", "find_landmark_embedding", "relation_for", "LandmarkEmbedding",
-           "load_landmark_embedding", "RelationConfig", "FlameCorrespondence", "relate_reference_to_flame", "reference_sha256", "cache_dir"]
+           "load_landmark_embedding", "RelationConfig", "FlameCorrespondence", "relate_reference_to_flame",
+           "reference_sha256", "cache_dir"]
 
 CACHE_VERSION = 2
 EMBEDDING_ENV = "FACEVISION_FLAME_EMBEDDING"
@@ -82,7 +84,6 @@ class FlameCorrespondence:
     uvw_offset: np.ndarray
     uvw_scale: np.ndarray
     residual: float
-    _scene: Any = field(default=None, repr=False, compare=False)
 
     def to_raw(self, uvw: np.ndarray) -> np.ndarray:
         return np.asarray(uvw, dtype=np.float64) / self.uvw_scale + self.uvw_offset

@@ -154,7 +154,10 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
     if corr is None:
         if corr_map is None:
             raise RegistrationError("register: the mesh has no per-vertex correspondence and no corr_map was given")
-        corr = _sample_corr(np.asarray(corr_map), np.asarray(mesh.pixels, dtype=np.float64))
+        pixels = np.asarray(mesh.pixels, dtype=np.float64)
+        corr = np.full(verts.shape, np.nan)
+        known = np.isfinite(pixels).all(1)
+        corr[known] = _sample_corr(np.asarray(corr_map), pixels[known])
     corr = np.asarray(corr, dtype=np.float64)
     if corr.shape != verts.shape:
         raise RegistrationError(f"register: corr {corr.shape} does not match vertices {verts.shape}")
@@ -188,10 +191,13 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
             height = float(np.nanmedian(verts[:, 1] + pix[:, 0])) + 1.0  # Y = H-1-row
         lm_xy = np.stack([lm[:, 0], height - 1 - lm[:, 1]], 1)
         pix = np.asarray(mesh.pixels, dtype=np.float64)
-        from scipy.spatial import cKDTree
+        known = np.where(np.isfinite(pix).all(1))[0]
+        lm3d = np.full((68, 3), np.nan)
+        if len(known):
+            from scipy.spatial import cKDTree
 
-        d, nn = cKDTree(pix[:, ::-1]).query(lm)
-        lm3d = np.where((d < 2.0)[:, None], verts[nn], np.nan)
+            d, nn = cKDTree(pix[known, ::-1]).query(lm)
+            lm3d = np.where((d < 2.0)[:, None], verts[known[nn]], np.nan)
         if not np.isfinite(lm_xy).all():
             lm_xy = lm3d = None
 
