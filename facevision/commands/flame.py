@@ -40,7 +40,7 @@ def _add_edit_args(p: argparse.ArgumentParser, jaw_default: float | None = None)
                    help="set identity shape coefficient I to V (repeatable)")
     p.add_argument("--jaw", type=float, default=jaw_default, metavar="DEGREES", help="jaw opening (positive = open)")
     p.add_argument("--yaw", type=float, metavar="DEGREES", help="head yaw (positive = face turns to the image right)")
-    p.add_argument("--pitch", type=float, metavar="DEGREES", help="head pitch (positive = face tilts down)")
+    p.add_argument("--pitch", type=float, metavar="DEGREES", help="head pitch (positive = face tilts up)")
     p.add_argument("--roll", type=float, metavar="DEGREES", help="head roll (positive = counter-clockwise in the image)")
     p.add_argument("--pixels", action="store_true",
                    help="write vertices in crop pixels over the reconstruction instead of FLAME metres")

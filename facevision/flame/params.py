@@ -9,9 +9,10 @@ Frames and units:
   reconstruction: ``vertices_px = scale * vertices_m + translation_px`` in meshing's frame
   (X = column, Y = (H-1-row) up, Z = depth towards the viewer, crop pixels).
 
-Edits use degrees: ``jaw`` opens the mouth (rotation about X, positive = open); ``yaw`` turns the face
-towards the image right (+X), ``pitch`` tilts it down, ``roll`` turns it counter-clockwise in the image;
-the global rotation is ``R = Ry(yaw) @ Rx(pitch) @ Rz(roll)``. Edits set absolute values.
+Edits use degrees: ``jaw`` opens the mouth (rotation about X, positive = open). Head angles follow the
+project's pose convention (:mod:`facevision.maps.pose`): global rotation ``R = Rz(roll) @ Ry(yaw) @ Rx(-pitch)``;
+``yaw`` > 0 turns the face towards the image right (+X), ``pitch`` > 0 tilts it up, ``roll`` > 0 turns it
+counter-clockwise in the image. Edits set absolute values.
 """
 from __future__ import annotations
 
@@ -95,7 +96,9 @@ def head_angles(params: FlameParams) -> dict[str, float]:
     """The global rotation as yaw/pitch/roll degrees (see module docstring)."""
     from scipy.spatial.transform import Rotation
 
-    yaw, pitch, roll = Rotation.from_rotvec(params.global_pose).as_euler("YXZ", degrees=True)
+    from facevision.maps.pose import rotation_to_angles
+
+    yaw, pitch, roll = rotation_to_angles(Rotation.from_rotvec(params.global_pose).as_matrix())
     return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}
 
 
@@ -119,7 +122,9 @@ def edit_params(params: FlameParams, expression: Mapping[int, float] | None = No
         cur = head_angles(params)
         angles = [cur["yaw"] if yaw is None else yaw, cur["pitch"] if pitch is None else pitch,
                   cur["roll"] if roll is None else roll]
-        out.global_pose = Rotation.from_euler("YXZ", angles, degrees=True).as_rotvec()
+        from facevision.maps.pose import angles_to_rotation
+
+        out.global_pose = Rotation.from_matrix(angles_to_rotation(*angles)).as_rotvec()
     return out
 
 

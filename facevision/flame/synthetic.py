@@ -277,14 +277,16 @@ def random_params(model: FlameModel, seed: int, shape_sigma: float = 1.0, expr_s
     from scipy.spatial.transform import Rotation
 
     from facevision.flame.params import FlameParams
+    from facevision.maps.pose import angles_to_rotation
 
     rng = np.random.default_rng(seed)
     ns, ne = min(20, model.n_shape), min(10, model.n_expr)
     return FlameParams(
         shape=np.r_[rng.normal(size=ns) * shape_sigma, np.zeros(model.n_shape - ns)],
         expression=np.r_[rng.normal(size=ne) * expr_sigma, np.zeros(model.n_expr - ne)],
-        global_pose=Rotation.from_euler("YXZ", [rng.uniform(-max_yaw, max_yaw), rng.uniform(-max_pitch, max_pitch),
-                                                rng.uniform(-max_roll, max_roll)], degrees=True).as_rotvec(),
+        global_pose=Rotation.from_matrix(angles_to_rotation(rng.uniform(-max_yaw, max_yaw),
+                                                            rng.uniform(-max_pitch, max_pitch),
+                                                            rng.uniform(-max_roll, max_roll))).as_rotvec(),
         jaw_pose=np.array([np.radians(rng.uniform(0, max_jaw)), 0.0, 0.0]))
 
 
