@@ -1,0 +1,88 @@
+"""``facevision predict`` on real LFW photos (needs $FACEVISION_LFW_ROOT; the nose test needs the shipped checkpoint)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_prep.crop import original_to_crop
+from facevision.cli import main
+from facevision.predict.predictor import checkpoint_candidates
+
+PHOTOS = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "AJ_Cook/AJ_Cook_0001.jpg", "Aaron_Guiel/Aaron_Guiel_0001.jpg"]
+NOSE_TIP_MEDIAPIPE = 4  # iBUG point 30
+
+
+def _photos(lfw_root: Path) -> list[Path]:
+    paths = [lfw_root / p for p in PHOTOS]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        pytest.skip(f"LFW photos missing under {lfw_root}: {missing[0]}")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def plumbing_checkpoint(tmp_path_factory):
+    """Random weights, mask head biased to 'face': tests the plumbing on real photos, not quality."""
+    import torch
+
+    from facevision.model import DualUnetGenerator
+    from facevision.train.checkpoint import save_generator
+
+    torch.manual_seed(0)
+    g = DualUnetGenerator()
+    with torch.no_grad():
+        g.mask_head[0].bias.fill_(5.0)
+    return save_generator(tmp_path_factory.mktemp("ck") / "rand.safetensors", g)
+
+
+def test_predict_real_photos_end_to_end(lfw_root, plumbing_checkpoint, tmp_path, capsys):
+    photos = _photos(lfw_root)
+    out = tmp_path / "out"
+    args = ["predict", *map(str, photos), "-o", str(out), "--checkpoint", str(plumbing_checkpoint), "--no-mesh",
+            "--batch-size", "2", "-q"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 3, "failed": 0, "skipped": 0}
+    for p in photos:
+        d = out / p.stem / "face0"
+        res = json.loads((d / "result.json").read_text())
+        x0, y0, x1, y1 = res["crop_box"]
+        bx0, by0, bx1, by1 = res["bbox"]
+        assert x0 <= bx0 < bx1 <= x1 and y0 <= by0 < by1 <= y1  # the crop contains the detection
+        assert 0 < bx0 < bx1 < 250 and 0 < by0 < by1 < 250  # LFW photos are 250 x 250, face near the centre
+        lm = np.array(res["landmarks68"])
+        assert lm.shape == (68, 2) and np.all((lm >= [x0 - 0.5, y0 - 0.5]) & (lm <= [x1 - 0.5, y1 - 0.5]))
+        assert {"detect", "crop", "network", "landmarks", "pose"} <= set(res["timings_ms"])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 3
+
+
+def test_shipped_checkpoint_depth_peaks_at_the_nose(lfw_root):
+    from scipy.ndimage import gaussian_filter
+
+    from data_prep.io import read_photo
+    from data_prep.landmarks import face_mesh_landmarks
+    from facevision import Predictor
+
+    ckpt = next((p for p in checkpoint_candidates() if p.is_file()), None)
+    if ckpt is None:
+        pytest.skip(f"shipped checkpoint not found at {checkpoint_candidates()[-1]} (not trained/committed yet)")
+    p = Predictor.from_pretrained(ckpt, device="cpu")
+    for path in _photos(lfw_root):
+        image = read_photo(path)
+        faces = p(image)
+        assert len(faces) == 1 and faces[0].ok, path
+        f = faces[0]
+        mp = face_mesh_landmarks(image)
+        assert mp, f"{path}: MediaPipe Face Mesh found no face"
+        nose = original_to_crop(mp[0][NOSE_TIP_MEDIAPIPE, :2], f.crop_box, p.size)  # (x, y) crop px
+        depth = gaussian_filter(f.depth_px, 1.0) * f.mask
+        row, col = np.unravel_index(np.argmax(depth), depth.shape)
+        assert np.hypot(col - nose[0], row - nose[1]) < 0.08 * p.size, (path, (col, row), nose)
+        ours = original_to_crop(f.landmarks68[30], f.crop_box, p.size)
+        assert np.hypot(*(ours - nose)) < 0.08 * p.size, (path, ours, nose)
+        assert abs(f.pose.yaw) < 45 and abs(f.pose.roll) < 30  # LFW faces are roughly frontal and upright
