@@ -134,16 +134,22 @@ def fit_face_dir(face_dir: Path, model: Any, relation: Any, use_landmarks: bool 
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{result_path}: not valid JSON ({exc})") from None
     landmarks = None
-    if use_landmarks and result.get("landmarks68") is not None:
+    if use_landmarks and result.get("landmarks68_crop") is not None:  # predict also writes crop-pixel landmarks
+        landmarks = np.asarray(result["landmarks68_crop"], dtype=np.float64)
+    elif use_landmarks and result.get("landmarks68") is not None:
         lm = np.asarray(result["landmarks68"], dtype=np.float64)
-        if lm.shape != (68, 2):
-            raise ValueError(f"{result_path}: landmarks68 must be 68 [x, y] pairs, got shape {lm.shape}")
+        if lm.ndim != 2 or lm.shape[1] != 2:
+            raise ValueError(f"{result_path}: landmarks68 must be [x, y] pairs, got shape {lm.shape}")
         box = result.get("crop_box")
         landmarks = original_to_crop(lm, box, depth.shape[0]) if box is not None else lm
+    if landmarks is not None and landmarks.shape != (68, 2):
+        raise ValueError(f"{result_path}: expected 68 landmarks [x, y], got shape {landmarks.shape}")
     mesh = mesh_from_maps(depth, mask, corr=corr)
     fit = register(mesh, corr, landmarks, model, relation=relation)
     summary = save_fit(face_dir / "flame.npz", fit, model.sha256)
     result["flame"] = summary
+    if isinstance(result.get("files"), list):
+        result["files"] += [f for f in ("flame.npz", "flame_mesh.obj") if f not in result["files"]]
     atomic_write_json(result_path, result)
     return summary
 
