@@ -24,6 +24,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                    "or $FACEVISION_CHECKPOINT)")
     p.add_argument("--device", default="auto", help="auto (GPU if available), cpu or cuda[:N] (default auto)")
     p.add_argument("--batch-size", type=int, default=8, help="faces per network call (default 8)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the network (default: torch's choice; 1 is faster when other jobs load the CPU)")
     p.add_argument("--all-faces", action="store_true", help="every detected face (default: only the largest)")
     p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
     p.add_argument("--report", action="store_true", help="also write OUT/report.html (self-contained, works offline)")
@@ -51,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"{prog}: error: --batch-size must be >= 1", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces)
     if args.no_mesh:
         config.mesh = None

@@ -135,6 +135,25 @@ def _flame_setup(model_path: str | None) -> tuple[Callable | None, str | None]:
     return fit, None
 
 
+def _warm_up_quietly(predictor: Predictor) -> None:
+    """Create the face detector with stderr (fd 2) sent to /dev/null: MediaPipe/TFLite print start-up
+    banners from C++ there, which would drown the one-line-per-bad-input messages."""
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                predictor.detect(np.zeros((64, 64, 3), np.uint8))
+            except Exception:
+                pass  # a real problem shows up again, with its message, on the first input
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: BatchConfig = BatchConfig()) -> dict[str, Any]:
     """Process every input; write per-face files, ``OUT/summary.json`` and (optionally) the report.
 
@@ -146,6 +165,8 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
     files, records = expand_inputs(paths)
     for r in records:
         _err(r["input"], r["reason"])
+    if files:
+        _warm_up_quietly(predictor)
     flame_fit, flame_off = _flame_setup(config.flame_model)
     if flame_off:
         print(f"facevision predict: warning: {flame_off}; continuing without FLAME", file=sys.stderr)

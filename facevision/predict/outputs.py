@@ -59,9 +59,12 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     data = result.to_json()
     data["source"] = source
     data["depth_png_scale"] = DEPTH_SCALE
-    data["files"] = files + ["result.json"]
-    data["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1e3, 3)
     if extra:
         data.update(extra)
+        flame_files = (extra.get("flame") or {}).get("files") if isinstance(extra.get("flame"), dict) else None
+        if isinstance(flame_files, dict):
+            files += [str(v) for v in flame_files.values()]
+    data["files"] = files + ["result.json"]
+    data["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1e3, 3)
     atomic_write_json(face_dir / "result.json", data)
     return data
