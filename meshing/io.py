@@ -101,7 +101,6 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
 
     if suffix == ".ply":
         atomic_write(path, write)
-        _default_mode(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
@@ -118,11 +117,6 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
     return path
 
 
-def _default_mode(path: Path) -> None:
-    try:
-        os.chmod(path, 0o644)  # like the OBJ files Open3D writes (mkstemp makes 0600)
-    except OSError:
-        pass
 
 
 def load_mesh(path: str | os.PathLike) -> FaceMesh:
