@@ -161,3 +161,17 @@ def test_top_level_export():
     import facevision
 
     assert facevision.Predictor is Predictor and facevision.__version__
+
+
+def test_device_errors_are_clear():
+    import torch
+
+    from facevision.predict.predictor import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")

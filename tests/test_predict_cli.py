@@ -148,12 +148,17 @@ def test_cli_exit_codes_and_messages(inputs, tmp_path, capsys, monkeypatch):
     torch.manual_seed(0)
     ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator())
     out = tmp_path / "cli"
-    rc = main(["predict", str(inputs["dark"]), str(inputs["text"]), "-o", str(out), "--checkpoint", str(ckpt), "-q"])
+    tiny = _save(tmp_path / "tiny.png", np.full((2, 3, 3), 128, np.uint8))
+    large = _save(tmp_path / "large.png", np.full((3000, 2500, 3), 60, np.uint8))
+    rc = main(["predict", str(inputs["dark"]), str(inputs["text"]), str(tiny), str(large), "-o", str(out),
+               "--checkpoint", str(ckpt), "-q"])
     err = capsys.readouterr().err
     assert rc == 1
     assert f"{inputs['dark']}: no face detected" in err and f"{inputs['text']}: not an image" in err
+    assert f"{tiny}: no face detected" in err and f"{large}: no face detected" in err
+    assert len([e for e in err.splitlines() if ": error: " in e]) == 4  # nothing else on stderr but the summary
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["status"] for r in summary["inputs"]] == ["failed", "failed"]
+    assert [r["status"] for r in summary["inputs"]] == ["failed"] * 4
     monkeypatch.setenv("FACEVISION_CHECKPOINT", str(tmp_path / "missing.safetensors"))
     rc = main(["predict", str(inputs["dark"]), "-o", str(out)])
     assert rc == 2 and "missing.safetensors" in capsys.readouterr().err

@@ -39,26 +39,34 @@ def plumbing_checkpoint(tmp_path_factory):
 
 
 def test_predict_real_photos_end_to_end(lfw_root, plumbing_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
     photos = _photos(lfw_root)
+    big = tmp_path / "big_photo.jpg"  # a very large photo: the crop box scales with it
+    Image.open(photos[0]).resize((2000, 2000)).save(big)
+    photos = photos + [big]
     out = tmp_path / "out"
     args = ["predict", *map(str, photos), "-o", str(out), "--checkpoint", str(plumbing_checkpoint), "--no-mesh",
             "--batch-size", "2", "-q"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"] == {"ok": 3, "failed": 0, "skipped": 0}
+    assert summary["counts"] == {"ok": 4, "failed": 0, "skipped": 0}
     for p in photos:
         d = out / p.stem / "face0"
         res = json.loads((d / "result.json").read_text())
         x0, y0, x1, y1 = res["crop_box"]
         bx0, by0, bx1, by1 = res["bbox"]
         assert x0 <= bx0 < bx1 <= x1 and y0 <= by0 < by1 <= y1  # the crop contains the detection
-        assert 0 < bx0 < bx1 < 250 and 0 < by0 < by1 < 250  # LFW photos are 250 x 250, face near the centre
+        side = 2000 if p == big else 250  # LFW photos are 250 x 250, face near the centre
+        assert 0.1 * side < bx0 < bx1 < 0.9 * side and 0.1 * side < by0 < by1 < 0.9 * side
         lm = np.array(res["landmarks68"])
         assert lm.shape == (68, 2) and np.all((lm >= [x0 - 0.5, y0 - 0.5]) & (lm <= [x1 - 0.5, y1 - 0.5]))
         assert {"detect", "crop", "network", "landmarks", "pose"} <= set(res["timings_ms"])
     capsys.readouterr()
     assert main(args) == 0
-    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 3
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 4
+    small, large = (json.loads((out / q.stem / "face0" / "result.json").read_text()) for q in (photos[0], big))
+    assert np.allclose(np.array(large["crop_box"]) / 8, small["crop_box"], atol=3)  # same face, 8x the pixels
 
 
 def test_shipped_checkpoint_depth_peaks_at_the_nose(lfw_root):
