@@ -32,7 +32,7 @@ from data_prep.dataset_format import DatasetFormatError, read_manifest, read_sam
 from data_prep.io import atomic_write_bytes
 from facevision.maps.landmarks import landmarks_from_corr
 
-__all__ = ["EvaluateConfig", "mean_maps", "evaluate", "MapScores", "landmark_nme", "IOD_POINTS"]
+__all__ = ["EvaluateConfig", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS"]
 
 IOD_POINTS = (36, 45)
 
@@ -88,6 +88,18 @@ class MapScores:
                 "mask_iou": round(self.inter / max(self.union, 1.0), 4),
                 "landmark_nme": round(float(np.mean(self.nme)), 5) if self.nme else None,
                 "landmark_failures": self.landmark_failures}
+
+
+def margins(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """How much better the model is than the baseline: relative error reduction for the errors
+    ((baseline - model) / baseline, > 0 = better) and the IoU gain (model - baseline)."""
+    out: dict[str, Any] = {}
+    for key in ("depth_mae_px", "corr_mae", "landmark_nme"):
+        mv, bv = model.get(key), baseline.get(key)
+        out[f"{key}_reduction"] = None if mv is None or not bv else round((bv - mv) / bv, 4)
+    out["mask_iou_gain"] = round(model["mask_iou"] - baseline["mask_iou"], 4)
+    out["beats_baseline_on_all"] = all(v is not None and v > 0 for v in out.values() if not isinstance(v, bool))
+    return out
 
 
 def _split_ids(manifest: dict[str, Any], split: str, limit: int | None) -> list[str]:
@@ -164,13 +176,15 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
                 label_lm = None
             ours.add(depth[k], corr[k], mask[k], s, label_lm)
             baseline.add(base_depth, base_corr, base_mask, s, label_lm)
+    m, b = ours.result(), baseline.result()
     return {
         "data": str(root),
         "split": config.split,
         "samples": len(ids),
         "crop_size": size,
-        "model": ours.result(),
-        "baseline_mean_maps": baseline.result(),
+        "model": m,
+        "baseline_mean_maps": b,
+        "margins": margins(m, b),
         "baseline_source": f"{config.baseline_split} split mean maps ({root / f'mean_maps_{config.baseline_split}.npz'})",
         "definitions": {
             "depth_mae_px": "mean |pred - label| depth, crop px, over label-mask pixels",

@@ -59,6 +59,7 @@ def test_perfect_model_scores_zero_error(dataset):
     assert m["landmark_nme"] < 1e-3
     b = res["baseline_mean_maps"]
     assert b["depth_mae_px"] > 0.5 and b["mask_iou"] < 1.0 and b["landmark_nme"] > 0.01
+    assert res["margins"]["beats_baseline_on_all"] and res["margins"]["depth_mae_px_reduction"] > 0.99
 
 
 def test_mean_map_model_equals_the_baseline(dataset):
@@ -68,6 +69,7 @@ def test_mean_map_model_equals_the_baseline(dataset):
     res = evaluate(dataset, model)
     for key in ("depth_mae_px", "corr_mae", "mask_iou", "landmark_nme"):
         assert res["model"][key] == pytest.approx(res["baseline_mean_maps"][key], abs=1e-4), key
+    assert not res["margins"]["beats_baseline_on_all"]
 
 
 def test_mean_maps_values_and_cache(dataset, monkeypatch):
