@@ -122,3 +122,15 @@ def test_train_cli_reports_bad_dataset(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 2
     err = capsys.readouterr().err
     assert "missing" in err and "does not exist" in err
+
+
+def test_toy_dataset_then_train_from_the_command_line(tmp_path: Path) -> None:
+    """The README's quick try: generate a toy dataset, train a few steps, get a usable checkpoint."""
+    data, run = tmp_path / "toy", tmp_path / "run"
+    assert main(["prepare", "toy", "-o", str(data), "--count", "6", "--size", "64"]) == 0
+    assert FaceMapsDataset(data, "val").size == 64
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", "--batch-size", "2",
+                 "--max-steps-per-epoch", "2", "--workers", "0", "--device", "cpu"]) == 0
+    g = load_generator(run / "best.safetensors")
+    with torch.no_grad():
+        assert g(torch.rand(1, 3, 64, 64)).depth.shape == (1, 1, 64, 64)
