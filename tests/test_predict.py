@@ -175,3 +175,20 @@ def test_device_errors_are_clear():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_detect_keeps_the_largest_face_unless_all_faces(monkeypatch, oracle, tmp_path):
+    import facevision.predict.predictor as pp
+    from data_prep.detect import FaceBox
+    from PIL import Image
+
+    small, big = FaceBox((10, 10, 40, 45), 0.99), FaceBox((100, 60, 190, 160), 0.80)
+    monkeypatch.setattr(pp, "detect_faces", lambda image, config: [small, big])  # best score first
+    image = np.full((220, 260, 3), 128, np.uint8)
+    one = oracle(image)
+    assert len(one) == 1 and one[0].bbox == big.box and one[0].score == pytest.approx(0.8)
+    both = oracle(image, all_faces=True)
+    assert [r.bbox for r in both] == [big.box, small.box] and [r.index for r in both] == [0, 1]
+    assert all(r.ok for r in both)
+    Image.fromarray(image).save(tmp_path / "p.png")
+    assert oracle(tmp_path / "p.png")[0].bbox == big.box  # a path works too

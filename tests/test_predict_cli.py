@@ -218,3 +218,18 @@ def test_flame_hook_registers_when_a_model_is_given(inputs, predictor, tmp_path,
     s2 = run_batch(predictor, [str(inputs["rgb"])], tmp_path / "fl2",
                    BatchConfig(log=False, flame_model=str(tmp_path / "none.npz")))
     assert s2["counts"]["ok"] == 1 and "continuing without FLAME" in capsys.readouterr().err
+
+
+def test_all_faces_writes_one_folder_per_face(inputs, tmp_path, monkeypatch):
+    import facevision.predict.predictor as pp
+
+    boxes = [FaceBox((5.0, 5.0, 40.0, 45.0), 0.99), FaceBox((60.0, 50.0, 160.0, 170.0), 0.8)]
+    monkeypatch.setattr(pp, "detect_faces", lambda image, config: boxes)
+    f = render_reference(128)
+    p = Predictor(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(mesh=None, all_faces=True, batch_size=3))
+    s = run_batch(p, [str(inputs["rgb"]), str(inputs["gray"])], tmp_path / "o", BatchConfig(log=False))
+    assert s["faces"] == 4
+    for name in ("rgb", "gray"):
+        r0, r1 = (json.loads((tmp_path / "o" / name / f"face{k}" / "result.json").read_text()) for k in (0, 1))
+        assert r0["bbox"] == list(boxes[1].box) and r1["bbox"] == list(boxes[0].box)  # largest first
+        assert r0["face_index"] == 0 and r1["face_index"] == 1

@@ -308,8 +308,13 @@ class Predictor:
                                         None if scores is None else scores[i], index=i, timings=tm))
         return out
 
-    def __call__(self, image_rgb: np.ndarray, all_faces: bool | None = None) -> list[FaceResult]:
-        """(H, W, 3) uint8 RGB photo -> one result per face (largest first); [] when no face is found."""
+    def __call__(self, image_rgb: np.ndarray | str | os.PathLike, all_faces: bool | None = None) -> list[FaceResult]:
+        """(H, W, 3) uint8 RGB photo (or a path, read with ``data_prep.io.read_photo``) -> one result per
+        face (largest first); [] when no face is found."""
+        if isinstance(image_rgb, (str, os.PathLike)):
+            from data_prep.io import read_photo
+
+            image_rgb = read_photo(image_rgb)
         image_rgb = np.asarray(image_rgb)
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
