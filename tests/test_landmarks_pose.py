@@ -6,7 +6,8 @@ import pytest
 
 from data_prep.crop import original_to_crop
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
-from facevision.maps.pose import angles_to_rotation, fit_similarity, pose_from_maps, rotation_to_angles
+from facevision.maps.pose import (PoseConfig, angles_to_rotation, fit_similarity, pose_from_maps, reference_tilt,
+                                  rotation_to_angles)
 from facevision.predict.synthetic import render_reference
 
 VISIBLE_PX = 1.0  # residual (x face scale = crop px) below which the iBUG vertex itself is visible
@@ -90,3 +91,15 @@ def test_pose_is_robust_to_noise_and_outliers():
     corr[bad] = rng.random((int(bad.sum()), 3))
     p = pose_from_maps(np.where(face.mask, depth, 0), np.clip(corr, 0, 1), face.mask)
     assert np.allclose([p.yaw, p.pitch, p.roll], [20, 10, -5], atol=3.0)
+
+
+def test_reference_tilt_is_removed_from_the_reported_angles():
+    face = render_reference(96, 0, 0, 0)  # camera-frontal: the reference frame appears pitched by the tilt
+    p = pose_from_maps(face.depth, face.corr, face.mask)
+    assert np.allclose([p.yaw, p.pitch, p.roll], 0, atol=0.5)
+    assert np.allclose(p.fit_rotation, reference_tilt(), atol=0.01)
+    raw = pose_from_maps(face.depth, face.corr, face.mask, config=PoseConfig(reference_pitch_deg=0.0))
+    assert raw.pitch == pytest.approx(PoseConfig().reference_pitch_deg, abs=0.5)
+    own = render_reference(96, 0, 0, 0, reference_pitch_deg=0.0)  # the reference in its own frame
+    q = pose_from_maps(own.depth, own.corr, own.mask, config=PoseConfig(reference_pitch_deg=0.0))
+    assert np.allclose([q.yaw, q.pitch, q.roll], 0, atol=0.5)

@@ -94,3 +94,20 @@ def test_shipped_checkpoint_depth_peaks_at_the_nose(lfw_root):
         ours = original_to_crop(f.landmarks68[30], f.crop_box, p.size)
         assert np.hypot(*(ours - nose)) < 0.08 * p.size, (path, ours, nose)
         assert abs(f.pose.yaw) < 45 and abs(f.pose.roll) < 30  # LFW faces are roughly frontal and upright
+
+
+def test_pose_of_labelled_lfw_faces_is_near_frontal(lfw_root):
+    """MediaPipe-labelled maps of roughly frontal LFW photos: the pose reads near 0 after the reference tilt."""
+    from data_prep.io import read_photo
+    from data_prep.label_mediapipe import label_photo
+    from facevision.maps.pose import PoseConfig, pose_from_maps
+
+    angles, raw_pitch = [], []
+    for path in _photos(lfw_root):
+        s = label_photo(read_photo(path)).sample
+        p = pose_from_maps(s.depth, s.corr, s.mask)
+        angles.append((p.yaw, p.pitch, p.roll))
+        raw_pitch.append(pose_from_maps(s.depth, s.corr, s.mask, config=PoseConfig(reference_pitch_deg=0)).pitch)
+    angles = np.array(angles)
+    assert np.all(np.abs(angles[:, 0]) < 20) and np.all(np.abs(angles[:, 2]) < 10)
+    assert abs(angles[:, 1].mean()) < 8 < abs(np.mean(raw_pitch))  # without the correction: tilted

@@ -1,8 +1,9 @@
 """Ground-truth maps of the reference face under a known similarity transform (tests, benchmarks, demos).
 
 The reference face's raw vertices ``p`` (x right, y up, z towards the camera, unit RMS radius) are
-placed in the mesh frame as ``X = scale * R(yaw, pitch, roll) @ p + (cx, cy, 0)`` (see
-:mod:`facevision.maps.pose` for the angles) and rasterized orthographically: column = X,
+placed in the mesh frame as ``X = scale * R(yaw, pitch, roll) @ T @ p + (cx, cy, 0)``, with ``T`` the
+reference's tilt in a camera-frontal view (see :mod:`facevision.maps.pose` for the angles and ``T``:
+pose 0 / 0 / 0 looks like a typical frontal LFW face), and rasterized orthographically: column = X,
 row = ``H - 1 - Y``, depth = Z made relative the dataset way (``DEPTH_BASE_PX`` behind the farthest
 face pixel). The correspondence map carries the reference ``(u, v, w)``.
 """
@@ -15,7 +16,7 @@ import numpy as np
 from data_prep.dataset_format import DEPTH_BASE_PX
 from data_prep.rasterize import rasterize
 from data_prep.reference import ReferenceFace, load_reference
-from facevision.maps.pose import angles_to_rotation
+from facevision.maps.pose import REFERENCE_PITCH_DEG, angles_to_rotation, reference_tilt
 
 __all__ = ["SyntheticFace", "render_reference", "fixed_maps_model"]
 
@@ -24,7 +25,7 @@ __all__ = ["SyntheticFace", "render_reference", "fixed_maps_model"]
 class SyntheticFace:
     """depth (S, S) float32 crop px (larger = closer, 0 = background), corr (S, S, 3) float32,
     mask (S, S) bool, landmarks68 (68, 2) float64 (x = column, y = row) crop px of the iBUG vertices,
-    rotation (3, 3), scale (crop px per reference unit)."""
+    rotation (3, 3) applied to the raw reference vertices, scale (crop px per reference unit)."""
 
     depth: np.ndarray
     corr: np.ndarray
@@ -36,7 +37,8 @@ class SyntheticFace:
 
 def render_reference(size: int = 128, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0,
                      scale: float | None = None, centre: tuple[float, float] | None = None,
-                     reference: ReferenceFace | None = None) -> SyntheticFace:
+                     reference: ReferenceFace | None = None,
+                     reference_pitch_deg: float = REFERENCE_PITCH_DEG) -> SyntheticFace:
     """Rasterize the reference face at ``size`` x ``size`` under the given pose (degrees).
 
     scale: crop px per raw reference unit (default ``0.3 * size``: the face fills about 2/3 of the crop).
@@ -45,7 +47,7 @@ def render_reference(size: int = 128, yaw: float = 0.0, pitch: float = 0.0, roll
     reference = reference or load_reference()
     scale = 0.3 * size if scale is None else float(scale)
     cx, cy = ((size - 1) / 2.0, (size - 1) / 2.0) if centre is None else centre
-    rot = angles_to_rotation(yaw, pitch, roll)
+    rot = angles_to_rotation(yaw, pitch, roll) @ reference_tilt(reference_pitch_deg)
     xyz = scale * reference.raw_vertices @ rot.T
     pix = np.stack([xyz[:, 0] + cx, cy - xyz[:, 1], xyz[:, 2]], 1)
     depth, corr, mask = rasterize(pix, reference.triangles, size, size, reference.vertices)
