@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from facevision import __version__
+
 COMMANDS = ("predict", "train", "evaluate", "prepare", "mesh", "flame")
 
 
@@ -19,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="facevision",
         description="One photo of a face in: depth and correspondence maps, a refined 3D mesh and FLAME parameters out.",
     )
+    parser.add_argument("--version", action="version", version=f"facevision {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
