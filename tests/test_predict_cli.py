@@ -83,6 +83,10 @@ def test_expand_inputs_and_names(inputs, tmp_path):
     assert len(files) == len(set(p.resolve() for p in files))  # globs repeating a folder's files add nothing
     assert len(missing) == 1 and "nothing" in missing[0]["input"]
     assert output_names([Path("a/x.jpg"), Path("b/x.png"), Path("y.jpg")]) == ["x", "x_2", "y"]
+    (tmp_path / "o" / "x").mkdir(parents=True)
+    (tmp_path / "o" / "x" / "image.json").write_text(json.dumps({"source": str(Path("b/x.png").resolve())}))
+    # x is already b/x.png's folder in that OUT: a/x.jpg moves to x_2, b/x.png keeps x
+    assert output_names([Path("a/x.jpg"), Path("b/x.png")], tmp_path / "o") == ["x_2", "x"]
 
 
 def test_batch_good_and_bad_inputs(inputs, predictor, tmp_path, capsys):

@@ -75,15 +75,31 @@ def expand_inputs(paths: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
     return files, missing
 
 
-def output_names(files: list[Path]) -> list[str]:
-    """Output folder name per input: the file stem, with ``_2``, ``_3``... for repeated stems (input order)."""
-    used: dict[str, int] = {}
+def _recorded_source(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / IMAGE_RECORD).read_text()).get("source")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def output_names(files: list[Path], out: str | Path | None = None) -> list[str]:
+    """Output folder name per input: the file stem, with ``_2``, ``_3``... for stems repeated in this batch
+    (input order) or already used in ``out`` by a different source file (so a rerun with other inputs never
+    overwrites another photo's results)."""
+    taken: set[str] = set()
     names = []
     for f in files:
         stem = f.stem or "image"
-        n = used.get(stem, 0) + 1
-        used[stem] = n
-        names.append(stem if n == 1 else f"{stem}_{n}")
+        source = str(f.resolve())
+        n = 1
+        while True:
+            name = stem if n == 1 else f"{stem}_{n}"
+            other = None if out is None else _recorded_source(Path(out) / name)
+            if name not in taken and other in (None, source):
+                break
+            n += 1
+        taken.add(name)
+        names.append(name)
     return names
 
 
@@ -198,7 +214,7 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         pending.clear()
         n_pending = 0
 
-    for path, name in zip(files, output_names(files)):
+    for path, name in zip(files, output_names(files, out)):
         out_dir = out / name
         rec: dict[str, Any] = {"input": str(path), "output": name, "status": "failed", "faces": []}
         records.append(rec)
