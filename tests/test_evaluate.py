@@ -101,11 +101,11 @@ def test_cli_prints_json(dataset, tmp_path, capsys):
     import torch
 
     from facevision.cli import main
-    from facevision.model import DualUnetGenerator, ModelConfig
+    from facevision.model import DualUnetGenerator
     from facevision.train.checkpoint import save_generator
 
     torch.manual_seed(0)
-    ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator(ModelConfig(image_size=S)))
+    ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator())  # fully convolutional: any S % 32 == 0
     rc = main(["evaluate", "--data", str(dataset), "--checkpoint", str(ckpt), "--device", "cpu",
                "-o", str(tmp_path / "e.json")])
     out = json.loads(capsys.readouterr().out)

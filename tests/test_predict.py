@@ -192,3 +192,21 @@ def test_detect_keeps_the_largest_face_unless_all_faces(monkeypatch, oracle, tmp
     assert all(r.ok for r in both)
     Image.fromarray(image).save(tmp_path / "p.png")
     assert oracle(tmp_path / "p.png")[0].bbox == big.box  # a path works too
+
+
+def test_crop_size_comes_from_the_checkpoint_metadata(tmp_path):
+    import torch
+
+    from facevision.model import DualUnetGenerator
+    from facevision.predict.predictor import checkpoint_crop_size
+    from facevision.train.checkpoint import save_generator
+
+    torch.manual_seed(0)
+    g = DualUnetGenerator()
+    ck = save_generator(tmp_path / "g96.safetensors", g, {"crop_size": 96})
+    assert checkpoint_crop_size(ck) == 96
+    p = Predictor.from_pretrained(ck, device="cpu")
+    if getattr(g.config, "image_size", None) is None:  # the model config does not fix the size
+        assert p.size == 96
+    d, _, _ = p.run_network(np.zeros((1, p.size, p.size, 3), np.uint8))
+    assert d.shape == (1, p.size, p.size)
