@@ -132,5 +132,6 @@ def test_toy_dataset_then_train_from_the_command_line(tmp_path: Path) -> None:
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", "--batch-size", "2",
                  "--max-steps-per-epoch", "2", "--workers", "0", "--device", "cpu"]) == 0
     g = load_generator(run / "best.safetensors")
+    assert g.config.image_size == 64  # recorded from the dataset, so predict crops to the trained size
     with torch.no_grad():
         assert g(torch.rand(1, 3, 64, 64)).depth.shape == (1, 1, 64, 64)

@@ -1,12 +1,13 @@
 """Model configuration (one dataclass for the generator and the discriminators)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+
+from facevision.config import DictConfig
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictConfig):
     """Architecture of the generator and discriminators.
 
     encoder_name: any segmentation-models-pytorch encoder. Default: MobileNetV3-small (timm),
@@ -17,6 +18,8 @@ class ModelConfig:
     disc_channels: width of the first PatchGAN layer (doubles per layer up to 8x). Default 16
         (16-32-64-128, receptive field still 70x70): pix2pix's 64 costs 16x the compute and
         dominated CPU training time, while the maps judged here are smooth and simple.
+    image_size: side in pixels of the square crops the generator is trained on (set from the
+        dataset by ``facevision train``); predict crops photos to this size.
     """
 
     encoder_name: str = "tu-mobilenetv3_small_100"
@@ -25,17 +28,3 @@ class ModelConfig:
     decoder_channels: tuple[int, ...] = (64, 48, 32, 24, 16)
     disc_channels: int = 16
     image_size: int = 128
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["decoder_channels"] = list(self.decoder_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in known}
-        if "decoder_channels" in kwargs:
-            kwargs["decoder_channels"] = tuple(int(c) for c in kwargs["decoder_channels"])
-        return cls(**kwargs)

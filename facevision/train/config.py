@@ -1,12 +1,13 @@
 """Training configuration (one dataclass)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from facevision.config import DictConfig
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Optimisation and loss settings.
 
     Loss per task t in {depth, corr} (paper Eq. 1):
@@ -34,16 +35,3 @@ class TrainConfig:
     vis_samples: int = 8
     max_steps_per_epoch: int | None = None
     amp: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        if "betas" in kw:
-            kw["betas"] = tuple(kw["betas"])
-        return cls(**kw)

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -187,6 +187,10 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     size = train_set.size
     if size % 32:
         raise ValueError(f"{data}: crop size {size} must be divisible by 32 for the U-Net")
+    if state is None:
+        model_config = replace(model_config, image_size=size)
+    elif model_config.image_size != size:
+        raise ValueError(f"{data}: crop size {size} differs from the resumed model's {model_config.image_size}")
 
     generator = DualUnetGenerator(model_config).to(dev)
     disc_depth = PatchDiscriminator(4, model_config.disc_channels).to(dev)
