@@ -135,3 +135,12 @@ def test_toy_dataset_then_train_from_the_command_line(tmp_path: Path) -> None:
     assert g.config.image_size == 64  # recorded from the dataset, so predict crops to the trained size
     with torch.no_grad():
         assert g(torch.rand(1, 3, 64, 64)).depth.shape == (1, 1, 64, 64)
+
+
+def test_lr_schedule_constant_then_linear_decay() -> None:
+    from facevision.train.loop import lr_factor
+
+    assert lr_factor(0, 10, epochs=4, decay_epochs=0) == 1.0
+    assert lr_factor(19, 10, epochs=4, decay_epochs=2) == 1.0  # first two epochs constant
+    assert lr_factor(30, 10, epochs=4, decay_epochs=2) == pytest.approx(0.5)
+    assert lr_factor(40, 10, epochs=4, decay_epochs=2) == 0.0

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="generator learning rate (Adam)")
     p.add_argument("--lr-disc", type=float, default=_DEFAULTS.lr_disc, help="discriminator learning rate (Adam)")
+    p.add_argument("--decay-epochs", type=int, default=_DEFAULTS.decay_epochs,
+                   help="decay the learning rates linearly to 0 over the last N epochs (default 0: constant)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--encoder", default=ModelConfig.encoder_name, help="segmentation-models-pytorch encoder name")
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from facevision.train.loop import RunFolderError, train
 
     cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_disc=args.lr_disc, gan_mode=args.gan_mode,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_disc=args.lr_disc, decay_epochs=args.decay_epochs, gan_mode=args.gan_mode,
         adv_weight=args.adv_weight, l1_weight=args.l1_weight, grad_weight=args.grad_weight,
         mask_weight=args.mask_weight, augment=not args.no_augment, num_workers=args.workers, seed=args.seed,
         max_steps_per_epoch=args.max_steps_per_epoch, amp=not args.no_amp,

@@ -17,12 +17,15 @@ class TrainConfig(DictConfig):
     gan_mode "lsgan" (least squares, default: non-saturating, smoother gradients and more stable
     with small batches) or "vanilla" (binary cross-entropy, as in the original GAN/pix2pix).
     l1_weight 100 follows pix2pix; maps are in [0, 1] so their L1 terms are ~1e-2.
+    decay_epochs: as pix2pix, keep the learning rates constant, then decay them linearly to 0 over
+    the last ``decay_epochs`` epochs (0 = constant). Computed from the global step, so resume-safe.
     """
 
     epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-4
     lr_disc: float = 2e-4
+    decay_epochs: int = 0
     betas: tuple[float, float] = (0.5, 0.999)
     gan_mode: str = "lsgan"
     adv_weight: float = 1.0

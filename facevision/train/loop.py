@@ -136,6 +136,14 @@ def validate(generator: torch.nn.Module, loader: DataLoader, device: torch.devic
     return metrics.result(), grid
 
 
+def lr_factor(step: int, steps_per_epoch: int, epochs: int, decay_epochs: int) -> float:
+    """pix2pix schedule: 1 until the last ``decay_epochs`` epochs, then linearly down to 0 at the end."""
+    if decay_epochs <= 0:
+        return 1.0
+    total, decay = epochs * steps_per_epoch, decay_epochs * steps_per_epoch
+    return float(min(1.0, max(0.0, (total - step) / max(decay, 1))))
+
+
 def validation_score(m: dict[str, float], size: int) -> float:
     """Lower is better: depth MAE as a fraction of the crop + correspondence MAE + (1 - mask IoU)."""
     return m["depth_mae_px"] / size + m["corr_mae"] + (1.0 - m["mask_iou"])
@@ -222,6 +230,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_set) > cfg.batch_size, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
 
+    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -257,6 +266,10 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
             if cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch:
                 break
             batch = _to(batch, dev)
+            factor = lr_factor(step, steps_per_epoch, cfg.epochs, cfg.decay_epochs)
+            for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_disc)):
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
             losses = gan_step(generator, disc_depth, disc_corr, opt_g, opt_d, batch, cfg, autocast, scaler)
             img = batch["image"]
             step += 1
@@ -272,7 +285,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
         score = validation_score(metrics, size)
         row = {"epoch": epoch + 1, "step": step, **{k: round(v / max(n_batches, 1), 6) for k, v in sums.items()},
                **{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6),
-               "images_per_s": round(n_images / max(elapsed, 1e-9), 2), "epoch_s": round(elapsed, 1)}
+               "lr": opt_g.param_groups[0]["lr"], "images_per_s": round(n_images / max(elapsed, 1e-9), 2), "epoch_s": round(elapsed, 1)}
         if dist.main:
             meta = {"epoch": epoch + 1, "val": metrics, "data": str(data)}
             save_generator(out / "last.safetensors", _unwrap(generator), meta)
