@@ -207,17 +207,15 @@ def test_report_is_self_contained_and_renders_offline(inputs, predictor, tmp_pat
 
 
 def test_flame_hook_registers_when_a_model_is_given(inputs, predictor, tmp_path, capsys):
-    flame = pytest.importorskip("facevision.flame")
-    synth = pytest.importorskip("facevision.flame.synthetic")
-    if not hasattr(flame, "register") or not hasattr(synth, "save_synthetic_flame"):
-        pytest.skip("facevision.flame has no register()/synthetic model yet")
+    from facevision.flame import synthetic as synth
+
     model = synth.save_synthetic_flame(tmp_path / "flame.npz")
     out = tmp_path / "fl"
     s = run_batch(predictor, [str(inputs["rgb"])], out, BatchConfig(log=False, flame_model=str(model)))
     d = out / "rgb" / "face0"
     res = json.loads((d / "result.json").read_text())
     assert s["counts"]["ok"] == 1 and "flame" in res and "error" not in res["flame"], res.get("flame")
-    assert (d / "flame_params.npz").is_file() and "flame_params.npz" in res["files"]
+    assert (d / "flame.npz").is_file() and "flame.npz" in res["files"]
     # a missing model file: a warning, and the batch still reconstructs the face
     s2 = run_batch(predictor, [str(inputs["rgb"])], tmp_path / "fl2",
                    BatchConfig(log=False, flame_model=str(tmp_path / "none.npz")))

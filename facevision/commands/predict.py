@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if args.flame or args.flame_model:
         flame_model = str(args.flame_model) if args.flame_model else os.environ.get("FACEVISION_FLAME_MODEL", "")
         if not flame_model:
-            print(f"{prog}: warning: --flame needs --flame-model or $FACEVISION_FLAME_MODEL; continuing without FLAME",
-                  file=sys.stderr)
+            from facevision.flame.model import FLAME_HELP
+
+            print(f"{prog}: warning: {FLAME_HELP} Continuing without FLAME.", file=sys.stderr)
     summary = run_batch(predictor, list(args.paths), args.output,
                         BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
                                     log=not args.quiet))

@@ -146,7 +146,7 @@ def _flame_setup(model_path: str | None) -> tuple[Callable | None, str | None]:
 
     def fit(face_dir: Path, result) -> dict[str, Any]:
         f = register(result.mesh, result.corr, result.landmarks68_crop, model)
-        return save_fit(face_dir / "flame_params.npz", f)
+        return save_fit(face_dir / "flame.npz", f, model.sha256)
 
     return fit, None
 
