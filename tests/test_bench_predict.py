@@ -40,7 +40,6 @@ def generator():
 
 def _costly_fixed_maps(generator, face):
     """Runs the real network (for its cost) and returns the rendered face's maps."""
-    import torch
     from torch import nn
 
     from facevision.predict.synthetic import fixed_maps_model
