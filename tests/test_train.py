@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_prep.dataset_format import DatasetFormatError
+from data_prep.io import read_png
 from data_prep.toy import make_toy_dataset
 from facevision.cli import main
 from facevision.data import FaceMapsDataset
@@ -64,6 +65,8 @@ def test_train_writes_run_and_resumes(toy_data: Path, tmp_path: Path) -> None:
     train(toy_data, run, cfg, device="cpu", progress=False)
     for name in ("last.pt", "last.safetensors", "best.safetensors", "log.csv", "config.json", "vis/epoch_001.png"):
         assert (run / name).is_file(), name
+    grid = read_png(run / "vis" / "epoch_001.png")
+    assert grid.shape[:2] == (2 * (SIZE + 2) + 2, 5 * (SIZE + 2) + 2)  # 2 samples x (input, 2 labels, 2 preds)
     state = load_training_state(run / "last.pt")
     assert state["epoch"] == 1 and state["step"] == 2
     assert int(state["opt_g"]["state"][0]["step"]) == 2

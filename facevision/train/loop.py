@@ -110,8 +110,9 @@ def _visual_grid(images: list[np.ndarray], rows: list[dict]) -> bytes:
 
 @torch.no_grad()
 def validate(generator: torch.nn.Module, loader: DataLoader, device: torch.device, size: int,
-             vis_count: int = 0) -> tuple[dict[str, float], np.ndarray | None]:
-    """Masked depth MAE (crop px), correspondence MAE and mask IoU over a loader; optional grid of the first samples."""
+             vis_indices: frozenset[int] = frozenset()) -> tuple[dict[str, float], np.ndarray | None]:
+    """Masked depth MAE (crop px), correspondence MAE and mask IoU over a loader; optional grid of the
+    samples whose dataset index is in ``vis_indices``."""
     generator.eval()
     metrics = MapMetrics(size)
     vis_rows: list[dict] = []
@@ -122,8 +123,8 @@ def validate(generator: torch.nn.Module, loader: DataLoader, device: torch.devic
         mask_prob = torch.sigmoid(out.mask_logits)
         metrics.update(out.depth.float(), out.corr.float(), mask_prob.float(), batch)
         for i in range(batch["image"].shape[0]):
-            if len(vis_rows) >= vis_count:
-                break
+            if int(batch["index"][i]) not in vis_indices:
+                continue
             vis_imgs.append((batch["image"][i].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8))
             vis_rows.append({
                 "depth_label": batch["depth"][i, 0].cpu().numpy(), "mask": batch["mask"][i, 0].cpu().numpy() > 0.5,
@@ -231,6 +232,9 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
 
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    # fixed validation samples for the PNG grids, spread over the split (so over many identities)
+    vis_indices = frozenset(np.linspace(0, len(val_set) - 1, min(cfg.vis_samples, len(val_set))).round().astype(int).tolist()) \
+        if cfg.vis_samples > 0 else frozenset()
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -281,7 +285,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
             if save_every_steps and dist.main and step % save_every_steps == 0:
                 save_training_state(last_pt, snapshot(epoch, i + 1))
         elapsed = time.time() - t0
-        metrics, grid = validate(generator, val_loader, dev, size, cfg.vis_samples if dist.main else 0)
+        metrics, grid = validate(generator, val_loader, dev, size, vis_indices if dist.main else frozenset())
         score = validation_score(metrics, size)
         row = {"epoch": epoch + 1, "step": step, **{k: round(v / max(n_batches, 1), 6) for k, v in sums.items()},
                **{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6),
