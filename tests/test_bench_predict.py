@@ -52,8 +52,8 @@ def _costly_fixed_maps(generator, face):
             self.net, self.fixed = generator, fixed
 
         def forward(self, x):
-            self.net(x)
-            return self.fixed(x)
+            # the network's outputs feed the result (times 0), so a frozen TorchScript copy cannot drop it
+            return tuple(f + 0.0 * n for f, n in zip(self.fixed(x), self.net(x)))
 
     return Costly()
 

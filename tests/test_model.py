@@ -80,3 +80,25 @@ def test_discriminator_output_patches() -> None:
     d = PatchDiscriminator(6)
     out = d(torch.rand(2, 3, 128, 128), torch.rand(2, 3, 128, 128))
     assert out.shape == (2, 1, 14, 14)
+
+
+def test_frozen_inference_model_matches_eager(generator: DualUnetGenerator) -> None:
+    from facevision.model.inference import freeze_for_inference
+
+    frozen = freeze_for_inference(generator, 64)
+    assert isinstance(frozen, torch.jit.ScriptModule)
+    x = torch.rand(3, 3, 64, 64)  # another batch size than the traced one
+    with torch.no_grad():
+        for a, b in zip(generator(x), frozen(x)):
+            assert torch.allclose(a, b, atol=1e-3)
+
+
+def test_freeze_falls_back_to_the_eager_model() -> None:
+    from facevision.model.inference import freeze_for_inference
+
+    class Untraceable(torch.nn.Module):
+        def forward(self, x):
+            return x.sum() if float(x.mean()) > 2 else None  # data-dependent Python and a None output
+
+    m = Untraceable()
+    assert freeze_for_inference(m, 32) is m

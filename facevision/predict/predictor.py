@@ -44,6 +44,8 @@ class PredictConfig:
     mask_threshold: face probability above which a pixel is face.
     batch_size: faces per network call.
     all_faces: every detected face (True) or only the largest (False).
+    freeze: on CPU, run a TorchScript-frozen copy of the network (batch norm folded; ~25 % faster,
+        same outputs to ~1e-5; see :mod:`facevision.model.inference`).
     """
 
     crop: CropConfig = field(default_factory=CropConfig)
@@ -54,6 +56,7 @@ class PredictConfig:
     mask_threshold: float = 0.5
     batch_size: int = 8
     all_faces: bool = False
+    freeze: bool = True
 
     def __post_init__(self) -> None:
         if not (0.0 < self.mask_threshold < 1.0):
@@ -210,6 +213,10 @@ class Predictor:
         if config.crop.size != size:
             config = replace(config, crop=replace(config.crop, size=size))
         self.config = config
+        if config.freeze and str(self.device) == "cpu":
+            from facevision.model.inference import freeze_for_inference
+
+            self.model = freeze_for_inference(self.model, size, self.device)
         from data_prep.reference import load_reference
 
         self.reference = load_reference()
