@@ -19,3 +19,18 @@ def lfw_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"{LFW_ENV}={value} is not a folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised generator whose mask head says 'face' everywhere: tests plumbing, not quality."""
+    import torch
+
+    from facevision.model import DualUnetGenerator
+    from facevision.train.checkpoint import save_generator
+
+    torch.manual_seed(0)
+    g = DualUnetGenerator()
+    with torch.no_grad():
+        g.mask_head[0].bias.fill_(5.0)
+    return save_generator(tmp_path_factory.mktemp("ckpt") / "rand.safetensors", g)

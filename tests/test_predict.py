@@ -116,21 +116,6 @@ def test_write_face_files_are_complete_and_consistent(tmp_path, face, result, ph
     assert prev.shape[1] > 5 * prev.shape[0]  # photo, crop, depth, corr + two renders in one row
 
 
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    """A randomly initialised generator whose mask head says 'face' everywhere (plumbing only)."""
-    import torch
-
-    from facevision.model import DualUnetGenerator
-    from facevision.train.checkpoint import save_generator
-
-    torch.manual_seed(0)
-    g = DualUnetGenerator()
-    with torch.no_grad():
-        g.mask_head[0].bias.fill_(5.0)
-    return save_generator(tmp_path_factory.mktemp("ckpt") / "rand.safetensors", g)
-
-
 def test_from_pretrained_and_batching_are_consistent(random_checkpoint):
     p = Predictor.from_pretrained(random_checkpoint, device="cpu")
     assert p.checkpoint == random_checkpoint and p.size == 128
@@ -194,19 +179,15 @@ def test_detect_keeps_the_largest_face_unless_all_faces(monkeypatch, oracle, tmp
     assert oracle(tmp_path / "p.png")[0].bbox == big.box  # a path works too
 
 
-def test_crop_size_comes_from_the_checkpoint_metadata(tmp_path):
+def test_crop_size_comes_from_the_checkpoint(tmp_path):
     import torch
 
-    from facevision.model import DualUnetGenerator
-    from facevision.predict.predictor import checkpoint_crop_size
+    from facevision.model import DualUnetGenerator, ModelConfig
     from facevision.train.checkpoint import save_generator
 
     torch.manual_seed(0)
-    g = DualUnetGenerator()
-    ck = save_generator(tmp_path / "g96.safetensors", g, {"crop_size": 96})
-    assert checkpoint_crop_size(ck) == 96
+    ck = save_generator(tmp_path / "g96.safetensors", DualUnetGenerator(ModelConfig(image_size=96)))
     p = Predictor.from_pretrained(ck, device="cpu")
-    if getattr(g.config, "image_size", None) is None:  # the model config does not fix the size
-        assert p.size == 96
-    d, _, _ = p.run_network(np.zeros((1, p.size, p.size, 3), np.uint8))
-    assert d.shape == (1, p.size, p.size)
+    assert p.size == 96 and p.config.crop.size == 96
+    d, _, _ = p.run_network(np.zeros((1, 96, 96, 3), np.uint8))
+    assert d.shape == (1, 96, 96)

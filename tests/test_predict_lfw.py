@@ -23,22 +23,7 @@ def _photos(lfw_root: Path) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def plumbing_checkpoint(tmp_path_factory):
-    """Random weights, mask head biased to 'face': tests the plumbing on real photos, not quality."""
-    import torch
-
-    from facevision.model import DualUnetGenerator
-    from facevision.train.checkpoint import save_generator
-
-    torch.manual_seed(0)
-    g = DualUnetGenerator()
-    with torch.no_grad():
-        g.mask_head[0].bias.fill_(5.0)
-    return save_generator(tmp_path_factory.mktemp("ck") / "rand.safetensors", g)
-
-
-def test_predict_real_photos_end_to_end(lfw_root, plumbing_checkpoint, tmp_path, capsys):
+def test_predict_real_photos_end_to_end(lfw_root, random_checkpoint, tmp_path, capsys):
     from PIL import Image
 
     photos = _photos(lfw_root)
@@ -46,7 +31,7 @@ def test_predict_real_photos_end_to_end(lfw_root, plumbing_checkpoint, tmp_path,
     Image.open(photos[0]).resize((2000, 2000)).save(big)
     photos = photos + [big]
     out = tmp_path / "out"
-    args = ["predict", *map(str, photos), "-o", str(out), "--checkpoint", str(plumbing_checkpoint), "--no-mesh",
+    args = ["predict", *map(str, photos), "-o", str(out), "--checkpoint", str(random_checkpoint), "--no-mesh",
             "--batch-size", "2", "-q"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())

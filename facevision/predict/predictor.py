@@ -27,7 +27,7 @@ from facevision.maps.pose import Pose, PoseConfig, pose_from_maps
 from meshing.types import MeshConfig
 
 __all__ = ["PredictConfig", "FaceResult", "Predictor", "default_checkpoint", "checkpoint_candidates",
-           "CHECKPOINT_ENV", "CHECKPOINT_NAME", "resolve_device", "checkpoint_crop_size"]
+           "CHECKPOINT_ENV", "CHECKPOINT_NAME", "resolve_device"]
 
 CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
 CHECKPOINT_NAME = "facevision_lfw128.safetensors"
@@ -158,22 +158,6 @@ def default_checkpoint() -> Path:
                             f"exists; pass --checkpoint / path=, or set ${CHECKPOINT_ENV}")
 
 
-def checkpoint_crop_size(path: str | Path) -> int | None:
-    """Crop size the checkpoint was trained on, from its metadata (``crop_size``, ``image_size`` or ``size``,
-    top level or in ``model_config``); None when not recorded (then ``PredictConfig.crop.size``, 128, is used)."""
-    from facevision.train.checkpoint import read_generator_metadata
-
-    try:
-        meta = read_generator_metadata(path)
-    except Exception:
-        return None
-    for d in (meta, meta.get("model_config") if isinstance(meta.get("model_config"), dict) else {}):
-        for key in ("crop_size", "image_size", "size"):
-            if isinstance(d.get(key), (int, float)) and int(d[key]) > 0:
-                return int(d[key])
-    return None
-
-
 def resolve_device(device: str = "auto") -> str:
     """"auto" -> "cuda" when a GPU is usable, else "cpu"; other values are returned as given."""
     if device == "auto":
@@ -225,17 +209,11 @@ class Predictor:
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
                         config: PredictConfig | None = None) -> "Predictor":
         """Load a generator checkpoint (.safetensors; default :func:`default_checkpoint`)."""
-        from dataclasses import replace
-
         from facevision.train.checkpoint import load_generator
 
         path = Path(path) if path is not None else default_checkpoint()
         dev = resolve_device(device)
-        model = load_generator(path, dev)
-        size = checkpoint_crop_size(path)
-        config = config or PredictConfig()
-        if size is not None and getattr(getattr(model, "config", None), "image_size", None) is None:
-            config = replace(config, crop=replace(config.crop, size=size))
+        model = load_generator(path, dev)  # its config records the crop size it was trained on
         return cls(model, config=config, device=dev, checkpoint=path)
 
     @property
