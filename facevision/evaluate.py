@@ -31,6 +31,7 @@ import numpy as np
 from data_prep.dataset_format import DatasetFormatError, read_manifest, read_sample
 from data_prep.io import atomic_write_bytes
 from facevision.maps.landmarks import landmarks_from_corr
+from facevision.train.metrics import MapMetrics
 
 __all__ = ["EvaluateConfig", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS"]
 
@@ -57,22 +58,17 @@ def landmark_nme(pred: np.ndarray, label: np.ndarray) -> float:
     return float(np.linalg.norm(pred - label, axis=1).mean() / max(iod, 1e-6))
 
 
-class MapScores:
-    """Accumulates the four figures over samples (numpy; maps in dataset conventions)."""
+class MapScores(MapMetrics):
+    """:class:`MapMetrics` plus the 68-landmark NME (numpy; maps in dataset conventions)."""
 
     def __init__(self) -> None:
-        self.depth_err = self.corr_err = self.pixels = self.inter = self.union = 0.0
+        super().__init__()
         self.nme: list[float] = []
         self.landmark_failures = 0
 
     def add(self, depth: np.ndarray, corr: np.ndarray, mask: np.ndarray, label, label_lm: np.ndarray | None) -> None:
         """depth (S, S) px, corr (S, S, 3), mask (S, S) bool predicted; label: a dataset Sample."""
-        m = label.mask
-        self.depth_err += float(np.abs(depth - label.depth)[m].sum())
-        self.corr_err += float(np.abs(corr - label.corr).mean(-1)[m].sum())
-        self.pixels += float(m.sum())
-        self.inter += float((mask & m).sum())
-        self.union += float((mask | m).sum())
+        super().add(depth, corr, mask, label.depth, label.corr, label.mask)
         if label_lm is None:
             return
         try:
@@ -83,9 +79,9 @@ class MapScores:
         self.nme.append(landmark_nme(lm, label_lm))
 
     def result(self) -> dict[str, Any]:
-        n = max(self.pixels, 1.0)
-        return {"depth_mae_px": round(self.depth_err / n, 4), "corr_mae": round(self.corr_err / n, 5),
-                "mask_iou": round(self.inter / max(self.union, 1.0), 4),
+        r = super().result()
+        return {"depth_mae_px": round(r["depth_mae_px"], 4), "corr_mae": round(r["corr_mae"], 5),
+                "mask_iou": round(r["mask_iou"], 4),
                 "landmark_nme": round(float(np.mean(self.nme)), 5) if self.nme else None,
                 "landmark_failures": self.landmark_failures}
 

@@ -114,14 +114,16 @@ def validate(generator: torch.nn.Module, loader: DataLoader, device: torch.devic
     """Masked depth MAE (crop px), correspondence MAE and mask IoU over a loader; optional grid of the
     samples whose dataset index is in ``vis_indices``."""
     generator.eval()
-    metrics = MapMetrics(size)
+    metrics = MapMetrics()
     vis_rows: list[dict] = []
     vis_imgs: list[np.ndarray] = []
     for batch in loader:
         batch = _to(batch, device)
         out = _unwrap(generator)(batch["image"])
         mask_prob = torch.sigmoid(out.mask_logits)
-        metrics.update(out.depth.float(), out.corr.float(), mask_prob.float(), batch)
+        metrics.add((out.depth[:, 0].float() * size).cpu().numpy(), out.corr.float().permute(0, 2, 3, 1).cpu().numpy(),
+                    (mask_prob[:, 0] > 0.5).cpu().numpy(), (batch["depth"][:, 0] * size).cpu().numpy(),
+                    batch["corr"].permute(0, 2, 3, 1).cpu().numpy(), (batch["mask"][:, 0] > 0.5).cpu().numpy())
         for i in range(batch["image"].shape[0]):
             if int(batch["index"][i]) not in vis_indices:
                 continue
