@@ -13,7 +13,7 @@ from typing import Sequence
 
 from facevision import __version__
 
-COMMANDS = ("predict", "train", "evaluate", "prepare", "mesh", "flame")
+COMMANDS = ("predict", "train", "evaluate", "benchmark", "prepare", "mesh", "flame")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -329,10 +329,15 @@ class Predictor:
         t = time.perf_counter()
         faces = self.detect(image_rgb, all_faces)
         t_det = _ms(t) / max(len(faces), 1)
+        return self.predict_faces(image_rgb, faces, {"detect": t_det})
+
+    def predict_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox],
+                      timings: dict[str, float] | None = None) -> list[FaceResult]:
+        """Faces already found (detector boxes in photo px, e.g. from :meth:`detect`) -> one result each."""
         if not faces:
             return []
         t = time.perf_counter()
         crops, boxes = self.crop_faces(image_rgb, faces)
         t_crop = _ms(t) / len(faces)
-        timings = [{"detect": t_det, "crop": t_crop} for _ in faces]
+        timings = [{**(timings or {}), "crop": t_crop} for _ in faces]
         return self.predict_crops(crops, boxes, [f.box for f in faces], [f.score for f in faces], timings)

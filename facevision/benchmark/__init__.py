@@ -1,0 +1,1 @@
+"""Benchmarks against public protocols (``facevision benchmark ...``)."""
