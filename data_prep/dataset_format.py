@@ -8,6 +8,8 @@ Layout::
       samples/<id>/depth.png        # uint16 relative depth, see DEPTH_SCALE
       samples/<id>/corr.png         # uint16 RGB correspondence map, see CORR_SCALE
       samples/<id>/mask.png         # uint8 face mask, 255 = face, 0 = background
+      samples/<id>/face_mesh.npy    # optional: (468, 3) float32 Face Mesh vertices the labels came from
+                                    # (crop px: x = column, y = row, z larger = closer, origin the face centre)
 
 Conventions (one crop of ``size`` pixels, rows go down, columns go right):
 
@@ -70,6 +72,8 @@ __all__ = [
     "sample_dir",
     "sample_complete",
     "write_manifest",
+    "write_face_mesh",
+    "read_face_mesh",
     "read_manifest",
 ]
 
@@ -149,6 +153,34 @@ def write_sample(root: str | Path, sample_id: str, sample: Sample) -> Path:
     atomic_write_png(d / "corr.png", encode_corr(sample.corr, mask))
     atomic_write_png(d / "mask.png", mask.astype(np.uint8) * 255)
     return d
+
+
+FACE_MESH_FILE = "face_mesh.npy"
+
+
+def write_face_mesh(root: str | Path, sample_id: str, vertices: np.ndarray) -> Path:
+    """Keep the (468, 3) Face Mesh vertices (crop px, z larger = closer) a sample's labels were rendered from."""
+    import io
+
+    from data_prep.io import atomic_write_bytes
+
+    v = np.asarray(vertices, dtype=np.float32)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"face mesh vertices must be (N, 3), got {v.shape}")
+    buf = io.BytesIO()
+    np.save(buf, v, allow_pickle=False)
+    return atomic_write_bytes(sample_dir(root, sample_id) / FACE_MESH_FILE, buf.getvalue())
+
+
+def read_face_mesh(root: str | Path, sample_id: str) -> np.ndarray | None:
+    """The sample's Face Mesh vertices, or None when the dataset does not keep them."""
+    path = sample_dir(root, sample_id) / FACE_MESH_FILE
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetFormatError(f"{path}: unreadable face mesh ({exc})") from exc
 
 
 def read_sample(root: str | Path, sample_id: str, meta: dict[str, Any] | None = None) -> Sample:

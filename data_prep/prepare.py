@@ -62,7 +62,7 @@ def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
 
 def _process(entry: PhotoEntry) -> dict[str, Any]:
     """Label one photo and write its sample; returns its record (never raises for a bad photo)."""
-    from data_prep.dataset_format import write_sample
+    from data_prep.dataset_format import write_face_mesh, write_sample
     from data_prep.drops import DropError
     from data_prep.io import ImageReadError, read_photo
 
@@ -75,6 +75,7 @@ def _process(entry: PhotoEntry) -> dict[str, Any]:
 
             res = label_photo(image, _WORKER["label_config"], _WORKER["reference"])
             sample, box = res.sample, res.crop_box
+            write_face_mesh(out, entry.id, res.landmarks_crop)
         else:
             from data_prep.import_3ddfa import label_photo_3ddfa
 

@@ -1,11 +1,13 @@
-"""Label-preserving augmentation with albumentations.
+"""Label-exact augmentation.
 
-Photometric changes touch the RGB crop only. Geometric changes (in-plane rotation,
-translation) are applied identically to image, depth, correspondence and mask with
-nearest-neighbour sampling for the maps, so no background value bleeds into the face.
-No scaling: depth is in crop pixels and would have to be rescaled with the image.
-A horizontal flip mirrors the maps and maps the correspondence's u channel to 1 - u
-(the reference face is mirror symmetric about u = 0.5), so labels stay true.
+Photometric changes (albumentations) touch the RGB crop only. Geometric changes are one similarity
+transform about the crop centre (in-plane rotation = head roll, scale, translation), drawn here and
+applied with ``cv2.warpAffine`` to image (bilinear) and maps (nearest neighbour, so no background
+value bleeds into the face). Labels stay exact: correspondence values are unchanged (they name
+points of the reference face), depth is in crop pixels and so is multiplied by the scale, and then
+re-based so the farthest visible face pixel sits ``DEPTH_BASE_PX`` above the zero plane, as in the
+dataset format. A horizontal flip mirrors the maps and maps the correspondence's u channel to 1 - u
+(the reference face is mirror symmetric about u = 0.5).
 """
 from __future__ import annotations
 
@@ -18,11 +20,46 @@ import numpy as np
 
 @dataclass
 class AugmentConfig:
+    """flip_p: horizontal flip probability. affine_p: probability of the similarity transform, whose roll
+    is uniform in +-rotate_deg (real photos: AFLW2000-3D rolls mostly lie within +-40 deg), scale is
+    log-uniform in [1/max_scale, max_scale] about the crop centre, and shift uniform in +-translate x size
+    per axis. photometric_p: probability of colour / blur / noise / JPEG changes."""
+
     flip_p: float = 0.5
-    rotate_deg: float = 10.0
-    translate: float = 0.04
-    affine_p: float = 0.7
+    rotate_deg: float = 40.0
+    max_scale: float = 1.2
+    translate: float = 0.06
+    affine_p: float = 0.8
     photometric_p: float = 0.8
+
+
+def similarity_matrix(size: int, angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    """2 x 3 matrix (crop px -> crop px, x = column, y = row) rotating by ``angle_deg`` counter-clockwise as
+    the viewer sees it and scaling by ``scale`` about the crop centre, then shifting by ``shift`` px."""
+    c = (size - 1) / 2.0
+    m = cv2.getRotationMatrix2D((c, c), float(angle_deg), float(scale))
+    m[:, 2] += shift
+    return m
+
+
+def warp_sample(image: np.ndarray, depth: np.ndarray, corr: np.ndarray, mask: np.ndarray, matrix: np.ndarray,
+                scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply a similarity ``matrix`` (scale factor ``scale``) to a sample, keeping the labels exact."""
+    from data_prep.dataset_format import DEPTH_BASE_PX
+
+    size = image.shape[1], image.shape[0]
+    warp = lambda a, interp: cv2.warpAffine(a, matrix, size, flags=interp, borderMode=cv2.BORDER_CONSTANT,  # noqa: E731
+                                            borderValue=0)
+    image = warp(image, cv2.INTER_LINEAR)
+    mask = warp(mask.astype(np.uint8), cv2.INTER_NEAREST).astype(bool)
+    depth = warp(depth.astype(np.float32), cv2.INTER_NEAREST) * np.float32(scale)
+    corr = warp(corr.astype(np.float32), cv2.INTER_NEAREST)
+    mask &= depth > 0
+    if mask.any():
+        depth = depth - depth[mask].min() + DEPTH_BASE_PX
+    depth = np.where(mask, depth, 0.0).astype(np.float32)
+    corr = np.where(mask[..., None], corr, 0.0).astype(np.float32)
+    return image, depth, corr, mask
 
 
 def hflip_sample(image: np.ndarray, depth: np.ndarray, corr: np.ndarray, mask: np.ndarray
@@ -44,22 +81,12 @@ def _photometric() -> A.Compose:
     ])
 
 
-def _geometric(cfg: AugmentConfig) -> A.Compose:
-    return A.Compose(
-        [A.Affine(translate_percent=(-cfg.translate, cfg.translate), rotate=(-cfg.rotate_deg, cfg.rotate_deg),
-                  scale=1.0, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
-                  border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=cfg.affine_p)],
-        additional_targets={"depth": "mask", "corr": "mask"},
-    )
-
-
 class _Pipelines:
     """Built once per process (albumentations pipelines are reusable)."""
 
     def __init__(self, cfg: AugmentConfig) -> None:
         self.cfg = cfg
         self.photometric = _photometric()
-        self.geometric = _geometric(cfg)
 
 
 _CACHE: dict[int, _Pipelines] = {}
@@ -72,9 +99,12 @@ def augment_sample(image: np.ndarray, depth: np.ndarray, corr: np.ndarray, mask:
     pipes = _CACHE.setdefault(id(cfg), _Pipelines(cfg))
     if rng.random() < cfg.flip_p:
         image, depth, corr, mask = hflip_sample(image, depth, corr, mask)
-    out = pipes.geometric(image=image, mask=mask.astype(np.uint8), depth=depth.astype(np.float32),
-                          corr=corr.astype(np.float32))
-    image, mask, depth, corr = out["image"], out["mask"].astype(bool), out["depth"], out["corr"]
+    if rng.random() < cfg.affine_p:
+        size = image.shape[0]
+        angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)
+        scale = float(np.exp(rng.uniform(-np.log(cfg.max_scale), np.log(cfg.max_scale))))
+        shift = tuple(rng.uniform(-cfg.translate, cfg.translate, 2) * size)
+        image, depth, corr, mask = warp_sample(image, depth, corr, mask, similarity_matrix(size, angle, scale, shift), scale)
     if rng.random() < cfg.photometric_p:
         image = pipes.photometric(image=image)["image"]
     depth = np.where(mask, depth, 0.0).astype(np.float32)
