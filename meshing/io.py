@@ -6,19 +6,26 @@
   next to it, so the mesh opens textured in Blender and MeshLab.
 
 Every file appears complete or not at all: the set is written into a hidden temporary folder
-beside the target and each file is renamed into place (texture and material first, the
-OBJ last), so a complete OBJ always finds its material and texture.
+beside the target (PLY: a temporary file), checked (Open3D's return value, then the PLY size
+against its header, the OBJ's vertex and face lines, the MTL and the texture PNG's end chunk:
+Open3D can report success for a file a full disk cut short), flushed, and each file is renamed
+into place (texture and material first, the OBJ last), so a complete OBJ always finds its
+material and texture. A failed write leaves nothing under the final names and raises
+``data_prep.io.OutputWriteError`` (an ``OSError``) naming the file and the reason.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
-from data_prep.io import atomic_write
+from data_prep.io import OutputWriteError, atomic_write, fsync_file, png_complete, temp_prefix, write_error
 from meshing.types import FaceMesh, MeshingError
 
 __all__ = ["save_mesh", "load_mesh", "MeshIOError", "MESH_SUFFIXES"]
@@ -64,6 +71,21 @@ def _to_o3d(mesh: FaceMesh, with_uvs: bool, texture: np.ndarray | None):
     return m
 
 
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send fd 2 to /dev/null: on a full disk Open3D's PLY library prints a line per failed field there,
+    while the caller reports the failure itself in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | None = None) -> Path:
     """Write ``mesh`` to ``path`` (.ply or .obj) atomically; returns the path.
 
@@ -73,7 +95,8 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
             Ignored for PLY (PLY keeps the vertex colours).
 
     Raises:
-        MeshIOError: unknown suffix, invalid mesh, texture without uvs, write failure.
+        MeshIOError: unknown suffix, invalid mesh, texture without uvs.
+        data_prep.io.OutputWriteError (an OSError): the files could not be written completely (disk full...).
     """
     import open3d as o3d
 
@@ -92,29 +115,92 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
     m = _to_o3d(mesh, with_uvs, tex)
 
     def write(target: Path) -> None:
-        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error), _stderr_silenced():
             ok = o3d.io.write_triangle_mesh(str(target), m, write_ascii=False, write_vertex_normals=True,
                                             write_vertex_colors=mesh.colors is not None,
                                             write_triangle_uvs=with_uvs)
         if not ok:
-            raise MeshIOError(f"{path}: Open3D could not write the mesh")
+            raise write_error(path, problem="Open3D could not write the mesh")
 
     if suffix == ".ply":
-        atomic_write(path, write)
+        atomic_write(path, write, check=lambda tmp: _ply_problem(tmp, mesh.n_vertices, mesh.n_faces))
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
+    _save_file_set(path, write, lambda f: _obj_set_problem(f, mesh, with_uvs))
+    return path
+
+
+def _save_file_set(path: Path, write: Callable[[Path], None], problem: Callable[[Path], str | None]) -> None:
+    """Write a set of files (OBJ + MTL + texture) into a temporary folder, check, flush and rename each
+    (the file named ``path`` last); on any failure nothing is renamed and the folder is removed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise write_error(path, exc) from None
     try:
         write(tmp_dir / path.name)
-        files = sorted(tmp_dir.iterdir(), key=lambda p: p.suffix.lower() == ".obj")  # the OBJ last
+        files = sorted(tmp_dir.iterdir(), key=lambda p: p.name == path.name)  # the OBJ last
         for f in files:
-            with open(f, "rb+") as fh:
-                os.fsync(fh.fileno())
+            why = problem(f)
+            if why:
+                raise write_error(path.parent / f.name, problem=why)
+            fsync_file(f)
         for f in files:
             os.replace(f, path.parent / f.name)
+    except OutputWriteError:
+        raise
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path
+
+
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _ply_problem(file: Path, n_vertices: int, n_faces: int) -> str | None:
+    """Binary PLY of triangles: header counts and file size must match the mesh (None if they do)."""
+    with open(file, "rb") as fh:
+        head = fh.read(4096)
+    end = head.find(b"end_header\n")
+    if not head.startswith(b"ply\n") or end < 0:
+        return "incomplete PLY header"
+    counts: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    element = ""
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if parts[:1] == ["element"] and len(parts) == 3:
+            element = parts[1]
+            counts[element], sizes[element] = int(parts[2]), 0
+        elif parts[:2] == ["property", "list"] and len(parts) == 5:  # count type, index type, name
+            sizes[element] += _PLY_SIZES.get(parts[2], 0) + 3 * _PLY_SIZES.get(parts[3], 0)
+        elif parts[:1] == ["property"] and len(parts) == 3:
+            sizes[element] += _PLY_SIZES.get(parts[1], 0)
+    if counts.get("vertex") != n_vertices or counts.get("face", 0) != n_faces:
+        return f"PLY header counts {counts} differ from the mesh ({n_vertices} vertices, {n_faces} faces)"
+    expected = end + len(b"end_header\n") + sum(counts[e] * sizes[e] for e in counts)
+    size = file.stat().st_size
+    return None if size == expected else f"PLY has {size} bytes, expected {expected} (truncated)"
+
+
+def _obj_set_problem(file: Path, mesh: FaceMesh, textured: bool) -> str | None:
+    """One file of an OBJ set: the OBJ has every vertex and face line, the MTL its material, PNGs their end."""
+    suffix = file.suffix.lower()
+    if suffix == ".png":
+        return png_complete(file)
+    data = file.read_bytes()
+    if not data:
+        return "the writer left an empty file"
+    if suffix == ".mtl":
+        return None if b"newmtl" in data and (not textured or b"map_Kd" in data) else "incomplete material file"
+    if suffix == ".obj":
+        lines = b"\n" + data
+        n_v, n_f = lines.count(b"\nv "), lines.count(b"\nf ")
+        if (n_v, n_f) != (mesh.n_vertices, mesh.n_faces):
+            return f"OBJ has {n_v} vertices and {n_f} faces, expected {mesh.n_vertices} and {mesh.n_faces} (truncated)"
+    return None
 
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 NAME = "mesh"
+MAX_PIXELS = 2048 * 2048  # meshing needs ~250 bytes per map pixel: an 8000 x 8000 map would take 15 GB
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -31,6 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--depth-scale", type=float, default=None,
                    help="multiply depth values (e.g. to bring a 0-255 depth map to pixel units)")
     g.add_argument("--nan-as-background", action="store_true", help="treat NaN/inf depth as background")
+    g.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"refuse maps with more pixels than this (default {MAX_PIXELS:,} = 2048 x 2048; "
+                        "memory grows by ~250 bytes per pixel)")
     s = p.add_argument_group("steps")
     s.add_argument("--no-background", action="store_true", help="skip background-triangle removal")
     s.add_argument("--no-spikes", action="store_true", help="skip spike removal")
@@ -78,12 +82,30 @@ class _InputError(ValueError):
     pass
 
 
+def _check_pixels(path: Path | None, max_pixels: int) -> None:
+    """Refuse a map larger than ``max_pixels`` from its header, before decoding it."""
+    if path is None:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - unreadable files get read_png's / read_photo's message
+        return
+    if w * h > max_pixels:
+        raise _InputError(f"{path}: {w} x {h} map is too large to mesh ({w * h:,} pixels > --max-pixels "
+                          f"{max_pixels:,}); downscale it (and its depth values by the same factor) first")
+
+
 def _read_maps(args):
     import numpy as np
 
     from data_prep.dataset_format import decode_corr, decode_depth
     from data_prep.io import read_photo, read_png
 
+    for path in (args.depth, args.mask, args.corr, args.image):
+        _check_pixels(path, args.max_pixels)
     depth_raw = read_png(args.depth)
     depth = decode_depth(depth_raw)  # multi-channel PNG: gray in the first channel
     shape = depth.shape
@@ -113,6 +135,7 @@ def _read_maps(args):
 
 def run(args: argparse.Namespace) -> int:
     from meshing import FaceMesh, MeshingError, mesh_from_maps, save_mesh
+    from data_prep.io import OutputWriteError
     from meshing.io import MESH_SUFFIXES, MeshIOError
 
     prog = "facevision mesh"
@@ -123,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args)
     except ValueError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.max_pixels < 1:
+        print(f"{prog}: error: --max-pixels must be >= 1", file=sys.stderr)
         return 2
     try:
         depth, mask, corr, image = _read_maps(args)
@@ -142,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         save_mesh(args.output, mesh, texture=texture)
     except (MeshIOError, OSError) as exc:
-        msg = str(exc) if isinstance(exc, MeshIOError) else f"{args.output}: cannot write: {exc}"
+        msg = str(exc) if isinstance(exc, (MeshIOError, OutputWriteError)) else f"{args.output}: cannot write: {exc}"
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 1
     extra = f" (+ {args.output.with_suffix('.mtl').name}, {args.output.stem}_0.png)" if texture is not None else ""
