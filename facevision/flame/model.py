@@ -16,7 +16,10 @@ FLAME 2020 uses for ``shapedirs`` and others) and scipy sparse matrices are mapp
 placeholder classes that only record their pickled state; after loading, a ``Ch`` becomes its
 stored value array ``x`` and a csc/csr/coo matrix becomes a dense numpy array. chumpy *expression*
 objects (sums, products, ...) are refused. Any other global (``os.system``, ``builtins.eval``,
-...) raises :class:`UnsafeModelFileError` before anything runs.
+...) raises :class:`UnsafeModelFileError` before anything runs. Within the allowed types the result is
+bounded (:class:`PickleLimits`: file size, nesting depth, object count, size of a densified sparse
+matrix), so a crafted file ends in one :class:`FlameModelError` line, never a MemoryError or
+RecursionError traceback.
 
 Units: FLAME vertices are in metres; its frame is right-handed with X to the subject's left
 (image right for a frontal face), Y up and Z out of the face (towards the viewer).
@@ -27,6 +30,7 @@ import hashlib
 import io
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ __all__ = [
     "flame_model_from_arrays",
     "resolve_model_path",
     "safe_load_pickle",
+    "PickleLimits",
     "file_sha256",
 ]
 
@@ -116,6 +121,13 @@ def _numpy_global(module: str, name: str) -> Any:
     return None
 
 
+def _encode_text(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` limited to the text encodings pickles use for bytes (no compression codecs)."""
+    if encoding.lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii"):
+        raise pickle.UnpicklingError(f"codec {encoding!r} is not allowed")
+    return obj.encode(encoding, errors)
+
+
 _SAFE_BUILTINS = {"object": object, "set": set, "frozenset": frozenset, "slice": slice, "complex": complex}
 
 
@@ -141,9 +153,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
             return _SAFE_BUILTINS[name]
         if module == "_codecs" and name == "encode":  # how Python 3 protocol-2 pickles store bytes
-            import codecs
-
-            return codecs.encode
+            return _encode_text
         if module == "chumpy.ch" and name == "Ch":
             return _ChumpyArray
         if module.startswith("chumpy"):
@@ -157,32 +167,68 @@ class _RestrictedUnpickler(pickle.Unpickler):
             "numpy/scipy/chumpy array types a FLAME model file contains")
 
 
-def _to_plain(obj: Any, source: str) -> Any:
-    """Replace stand-ins by numpy arrays, recursively through dicts/lists."""
-    if isinstance(obj, _ChumpyArray):
-        state = obj.state if isinstance(obj.state, dict) else {}
-        if "x" not in state:
-            raise FlameModelError(f"{source}: a chumpy object without a stored value 'x' is not supported")
-        return np.asarray(_to_plain(state["x"], source))
-    if isinstance(obj, _SparseMatrix):
-        return _sparse_to_dense(obj, source)
-    if isinstance(obj, _PickledState):
-        raise FlameModelError(f"{source}: unsupported pickled object")
-    if isinstance(obj, dict):
-        return {k: _to_plain(v, source) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_plain(v, source) for v in obj)
-    if isinstance(obj, np.ndarray) and obj.dtype == object:
-        return np.array([_to_plain(v, source) for v in obj.ravel()], dtype=object).reshape(obj.shape)
-    return obj
+@dataclass(frozen=True)
+class PickleLimits:
+    """Bounds on what a FLAME pickle may unpack into (FLAME 2020/2023 files stay far below them).
+
+    max_file_bytes: size of the file. max_depth: nesting of dicts, lists, tuples and stand-ins.
+    max_objects: containers and values visited while converting. max_dense_elements: elements of a
+    scipy sparse matrix made dense (FLAME's J_regressor is 5 x 5023).
+    """
+
+    max_file_bytes: int = 1 << 30
+    max_depth: int = 32
+    max_objects: int = 1_000_000
+    max_dense_elements: int = 50_000_000
 
 
-def _sparse_to_dense(obj: _SparseMatrix, source: str) -> np.ndarray:
+class _Plain:
+    """Replace stand-ins by numpy arrays, recursively through dicts/lists/tuples, within :class:`PickleLimits`."""
+
+    def __init__(self, source: str, limits: PickleLimits) -> None:
+        self.source, self.limits, self.visited = source, limits, 0
+
+    def __call__(self, obj: Any, depth: int = 0) -> Any:
+        self.visited += 1
+        if depth > self.limits.max_depth:
+            raise FlameModelError(f"{self.source}: refusing to load: objects nested more than "
+                                  f"{self.limits.max_depth} levels deep (no FLAME file is)")
+        if self.visited > self.limits.max_objects:
+            raise FlameModelError(f"{self.source}: refusing to load: more than {self.limits.max_objects} "
+                                  "objects (no FLAME file has that many)")
+        if isinstance(obj, _ChumpyArray):
+            state = obj.state if isinstance(obj.state, dict) else {}
+            if "x" not in state:
+                raise FlameModelError(f"{self.source}: a chumpy object without a stored value 'x' is not supported")
+            return np.asarray(self(state["x"], depth + 1))
+        if isinstance(obj, _SparseMatrix):
+            return _sparse_to_dense(obj, self.source, self.limits)
+        if isinstance(obj, _PickledState):
+            raise FlameModelError(f"{self.source}: unsupported pickled object")
+        if isinstance(obj, dict):
+            return {k: self(v, depth + 1) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self(v, depth + 1) for v in obj)
+        if isinstance(obj, np.ndarray) and obj.dtype == object:
+            return np.array([self(v, depth + 1) for v in obj.ravel()], dtype=object).reshape(obj.shape)
+        return obj
+
+
+def _to_plain(obj: Any, source: str, limits: PickleLimits | None = None) -> Any:
+    """Replace stand-ins by numpy arrays, recursively through dicts/lists (bounded, see PickleLimits)."""
+    return _Plain(source, limits or PickleLimits())(obj)
+
+
+def _sparse_to_dense(obj: _SparseMatrix, source: str, limits: PickleLimits | None = None) -> np.ndarray:
+    limits = limits or PickleLimits()
     st = obj.state if isinstance(obj.state, dict) else {}
     fmt = getattr(obj, "_fmt", "csc")
     shape = tuple(int(s) for s in st.get("_shape", st.get("shape", ())))
-    if len(shape) != 2:
-        raise FlameModelError(f"{source}: sparse matrix without a 2-D shape")
+    if len(shape) != 2 or min(shape) < 0:
+        raise FlameModelError(f"{source}: sparse matrix without a valid 2-D shape ({shape})")
+    if shape[0] * shape[1] > limits.max_dense_elements:
+        raise FlameModelError(f"{source}: refusing to load: a {shape[0]} x {shape[1]} sparse matrix is larger than "
+                              f"any FLAME array (limit {limits.max_dense_elements} elements)")
     dense = np.zeros(shape, dtype=np.float64)
     data = np.asarray(st.get("data"), dtype=np.float64)
     if fmt == "coo":
@@ -198,22 +244,38 @@ def _sparse_to_dense(obj: _SparseMatrix, source: str) -> np.ndarray:
     return dense
 
 
-def safe_load_pickle(path: str | os.PathLike) -> Any:
+_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, IndexError, KeyError,
+                OverflowError)
+
+
+def safe_load_pickle(path: str | os.PathLike, limits: PickleLimits = PickleLimits()) -> Any:
     """Unpickle ``path`` with the restricted unpickler and return plain Python/numpy objects.
 
     Raises:
         UnsafeModelFileError: the pickle names any global outside the allow-list (nothing is run).
-        FlameModelError: unreadable or corrupt file.
+        FlameModelError: unreadable or corrupt file, or one beyond :class:`PickleLimits` (too large,
+            too deeply nested, too many objects, a sparse matrix too large to make dense).
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise FlameModelError(f"{path}: refusing to load: {size} bytes is larger than any FLAME model file "
+                                  f"(limit {limits.max_file_bytes})")
         with open(path, "rb") as fh:
             raw = _RestrictedUnpickler(fh, str(path)).load()
+        return _to_plain(raw, str(path), limits)
     except FlameModelError:
         raise
-    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
-        raise FlameModelError(f"{path}: not a readable FLAME pickle ({type(exc).__name__}: {exc})") from None
-    return _to_plain(raw, str(path))
+    except MemoryError:
+        raise FlameModelError(f"{path}: refusing to load: the pickle needs more memory than this machine has") from None
+    except RecursionError:
+        raise FlameModelError(f"{path}: refusing to load: objects nested too deeply") from None
+    except OSError as exc:
+        raise FlameModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except _LOAD_ERRORS as exc:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise FlameModelError(f"{path}: not a readable FLAME pickle ({type(exc).__name__}: {first})") from None
 
 
 # ----------------------------------------------------------------------------- the model
@@ -347,8 +409,8 @@ def load_flame_model(path: str | os.PathLike, n_shape: int | None = None) -> Fla
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as exc:
-            raise FlameModelError(f"{path}: not a readable .npz FLAME model ({exc})") from None
+        except (ValueError, OSError, MemoryError, zipfile.BadZipFile) as exc:
+            raise FlameModelError(f"{path}: not a readable .npz FLAME model ({type(exc).__name__}: {exc})") from None
     else:
         arrays = safe_load_pickle(path)
     if not isinstance(arrays, dict):
