@@ -36,9 +36,10 @@ Conventions (one crop of ``size`` pixels, rows go down, columns go right):
      "split_counts": {"train": n, "val": n, "test": n},
      "samples": [{"id": "Aaron_Eckhart_0001", "identity": "Aaron_Eckhart",
                   "split": "train", "source": "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
-                  "crop_box": [x0, y0, x1, y1]}, ...]}
+                  "crop_box": [x0, y0, x1, y1], "crop_angle": 0.0}, ...]}
 
-``crop_box`` is in pixels of the source photo (x right, y down, exclusive end).
+``crop_box`` is in pixels of the source photo (x right, y down, exclusive end); ``crop_angle`` (degrees)
+turns the crop about the box centre (upright crops, see :mod:`data_prep.crop`).
 Extra keys are allowed and ignored by readers.
 """
 from __future__ import annotations

@@ -34,10 +34,13 @@ class DetectConfig:
 @dataclass(frozen=True)
 class FaceBox:
     """A detected face: ``box = (x0, y0, x1, y1)`` in float pixels of the original image
-    (x right, y down, pixel edges: a box covering pixels 0..W-1 is (0, 0, W, H)), and a score in [0, 1]."""
+    (x right, y down, pixel edges: a box covering pixels 0..W-1 is (0, 0, W, H)), a score in [0, 1], and
+    ``keypoints``: (x, y) photo px in MediaPipe's order (subject's right eye, left eye, nose tip, mouth
+    centre, right ear tragion, left ear tragion), empty when the detector gives none."""
 
     box: tuple[float, float, float, float]
     score: float
+    keypoints: tuple[tuple[float, float], ...] = ()
 
     @property
     def width(self) -> float:
@@ -81,7 +84,8 @@ def detect_faces(image_rgb: np.ndarray, config: DetectConfig = DetectConfig()) -
         x1, y1 = x0 + bb.width * w, y0 + bb.height * h
         if max(x1 - x0, y1 - y0) < config.min_size_frac * min(h, w):
             continue
-        faces.append(FaceBox(box=(float(x0), float(y0), float(x1), float(y1)), score=float(d.score[0])))
+        kps = tuple((float(k.x * w - 0.5), float(k.y * h - 0.5)) for k in d.location_data.relative_keypoints)
+        faces.append(FaceBox(box=(float(x0), float(y0), float(x1), float(y1)), score=float(d.score[0]), keypoints=kps))
     faces.sort(key=lambda f: -f.score)
     return faces
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, original_to_crop, square_crop_box
+from data_prep.crop import CropConfig, crop_image, face_crop, original_to_crop
 from data_prep.dataset_format import DEPTH_BASE_PX, Sample
 from data_prep.detect import DetectConfig, FaceBox, detect_faces
 from data_prep.drops import LABELER_FAILURE, MULTIPLE_FACES, NO_FACE, DropError
@@ -45,13 +45,15 @@ class LabelConfig:
 
 @dataclass
 class LabelResult:
-    """A labelled crop plus what produced it (landmarks in photo and crop pixels, crop box, detection)."""
+    """A labelled crop plus what produced it (landmarks in photo and crop pixels, crop box and angle
+    (see :mod:`data_prep.crop`), detection)."""
 
     sample: Sample
     crop_box: tuple[int, int, int, int]
     face: FaceBox
     landmarks_photo: np.ndarray
     landmarks_crop: np.ndarray
+    crop_angle: float = 0.0
 
 
 def detect_single_face(image: np.ndarray, config: DetectConfig = DetectConfig()) -> FaceBox:
@@ -99,16 +101,16 @@ def label_photo(image: np.ndarray, config: LabelConfig = LabelConfig(),
     reference = reference or load_reference()
     face = detect_single_face(image, config.detect)
     lm = photo_landmarks(image, face, config.mesh)
-    box = square_crop_box(face.box, config.crop)
+    box, angle = face_crop(face.box, face.keypoints, config.crop)
     size = config.crop.size
-    lmc = original_to_crop(lm, box, size)
+    lmc = original_to_crop(lm, box, size, angle)
     outside = ((lmc[:, :2] < -0.5) | (lmc[:, :2] > size - 0.5)).any(1).mean()
     if outside > config.max_outside_frac:
         raise DropError(LABELER_FAILURE, f"{outside:.0%} of the face mesh falls outside the crop")
     depth, corr, mask = render_labels(lmc, size, reference)
     if mask.mean() < config.min_mask_frac:
         raise DropError(LABELER_FAILURE, f"face mask covers only {mask.mean():.1%} of the crop")
-    crop = crop_image(image, box, size)
+    crop = crop_image(image, box, size, angle)
     sample = Sample(image=crop, depth=depth, corr=corr, mask=mask,
-                    meta={"crop_box": list(box), "detection_score": face.score})
-    return LabelResult(sample=sample, crop_box=box, face=face, landmarks_photo=lm, landmarks_crop=lmc)
+                    meta={"crop_box": list(box), "crop_angle": angle, "detection_score": face.score})
+    return LabelResult(sample=sample, crop_box=box, face=face, landmarks_photo=lm, landmarks_crop=lmc, crop_angle=angle)

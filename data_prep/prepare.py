@@ -75,6 +75,7 @@ def _process(entry: PhotoEntry) -> dict[str, Any]:
 
             res = label_photo(image, _WORKER["label_config"], _WORKER["reference"])
             sample, box = res.sample, res.crop_box
+            rec["crop_angle"] = round(res.crop_angle, 3)
             write_face_mesh(out, entry.id, res.landmarks_crop)
         else:
             from data_prep.import_3ddfa import label_photo_3ddfa
@@ -184,7 +185,7 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
         s = split[e.identity]
         kept_per_split[s] += 1
         kept.append({"id": e.id, "identity": e.identity, "split": s, "source": e.source,
-                     "crop_box": r.get("crop_box")})
+                     "crop_box": r.get("crop_box"), "crop_angle": r.get("crop_angle", 0.0)})
     label_source = cfg.labeler
     space = CORRESPONDENCE_SPACE if cfg.labeler == "mediapipe" else "3ddfa-bfm-pncc"
     photos_per_split = Counter(split[e.identity] for e in entries)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.crop import CropConfig, crop_image, crop_to_original, original_to_crop, square_crop_box
+from data_prep.crop import (CropConfig, crop_image, crop_matrix, crop_to_original, face_crop, original_to_crop,
+                            square_crop_box, upright_angle)
 
 
 def test_square_crop_box_is_square_and_centred():
@@ -47,3 +48,39 @@ def test_mapping_round_trip_and_depth_scaling():
     c = original_to_crop(pts, box, 128)
     assert c[:, 2] == pytest.approx(pts[:, 2] * 128 / 200)
     assert crop_to_original(c, box, 128) == pytest.approx(pts)
+
+
+def test_crop_matrix_without_angle_is_the_box_mapping():
+    box, size = (13, -7, 213, 193), 128
+    pts = np.random.default_rng(1).uniform(-50, 300, (10, 2))
+    m = crop_matrix(box, size)
+    assert pts @ m[:, :2].T + m[:, 2] == pytest.approx(original_to_crop(pts, box, size))
+
+
+@pytest.mark.parametrize("angle", [25.0, -60.0, 90.0])
+def test_turned_crop_puts_points_where_the_mapping_says(angle):
+    img = np.zeros((240, 260, 3), np.uint8)
+    yy, xx = np.mgrid[:240, :260]
+    box, size = (40, 30, 220, 210), 64
+    rng = np.random.default_rng(int(angle) + 100)
+    for px, py in rng.uniform(90, 170, (3, 2)):
+        img[..., 0] = np.clip(255 * np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * 8.0 ** 2)), 0, 255).astype(np.uint8)
+        crop = crop_image(img, box, size, angle)
+        cx, cy = original_to_crop(np.array([[px, py]]), box, size, angle)[0]
+        w = crop[..., 0].astype(np.float64)
+        cyy, cxx = np.mgrid[:size, :size]
+        assert (w * cxx).sum() / w.sum() == pytest.approx(cx, abs=0.3)
+        assert (w * cyy).sum() / w.sum() == pytest.approx(cy, abs=0.3)
+    pts = rng.uniform(-50, 300, (7, 3))
+    assert crop_to_original(original_to_crop(pts, box, size, angle), box, size, angle) == pytest.approx(pts)
+
+
+def test_upright_angle_levels_the_eyes():
+    # subject's right eye on the image left, 20 deg clockwise tilt as seen (left eye lower)
+    a = upright_angle((100.0, 100.0), (100.0 + 50 * np.cos(np.radians(20)), 100.0 + 50 * np.sin(np.radians(20))))
+    assert a == pytest.approx(20.0)
+    box, angle = face_crop((80.0, 70.0, 180.0, 170.0), [(100.0, 100.0), (147.0, 117.1)], CropConfig())
+    eyes = original_to_crop(np.array([[100.0, 100.0], [147.0, 117.1]]), box, 128, angle)
+    assert eyes[0, 1] == pytest.approx(eyes[1, 1], abs=1e-6) and eyes[1, 0] > eyes[0, 0]
+    assert face_crop((80.0, 70.0, 180.0, 170.0), None, CropConfig())[1] == 0.0
+    assert face_crop((80.0, 70.0, 180.0, 170.0), [(0, 0), (1, 1)], CropConfig(upright=False))[1] == 0.0

@@ -103,3 +103,19 @@ def test_reference_tilt_is_removed_from_the_reported_angles():
     own = render_reference(96, 0, 0, 0, reference_pitch_deg=0.0)  # the reference in its own frame
     q = pose_from_maps(own.depth, own.corr, own.mask, config=PoseConfig(reference_pitch_deg=0.0))
     assert np.allclose([q.yaw, q.pitch, q.roll], 0, atol=0.5)
+
+
+def test_photo_pose_turns_roll_back_by_the_crop_angle():
+    from facevision.maps.pose import Pose, angles_to_rotation, photo_pose
+
+    rot = angles_to_rotation(20.0, -10.0, 5.0)
+    pose = Pose(yaw=20.0, pitch=-10.0, roll=5.0, rotation=rot, scale=1.0, translation=np.zeros(3), rms=0.0,
+                fit_rotation=rot)
+    # the crop was turned 30 deg clockwise (as seen) to level the eyes: in the photo the head rolls 30 deg clockwise more
+    out = photo_pose(pose, 30.0)
+    assert np.allclose(out.rotation, angles_to_rotation(0.0, 0.0, -30.0) @ rot)
+    # a pure roll is recovered exactly
+    flat = Pose(yaw=0.0, pitch=0.0, roll=5.0, rotation=angles_to_rotation(0, 0, 5.0), scale=1.0,
+                translation=np.zeros(3), rms=0.0)
+    assert photo_pose(flat, 30.0).roll == pytest.approx(-25.0)
+    assert photo_pose(flat, 0.0) is flat

@@ -96,3 +96,28 @@ def test_pose_of_labelled_lfw_faces_is_near_frontal(lfw_root):
     angles = np.array(angles)
     assert np.all(np.abs(angles[:, 0]) < 20) and np.all(np.abs(angles[:, 2]) < 10)
     assert abs(angles[:, 1].mean()) < 8 < abs(np.mean(raw_pitch))  # without the correction: tilted
+
+
+@pytest.mark.lfw
+@pytest.mark.parametrize("tilt", [-35.0, 30.0])
+def test_upright_crop_follows_a_tilted_head(lfw_root, tilt):
+    """Turn a real photo by a known angle: the crop turns with it (eyes level again), the landmarks land on the
+    turned photo where the upright photo's landmarks go, and the roll changes by the tilt."""
+    import cv2
+
+    from data_prep.io import read_photo
+    from facevision.predict.predictor import PredictConfig, Predictor
+
+    path = _photos(lfw_root)[0]
+    photo = read_photo(path)
+    h, w = photo.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), tilt, 1.0)  # counter-clockwise as seen for tilt > 0
+    turned = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR)
+    p = Predictor.from_pretrained(config=PredictConfig(mesh=None))
+    a, b = p(photo)[0], p(turned)[0]
+    assert b.crop_angle == pytest.approx(a.crop_angle - tilt, abs=6.0)  # BlazeFace eye keypoints are coarse
+    moved = a.landmarks68 @ m[:, :2].T + m[:, 2]
+    iod = np.linalg.norm(a.landmarks68[36:42].mean(0) - a.landmarks68[42:48].mean(0))
+    assert np.median(np.linalg.norm(b.landmarks68 - moved, axis=1)) < 0.15 * iod
+    assert b.pose.roll - a.pose.roll == pytest.approx(tilt, abs=5.0)
+    assert abs(b.pose.yaw - a.pose.yaw) < 5.0 and abs(b.pose.pitch - a.pose.pitch) < 5.0

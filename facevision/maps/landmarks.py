@@ -113,6 +113,6 @@ def _affine_solve(pix: np.ndarray, values: np.ndarray, targets: np.ndarray) -> n
     return out
 
 
-def landmarks_to_original(points: np.ndarray, crop_box: Sequence[int], size: int) -> np.ndarray:
+def landmarks_to_original(points: np.ndarray, crop_box: Sequence[int], size: int, angle: float = 0.0) -> np.ndarray:
     """(68, 2) crop pixels -> original-photo pixels (x right, y down), via ``data_prep.crop.crop_to_original``."""
-    return crop_to_original(np.asarray(points, dtype=np.float64), crop_box, size)
+    return crop_to_original(np.asarray(points, dtype=np.float64), crop_box, size, angle)

@@ -29,7 +29,7 @@ import numpy as np
 
 from data_prep.reference import ReferenceFace, load_reference
 
-__all__ = ["PoseConfig", "Pose", "REFERENCE_PITCH_DEG", "reference_tilt", "pose_from_maps", "fit_similarity", "rotation_to_angles", "angles_to_rotation"]
+__all__ = ["PoseConfig", "Pose", "photo_pose", "REFERENCE_PITCH_DEG", "reference_tilt", "pose_from_maps", "fit_similarity", "rotation_to_angles", "angles_to_rotation"]
 
 
 REFERENCE_PITCH_DEG = -16.0
@@ -150,3 +150,18 @@ def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, ref
     yaw, pitch, roll = rotation_to_angles(head)
     return Pose(yaw=yaw, pitch=pitch, roll=roll, rotation=head, scale=float(s), translation=t,
                 rms=float(np.sqrt(np.mean(res**2))), fit_rotation=rot)
+
+
+def photo_pose(pose: Pose, crop_angle: float) -> Pose:
+    """A pose read in a crop turned by ``crop_angle`` degrees (clockwise as seen, :mod:`data_prep.crop`)
+    -> the same head in the photo's frame: rotation, fit rotation and translation turned by
+    ``Rz(-crop_angle)`` about the crop centre's Z axis, angles recomputed (roll changes by about
+    ``-crop_angle``). Scale and residual are unchanged; translation stays in crop px."""
+    if crop_angle == 0.0:
+        return pose
+    turn = angles_to_rotation(0.0, 0.0, -float(crop_angle))
+    head = turn @ pose.rotation
+    yaw, pitch, roll = rotation_to_angles(head)
+    fit = None if pose.fit_rotation is None else turn @ pose.fit_rotation
+    return Pose(yaw=yaw, pitch=pitch, roll=roll, rotation=head, scale=pose.scale, translation=pose.translation,
+                rms=pose.rms, fit_rotation=fit)

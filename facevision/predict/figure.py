@@ -25,7 +25,7 @@ def overview_figure(predictor: Predictor, photos: list[str], tile: int = 160) ->
             raise ValueError(f"{path}: no usable face")
         f = faces[0]
         rows.append(preview_sheet(image, f.crop, depth_to_rgb(f.depth_px, f.mask), corr_to_rgb(f.corr, f.mask),
-                                  f.mesh, f.crop_box, f.landmarks68, RenderConfig(tile=tile)))
+                                  f.mesh, f.crop_box, f.landmarks68, RenderConfig(tile=tile), f.crop_angle))
     width = max(r.shape[1] for r in rows)
     return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
 

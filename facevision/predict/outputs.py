@@ -53,7 +53,7 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
         save_mesh(face_dir / "mesh.obj", result.mesh, texture=result.crop)
         files += list(MESH_FILES)
     sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
-                          result.landmarks68, render)
+                          result.landmarks68, render, result.crop_angle)
     atomic_write_png(face_dir / "preview.png", sheet)
     files.append("preview.png")
     data = result.to_json()

@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, square_crop_box
+from data_prep.crop import CropConfig, crop_image, face_crop
 from data_prep.detect import DetectConfig, FaceBox, detect_faces
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
-from facevision.maps.pose import Pose, PoseConfig, pose_from_maps
+from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
 from meshing.types import MeshConfig
 
 __all__ = ["PredictConfig", "FaceResult", "Predictor", "default_checkpoint", "checkpoint_candidates",
@@ -71,7 +71,9 @@ class FaceResult:
     named ``*_crop`` (crop pixels of the ``size`` x ``size`` crop, x = column, y = row).
 
     index: face number in the photo (0 = largest). bbox: detector box (x0, y0, x1, y1) float;
-    score: detector score (None for injected crops). crop_box: integer square (x0, y0, x1, y1), end exclusive.
+    score: detector score (None for injected crops). crop_box: integer square (x0, y0, x1, y1), end exclusive;
+    crop_angle: degrees the crop is turned about the box centre so the eyes are level (upright crops,
+    :mod:`data_prep.crop`); maps, mesh and ``*_crop`` values are in that turned crop.
     crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px, larger = closer, 0 outside the
     mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
     mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None.
@@ -96,6 +98,7 @@ class FaceResult:
     pose: Pose | None = None
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    crop_angle: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -109,6 +112,7 @@ class FaceResult:
             "bbox": [round(float(v), 2) for v in self.bbox],
             "detection_score": None if self.score is None else round(float(self.score), 4),
             "crop_box": [int(v) for v in self.crop_box],
+            "crop_angle_deg": round(float(self.crop_angle), 3),
             "crop_size": int(self.crop.shape[0]),
             "mask_pixels": int(self.mask.sum()),
             "depth_max_px": round(float(self.depth_px.max(initial=0.0)), 3),
@@ -227,12 +231,16 @@ class Predictor:
         faces = sorted(detect_faces(image_rgb, self.config.detect), key=lambda f: -f.width * f.height)
         return faces if all_faces else faces[:1]
 
-    def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-        """(B, S, S, 3) uint8 crops and their integer crop boxes (original px)."""
-        boxes = [square_crop_box(f.box, self.config.crop) for f in faces]
-        crops = np.stack([crop_image(image_rgb, b, self.size) for b in boxes]) if boxes else \
+    def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]
+                   ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], list[float]]:
+        """(B, S, S, 3) uint8 crops, their integer crop boxes (original px) and crop angles (degrees),
+        by :func:`data_prep.crop.face_crop`, the rule ``prepare`` uses."""
+        placed = [face_crop(f.box, f.keypoints, self.config.crop) for f in faces]
+        boxes = [b for b, _ in placed]
+        angles = [a for _, a in placed]
+        crops = np.stack([crop_image(image_rgb, b, self.size, a) for b, a in placed]) if placed else \
             np.zeros((0, self.size, self.size, 3), np.uint8)
-        return crops, boxes
+        return crops, boxes, angles
 
     def run_network(self, crops: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, S, S, 3) uint8 crops -> depth_px (B, S, S) float32 (crop px, 0 outside the mask),
@@ -263,7 +271,7 @@ class Predictor:
 
     def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
                     crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
-                    index: int = 0, timings: dict[str, float] | None = None) -> FaceResult:
+                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0) -> FaceResult:
         """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
 
         A face whose maps cannot be used (too small a mask, meshing failure) gets ``error`` set.
@@ -274,16 +282,16 @@ class Predictor:
         crop_box = tuple(int(v) for v in crop_box)
         bbox = tuple(float(v) for v in (bbox if bbox is not None else crop_box))
         res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
-                         corr=corr, mask=mask, timings=timings)
+                         corr=corr, mask=mask, timings=timings, crop_angle=float(crop_angle))
         try:
             t = time.perf_counter()
             lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
             res.landmarks68_crop = lm.points
             res.landmark_residual = lm.residual
-            res.landmarks68 = landmarks_to_original(lm.points, crop_box, self.size)
+            res.landmarks68 = landmarks_to_original(lm.points, crop_box, self.size, crop_angle)
             timings["landmarks"] = _ms(t)
             t = time.perf_counter()
-            res.pose = pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose)
+            res.pose = photo_pose(pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose), crop_angle)
             timings["pose"] = _ms(t)
             if self.config.mesh is not None:
                 t = time.perf_counter()
@@ -296,10 +304,12 @@ class Predictor:
 
     def predict_crops(self, crops: np.ndarray, crop_boxes: Sequence[Sequence[int]],
                       bboxes: Sequence[Sequence[float]] | None = None, scores: Sequence[float | None] | None = None,
-                      timings: Sequence[dict[str, float]] | None = None) -> list[FaceResult]:
+                      timings: Sequence[dict[str, float]] | None = None,
+                      crop_angles: Sequence[float] | None = None) -> list[FaceResult]:
         """Crops already cut (e.g. by :meth:`crop_faces`) + their crop boxes -> results (no detector).
 
-        crops: (B, S, S, 3) uint8; crop_boxes: B integer squares in original px.
+        crops: (B, S, S, 3) uint8; crop_boxes: B integer squares in original px; crop_angles: B angles
+        (degrees, :mod:`data_prep.crop`), 0 when None.
         """
         crops = np.asarray(crops)
         if len(crop_boxes) != len(crops):
@@ -313,7 +323,8 @@ class Predictor:
             tm["network"] = per_face
             out.append(self.postprocess(crops[i], depth[i], corr[i], mask[i], crop_boxes[i],
                                         None if bboxes is None else bboxes[i],
-                                        None if scores is None else scores[i], index=i, timings=tm))
+                                        None if scores is None else scores[i], index=i, timings=tm,
+                                        crop_angle=0.0 if crop_angles is None else float(crop_angles[i])))
         return out
 
     def __call__(self, image_rgb: np.ndarray | str | os.PathLike, all_faces: bool | None = None) -> list[FaceResult]:
@@ -337,7 +348,7 @@ class Predictor:
         if not faces:
             return []
         t = time.perf_counter()
-        crops, boxes = self.crop_faces(image_rgb, faces)
+        crops, boxes, angles = self.crop_faces(image_rgb, faces)
         t_crop = _ms(t) / len(faces)
         timings = [{**(timings or {}), "crop": t_crop} for _ in faces]
-        return self.predict_crops(crops, boxes, [f.box for f in faces], [f.score for f in faces], timings)
+        return self.predict_crops(crops, boxes, [f.box for f in faces], [f.score for f in faces], timings, angles)

@@ -60,12 +60,16 @@ def _fit_tile(image: np.ndarray, size: int) -> np.ndarray:
     return tile
 
 
-def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None) -> np.ndarray:
-    """Copy of the photo with the crop box (green) and the 68 landmarks (red dots) drawn."""
+def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None, crop_angle: float = 0.0) -> np.ndarray:
+    """Copy of the photo with the (possibly turned) crop square (green) and the 68 landmarks (red dots) drawn."""
+    from data_prep.crop import crop_to_original
+
     img = np.ascontiguousarray(photo.copy())
     t = max(1, round(max(img.shape[:2]) / 300))
-    x0, y0, x1, y1 = (int(v) for v in crop_box)
-    cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), t)
+    side = int(crop_box[2]) - int(crop_box[0])
+    corners = np.array([[-0.5, -0.5], [side - 0.5, -0.5], [side - 0.5, side - 0.5], [-0.5, side - 0.5]])
+    poly = crop_to_original(corners, crop_box, side, crop_angle)
+    cv2.polylines(img, [np.round(poly).astype(np.int32)], True, (0, 255, 0), t)
     if landmarks68 is not None:
         for x, y in np.asarray(landmarks68):
             cv2.circle(img, (int(round(x)), int(round(y))), t + 1, (255, 0, 0), -1)
@@ -73,13 +77,14 @@ def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None) 
 
 
 def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, corr_rgb: np.ndarray,
-                  mesh=None, crop_box=None, landmarks68=None, config: RenderConfig = RenderConfig()) -> np.ndarray:
+                  mesh=None, crop_box=None, landmarks68=None, config: RenderConfig = RenderConfig(),
+                  crop_angle: float = 0.0) -> np.ndarray:
     """One row of tiles: photo (crop box + landmarks), crop, depth, correspondence, mesh renders per view."""
     from facevision.maps.visualize import image_grid
 
     s = config.tile
     near = lambda im: cv2.resize(im, (s, s), interpolation=cv2.INTER_NEAREST)  # noqa: E731
-    shown = annotate_photo(photo, crop_box, landmarks68) if crop_box is not None else photo
+    shown = annotate_photo(photo, crop_box, landmarks68, crop_angle) if crop_box is not None else photo
     tiles = [_fit_tile(shown, s), near(crop), near(depth_rgb), near(corr_rgb)]
     if mesh is not None:
         tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config) for yaw in config.views]
