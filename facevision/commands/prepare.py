@@ -1,4 +1,7 @@
-"""``facevision prepare lfw ROOT -o DATASET``: build a labelled training set from LFW-style photos."""
+"""``facevision prepare lfw ROOT -o DATASET``: build a labelled training set from LFW-style photos.
+
+Also ``prepare toy`` (generated samples) and ``prepare profile`` (large-pose views of a dataset).
+"""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +36,44 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     toy.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
     toy.add_argument("--seed", type=int, default=0)
     toy.set_defaults(func=run_toy)
+    prof = sub.add_parser(
+        "profile", help="large-pose views of a dataset by 3D profiling (300W-LP style)",
+        description="Lift every sample of DATASET to 3D, rotate it by random yaw/pitch and re-render image and "
+                    "labels as new samples <id>_lp<k> (same identity and split) in a new dataset. Resumable: "
+                    "rerun the same command to continue. See docs/profile.md.")
+    prof.add_argument("dataset", metavar="DATASET", help="source dataset folder (manifest.json + samples/)")
+    prof.add_argument("-o", "--output", required=True, metavar="DATASET_LP", help="new dataset folder to write")
+    prof.add_argument("--views", type=int, default=4, help="rotated views per sample (default 4)")
+    prof.add_argument("--min-yaw", type=float, default=20.0, help="smallest |yaw| in degrees (default 20)")
+    prof.add_argument("--max-yaw", type=float, default=90.0, help="largest |yaw| in degrees (default 90)")
+    prof.add_argument("--max-pitch", type=float, default=30.0, help="largest |pitch| in degrees (default 30)")
+    prof.add_argument("--seed", type=int, default=0, help="angle seed (default 0)")
+    prof.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    prof.add_argument("--limit", type=int, default=None, help="only the first K source samples")
+    prof.add_argument("--include-originals", action="store_true",
+                      help="also link the source samples in, so the result can be trained on directly")
+    prof.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prof.set_defaults(func=run_profile)
     return p
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from data_prep.dataset_format import DatasetFormatError
+    from data_prep.profile import ProfileRunConfig, profile_dataset
+
+    cfg = ProfileRunConfig(views=args.views, min_yaw=args.min_yaw, max_yaw=args.max_yaw, max_pitch=args.max_pitch,
+                           seed=args.seed, workers=args.workers, limit=args.limit,
+                           include_originals=args.include_originals, progress=not args.no_progress)
+    try:
+        summary = profile_dataset(args.dataset, args.output, cfg)
+    except (ValueError, DatasetFormatError) as exc:
+        print(f"facevision prepare: {exc}", file=sys.stderr)
+        return 2
+    print(f"views: {summary['views']} ({summary['rendered_this_run']} rendered this run, {summary['failed']} failed), "
+          f"originals: {summary['originals']}, per split: {summary['split_counts']}, "
+          f"{summary['wall_time_s']:.0f} s")
+    print(f"dataset: {args.output} (manifest.json)")
+    return 0
 
 
 def run_toy(args: argparse.Namespace) -> int:
