@@ -30,11 +30,12 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from data_prep.io import atomic_write, atomic_write_json, atomic_write_png
+from data_prep.io import atomic_write_bytes, atomic_write_json, atomic_write_png, remove_stale_temporaries
 from facevision.data import AugmentConfig, FaceMapsDataset
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb, image_grid
 from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
-from facevision.train.checkpoint import load_training_state, save_generator, save_training_state
+from facevision.train.checkpoint import (CheckpointError, checked_model_config, load_training_state, save_generator,
+                                         save_training_state)
 from facevision.train.config import TrainConfig
 from facevision.train.step import gan_step
 from facevision.train.metrics import MapMetrics
@@ -164,7 +165,7 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(path, lambda p: p.write_text(buf.getvalue()))
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
@@ -186,9 +187,11 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
 
     state: dict[str, Any] | None = None
     last_pt = out / "last.pt"
+    if dist.main:
+        remove_stale_temporaries(out, max_depth=1)  # left by a killed run: .last.<pid>-*.tmp.pt, ...
     if resume:
         state = load_training_state(last_pt)
-        model_config = ModelConfig.from_dict(state["model_config"])
+        model_config = checked_model_config(state["model_config"], str(last_pt))
     elif last_pt.exists():
         raise RunFolderError(f"{out}: already holds a training run (last.pt); pass --resume to continue it or choose a new --out")
     model_config = model_config or ModelConfig()
@@ -211,13 +214,17 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
 
     start_epoch, step, batch_in_epoch, best = 0, 0, 0, math.inf
     if state is not None:
-        generator.load_state_dict(state["generator"])
-        disc_depth.load_state_dict(state["disc_depth"])
-        disc_corr.load_state_dict(state["disc_corr"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        batch_in_epoch, best = int(state.get("batch_in_epoch", 0)), float(state.get("best_score", math.inf))
+        try:
+            generator.load_state_dict(state["generator"])
+            disc_depth.load_state_dict(state["disc_depth"])
+            disc_corr.load_state_dict(state["disc_corr"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            batch_in_epoch, best = int(state.get("batch_in_epoch", 0)), float(state.get("best_score", math.inf))
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(f"{last_pt}: training state does not match its model ({first})") from None
 
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
