@@ -16,7 +16,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
                     "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), preview.png and result.json "
                     "(bbox, crop_box, landmarks68, pose, mesh counts, timings); OUT/summary.json lists every input. "
-                    "Finished inputs are skipped on a rerun unless --overwrite. Exit code 1 if any input failed.",
+                    "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
+                    "OUT. Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
@@ -30,6 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
     p.add_argument("--report", action="store_true", help="also write OUT/report.html (self-contained, works offline)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs already finished in OUT")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="photos with more pixels are reduced to N before detection, results are given in original "
+                        "pixels (default 40,000,000; bounds memory; 0 = never reduce)")
     p.add_argument("--min-score", type=float, default=None, help="face detector confidence threshold (0.5)")
     p.add_argument("--flame", action="store_true", help="also register FLAME to each face (needs a FLAME model)")
     p.add_argument("--flame-model", type=Path, help="FLAME model file (.pkl/.npz; default $FACEVISION_FLAME_MODEL)")
@@ -45,13 +49,21 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from data_prep.detect import DetectConfig
-    from facevision.predict.batch import BatchConfig, run_batch
+    from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, check_output_folder, run_batch
     from facevision.predict.predictor import PredictConfig, Predictor
     from facevision.train.checkpoint import CheckpointError
 
     prog = "facevision predict"
     if args.batch_size < 1:
         print(f"{prog}: error: --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    if args.max_pixels is not None and args.max_pixels < 0:
+        print(f"{prog}: error: --max-pixels must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        check_output_folder(args.output)  # before the model loads: a bad OUT is reported at once
+    except OutputFolderError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     if args.threads is not None:
         import torch
@@ -74,11 +86,16 @@ def run(args: argparse.Namespace) -> int:
             from facevision.flame.model import FLAME_HELP
 
             print(f"{prog}: warning: {FLAME_HELP} Continuing without FLAME.", file=sys.stderr)
-    summary = run_batch(predictor, list(args.paths), args.output,
-                        BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
-                                    log=not args.quiet))
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+    try:
+        summary = run_batch(predictor, list(args.paths), args.output,
+                            BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
+                                        log=not args.quiet, max_pixels=max_pixels))
+    except OutputFolderError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     c = summary["counts"]
     print(f"{prog}: {c['ok']} ok ({c['skipped']} already done), {c['failed']} failed, {summary['faces']} face(s) "
           f"-> {args.output / 'summary.json'}" + (f", {summary['report']}" if "report" in summary else ""),
           file=sys.stderr)
-    return 1 if c["failed"] else 0
+    return 1 if c["failed"] or "summary_error" in summary or "report_error" in summary else 0

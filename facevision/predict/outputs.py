@@ -20,7 +20,8 @@ from facevision.maps.visualize import corr_to_rgb, depth_to_rgb
 from facevision.predict.predictor import FaceResult
 from facevision.predict.render import RenderConfig, preview_sheet
 
-__all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_RECORD", "SUMMARY_NAME"]
+__all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_RECORD", "SUMMARY_NAME",
+           "to_original_pixels"]
 
 FACE_FILES = ("crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png", "preview.png", "result.json")
 MESH_FILES = ("mesh.ply", "mesh.obj", "mesh.mtl", "mesh_0.png")
@@ -32,9 +33,27 @@ def face_dir_name(index: int) -> str:
     return f"face{index}"
 
 
+def to_original_pixels(data: dict[str, Any], result: FaceResult, scale: tuple[float, float]) -> None:
+    """Map result.json's photo coordinates (bbox, crop_box, landmarks68) from a reduced photo, ``scale`` =
+    (reduced / original) per axis, back to the original photo's pixels; records ``photo_scale``."""
+    sx, sy = scale
+    x0, y0, x1, y1 = result.bbox
+    data["bbox"] = [round(x0 / sx, 2), round(y0 / sy, 2), round(x1 / sx, 2), round(y1 / sy, 2)]
+    cx0, cy0, cx1, cy1 = result.crop_box
+    data["crop_box"] = [int(round(cx0 / sx)), int(round(cy0 / sy)), int(round(cx1 / sx)), int(round(cy1 / sy))]
+    if result.landmarks68 is not None:
+        data["landmarks68"] = [[round(float(x) / sx, 2), round(float(y) / sy, 2)] for x, y in result.landmarks68]
+    data["photo_scale"] = [round(sx, 6), round(sy, 6)]
+
+
 def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, source: str = "",
-               render: RenderConfig = RenderConfig(), extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write every file of one face; returns the result.json content (with ``timings_ms.write``)."""
+               render: RenderConfig = RenderConfig(), extra: dict[str, Any] | None = None,
+               photo_scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
+    """Write every file of one face; returns the result.json content (with ``timings_ms.write``).
+
+    photo_scale: ``photo`` was reduced from the original by this (x, y) factor before detection; ``result``
+    is in the reduced photo's pixels (as the preview shows it) and result.json gets original pixels.
+    """
     face_dir = Path(face_dir)
     t0 = time.perf_counter()
     mask = result.mask
@@ -57,6 +76,8 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     atomic_write_png(face_dir / "preview.png", sheet)
     files.append("preview.png")
     data = result.to_json()
+    if tuple(photo_scale) != (1.0, 1.0):
+        to_original_pixels(data, result, photo_scale)
     data["source"] = source
     data["depth_png_scale"] = DEPTH_SCALE
     if extra:
