@@ -201,3 +201,25 @@ def test_stale_temporaries_of_other_names_are_kept(tmp_path, toy, one_thread):
     assert main(["train", "--data", str(toy), "--out", str(run), "--epochs", "0", "--workers", "0",
                  "--device", "cpu"]) == 0
     assert mine.exists() and not stale.exists()
+
+
+def test_disk_full_while_training_is_one_line_and_leaves_last_checkpoint_whole(tmp_path, toy, monkeypatch, capsys,
+                                                                                one_thread):
+    import errno
+
+    run = tmp_path / "run"
+    real, seen = os.write, set()
+
+    def write(fd, data):  # the second last.pt write finds the disk full
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if name.startswith(".last.") and name.endswith(".tmp.pt"):
+            seen.add(name)
+            if len(seen) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    assert main(_train_args(toy, run)) == 1
+    err = [e for e in capsys.readouterr().err.splitlines() if "error" in e]
+    assert err == [f"facevision train: error: {run / 'last.pt'}: no space left on device (disk full)"]
+    assert load_training_state(run / "last.pt")["step"] == 1 and _temporaries(run) == []

@@ -62,4 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetFormatError, RunFolderError, CheckpointError, ValueError) as exc:
         print(f"facevision train: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # data_prep.io.OutputWriteError: a checkpoint or log could not be written (disk full...)
+        print(f"facevision train: error: {exc}", file=sys.stderr)
+        return 1
     return 0
