@@ -1,0 +1,1 @@
+"""Fitting the project's linear face model to predicted maps."""

@@ -1,0 +1,193 @@
+"""Fit the project's linear face model (:mod:`data_prep.face_model`) to one prediction's maps.
+
+Every face pixel gives a pair: its 3D point lifted from the depth map in the mesh frame of
+:mod:`facevision.maps.pose` (``X`` = column, ``Y`` = ``S - 1 - row``, ``Z`` = depth, crop px), and the
+model surface point it shows: its correspondence ``(u, v)`` falls in one triangle of the reference
+face's ``(u, v)`` layout (fold-free), whose barycentric coordinates locate the same point on the model.
+The model point is linear in the coefficients ``c`` (identity then expression):
+``P(c) = A0 + A c``. The fit alternates a similarity (Umeyama: ``X ~ s R P + t``) with ridge
+least squares for ``c`` (prior: unit variance per coefficient, noise ``FitConfig.noise_px``), and trims
+pairs whose residual exceeds ``trim_factor`` x the median (outliers in the maps).
+
+Outputs (:class:`ModelFit`): the coefficients, the similarity, the fitted 468 vertices in the crop's
+mesh frame, the 68 iBUG landmarks projected from them (also the ones the face hides), their
+visibility from a z-buffer of the fitted mesh, and the head pose (same convention as
+:mod:`facevision.maps.pose`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from data_prep.face_model import FaceModel, load_face_model
+from data_prep.reference import ReferenceFace, load_reference
+from facevision.maps.pose import Pose, fit_similarity, reference_tilt, rotation_to_angles
+
+__all__ = ["FitConfig", "ModelFit", "fit_face_model", "uv_lookup", "locate_uv"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """max_points: face pixels used (even subsample); iterations: similarity / coefficient rounds;
+    trim_factor: pairs beyond this x the median residual are dropped (0 = keep all); noise_px: expected
+    map noise in crop px (sets the prior's weight); prior_weight: extra factor on the prior;
+    visible_tol: a landmark is visible when its depth is within this fraction of the scale (px per
+    unit radius) of the z-buffer; min_pixels: fewer usable pixels -> ValueError; lookup_size: side of
+    the (u, v) -> triangle lookup grid."""
+
+    max_points: int = 1500
+    iterations: int = 4
+    trim_factor: float = 2.5
+    noise_px: float = 1.5
+    prior_weight: float = 1.0
+    visible_tol: float = 0.06
+    min_pixels: int = 30
+    lookup_size: int = 512
+
+
+@dataclass
+class ModelFit:
+    """id_coeffs (Ki,), exp_coeffs (Ke,): unit prior variance; scale (crop px per raw unit), rotation (3, 3)
+    raw frame -> mesh frame, translation (3,) crop px; vertices (V, 3) fitted model in the mesh frame
+    (crop px, Y up); landmarks68 (68, 2) crop px (x = column, y = row); landmarks68_3d (68, 3) mesh frame;
+    visible (68,) bool; pose: :class:`facevision.maps.pose.Pose`; rms_px: residual RMS over kept pixels;
+    n_pixels: pairs kept."""
+
+    id_coeffs: np.ndarray
+    exp_coeffs: np.ndarray
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+    vertices: np.ndarray
+    landmarks68: np.ndarray
+    landmarks68_3d: np.ndarray
+    visible: np.ndarray
+    pose: Pose
+    rms_px: float
+    n_pixels: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (``result.json``'s ``model_fit``)."""
+        r = lambda a, d=4: [round(float(x), d) for x in np.ravel(a)]  # noqa: E731
+        return {"id_coeffs": r(self.id_coeffs), "exp_coeffs": r(self.exp_coeffs), "scale_px": round(self.scale, 4),
+                "rotation": [r(row, 6) for row in self.rotation], "translation_px": r(self.translation, 3),
+                "rms_px": round(self.rms_px, 4), "pixels": self.n_pixels}
+
+
+@lru_cache(maxsize=2)
+def _lookup(size: int, name: str) -> np.ndarray:
+    from data_prep.rasterize import rasterize
+
+    ref = load_reference() if name == "default" else None
+    tri = ref.triangles
+    uv = ref.vertices[:, :2]
+    # one vertex copy per triangle corner, attribute = the triangle's index: constant inside each triangle
+    v = np.stack([uv[tri, 0] * (size - 1), (1.0 - uv[tri, 1]) * (size - 1), np.zeros(tri.shape)], -1).reshape(-1, 3)
+    faces = np.arange(len(v)).reshape(-1, 3)
+    attr = np.repeat(np.arange(len(tri), dtype=np.float64), 3)
+    _, ids, cover = rasterize(v, faces, size, size, attr[:, None] + 1.0)
+    out = np.where(cover, np.round(ids[..., 0]).astype(np.int64) - 1, -1)
+    out.setflags(write=False)
+    return out
+
+
+def uv_lookup(size: int = 512) -> np.ndarray:
+    """(size, size) triangle index of the reference layout at (u, v) (row = (1 - v) * (size - 1)), -1 outside."""
+    return _lookup(int(size), "default")
+
+
+def locate_uv(uv: np.ndarray, reference: ReferenceFace, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) correspondences (u, v) -> triangle index (N,) (-1 outside the face) and (N, 3) barycentric
+    coordinates in that triangle of the reference's (u, v) layout (clipped to >= 0, summing to 1)."""
+    grid = uv_lookup(size)
+    uv = np.asarray(uv, np.float64)
+    col = np.clip(np.round(uv[:, 0] * (size - 1)), 0, size - 1).astype(np.int64)
+    row = np.clip(np.round((1.0 - uv[:, 1]) * (size - 1)), 0, size - 1).astype(np.int64)
+    tri = grid[row, col]
+    ok = tri >= 0
+    bary = np.zeros((len(uv), 3))
+    if ok.any():
+        corners = reference.vertices[reference.triangles[tri[ok]], :2]  # (n, 3, 2)
+        a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+        v0, v1, v2 = b - a, c - a, uv[ok] - a
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        den = np.where(np.abs(den) < 1e-15, 1e-15, den)
+        l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+        l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+        lam = np.clip(np.stack([1.0 - l1 - l2, l1, l2], 1), 0.0, None)
+        bary[ok] = lam / np.maximum(lam.sum(1, keepdims=True), 1e-12)
+    return tri, bary
+
+
+def _visible(vertices_mesh: np.ndarray, triangles: np.ndarray, points: np.ndarray, size: int, tol_px: float) -> np.ndarray:
+    """Z-buffer test of (L, 3) mesh-frame points against the fitted mesh rendered into the crop."""
+    from data_prep.rasterize import rasterize
+
+    img = np.stack([vertices_mesh[:, 0], size - 1 - vertices_mesh[:, 1], vertices_mesh[:, 2]], 1)
+    zbuf, _, cover = rasterize(img, triangles, size, size)
+    col = np.round(points[:, 0]).astype(np.int64)
+    row = np.round(size - 1 - points[:, 1]).astype(np.int64)
+    inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
+    vis = np.zeros(len(points), bool)
+    c, r = col[inside], row[inside]
+    vis[inside] = cover[r, c] & (points[inside, 2] >= zbuf[r, c] - tol_px)
+    return vis
+
+
+def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel | None = None,
+                   config: FitConfig = FitConfig(), reference: ReferenceFace | None = None) -> ModelFit:
+    """(S, S) depth in crop px (larger = closer), (S, S, 3) correspondence, (S, S) mask -> :class:`ModelFit`.
+
+    Raises:
+        ValueError: fewer than ``config.min_pixels`` face pixels fall on the model.
+    """
+    model = model or load_face_model()
+    reference = reference or load_reference()
+    depth_px = np.asarray(depth_px, np.float64)
+    size = depth_px.shape[0]
+    m = np.asarray(mask, bool) & (depth_px > 0)
+    rows, cols = np.nonzero(m)
+    if len(rows) > config.max_points:
+        keep = np.linspace(0, len(rows) - 1, config.max_points).astype(np.int64)
+        rows, cols = rows[keep], cols[keep]
+    tri, bary = locate_uv(np.asarray(corr, np.float64)[rows, cols, :2], reference, config.lookup_size)
+    ok = tri >= 0
+    if ok.sum() < config.min_pixels:
+        raise ValueError(f"only {int(ok.sum())} face pixels fall on the face model (need {config.min_pixels}): no fit")
+    rows, cols, tri, bary = rows[ok], cols[ok], tri[ok], bary[ok]
+    x = np.stack([cols, size - 1 - rows, depth_px[rows, cols]], 1).astype(np.float64)
+    idx = model.triangles[tri]  # (N, 3)
+    k = model.n_id + model.n_exp
+    basis = model.basis.reshape(k, -1, 3)
+    a0 = np.einsum("nc,ncd->nd", bary, model.mean[idx])
+    a = np.einsum("nc,kncd->ndk", bary, basis[:, idx])  # (N, 3, K)
+    coef = np.zeros(k)
+    w = np.ones(len(x), bool)
+    s, rot, t = 1.0, np.eye(3), np.zeros(3)
+    for _ in range(config.iterations):
+        p = a0 + a @ coef
+        s, rot, t = fit_similarity(p[w], x[w])
+        y = (x - t) @ rot / s  # into the model frame
+        mat = a[w].reshape(-1, k)
+        rhs = (y - a0)[w].reshape(-1)
+        lam = config.prior_weight * (config.noise_px / max(s, 1e-9)) ** 2
+        coef = np.linalg.solve(mat.T @ mat + lam * np.eye(k), mat.T @ rhs)
+        res = np.linalg.norm(s * (a0 + a @ coef) @ rot.T + t - x, axis=1)
+        if config.trim_factor > 0:
+            w = res <= config.trim_factor * max(float(np.median(res)), 1e-9)
+            if w.sum() < config.min_pixels:
+                w = np.ones(len(x), bool)
+    rms = float(np.sqrt(np.mean(res[w] ** 2)))
+    verts = s * model.shape(coef[: model.n_id], coef[model.n_id:]) @ rot.T + t
+    lm3 = verts[model.ibug68]
+    vis = _visible(verts, model.triangles, lm3, size, config.visible_tol * s)
+    head = rot @ reference_tilt().T
+    yaw, pitch, roll = rotation_to_angles(head)
+    pose = Pose(yaw=yaw, pitch=pitch, roll=roll, rotation=head, scale=float(s), translation=t, rms=rms,
+                fit_rotation=rot)
+    lm2 = np.stack([lm3[:, 0], size - 1 - lm3[:, 1]], 1)
+    return ModelFit(id_coeffs=coef[: model.n_id], exp_coeffs=coef[model.n_id:], scale=float(s), rotation=rot,
+                    translation=t, vertices=verts, landmarks68=lm2, landmarks68_3d=lm3, visible=vis, pose=pose,
+                    rms_px=rms, n_pixels=int(w.sum()))

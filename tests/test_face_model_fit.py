@@ -1,0 +1,137 @@
+"""The linear face model and its fit, with ground truth: render the model with known coefficients and pose
+through the project's rasterizer, read the maps with a perfect stand-in network, fit, and compare."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from data_prep.face_model import load_face_model
+from data_prep.rasterize import rasterize
+from data_prep.reference import load_reference
+from facevision.fit.model_fit import FitConfig, fit_face_model, locate_uv
+from facevision.maps.pose import angles_to_rotation, reference_tilt
+
+S = 128
+
+
+def _render(model, id_c, exp_c, yaw, pitch, roll, scale=38.0, centre=(64.0, 62.0, 80.0)):
+    """Maps a perfect network would predict for the model posed in the crop, plus the truth."""
+    ref = load_reference()
+    rot = angles_to_rotation(yaw, pitch, roll) @ reference_tilt()
+    verts = scale * model.shape(id_c, exp_c) @ rot.T + np.asarray(centre)  # mesh frame, Y up
+    img = np.stack([verts[:, 0], S - 1 - verts[:, 1], verts[:, 2]], 1)
+    depth, corr, mask = rasterize(img, model.triangles, S, S, ref.vertices)
+    depth = np.where(mask, depth - depth[mask].min() + 1.0, 0.0)  # relative, like the dataset format
+    lm = np.stack([verts[model.ibug68, 0], S - 1 - verts[model.ibug68, 1]], 1)
+    # hidden: off the rendered surface, or the z-buffer at the landmark's pixel is clearly in front of it
+    zb, _, cov = rasterize(img, model.triangles, S, S)
+    c, r = np.round(lm[:, 0]).astype(int), np.round(lm[:, 1]).astype(int)
+    hidden = ~cov[r, c] | (zb[r, c] > img[model.ibug68, 2] + 0.06 * scale)
+    return depth, corr, mask, lm, hidden
+
+
+def test_model_asset_is_consistent_and_symmetric():
+    model = load_face_model()
+    ref = load_reference()
+    assert model.n_vertices == 468 and 1 <= model.n_id <= 60 and 1 <= model.n_exp <= 30
+    mirrored = model.mean[model.mirror] * [-1, 1, 1]
+    assert np.abs(mirrored - model.mean).max() < 1e-4  # built from shapes and their mirror images
+    assert np.sqrt(((model.mean - ref.raw_vertices) ** 2).sum(1).mean()) < 0.05  # aligned to the reference frame
+    assert np.all(np.diff(model.id_var_ratio) <= 1e-9)  # PCA order
+    from data_prep.build_face_model import rigid_directions
+
+    rigid = rigid_directions(model.mean)
+    for basis in (model.id_basis, model.exp_basis):  # no mode moves the face rigidly
+        assert np.abs(basis @ rigid).max() < 1e-3 * np.abs(basis).max() * np.sqrt(basis.shape[1])
+
+
+def test_locate_uv_reproduces_the_query():
+    ref = load_reference()
+    rng = np.random.default_rng(0)
+    tri = rng.integers(0, len(ref.triangles), 200)
+    lam = rng.dirichlet([2, 2, 2], 200)
+    uv = np.einsum("nc,ncd->nd", lam, ref.vertices[ref.triangles[tri], :2])
+    found, bary = locate_uv(uv, ref)
+    ok = found >= 0
+    assert ok.mean() > 0.99
+    back = np.einsum("nc,ncd->nd", bary[ok], ref.vertices[ref.triangles[found[ok]], :2])
+    assert np.abs(back - uv[ok]).max() < 2e-4  # the point itself (to the lookup grid's edge tolerance)
+
+
+@pytest.mark.parametrize("yaw,pitch,roll", [(0.0, 0.0, 0.0), (35.0, 10.0, -15.0), (-70.0, -5.0, 8.0)])
+def test_fit_recovers_pose_shape_and_hidden_landmarks(yaw, pitch, roll):
+    model = load_face_model()
+    rng = np.random.default_rng(int(yaw) + 100)
+    id_c, exp_c = rng.normal(0, 0.7, model.n_id), rng.normal(0, 0.7, model.n_exp)
+    depth, corr, mask, lm, hidden = _render(model, id_c, exp_c, yaw, pitch, roll)
+    fit = fit_face_model(depth, corr, mask, model, FitConfig(noise_px=0.3))
+    assert fit.pose.yaw == pytest.approx(yaw, abs=2.0)
+    assert fit.pose.pitch == pytest.approx(pitch, abs=2.0)
+    assert fit.pose.roll == pytest.approx(roll, abs=2.0)
+    err = np.linalg.norm(fit.landmarks68 - lm, axis=1)
+    assert err.mean() < 1.0 and err.max() < 3.0  # crop px, for all 68 points
+    if hidden.any():
+        assert err[hidden].mean() < 1.5  # points the face hides are placed too
+    assert (fit.visible == ~hidden).mean() >= 0.85  # points on the silhouette may go either way
+    truth = model.shape(id_c, exp_c)
+    got = model.shape(fit.id_coeffs, fit.exp_coeffs)
+    mean_err = np.sqrt(((model.mean - truth) ** 2).sum(1).mean())
+    assert np.sqrt(((got - truth) ** 2).sum(1).mean()) < 0.6 * mean_err  # the shape, not just the mean
+
+
+def test_outliers_in_the_maps_do_not_break_the_fit():
+    model = load_face_model()
+    rng = np.random.default_rng(7)
+    id_c, exp_c = rng.normal(0, 0.7, model.n_id), rng.normal(0, 0.7, model.n_exp)
+    depth, corr, mask, lm, _ = _render(model, id_c, exp_c, 25.0, 5.0, 0.0)
+    clean = fit_face_model(depth, corr, mask, model)
+    bad = depth.copy()
+    rows, cols = np.nonzero(mask)
+    pick = rng.random(len(rows)) < 0.12
+    bad[rows[pick], cols[pick]] += rng.uniform(15, 40, pick.sum())  # spikes
+    noisy_corr = corr.copy()
+    pick2 = rng.random(len(rows)) < 0.05
+    noisy_corr[rows[pick2], cols[pick2], :2] = rng.uniform(0, 1, (pick2.sum(), 2))  # wrong correspondences
+    fit = fit_face_model(bad, noisy_corr, mask, model)
+    assert np.linalg.norm(fit.landmarks68 - lm, axis=1).mean() < 1.5
+    assert abs(fit.pose.yaw - 25.0) < 3.0
+    untrimmed = fit_face_model(bad, noisy_corr, mask, model, FitConfig(trim_factor=0.0))
+    assert np.linalg.norm(untrimmed.landmarks68 - lm, axis=1).mean() > np.linalg.norm(fit.landmarks68 - lm, axis=1).mean()
+    assert clean.rms_px < fit.rms_px
+
+
+def test_fit_refuses_maps_without_a_face():
+    with pytest.raises(ValueError, match="face model"):
+        fit_face_model(np.zeros((S, S)), np.zeros((S, S, 3)), np.zeros((S, S), bool))
+
+
+def test_build_recovers_a_known_model(tmp_path):
+    """A dataset of shapes drawn from a known model: the build finds its mean and enough modes."""
+    from data_prep.build_face_model import FaceModelBuildConfig, build_face_model, save_face_model
+    from data_prep.dataset_format import write_face_mesh
+    from data_prep.face_model import load_face_model as load
+
+    true = load_face_model()
+    rng = np.random.default_rng(3)
+    samples = []
+    for person in range(40):
+        pid = rng.normal(0, 1, true.n_id)
+        for k in range(3):
+            shape = true.shape(pid, rng.normal(0, 1, true.n_exp))
+            rot = angles_to_rotation(rng.uniform(-20, 20), rng.uniform(-10, 10), rng.uniform(-10, 10))
+            crop = (40.0 * shape @ rot.T + [64, 60, 0]) * [1, -1, 1]  # crop px, y down
+            split = "val" if person >= 34 else "train"
+            sid = f"p{person:02d}_{k}"
+            write_face_mesh(tmp_path, sid, crop)
+            samples.append({"id": sid, "identity": f"p{person:02d}", "split": split})
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "facevision-dataset", "version": 1, "size": 128,
+                                                        "samples": samples}))
+    model, card = build_face_model(tmp_path, FaceModelBuildConfig(id_grid=(2, 5, 10), exp_grid=(2, 5)))
+    assert card["train_shapes"] == 34 * 3 and card["val_shapes"] == 6 * 3
+    assert card["val_rms"] < 0.5 * card["val_rms_mean_only"]
+    assert np.sqrt(((model.mean - true.mean) ** 2).sum(1).mean()) < 0.02
+    path = save_face_model(tmp_path / "m.npz", model, card)
+    again = load(path)
+    assert again.n_id == model.n_id and np.allclose(again.mean, model.mean, atol=1e-6)
