@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from facevision.cli import main
-from facevision.predict.batch import BatchConfig, expand_inputs, output_names, run_batch, safe_stem
+from facevision.predict.batch import BatchConfig, expand_inputs, run_batch, safe_stem
 from facevision.predict.predictor import PredictConfig
 from facevision.predict.synthetic import fixed_maps_model, render_reference
 from test_predict_cli import FACE_BOX, _StubDetector
@@ -270,8 +270,8 @@ def test_directory_named_like_a_photo_and_empty_folder_say_so(tmp_path, predicto
                   tmp_path / "out", _quiet())
     reasons = [r["reason"] for r in s["inputs"]]
     assert reasons == ["is a folder, not an image file, and holds no images",
-                       f"folder holds no images (looked for .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .gif, "
-                       f".jfif, .pgm, .ppm in it and its subfolders)",
+                       "folder holds no images (looked for .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .gif, "
+                       ".jfif, .pgm, .ppm in it and its subfolders)",
                        "the pattern matches only folders without images"]
     err = _errors(capsys)
     assert len(err) == 3 and all(reason in line for reason, line in zip(reasons, err))
