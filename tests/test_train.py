@@ -147,3 +147,20 @@ def test_lr_schedule_constant_then_linear_decay() -> None:
     assert lr_factor(19, 10, epochs=4, decay_epochs=2) == 1.0  # first two epochs constant
     assert lr_factor(30, 10, epochs=4, decay_epochs=2) == pytest.approx(0.5)
     assert lr_factor(40, 10, epochs=4, decay_epochs=2) == 0.0
+
+
+def test_init_starts_a_new_run_from_a_generator(toy_data: Path, tmp_path: Path) -> None:
+    """--init: the new run begins with the given generator's weights and architecture (lr 0 keeps them)."""
+    torch.manual_seed(3)
+    g = DualUnetGenerator(ModelConfig(image_size=SIZE, decoder_channels=(32, 24, 16, 12, 8)))
+    init = save_generator(tmp_path / "init.safetensors", g)
+    run = tmp_path / "run"
+    cfg = TrainConfig(epochs=1, batch_size=2, num_workers=0, max_steps_per_epoch=1, vis_samples=0, lr=0.0)
+    train(toy_data, run, cfg, device="cpu", progress=False, init_generator=init)
+    out = load_generator(run / "last.safetensors", "cpu")
+    assert tuple(out.config.decoder_channels) == (32, 24, 16, 12, 8)
+    ref = g.state_dict()
+    for k, v in out.state_dict().items():
+        if "running" in k or "num_batches" in k:  # batch-norm statistics move even at lr 0
+            continue
+        assert torch.equal(v, ref[k]), k

@@ -28,6 +28,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     lfw.add_argument("--limit", type=int, default=None, help="only the first N files (sorted), for a quick run")
     lfw.add_argument("--no-progress", action="store_true", help="no progress bar")
     lfw.set_defaults(func=run)
+    fm = sub.add_parser(
+        "face-model", help="build the linear face model (mean, identity and expression modes) from a dataset",
+        description="Procrustes-align the Face Mesh vertices `prepare lfw` keeps per sample, add their mirror "
+                    "images, and derive identity modes (PCA of per-person means) and expression modes (PCA of "
+                    "the rest); the number of modes is chosen by reconstruction error on the val split. "
+                    "Writes the .npz asset and prints its model card (JSON).")
+    fm.add_argument("dataset", metavar="DATASET", help="dataset folder from `facevision prepare lfw`")
+    fm.add_argument("-o", "--output", metavar="NPZ", default=None,
+                    help="where to write the model (default: the package asset data_prep/assets/face_model.npz)")
+    fm.add_argument("--limit", type=int, default=None, help="only the first N samples per split (quick runs)")
+    fm.set_defaults(func=run_face_model)
     toy = sub.add_parser(
         "toy", help="a generated toy dataset (shaded ellipsoids with exact labels), no photos needed",
         description="Write generated samples in the dataset format, to try `facevision train` end to end.")
@@ -73,6 +84,24 @@ def run_profile(args: argparse.Namespace) -> int:
           f"originals: {summary['originals']}, per split: {summary['split_counts']}, "
           f"{summary['wall_time_s']:.0f} s")
     print(f"dataset: {args.output} (manifest.json)")
+    return 0
+
+
+def run_face_model(args: argparse.Namespace) -> int:
+    import json
+
+    from data_prep.build_face_model import FaceModelBuildConfig, build_face_model, save_face_model
+    from data_prep.dataset_format import DatasetFormatError
+    from data_prep.face_model import FACE_MODEL_PATH
+
+    try:
+        model, card = build_face_model(args.dataset, FaceModelBuildConfig(limit=args.limit))
+        out = save_face_model(args.output or FACE_MODEL_PATH, model, card)
+    except (ValueError, DatasetFormatError, OSError) as exc:
+        print(f"facevision prepare face-model: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in card.items() if k != "val_grid"}, indent=1))
+    print(f"face model: {out}", file=sys.stderr)
     return 0
 
 

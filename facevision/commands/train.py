@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="decay the learning rates linearly to 0 over the last N epochs (default 0: constant)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--init", type=str, default=None, metavar="CKPT",
+                   help="start a new run from this generator .safetensors (fine-tuning; its architecture is used)")
     p.add_argument("--encoder", default=ModelConfig.encoder_name, help="segmentation-models-pytorch encoder name")
     p.add_argument("--encoder-weights", default=None, help="e.g. imagenet, if present in your local cache (default: none)")
     p.add_argument("--gan-mode", choices=["lsgan", "vanilla"], default=_DEFAULTS.gan_mode)
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     model_cfg = ModelConfig(encoder_name=args.encoder, encoder_weights=args.encoder_weights)
     try:
         train(args.data, args.out, cfg, model_cfg, device=args.device, resume=args.resume,
-              save_every_steps=args.save_every_steps)
+              save_every_steps=args.save_every_steps, init_generator=args.init)
     except (DatasetFormatError, RunFolderError, CheckpointError, ValueError) as exc:
         print(f"facevision train: error: {exc}", file=sys.stderr)
         return 2

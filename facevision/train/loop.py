@@ -170,8 +170,11 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
 
 def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
           model_config: ModelConfig | None = None, device: str = "auto", resume: bool = False,
-          save_every_steps: int = 0, progress: bool = True) -> dict[str, Any]:
+          save_every_steps: int = 0, progress: bool = True, init_generator: str | Path | None = None) -> dict[str, Any]:
     """Train the generator and discriminators; returns the last epoch's log row.
+
+    init_generator: a generator .safetensors to start a new run from (fine-tuning); its model config is
+    used and ``model_config`` ignored. Discriminators and optimizers start fresh.
 
     Raises:
         DatasetFormatError: the dataset folder is missing or malformed.
@@ -194,6 +197,12 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
         model_config = checked_model_config(state["model_config"], str(last_pt))
     elif last_pt.exists():
         raise RunFolderError(f"{out}: already holds a training run (last.pt); pass --resume to continue it or choose a new --out")
+    init_state = None
+    if init_generator is not None and state is None:
+        from facevision.train.checkpoint import load_generator
+
+        init_model = load_generator(init_generator, "cpu")
+        model_config, init_state = init_model.config, init_model.state_dict()
     model_config = model_config or ModelConfig()
 
     train_set = FaceMapsDataset(data, "train", AugmentConfig() if cfg.augment else None, seed=cfg.seed)
@@ -206,7 +215,10 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     elif model_config.image_size != size:
         raise ValueError(f"{data}: crop size {size} differs from the resumed model's {model_config.image_size}")
 
-    generator = DualUnetGenerator(model_config).to(dev)
+    generator = DualUnetGenerator(model_config)
+    if init_state is not None:
+        generator.load_state_dict(init_state)
+    generator = generator.to(dev)
     disc_depth = PatchDiscriminator(4, model_config.disc_channels).to(dev)
     disc_corr = PatchDiscriminator(6, model_config.disc_channels).to(dev)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=cfg.betas)
