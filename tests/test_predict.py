@@ -54,7 +54,7 @@ def test_predict_crops_gives_ground_truth_maps_landmarks_and_pose(face, result):
     x0, y0, x1, y1 = BOX
     assert np.all((result.landmarks68 >= [x0 - 0.5, y0 - 0.5]) & (result.landmarks68 <= [x1 - 0.5, y1 - 0.5]))
     assert np.allclose([result.pose.yaw, result.pose.pitch, result.pose.roll], POSE, atol=1.5)
-    assert set(result.timings) >= {"network", "landmarks", "pose", "mesh", "total"}
+    assert set(result.timings) >= {"network", "landmarks", "fit", "mesh", "total"}
 
 
 def test_mesh_matches_the_mask(face, result):
@@ -191,3 +191,25 @@ def test_crop_size_comes_from_the_checkpoint(tmp_path):
     assert p.size == 96 and p.config.crop.size == 96
     d, _, _ = p.run_network(np.zeros((1, 96, 96, 3), np.uint8))
     assert d.shape == (1, 96, 96)
+
+
+def test_fit_outputs_fixed_topology_mesh_in_photo_pixels(tmp_path, result, photo):
+    from data_prep.face_model import load_face_model
+    from meshing import load_mesh
+
+    assert result.landmarks_source == "model_fit" and result.model_fit is not None
+    assert result.landmarks68_visible.shape == (68,) and result.landmarks68_visible.mean() > 0.8  # a near-frontal face
+    data = write_face(tmp_path / "face0", result, photo, source="x.jpg")
+    assert {"model_fit", "landmarks68_visible", "landmarks68_3d"} <= set(data)
+    assert set(data["model_fit"]) >= {"id_coeffs", "exp_coeffs", "scale_px", "rotation", "translation_px", "rms_px"}
+    mesh = load_mesh(tmp_path / "face0" / "fit_mesh.obj")
+    model = load_face_model()
+    assert mesh.n_vertices == model.n_vertices and mesh.n_faces == len(model.triangles)
+    # the file's vertex order is the model's: its landmark vertices sit on the landmarks, in photo px (Y up)
+    lines = (tmp_path / "face0" / "fit_mesh.obj").read_text().splitlines()
+    verts = np.array([[float(v) for v in ln.split()[1:4]] for ln in lines if ln.startswith("v ")])
+    lm3 = np.asarray(data["landmarks68_3d"])
+    got = verts[model.ibug68]
+    assert np.abs(got[:, 0] - lm3[:, 0]).max() < 0.05
+    assert np.abs((photo.shape[0] - 1 - got[:, 1]) - lm3[:, 1]).max() < 0.05
+    assert np.abs(lm3[:, :2] - np.asarray(data["landmarks68"])).max() < 0.05

@@ -2,7 +2,8 @@
 
 ``OUT/<name>/face<k>/``: crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
 depth_vis.png, corr.png (16-bit RGB, round(c * 65535)), mask.png (255 = face), mesh.ply,
-mesh.obj + mesh.mtl + mesh_0.png (texture = the crop), preview.png, result.json (written last: a
+mesh.obj + mesh.mtl + mesh_0.png (texture = the crop), fit_mesh.obj + fit_mesh.mtl + fit_mesh_0.png (the
+fitted face model, fixed topology, photo pixels: :mod:`facevision.fit.fit_mesh`), preview.png, result.json (written last: a
 face is finished when its result.json exists). ``OUT/<name>/image.json`` (written after all its faces)
 records the input, its status and its faces; ``OUT/summary.json`` lists every input of the batch.
 """
@@ -25,6 +26,7 @@ __all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_REC
 
 FACE_FILES = ("crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png", "preview.png", "result.json")
 MESH_FILES = ("mesh.ply", "mesh.obj", "mesh.mtl", "mesh_0.png")
+FIT_MESH_FILES = ("fit_mesh.obj", "fit_mesh.mtl", "fit_mesh_0.png")
 IMAGE_RECORD = "image.json"
 SUMMARY_NAME = "summary.json"
 
@@ -43,7 +45,16 @@ def to_original_pixels(data: dict[str, Any], result: FaceResult, scale: tuple[fl
     data["crop_box"] = [int(round(cx0 / sx)), int(round(cy0 / sy)), int(round(cx1 / sx)), int(round(cy1 / sy))]
     if result.landmarks68 is not None:
         data["landmarks68"] = [[round(float(x) / sx, 2), round(float(y) / sy, 2)] for x, y in result.landmarks68]
+    if result.landmarks68_3d is not None:
+        data["landmarks68_3d"] = [[round(float(x) / sx, 2), round(float(y) / sy, 2), round(float(z) / sx, 2)]
+                                  for x, y, z in result.landmarks68_3d]
     data["photo_scale"] = [round(sx, 6), round(sy, 6)]
+
+
+def _fit_triangles() -> np.ndarray:
+    from data_prep.face_model import load_face_model
+
+    return load_face_model().triangles
 
 
 def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, source: str = "",
@@ -71,6 +82,15 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
         save_mesh(face_dir / "mesh.ply", result.mesh)
         save_mesh(face_dir / "mesh.obj", result.mesh, texture=result.crop)
         files += list(MESH_FILES)
+    if result.model_fit is not None and result.mesh is not None:  # --no-mesh: no meshes at all
+        from facevision.fit.fit_mesh import fit_mesh
+        from meshing import save_mesh
+
+        height = int(round(photo.shape[0] / photo_scale[1]))
+        fm = fit_mesh(result.model_fit, _fit_triangles(), result.crop_box, result.crop.shape[0], result.crop_angle,
+                      height, photo_scale)
+        save_mesh(face_dir / "fit_mesh.obj", fm, texture=result.crop)
+        files += list(FIT_MESH_FILES)
     sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
                           result.landmarks68, render, result.crop_angle)
     atomic_write_png(face_dir / "preview.png", sheet)

@@ -7,8 +7,10 @@ batched) and :meth:`Predictor.predict_crops` (crops + crop boxes -> results, no 
 
 Per face: detect (``data_prep.detect``) -> square crop (``data_prep.crop``, the same functions
 ``facevision prepare`` uses, so crops match training) -> network (batched over faces) -> maps
-(mask threshold, depth in crop px) -> landmarks (:mod:`facevision.maps.landmarks`) -> pose
-(:mod:`facevision.maps.pose`) -> mesh (:func:`meshing.mesh_from_maps`, optional).
+(mask threshold, depth in crop px) -> fit of the project's face model (:mod:`facevision.fit.model_fit`):
+all 68 landmarks (also those the face hides), their visibility, the pose and a fixed-topology mesh;
+the direct read-out of the correspondence map (:mod:`facevision.maps.landmarks`, :mod:`facevision.maps.pose`)
+stands in where the fit is switched off or fails -> mesh (:func:`meshing.mesh_from_maps`, optional).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from data_prep.crop import CropConfig, crop_image, face_crop
 from data_prep.detect import DetectConfig, FaceBox, detect_faces
+from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
 from meshing.types import MeshConfig
@@ -40,7 +43,10 @@ class PredictConfig:
     crop: square-crop rule (``size`` is replaced by the network's input size).
     detect: face detector settings.
     mesh: meshing settings, or None to skip meshing (``--no-mesh``).
-    landmarks, pose: read-out settings of the maps.
+    landmarks, pose: direct read-out settings of the maps.
+    fit: face-model fit settings, or None to read landmarks and pose directly from the maps.
+    refine_visible: landmarks the fit finds visible take the direct read-out's position where that is
+        confident (off by default: on AFLW2000-3D the fit alone was better).
     mask_threshold: face probability above which a pixel is face.
     batch_size: faces per network call.
     all_faces: every detected face (True) or only the largest (False).
@@ -53,6 +59,8 @@ class PredictConfig:
     mesh: MeshConfig | None = field(default_factory=MeshConfig)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
+    fit: FitConfig | None = field(default_factory=FitConfig)
+    refine_visible: bool = False
     mask_threshold: float = 0.5
     batch_size: int = 8
     all_faces: bool = False
@@ -77,8 +85,11 @@ class FaceResult:
     crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px, larger = closer, 0 outside the
     mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
     mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None.
-    landmarks68: (68, 2) original px; landmarks68_crop: (68, 2) crop px; landmark_residual: (68,)
-    (large = point not visible, see :class:`facevision.maps.landmarks.Landmarks`).
+    landmarks68: (68, 2) original px; landmarks68_crop: (68, 2) crop px; landmark_residual: (68,) of the
+    direct read-out (large = point not visible, see :class:`facevision.maps.landmarks.Landmarks`);
+    landmarks68_visible: (68,) bool (from the fit's z-buffer; None without a fit); landmarks68_3d: (68, 3)
+    photo px (x right, y down) and depth (photo px, larger = closer, relative); model_fit: the face-model
+    fit (:class:`facevision.fit.model_fit.ModelFit`, crop frame) or None; landmarks_source: "model_fit" or "direct".
     pose: yaw/pitch/roll in degrees (:mod:`facevision.maps.pose`). timings: ms per stage.
     error: why the face could not be reconstructed (then landmarks/pose/mesh are None).
     """
@@ -95,6 +106,10 @@ class FaceResult:
     landmarks68: np.ndarray | None = None
     landmarks68_crop: np.ndarray | None = None
     landmark_residual: np.ndarray | None = None
+    landmarks68_visible: np.ndarray | None = None
+    landmarks68_3d: np.ndarray | None = None
+    model_fit: ModelFit | None = None
+    landmarks_source: str = "direct"
     pose: Pose | None = None
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
@@ -124,6 +139,12 @@ class FaceResult:
             out["landmarks68"] = r2(self.landmarks68)
             out["landmarks68_crop"] = r2(self.landmarks68_crop)
             out["landmark_residual"] = [round(float(v), 4) for v in self.landmark_residual]
+            out["landmarks_source"] = self.landmarks_source
+        if self.landmarks68_visible is not None:
+            out["landmarks68_visible"] = [bool(v) for v in self.landmarks68_visible]
+            out["landmarks68_3d"] = r2(self.landmarks68_3d)
+        if self.model_fit is not None:
+            out["model_fit"] = self.model_fit.to_dict()
         if self.pose is not None:
             out["pose"] = self.pose.to_dict()
         if self.mesh is not None:
@@ -208,6 +229,11 @@ class Predictor:
         from data_prep.reference import load_reference
 
         self.reference = load_reference()
+        self.face_model = None
+        if config.fit is not None:
+            from data_prep.face_model import load_face_model
+
+            self.face_model = load_face_model()
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
@@ -288,11 +314,21 @@ class Predictor:
             lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
             res.landmarks68_crop = lm.points
             res.landmark_residual = lm.residual
-            res.landmarks68 = landmarks_to_original(lm.points, crop_box, self.size, crop_angle)
             timings["landmarks"] = _ms(t)
             t = time.perf_counter()
-            res.pose = photo_pose(pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose), crop_angle)
-            timings["pose"] = _ms(t)
+            if self.config.fit is not None:
+                try:
+                    self._use_fit(res, fit_face_model(depth_px, corr, mask, self.face_model, self.config.fit,
+                                                      self.reference))
+                except ValueError:
+                    res.model_fit = None  # too little of the face model in view: the direct read-out stands in
+                timings["fit"] = _ms(t)
+            if res.model_fit is None:
+                t = time.perf_counter()
+                res.pose = pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose)
+                timings["pose"] = _ms(t)
+            res.landmarks68 = landmarks_to_original(res.landmarks68_crop, crop_box, self.size, crop_angle)
+            res.pose = photo_pose(res.pose, crop_angle)
             if self.config.mesh is not None:
                 t = time.perf_counter()
                 res.mesh = mesh_from_maps(depth_px, mask=mask, image=crop, corr=corr, config=self.config.mesh)
@@ -301,6 +337,22 @@ class Predictor:
             res.error = f"no usable face surface in the prediction ({exc})"
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return res
+
+    def _use_fit(self, res: FaceResult, fit: ModelFit) -> None:
+        """Landmarks, visibility and pose of ``res`` from the face-model fit (crop frame)."""
+        from data_prep.crop import crop_to_original
+
+        lm = fit.landmarks68.copy()
+        if self.config.refine_visible:
+            sure = fit.visible & (res.landmark_residual < 0.1)
+            lm[sure] = res.landmarks68_crop[sure]
+        res.model_fit = fit
+        res.landmarks68_crop = lm
+        res.landmarks68_visible = fit.visible.copy()
+        p3 = np.column_stack([fit.landmarks68, fit.landmarks68_3d[:, 2]])
+        res.landmarks68_3d = crop_to_original(p3, res.crop_box, self.size, res.crop_angle)
+        res.landmarks_source = "model_fit"
+        res.pose = fit.pose
 
     def predict_crops(self, crops: np.ndarray, crop_boxes: Sequence[Sequence[int]],
                       bboxes: Sequence[Sequence[float]] | None = None, scores: Sequence[float | None] | None = None,
