@@ -122,18 +122,22 @@ def locate_uv(uv: np.ndarray, reference: ReferenceFace, size: int = 512) -> tupl
 
 
 def _visible(vertices_mesh: np.ndarray, triangles: np.ndarray, points: np.ndarray, size: int, tol_px: float) -> np.ndarray:
-    """Z-buffer test of (L, 3) mesh-frame points against the fitted mesh rendered into the crop."""
-    from data_prep.rasterize import rasterize
-
-    img = np.stack([vertices_mesh[:, 0], size - 1 - vertices_mesh[:, 1], vertices_mesh[:, 2]], 1)
-    zbuf, _, cover = rasterize(img, triangles, size, size)
-    col = np.round(points[:, 0]).astype(np.int64)
-    row = np.round(size - 1 - points[:, 1]).astype(np.int64)
-    inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
-    vis = np.zeros(len(points), bool)
-    c, r = col[inside], row[inside]
-    vis[inside] = cover[r, c] & (points[inside, 2] >= zbuf[r, c] - tol_px)
-    return vis
+    """(L,) bool: a (L, 3) mesh-frame point is visible when it lies in the crop and no triangle of the fitted
+    mesh covering its (X, Y) lies more than ``tol_px`` in front of it (a z-buffer test at the points only)."""
+    p0, p1, p2 = (vertices_mesh[triangles[:, i]] for i in range(3))  # (F, 3) each
+    e1, e2 = p1[:, :2] - p0[:, :2], p2[:, :2] - p0[:, :2]
+    den = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+    good = np.abs(den) > 1e-12
+    p0, e1, e2, den = p0[good], e1[good], e2[good], den[good]
+    dz1, dz2 = p1[good, 2] - p0[:, 2], p2[good, 2] - p0[:, 2]
+    q = points[:, None, :2] - p0[None, :, :2]  # (L, F, 2)
+    l1 = (q[..., 0] * e2[:, 1] - e2[:, 0] * q[..., 1]) / den
+    l2 = (e1[:, 0] * q[..., 1] - q[..., 0] * e1[:, 1]) / den
+    inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (l1 + l2 <= 1 + 1e-9)
+    z = p0[:, 2] + l1 * dz1 + l2 * dz2
+    occluded = (inside & (z > points[:, None, 2] + tol_px)).any(1)
+    in_crop = (points[:, 0] >= -0.5) & (points[:, 0] <= size - 0.5) & (points[:, 1] >= -0.5) & (points[:, 1] <= size - 0.5)
+    return in_crop & ~occluded
 
 
 def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel | None = None,
