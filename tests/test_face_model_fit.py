@@ -27,7 +27,7 @@ def _render(model, id_c, exp_c, yaw, pitch, roll, scale=38.0, centre=(64.0, 62.0
     lm = np.stack([verts[model.ibug68, 0], S - 1 - verts[model.ibug68, 1]], 1)
     # z-buffer at each landmark's pixel: clearly hidden (+1), clearly visible (-1), or on a silhouette (0)
     zb, _, cov = rasterize(img, model.triangles, S, S)
-    c, r = np.round(lm[:, 0]).astype(int), np.round(lm[:, 1]).astype(int)
+    c, r = (np.clip(np.round(v).astype(int), 0, S - 1) for v in (lm[:, 0], lm[:, 1]))
     gap = zb[r, c] - img[model.ibug68, 2]
     hidden = np.where(cov[r, c] & (gap > 0.12 * scale), 1, np.where(cov[r, c] & (gap < 0.02 * scale), -1, 0))
     return depth, corr, mask, lm, hidden
@@ -137,3 +137,23 @@ def test_build_recovers_a_known_model(tmp_path):
     path = save_face_model(tmp_path / "m.npz", model, card)
     again = load(path)
     assert again.n_id == model.n_id and np.allclose(again.mean, model.mean, atol=1e-6)
+
+
+def test_shared_identity_over_several_photos_beats_single_photo_fits():
+    from facevision.fit.model_fit import fit_shared_identity
+
+    model = load_face_model()
+    rng = np.random.default_rng(11)
+    ident = rng.normal(0, 1.0, model.n_id)
+    maps, singles = [], []
+    for yaw, pitch in ((-40, 0), (-10, 8), (15, -5), (45, 3), (0, 0)):
+        d, c, m, _, _ = _render(model, ident, rng.normal(0, 1.0, model.n_exp), yaw, pitch, 0.0)
+        d = np.where(m, d + rng.normal(0, 1.5, d.shape), 0.0)  # a noisy network
+        maps.append((d, c, m))
+        singles.append(fit_face_model(d, c, m, model).id_coeffs)
+    shared, fits = fit_shared_identity(maps, model)
+    assert len(fits) == 5 and all(np.array_equal(f.id_coeffs, shared) for f in fits)
+    single_err = np.mean([np.linalg.norm(s - ident) for s in singles])
+    assert np.linalg.norm(shared - ident) < 0.7 * single_err
+    with pytest.raises(ValueError):
+        fit_shared_identity([], model)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from data_prep.face_model import FaceModel, load_face_model
 from data_prep.reference import ReferenceFace, load_reference
 from facevision.maps.pose import Pose, fit_similarity, reference_tilt, rotation_to_angles
 
-__all__ = ["FitConfig", "ModelFit", "fit_face_model", "uv_lookup", "locate_uv"]
+__all__ = ["FitConfig", "ModelFit", "fit_face_model", "fit_shared_identity", "uv_lookup", "locate_uv"]
 
 
 @dataclass(frozen=True)
@@ -140,15 +141,18 @@ def _visible(vertices_mesh: np.ndarray, triangles: np.ndarray, points: np.ndarra
     return in_crop & ~occluded
 
 
-def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel | None = None,
-                   config: FitConfig = FitConfig(), reference: ReferenceFace | None = None) -> ModelFit:
-    """(S, S) depth in crop px (larger = closer), (S, S, 3) correspondence, (S, S) mask -> :class:`ModelFit`.
+@dataclass
+class _Pairs:
+    """Face pixels of one prediction: x (N, 3) mesh frame; model point = a0 (N, 3) + a (N, 3, K) @ c."""
 
-    Raises:
-        ValueError: fewer than ``config.min_pixels`` face pixels fall on the model.
-    """
-    model = model or load_face_model()
-    reference = reference or load_reference()
+    x: np.ndarray
+    a0: np.ndarray
+    a: np.ndarray
+    size: int
+
+
+def _pairs(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel, config: FitConfig,
+           reference: ReferenceFace) -> _Pairs:
     depth_px = np.asarray(depth_px, np.float64)
     size = depth_px.shape[0]
     m = np.asarray(mask, bool) & (depth_px > 0)
@@ -167,31 +171,121 @@ def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, mod
     basis = model.basis.reshape(k, -1, 3)
     a0 = np.einsum("nc,ncd->nd", bary, model.mean[idx])
     a = np.einsum("nc,kncd->ndk", bary, basis[:, idx])  # (N, 3, K)
-    coef = np.zeros(k)
-    w = np.ones(len(x), bool)
-    s, rot, t = 1.0, np.eye(3), np.zeros(3)
-    for _ in range(config.iterations):
-        p = a0 + a @ coef
-        s, rot, t = fit_similarity(p[w], x[w])
-        y = (x - t) @ rot / s  # into the model frame
-        mat = a[w].reshape(-1, k)
-        rhs = (y - a0)[w].reshape(-1)
-        lam = config.prior_weight * (config.noise_px / max(s, 1e-9)) ** 2
-        coef = np.linalg.solve(mat.T @ mat + lam * np.eye(k), mat.T @ rhs)
-        res = np.linalg.norm(s * (a0 + a @ coef) @ rot.T + t - x, axis=1)
-        if config.trim_factor > 0:
-            w = res <= config.trim_factor * max(float(np.median(res)), 1e-9)
-            if w.sum() < config.min_pixels:
-                w = np.ones(len(x), bool)
+    return _Pairs(x=x, a0=a0, a=a, size=size)
+
+
+def _similarity(pr: _Pairs, coef: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    return fit_similarity((pr.a0 + pr.a @ coef)[w], pr.x[w])
+
+
+def _normal_equations(pr: _Pairs, sim: tuple[float, np.ndarray, np.ndarray], w: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(K, K), (K,) of ||A c - (Y - A0)||^2 over kept pairs, Y = the pixels taken into the model frame."""
+    s, rot, t = sim
+    y = (pr.x - t) @ rot / s
+    mat = pr.a[w].reshape(-1, pr.a.shape[2])
+    rhs = (y - pr.a0)[w].reshape(-1)
+    return mat.T @ mat, mat.T @ rhs
+
+
+def _trim(pr: _Pairs, coef: np.ndarray, sim, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    s, rot, t = sim
+    res = np.linalg.norm(s * (pr.a0 + pr.a @ coef) @ rot.T + t - pr.x, axis=1)
+    w = np.ones(len(res), bool)
+    if config.trim_factor > 0:
+        w = res <= config.trim_factor * max(float(np.median(res)), 1e-9)
+        if w.sum() < config.min_pixels:
+            w = np.ones(len(res), bool)
+    return w, res
+
+
+def _result(pr: _Pairs, coef: np.ndarray, sim, w: np.ndarray, res: np.ndarray, model: FaceModel,
+            config: FitConfig) -> ModelFit:
+    s, rot, t = sim
     rms = float(np.sqrt(np.mean(res[w] ** 2)))
     verts = s * model.shape(coef[: model.n_id], coef[model.n_id:]) @ rot.T + t
     lm3 = verts[model.ibug68]
-    vis = _visible(verts, model.triangles, lm3, size, config.visible_tol * s)
+    vis = _visible(verts, model.triangles, lm3, pr.size, config.visible_tol * s)
     head = rot @ reference_tilt().T
     yaw, pitch, roll = rotation_to_angles(head)
     pose = Pose(yaw=yaw, pitch=pitch, roll=roll, rotation=head, scale=float(s), translation=t, rms=rms,
                 fit_rotation=rot)
-    lm2 = np.stack([lm3[:, 0], size - 1 - lm3[:, 1]], 1)
-    return ModelFit(id_coeffs=coef[: model.n_id], exp_coeffs=coef[model.n_id:], scale=float(s), rotation=rot,
-                    translation=t, vertices=verts, landmarks68=lm2, landmarks68_3d=lm3, visible=vis, pose=pose,
-                    rms_px=rms, n_pixels=int(w.sum()))
+    lm2 = np.stack([lm3[:, 0], pr.size - 1 - lm3[:, 1]], 1)
+    return ModelFit(id_coeffs=coef[: model.n_id].copy(), exp_coeffs=coef[model.n_id:].copy(), scale=float(s),
+                    rotation=rot, translation=t, vertices=verts, landmarks68=lm2, landmarks68_3d=lm3, visible=vis,
+                    pose=pose, rms_px=rms, n_pixels=int(w.sum()))
+
+
+def _prior(config: FitConfig, s: float) -> float:
+    return config.prior_weight * (config.noise_px / max(s, 1e-9)) ** 2
+
+
+def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel | None = None,
+                   config: FitConfig = FitConfig(), reference: ReferenceFace | None = None) -> ModelFit:
+    """(S, S) depth in crop px (larger = closer), (S, S, 3) correspondence, (S, S) mask -> :class:`ModelFit`.
+
+    Raises:
+        ValueError: fewer than ``config.min_pixels`` face pixels fall on the model.
+    """
+    model = model or load_face_model()
+    reference = reference or load_reference()
+    pr = _pairs(depth_px, corr, mask, model, config, reference)
+    k = model.n_id + model.n_exp
+    coef = np.zeros(k)
+    w = np.ones(len(pr.x), bool)
+    for _ in range(config.iterations):
+        sim = _similarity(pr, coef, w)
+        ata, atb = _normal_equations(pr, sim, w)
+        coef = np.linalg.solve(ata + _prior(config, sim[0]) * np.eye(k), atb)
+        w, res = _trim(pr, coef, sim, config)
+    return _result(pr, coef, sim, w, res, model, config)
+
+
+def fit_shared_identity(maps: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], model: FaceModel | None = None,
+                        config: FitConfig = FitConfig(), reference: ReferenceFace | None = None
+                        ) -> tuple[np.ndarray, list[ModelFit]]:
+    """Several predictions of one person -> one identity code shared by all, with similarity and expression
+    per photo. ``maps``: (depth_px, corr, mask) per photo, as for :func:`fit_face_model`.
+
+    Starts from single-photo fits, then alternates: per-photo similarity, and one joint ridge solve of
+    the shared identity and every photo's expression (normal equations assembled block by block).
+    Returns (identity coefficients (Ki,), one :class:`ModelFit` per photo with that identity).
+    """
+    model = model or load_face_model()
+    reference = reference or load_reference()
+    if not maps:
+        raise ValueError("no photos to fit")
+    prs = [_pairs(d, c, m, model, config, reference) for d, c, m in maps]
+    ki, ke, j = model.n_id, model.n_exp, len(prs)
+    fits = [fit_face_model(d, c, m, model, config, reference) for d, c, m in maps]
+    ident = np.mean([f.id_coeffs for f in fits], 0)
+    exps = [f.exp_coeffs for f in fits]
+    ws = [np.ones(len(p.x), bool) for p in prs]
+    for _ in range(config.iterations):
+        n = ki + j * ke
+        big, rhs = np.zeros((n, n)), np.zeros(n)
+        sims = []
+        for i, pr in enumerate(prs):
+            coef = np.concatenate([ident, exps[i]])
+            sim = _similarity(pr, coef, ws[i])
+            sims.append(sim)
+            ata, atb = _normal_equations(pr, sim, ws[i])
+            lam = _prior(config, sim[0])
+            e = slice(ki + i * ke, ki + (i + 1) * ke)
+            big[:ki, :ki] += ata[:ki, :ki] + lam * np.eye(ki) / j
+            big[:ki, e] += ata[:ki, ki:]
+            big[e, :ki] += ata[ki:, :ki]
+            big[e, e] += ata[ki:, ki:] + lam * np.eye(ke)
+            rhs[:ki] += atb[:ki]
+            rhs[e] += atb[ki:]
+        sol = np.linalg.solve(big, rhs)
+        ident = sol[:ki]
+        exps = [sol[ki + i * ke: ki + (i + 1) * ke] for i in range(j)]
+        for i, pr in enumerate(prs):
+            ws[i], _ = _trim(pr, np.concatenate([ident, exps[i]]), sims[i], config)
+    out = []
+    for i, pr in enumerate(prs):
+        coef = np.concatenate([ident, exps[i]])
+        w, res = _trim(pr, coef, sims[i], config)
+        out.append(_result(pr, coef, sims[i], w, res, model, config))
+    return ident, out
