@@ -1,20 +1,23 @@
-"""Mesh files: PLY (vertex colours) and OBJ (+ MTL + PNG texture), written atomically via Open3D.
+"""Mesh files: PLY (vertex colours, via Open3D) and OBJ (+ MTL + PNG texture, written here), atomically.
 
 * ``.ply``: binary PLY with positions, normals and vertex colours (if any).
-* ``.obj``: positions with vertex colours (``v x y z r g b``), per-corner texture coordinates
-  and, when a texture is given, ``<stem>.mtl`` (``map_Kd <stem>_0.png``) and ``<stem>_0.png``
-  next to it, so the mesh opens textured in Blender and MeshLab.
+* ``.obj``: positions with vertex colours (``v x y z r g b``), vertex normals (``vn``) and, when a
+  texture is given, **one texture coordinate per vertex** (``vt``, shared by every face corner at that
+  vertex: ``f i/i/i``, as each vertex has exactly one uv here), ``<stem>.mtl`` (``map_Kd <stem>_0.png``)
+  and ``<stem>_0.png`` next to it, so the mesh opens textured in Blender and MeshLab, and trimesh or a
+  game engine keeps one vertex per ``v`` line instead of splitting every vertex by its corners.
 
 Every file appears complete or not at all: the set is written into a hidden temporary folder
 beside the target (PLY: a temporary file), checked (Open3D's return value, then the PLY size
-against its header, the OBJ's vertex and face lines, the MTL and the texture PNG's end chunk:
-Open3D can report success for a file a full disk cut short), flushed, and each file is renamed
+against its header, the OBJ's vertex, uv and face lines, the MTL and the texture PNG's end chunk:
+a writer can report success for a file a full disk cut short), flushed, and each file is renamed
 into place (texture and material first, the OBJ last), so a complete OBJ always finds its
 material and texture. A failed write leaves nothing under the final names and raises
 ``data_prep.io.OutputWriteError`` (an ``OSError``) naming the file and the reason.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -28,7 +31,7 @@ import numpy as np
 from data_prep.io import OutputWriteError, atomic_write, fsync_file, png_complete, temp_prefix, write_error
 from meshing.types import FaceMesh, MeshingError
 
-__all__ = ["save_mesh", "load_mesh", "MeshIOError", "MESH_SUFFIXES"]
+__all__ = ["save_mesh", "load_mesh", "obj_text", "MeshIOError", "MESH_SUFFIXES"]
 
 MESH_SUFFIXES = (".ply", ".obj")
 
@@ -53,7 +56,7 @@ def _texture_u8(texture: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(t)
 
 
-def _to_o3d(mesh: FaceMesh, with_uvs: bool, texture: np.ndarray | None):
+def _to_o3d(mesh: FaceMesh):
     import open3d as o3d
 
     m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(mesh.vertices, dtype=np.float64)),
@@ -61,14 +64,66 @@ def _to_o3d(mesh: FaceMesh, with_uvs: bool, texture: np.ndarray | None):
     m.compute_vertex_normals()
     if mesh.colors is not None:
         m.vertex_colors = o3d.utility.Vector3dVector(np.clip(np.asarray(mesh.colors, dtype=np.float64), 0, 1))
-    if with_uvs:
-        uv = np.asarray(mesh.uvs, dtype=np.float64)[np.asarray(mesh.faces).ravel()]
-        m.triangle_uvs = o3d.utility.Vector2dVector(uv)
-        m.triangle_material_ids = o3d.utility.IntVector(np.zeros(len(mesh.faces), dtype=np.int32))
-        # Open3D keeps textures bottom row first and flips them vertically when writing an OBJ;
-        # hand it the flipped photo so the PNG on disk is the photo itself (uvs: OBJ convention).
-        m.textures = [o3d.geometry.Image(np.ascontiguousarray(texture[::-1]))]
     return m
+
+
+def _rows(arr: np.ndarray, fmt: str) -> str:
+    """Rows of ``arr`` formatted by ``fmt`` (a whole-row format string), one line each."""
+    buf = io.StringIO()
+    np.savetxt(buf, arr, fmt=fmt)
+    return buf.getvalue()
+
+
+def obj_text(mesh: FaceMesh, material: str | None = None) -> str:
+    """The OBJ file of ``mesh``: ``v x y z [r g b]``, ``vn`` per vertex, and with ``material`` (the MTL's stem)
+    ``mtllib``, one ``vt`` per vertex (``mesh.uvs``, OBJ convention) and faces ``f i/i/i``; else ``f i//i``."""
+    from meshing.refine import vertex_normals
+
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    f = np.asarray(mesh.faces, dtype=np.int64) + 1
+    head = [f"# facevision mesh: {len(v)} vertices, {len(f)} triangles",
+            "# frame: right-handed, X right, Y up, Z towards the viewer"]
+    if material:
+        head.append(f"mtllib {material}.mtl")
+    parts = ["\n".join(head) + "\n"]
+    if mesh.colors is not None:
+        c = np.clip(np.nan_to_num(np.asarray(mesh.colors, dtype=np.float64)), 0, 1)
+        parts.append(_rows(np.hstack([v, c]), "v %.4f %.4f %.4f %.4f %.4f %.4f"))
+    else:
+        parts.append(_rows(v, "v %.4f %.4f %.4f"))
+    parts.append(_rows(vertex_normals(v, f - 1), "vn %.5f %.5f %.5f"))
+    if material:
+        parts.append(_rows(np.asarray(mesh.uvs, dtype=np.float64), "vt %.6f %.6f"))
+        parts.append(f"usemtl {material}_0\n")
+        parts.append(_rows(np.repeat(f, 3, axis=1), "f %d/%d/%d %d/%d/%d %d/%d/%d"))
+    else:
+        parts.append(_rows(np.repeat(f, 2, axis=1), "f %d//%d %d//%d %d//%d"))
+    return "".join(parts)
+
+
+def _mtl_text(material: str) -> str:
+    return (f"newmtl {material}_0\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\n"
+            f"map_Kd {material}_0.png\n")
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (a file in the temporary folder of an OBJ set; checked afterwards)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _write_obj_set(target: Path, mesh: FaceMesh, texture: np.ndarray | None) -> None:
+    """``target`` (.obj) and, with a texture, ``<stem>.mtl`` + ``<stem>_0.png`` (the texture, top row first)."""
+    import cv2
+
+    stem = target.stem
+    if texture is not None:
+        ok, png = cv2.imencode(".png", cv2.cvtColor(texture, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise write_error(target.with_name(f"{stem}_0.png"), problem="PNG encoding failed")
+        _write_file(target.with_name(f"{stem}_0.png"), png.tobytes())
+        _write_file(target.with_name(f"{stem}.mtl"), _mtl_text(stem).encode())
+    _write_file(target, obj_text(mesh, stem if texture is not None else None).encode())
 
 
 @contextmanager
@@ -112,20 +167,20 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
     if with_uvs and mesh.uvs is None:
         raise MeshIOError(f"{path}: a texture needs texture coordinates (mesh.uvs is None)")
     tex = _texture_u8(texture, path) if with_uvs else None
-    m = _to_o3d(mesh, with_uvs, tex)
+    if suffix == ".obj":
+        _save_file_set(path, lambda target: _write_obj_set(target, mesh, tex),
+                       lambda f: _obj_set_problem(f, mesh, with_uvs))
+        return path
+    m = _to_o3d(mesh)
 
     def write(target: Path) -> None:
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error), _stderr_silenced():
             ok = o3d.io.write_triangle_mesh(str(target), m, write_ascii=False, write_vertex_normals=True,
-                                            write_vertex_colors=mesh.colors is not None,
-                                            write_triangle_uvs=with_uvs)
+                                            write_vertex_colors=mesh.colors is not None)
         if not ok:
             raise write_error(path, problem="Open3D could not write the mesh")
 
-    if suffix == ".ply":
-        atomic_write(path, write, check=lambda tmp: _ply_problem(tmp, mesh.n_vertices, mesh.n_faces))
-        return path
-    _save_file_set(path, write, lambda f: _obj_set_problem(f, mesh, with_uvs))
+    atomic_write(path, write, check=lambda tmp: _ply_problem(tmp, mesh.n_vertices, mesh.n_faces))
     return path
 
 
@@ -198,8 +253,11 @@ def _obj_set_problem(file: Path, mesh: FaceMesh, textured: bool) -> str | None:
     if suffix == ".obj":
         lines = b"\n" + data
         n_v, n_f = lines.count(b"\nv "), lines.count(b"\nf ")
-        if (n_v, n_f) != (mesh.n_vertices, mesh.n_faces):
+        if (n_v, n_f) != (mesh.n_vertices, mesh.n_faces) or not data.endswith(b"\n"):
             return f"OBJ has {n_v} vertices and {n_f} faces, expected {mesh.n_vertices} and {mesh.n_faces} (truncated)"
+        n_vt = lines.count(b"\nvt ")
+        if textured and n_vt != mesh.n_vertices:
+            return f"OBJ has {n_vt} texture coordinates, expected {mesh.n_vertices} (truncated)"
     return None
 
 

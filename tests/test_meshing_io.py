@@ -40,7 +40,15 @@ def test_obj_round_trip_references_its_texture(tmp_path, textured):
     obj = path.read_text()
     assert re.search(r"^mtllib face\.mtl$", obj, re.M)
     assert re.search(r"^usemtl ", obj, re.M)
-    assert len(re.findall(r"^vt ", obj, re.M)) == 3 * mesh.n_faces
+    # one shared uv per vertex (issue #13): trimesh / game engines keep 1 vertex per ``v`` line
+    assert len(re.findall(r"^vt ", obj, re.M)) == len(re.findall(r"^v ", obj, re.M)) == mesh.n_vertices
+    corners = np.array([[int(i) for c in ln.split()[1:] for i in c.split("/")]
+                        for ln in obj.splitlines() if ln.startswith("f ")])
+    assert corners.shape == (mesh.n_faces, 9)
+    assert np.array_equal(corners[:, 0::3], corners[:, 1::3]) and np.array_equal(corners[:, 0::3], corners[:, 2::3])
+    np.testing.assert_array_equal(corners[:, 0::3] - 1, mesh.faces)  # vertex order kept
+    vt = np.array([[float(x) for x in ln.split()[1:]] for ln in obj.splitlines() if ln.startswith("vt ")])
+    np.testing.assert_allclose(vt, mesh.uvs, atol=1e-6)
     mtl = (tmp_path / "face.mtl").read_text()
     tex_name = re.search(r"^map_Kd (\S+)$", mtl, re.M).group(1)
     texture = read_png(tmp_path / tex_name)
