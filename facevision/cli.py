@@ -13,7 +13,7 @@ from typing import Sequence
 
 from facevision import __version__
 
-COMMANDS = ("predict", "train", "evaluate", "benchmark", "prepare", "mesh", "flame")
+COMMANDS = ("predict", "train", "evaluate", "benchmark", "fit-identity", "prepare", "mesh", "flame")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"facevision.commands.{name}")
+            module = importlib.import_module(f"facevision.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"facevision.commands.{name}":
+            if exc.name == f"facevision.commands.{name.replace('-', '_')}":
                 continue
             raise
         module.add_parser(sub)

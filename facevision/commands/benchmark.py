@@ -32,7 +32,45 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--csv", type=Path, metavar="FILE", help="write per-photo records (NME, angles) to FILE")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=run_aflw2000)
+    v = sub.add_parser(
+        "lfw-pairs", help="LFW verification (pairs.txt, 10 folds) from the face-model fit's identity codes",
+        description="Cosine similarity of identity codes for LFW's official pairs; per fold the threshold is chosen "
+                    "on the other nine. Pairs may contain people from facevision's training split, so accuracy on "
+                    "pairs whose people never were in training is reported too (accuracy_unseen).")
+    v.add_argument("root", type=Path, help="LFW images folder (<Person>/<Person>_NNNN.jpg); pairs.txt here or one up")
+    v.add_argument("--pairs", type=Path, help="pairs file (default: pairs.txt in ROOT or its parent)")
+    v.add_argument("--max-pairs", type=int, help="use about N pairs (equal per fold, half same, half different)")
+    v.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
+    v.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    v.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=run_lfw_pairs)
     return p
+
+
+def run_lfw_pairs(args: argparse.Namespace) -> int:
+    from facevision.benchmark.lfw_pairs import run_lfw_pairs as run
+    from facevision.predict.predictor import PredictConfig, Predictor
+
+    prog = "facevision benchmark lfw-pairs"
+    try:
+        pred = Predictor.from_pretrained(args.checkpoint, device=args.device, config=PredictConfig(mesh=None))
+
+        def code_of(photo):
+            faces = pred(photo)
+            return faces[0].model_fit.id_coeffs if faces and faces[0].model_fit is not None else None
+
+        out = run(args.root, code_of, args.pairs, args.max_pairs, progress=not (args.quiet or args.json))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"LFW pairs: {out['pairs']} pairs, {out['photos']} photos ({out['photos_without_code']} without a code)\n"
+              f"accuracy         {out['accuracy']:.2f} % (std {out['accuracy_std']:.2f} over folds)\n"
+              f"unseen people    {out['accuracy_unseen']:.2f} % over {out['pairs_unseen']} pairs")
+    return 0
 
 
 def format_table(summary: dict) -> str:
