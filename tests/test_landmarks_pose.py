@@ -119,3 +119,17 @@ def test_photo_pose_turns_roll_back_by_the_crop_angle():
                 translation=np.zeros(3), rms=0.0)
     assert photo_pose(flat, 30.0).roll == pytest.approx(-25.0)
     assert photo_pose(flat, 0.0) is flat
+
+
+def test_pose_json_has_the_rotation_and_translation_of_the_api():
+    """result.json's pose carries what the API's Pose has (issue #13): rotation, translation, fit rotation."""
+    import json
+
+    face = render_reference(128, 20.0, -10.0, 5.0)
+    pose = pose_from_maps(face.depth, face.corr, face.mask)
+    d = json.loads(json.dumps(pose.to_dict()))
+    assert set(d) >= {"yaw", "pitch", "roll", "rotation", "translation_px", "scale_px", "fit_rotation", "rms_px"}
+    np.testing.assert_allclose(d["rotation"], pose.rotation, atol=1e-6)
+    np.testing.assert_allclose(d["rotation"], angles_to_rotation(d["yaw"], d["pitch"], d["roll"]), atol=1e-4)
+    np.testing.assert_allclose(d["translation_px"], pose.translation, atol=1e-4)
+    np.testing.assert_allclose(d["fit_rotation"], pose.fit_rotation, atol=1e-6)

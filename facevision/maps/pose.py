@@ -24,6 +24,7 @@ mesh axes):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,9 +64,19 @@ class Pose:
     rms: float
     fit_rotation: np.ndarray | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return {"yaw": round(self.yaw, 3), "pitch": round(self.pitch, 3), "roll": round(self.roll, 3),
-                "scale_px": round(self.scale, 4), "rms_px": round(self.rms, 4)}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``result.json["pose"]``): the angles (degrees), ``rotation`` (3 x 3, row-major, the head
+        rotation, camera-frontal -> mesh frame, = ``angles_to_rotation(yaw, pitch, roll)``), ``scale_px``,
+        ``translation_px`` (3, crop px, mesh frame of the crop: ``X ~ scale * fit_rotation @ p + translation``),
+        ``fit_rotation`` (3 x 3, when known) and ``rms_px``."""
+        mat = lambda m: [[round(float(v), 6) for v in row] for row in np.asarray(m)]  # noqa: E731
+        out: dict[str, Any] = {"yaw": round(self.yaw, 3), "pitch": round(self.pitch, 3), "roll": round(self.roll, 3),
+                               "rotation": mat(self.rotation), "scale_px": round(self.scale, 4),
+                               "translation_px": [round(float(v), 4) for v in np.asarray(self.translation)],
+                               "rms_px": round(self.rms, 4)}
+        if self.fit_rotation is not None:
+            out["fit_rotation"] = mat(self.fit_rotation)
+        return out
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
