@@ -155,10 +155,32 @@ def test_resolve_model_path(tmp_path, monkeypatch, arrays):
     with pytest.raises(FlameModelMissingError) as err:
         resolve_model_path(None)
     msg = str(err.value)
-    assert "flame.is.tue.mpg.de" in msg and "--flame-model" in msg and FLAME_MODEL_ENV in msg
+    # API users get no command-line flag, and the message says each thing once (issue #13)
+    assert "flame.is.tue.mpg.de" in msg and "--flame-model" not in msg and FLAME_MODEL_ENV in msg
+    assert msg.lower().count("flame model file") == 1 and msg.count("flame.is.tue.mpg.de") == 1
     p = save_synthetic_flame(tmp_path / "m.npz", arrays)
     monkeypatch.setenv(FLAME_MODEL_ENV, str(p))
     assert resolve_model_path(None) == p
     assert resolve_model_path(str(p)) == p
-    with pytest.raises(FlameModelError, match="not found"):
+    with pytest.raises(FlameModelError, match="not found") as err:
         resolve_model_path(tmp_path / "nope.pkl")
+    _said_once(str(err.value), tmp_path / "nope.pkl")
+    with pytest.raises(FlameModelError, match="not found") as err:
+        load_flame_model(tmp_path / "nope.pkl")
+    _said_once(str(err.value), tmp_path / "nope.pkl")
+
+
+def _said_once(msg: str, path) -> None:
+    """One line: the file, 'not found' and where to get FLAME, each once; no command-line flag."""
+    assert msg.startswith(f"{path}: ") and "\n" not in msg
+    assert msg.count("not found") == 1 and msg.count("flame.is.tue.mpg.de") == 1
+    assert "--" not in msg and "No FLAME model file" not in msg
+
+
+def test_cli_without_a_model_names_the_flag_once(tmp_path, monkeypatch, capsys):
+    from facevision.cli import main
+
+    monkeypatch.delenv(FLAME_MODEL_ENV, raising=False)
+    assert main(["flame", "edit", str(tmp_path / "p.npz"), "-o", str(tmp_path / "x.obj")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].count("--flame-model") == 1 and err[0].count("flame.is.tue.mpg.de") == 1

@@ -78,13 +78,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facevision.flame.model import FlameModelError, FlameModelMissingError, load_flame_model, resolve_model_path
+    from facevision.flame.model import (FLAME_HELP, FlameModelError, FlameModelMissingError, load_flame_model,
+                                        resolve_model_path)
     from facevision.flame.params import FlameParamsError
 
     try:
         model = load_flame_model(resolve_model_path(args.flame_model))
-    except FlameModelMissingError as exc:
-        print(f"facevision flame: {exc}", file=sys.stderr)
+    except FlameModelMissingError:
+        print(f"facevision flame: error: {FLAME_HELP}", file=sys.stderr)
         return 2
     except FlameModelError as exc:
         print(f"facevision flame: {exc}", file=sys.stderr)

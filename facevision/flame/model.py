@@ -40,6 +40,7 @@ import numpy as np
 __all__ = [
     "FLAME_MODEL_ENV",
     "FLAME_HELP",
+    "FLAME_DOWNLOAD",
     "FlameModelError",
     "FlameModelMissingError",
     "UnsafeModelFileError",
@@ -53,10 +54,14 @@ __all__ = [
 ]
 
 FLAME_MODEL_ENV = "FACEVISION_FLAME_MODEL"
+FLAME_DOWNLOAD = (
+    "FLAME is not shipped with facevision: register (free for research) at https://flame.is.tue.mpg.de and "
+    "download FLAME 2020 (generic_model.pkl) or FLAME 2023 (flame2023.pkl)"
+)
+# The command line's message (names its flag); API errors use FLAME_DOWNLOAD and name no flag.
 FLAME_HELP = (
-    "No FLAME model file. FLAME cannot be shipped with facevision: register (free for research) at "
-    "https://flame.is.tue.mpg.de, download FLAME 2020 (generic_model.pkl) or FLAME 2023 (flame2023.pkl), "
-    f"then pass --flame-model /path/to/generic_model.pkl or set {FLAME_MODEL_ENV}=/path/to/generic_model.pkl."
+    "no FLAME model file given: pass --flame-model /path/to/generic_model.pkl or set "
+    f"{FLAME_MODEL_ENV}=/path/to/generic_model.pkl ({FLAME_DOWNLOAD})."
 )
 REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
 
@@ -404,7 +409,7 @@ def load_flame_model(path: str | os.PathLike, n_shape: int | None = None) -> Fla
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FlameModelError(f"{path}: FLAME model file not found. {FLAME_HELP}")
+        raise FlameModelError(f"{path}: FLAME model file not found ({FLAME_DOWNLOAD}).")
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -422,14 +427,15 @@ def resolve_model_path(path: str | os.PathLike | None = None) -> Path:
     """The model file to use: ``path`` if given, else ``$FACEVISION_FLAME_MODEL``.
 
     Raises:
-        FlameModelMissingError: neither is set (message = :data:`FLAME_HELP`).
+        FlameModelMissingError: neither is set (the command line prints :data:`FLAME_HELP` instead).
         FlameModelError: the named file does not exist.
     """
     value = str(path) if path else os.environ.get(FLAME_MODEL_ENV, "")
     if not value:
-        raise FlameModelMissingError(FLAME_HELP)
+        raise FlameModelMissingError(f"no FLAME model file given: pass its path or set ${FLAME_MODEL_ENV} "
+                                     f"({FLAME_DOWNLOAD}).")
     p = Path(value).expanduser()
     if not p.is_file():
-        where = "--flame-model" if path else f"${FLAME_MODEL_ENV}"
-        raise FlameModelError(f"{p}: FLAME model file not found (from {where}). {FLAME_HELP}")
+        where = "" if path else f" (from ${FLAME_MODEL_ENV})"
+        raise FlameModelError(f"{p}: FLAME model file not found{where} ({FLAME_DOWNLOAD}).")
     return p
