@@ -33,7 +33,8 @@ from data_prep.io import atomic_write_bytes
 from facevision.maps.landmarks import landmarks_from_corr
 from facevision.train.metrics import MapMetrics
 
-__all__ = ["EvaluateConfig", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS"]
+__all__ = ["EvaluateConfig", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS",
+           "metrics_table"]
 
 IOD_POINTS = (36, 45)
 
@@ -192,3 +193,35 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
         },
         "elapsed_s": round(time.time() - t0, 2),
     }
+
+
+# (key, label, number format, margin key, margin is a relative reduction)
+_TABLE_ROWS = (("depth_mae_px", "depth MAE (crop px)", "{:.3f}", "depth_mae_px_reduction", True),
+               ("corr_mae", "correspondence MAE", "{:.4f}", "corr_mae_reduction", True),
+               ("mask_iou", "mask IoU", "{:.3f}", "mask_iou_gain", False),
+               ("landmark_nme", "landmark NME (68 pts)", "{:.4f}", "landmark_nme_reduction", True))
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def metrics_table(result: dict[str, Any]) -> str:
+    """A short human-readable table of :func:`evaluate`'s result: model, baseline and the margin per figure
+    (errors: relative reduction, > 0 = the model is better; IoU: gain)."""
+    m, b, g = result["model"], result["baseline_mean_maps"], result["margins"]
+    head = f"{result.get('split', '?')} split of {result.get('data', '?')}: {result.get('samples', '?')} samples"
+    if result.get("checkpoint"):
+        head = f"{result['checkpoint']} on the {head}"
+    rows = [("metric", "model", "mean-map baseline", "model better by")]
+    for key, label, fmt, margin, relative in _TABLE_ROWS:
+        gain = g.get(margin)
+        better = "n/a" if gain is None else f"{100 * gain:+.1f} %" if relative else f"{gain:+.3f}"
+        rows.append((label, _cell(m.get(key), fmt), _cell(b.get(key), fmt), better))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [head, ""] + ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                          for r in rows]
+    lines += ["", f"beats the baseline on every figure: {'yes' if g.get('beats_baseline_on_all') else 'no'}"]
+    if m.get("landmark_failures"):
+        lines.append(f"landmarks could not be read on {m['landmark_failures']} predicted faces")
+    return "\n".join(lines)

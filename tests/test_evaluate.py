@@ -97,7 +97,7 @@ def test_landmark_nme_is_normalised_by_outer_eye_corners():
     assert landmark_nme(lab + [5, 0], lab) == pytest.approx(0.1)
 
 
-def test_cli_prints_json(dataset, tmp_path, capsys):
+def test_cli_prints_a_table_and_json_on_request(dataset, tmp_path, capsys):
     import torch
 
     from facevision.cli import main
@@ -106,9 +106,17 @@ def test_cli_prints_json(dataset, tmp_path, capsys):
 
     torch.manual_seed(0)
     ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator())  # fully convolutional: any S % 32 == 0
-    rc = main(["evaluate", "--data", str(dataset), "--checkpoint", str(ckpt), "--device", "cpu",
+    rc = main(["evaluate", "--data", str(dataset), "--checkpoint", str(ckpt), "--device", "cpu"])
+    table = capsys.readouterr().out
+    assert rc == 0 and not table.lstrip().startswith("{")  # people read a table by default (issue #13)
+    for label in ("depth MAE (crop px)", "correspondence MAE", "mask IoU", "landmark NME", "mean-map baseline"):
+        assert label in table, table
+    assert "test split" in table and "3 samples" in table
+    rc = main(["evaluate", "--data", str(dataset), "--checkpoint", str(ckpt), "--device", "cpu", "--json",
                "-o", str(tmp_path / "e.json")])
     out = json.loads(capsys.readouterr().out)
+    depth_row = next(ln for ln in table.splitlines() if ln.startswith("depth MAE"))
+    assert f"{out['model']['depth_mae_px']:.3f}" in depth_row and f"{out['baseline_mean_maps']['depth_mae_px']:.3f}" in depth_row
     assert rc == 0 and out["split"] == "test" and out["samples"] == 3
     assert set(out["model"]) >= {"depth_mae_px", "corr_mae", "mask_iou", "landmark_nme"}
     assert json.loads((tmp_path / "e.json").read_text())["model"] == out["model"]

@@ -13,9 +13,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         NAME,
         help="score a checkpoint on a dataset split (depth MAE, correspondence MAE, mask IoU, landmark NME)",
-        description="Print JSON with masked depth MAE (crop px), correspondence MAE, mask IoU and 68-landmark NME "
+        description="Print a table of masked depth MAE (crop px), correspondence MAE, mask IoU and 68-landmark NME "
                     "(inter-ocular normalised) of the checkpoint against the labels, next to the same figures for a "
-                    "baseline that always predicts the mean training maps (cached in DATASET/mean_maps_train.npz).",
+                    "baseline that always predicts the mean training maps (cached in DATASET/mean_maps_train.npz); "
+                    "--json prints the full result as JSON instead.",
     )
     p.add_argument("--data", required=True, type=Path, help="dataset folder (from `facevision prepare`)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
@@ -23,8 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="score only the first N samples of the split")
     p.add_argument("--baseline-limit", type=int, help="mean maps from only the first N train samples")
     p.add_argument("--batch-size", type=int, default=32, help="network batch size (default 32)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    p.add_argument("-o", "--output", type=Path, help="also write the JSON to this file")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the table")
+    p.add_argument("-o", "--output", type=Path, help="also write the full JSON result to this file")
     p.set_defaults(func=run)
     return p
 
@@ -32,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
     from data_prep.io import atomic_write_json
-    from facevision.evaluate import EvaluateConfig, evaluate
+    from facevision.evaluate import EvaluateConfig, evaluate, metrics_table
     from facevision.predict.predictor import default_checkpoint, resolve_device
     from facevision.train.checkpoint import CheckpointError, load_generator
 
@@ -52,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     result = {"checkpoint": str(ckpt), **result}
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2) if args.json else metrics_table(result))
     if args.output:
         atomic_write_json(args.output, result)
     return 0

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "plain_text"]
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as terminal text: RST literals (double backquotes) become plain words."""
+    return re.sub(r"``([^`]*)``", r"\1", doc)
 
 
 def _index_value(text: str) -> tuple[int, float]:
@@ -48,7 +54,7 @@ def _add_edit_args(p: argparse.ArgumentParser, jaw_default: float | None = None)
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("flame", help="fit FLAME to predict outputs; edit and animate FLAME parameters",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="flame_command", required=True, metavar="ACTION")
     fit = sub.add_parser("fit", help="register FLAME to predict output folders")
     fit.add_argument("paths", nargs="+", type=Path, help="face folders (or folders containing them)")

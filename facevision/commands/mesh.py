@@ -25,12 +25,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=Path, help="output mesh, .ply or .obj")
     g = p.add_argument_group("sampling")
     g.add_argument("--density", type=float, default=None,
-                   help="vertices per foreground pixel (default 0.62: a 128x128 face gives 5-8k vertices)")
+                   help="vertices per foreground pixel (default 1: every face pixel a vertex; a 128x128 face crop "
+                        "gives 5-8k vertices)")
     g.add_argument("--target-vertices", type=int, default=None, help="aim for this many vertices (overrides --density)")
     g.add_argument("--triangulation", choices=("auto", "grid", "delaunay"), default=None,
-                   help="auto/grid: direct lattice triangulation (fast); delaunay: scipy qhull")
+                   help="auto/grid: direct lattice triangulation (fast); delaunay: scipy qhull (default auto)")
     g.add_argument("--depth-scale", type=float, default=None,
-                   help="multiply depth values (e.g. to bring a 0-255 depth map to pixel units)")
+                   help="multiply depth values, e.g. to bring a 0-255 depth map to pixel units (default 1)")
     g.add_argument("--nan-as-background", action="store_true", help="treat NaN/inf depth as background")
     g.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help=f"refuse maps with more pixels than this (default {MAX_PIXELS:,} = 2048 x 2048; "
@@ -38,15 +39,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s = p.add_argument_group("steps")
     s.add_argument("--no-background", action="store_true", help="skip background-triangle removal")
     s.add_argument("--no-spikes", action="store_true", help="skip spike removal")
-    s.add_argument("--spike-edge-factor", type=float, default=None, help="longest edge > F x median = spike (4)")
-    s.add_argument("--spike-area-factor", type=float, default=None, help="area > F x median = spike (10)")
+    s.add_argument("--spike-edge-factor", type=float, default=None, help="longest edge > F x median = spike (default 4)")
+    s.add_argument("--spike-area-factor", type=float, default=None, help="area > F x median = spike (default 10)")
     s.add_argument("--keep-all-components", action="store_true", help="do not keep only the largest component")
-    s.add_argument("--smooth-iterations", type=int, default=None, help="Laplacian passes, 0 = off (5)")
-    s.add_argument("--smooth-lambda", type=float, default=None, help="Laplacian step in [0, 1] (0.5)")
+    s.add_argument("--smooth-iterations", type=int, default=None, help="Laplacian passes, 0 = off (default 5)")
+    s.add_argument("--smooth-lambda", type=float, default=None, help="Laplacian step in [0, 1] (default 0.5)")
     s.add_argument("--pin-boundary", action="store_true", help="keep boundary vertices fixed while smoothing")
     s.add_argument("--detail-strength", type=float, default=None,
-                   help="px of normal displacement per unit high-pass grey, 0 = off (2.0)")
-    s.add_argument("--detail-sigma", type=float, default=None, help="Gaussian low-pass sigma in px (2.0)")
+                   help="px of normal displacement per unit high-pass grey, 0 = off (default 2)")
+    s.add_argument("--detail-sigma", type=float, default=None, help="Gaussian low-pass sigma in px (default 2)")
     s.add_argument("--colors", choices=("image", "corr", "none"), default="image",
                    help="vertex colours from the photo (default), the correspondence map, or none")
     s.add_argument("--no-texture", action="store_true", help="OBJ: do not write the MTL + PNG texture")

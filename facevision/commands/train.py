@@ -17,30 +17,45 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "Multi-GPU: torchrun --nproc_per_node=N -m facevision train ...",
     )
     p.add_argument("--data", required=True, help="dataset folder written by `facevision prepare` (has manifest.json)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, vis/ grids")
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="generator learning rate (Adam)")
-    p.add_argument("--lr-disc", type=float, default=_DEFAULTS.lr_disc, help="discriminator learning rate (Adam)")
+    p.add_argument("--out", required=True,
+                   help="run folder: checkpoints, log.csv, curves.png (losses and validation metrics per epoch), vis/ grids")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="epochs to train (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+                   help="images per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="generator learning rate, Adam (default %(default)s)")
+    p.add_argument("--lr-disc", type=float, default=_DEFAULTS.lr_disc,
+                   help="discriminator learning rate, Adam (default %(default)s)")
     p.add_argument("--decay-epochs", type=int, default=_DEFAULTS.decay_epochs,
-                   help="decay the learning rates linearly to 0 over the last N epochs (default 0: constant)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+                   help="decay the learning rates linearly to 0 over the last N epochs (default %(default)s: constant)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default %(default)s: a GPU if usable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--init", type=str, default=None, metavar="CKPT",
                    help="start a new run from this generator .safetensors (fine-tuning; its architecture is used)")
-    p.add_argument("--encoder", default=ModelConfig.encoder_name, help="segmentation-models-pytorch encoder name")
+    p.add_argument("--encoder", default=ModelConfig.encoder_name,
+                   help="segmentation-models-pytorch encoder name (default %(default)s)")
     p.add_argument("--encoder-weights", default=None, help="e.g. imagenet, if present in your local cache (default: none)")
-    p.add_argument("--gan-mode", choices=["lsgan", "vanilla"], default=_DEFAULTS.gan_mode)
-    p.add_argument("--l1-weight", type=float, default=_DEFAULTS.l1_weight, help="lambda_1 of Eq. 1")
-    p.add_argument("--grad-weight", type=float, default=_DEFAULTS.grad_weight, help="lambda_g of Eq. 1")
-    p.add_argument("--adv-weight", type=float, default=_DEFAULTS.adv_weight)
-    p.add_argument("--mask-weight", type=float, default=_DEFAULTS.mask_weight)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--workers", type=int, default=_DEFAULTS.num_workers, help="data loader processes")
-    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap batches per epoch (quick runs)")
-    p.add_argument("--save-every-steps", type=int, default=200, help="also checkpoint mid-epoch every N steps (0: off)")
-    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--gan-mode", choices=["lsgan", "vanilla"], default=_DEFAULTS.gan_mode,
+                   help="adversarial loss: lsgan = least squares, vanilla = binary cross-entropy (default %(default)s)")
+    p.add_argument("--l1-weight", type=float, default=_DEFAULTS.l1_weight,
+                   help="lambda_1 of Eq. 1, weight of the masked L1 map loss (default %(default)s)")
+    p.add_argument("--grad-weight", type=float, default=_DEFAULTS.grad_weight,
+                   help="lambda_g of Eq. 1, weight of the masked L1 gradient loss (default %(default)s)")
+    p.add_argument("--adv-weight", type=float, default=_DEFAULTS.adv_weight,
+                   help="weight of the adversarial term of Eq. 1 (default %(default)s)")
+    p.add_argument("--mask-weight", type=float, default=_DEFAULTS.mask_weight,
+                   help="weight of the face-mask head's BCE loss (default %(default)s)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train without augmentation (default: augment: colour, blur, noise, JPEG, grayscale, "
+                        "rotation, shift, flip)")
+    p.add_argument("--workers", type=int, default=_DEFAULTS.num_workers,
+                   help="data loader processes (default %(default)s)")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None,
+                   help="cap batches per epoch, for quick runs (default: no cap)")
+    p.add_argument("--save-every-steps", type=int, default=200,
+                   help="also checkpoint mid-epoch every N steps (default %(default)s; 0 = off)")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (default: bf16 on CUDA)")
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed,
+                   help="random seed of initialisation, shuffling and augmentation (default %(default)s)")
     p.set_defaults(func=run)
     return p
 
