@@ -93,3 +93,12 @@ def test_fit_identity_on_real_photos(lfw_root, tmp_path):
     assert len(data["photos"]) == 3 and data["failed"] == 1
     assert len(data["id_coeffs"]) >= 1 and all(np.isfinite(data["id_coeffs"]))
     assert (tmp_path / "out" / "identity_mesh.obj").stat().st_size > 10000
+
+
+def test_within_between_ratio():
+    from facevision.benchmark.identity_stability import within_between_ratio
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(10, 4))
+    assert within_between_ratio(a, a + 0.01 * rng.normal(size=a.shape)) < 0.05
+    assert 0.8 < within_between_ratio(a, rng.normal(size=a.shape)) < 1.2

@@ -45,7 +45,42 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=run_lfw_pairs)
+    st = sub.add_parser(
+        "identity-stability", help="same-person / different-person code distance ratio: single photos vs shared fits",
+        description="For LFW people with 2K+ photos, two disjoint halves of K photos each: the ratio of the mean "
+                    "same-person code distance to the mean different-person distance, for single-photo codes and "
+                    "for one identity fitted over each half (`facevision fit-identity`). Lower = more stable.")
+    st.add_argument("root", type=Path, help="LFW images folder (<Person>/<Person>_NNNN.jpg)")
+    st.add_argument("--people", type=int, default=20, help="number of people (test/val split first; default 20)")
+    st.add_argument("-k", type=int, default=5, help="photos per half (default 5)")
+    st.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.set_defaults(func=run_identity_stability)
     return p
+
+
+def run_identity_stability(args: argparse.Namespace) -> int:
+    from facevision.benchmark.identity_stability import run_identity_stability as run
+    from facevision.predict.predictor import PredictConfig, Predictor
+
+    try:
+        pred = Predictor.from_pretrained(args.checkpoint, config=PredictConfig(mesh=None))
+
+        def maps_of(photo):
+            faces = pred(photo)
+            if not faces or faces[0].model_fit is None:
+                return None
+            f = faces[0]
+            return f.depth_px, f.corr, f.mask, f.model_fit.id_coeffs
+
+        out = run(args.root, maps_of, args.people, args.k, progress=not args.json)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"facevision benchmark identity-stability: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out) if args.json else
+          f"{out['people']} people, {out['photos_per_half']} photos per half: same/different distance ratio "
+          f"{out['ratio_single_photo']:.3f} single-photo, {out['ratio_shared']:.3f} shared fit")
+    return 0
 
 
 def run_lfw_pairs(args: argparse.Namespace) -> int:
