@@ -213,3 +213,59 @@ def test_fit_outputs_fixed_topology_mesh_in_photo_pixels(tmp_path, result, photo
     assert np.abs(got[:, 0] - lm3[:, 0]).max() < 0.05
     assert np.abs((photo.shape[0] - 1 - got[:, 1]) - lm3[:, 1]).max() < 0.05
     assert np.abs(lm3[:, :2] - np.asarray(data["landmarks68"])).max() < 0.05
+
+
+def _landmark_gaps(mesh_vertices: np.ndarray, landmarks: np.ndarray, height: int) -> np.ndarray:
+    """XY distance from each landmark (x = column, y = row, y down) to the nearest vertex of a Y-up mesh."""
+    from scipy.spatial import cKDTree
+
+    target = np.column_stack([landmarks[:, 0], height - 1 - landmarks[:, 1]])
+    return cKDTree(mesh_vertices[:, :2]).query(target)[0]
+
+
+@pytest.mark.parametrize("angle", [0.0, 25.0])
+def test_meshes_are_in_the_photo_frame_by_default(tmp_path, oracle, photo, angle):
+    """Issue #13: mesh.ply / mesh.obj overlay the photo (X = column, Y = H - 1 - row, Z in photo px), also for a
+    turned crop; --mesh-frame crop keeps the crop frame of FaceResult.mesh."""
+    from data_prep.crop import crop_image
+    from facevision.predict.outputs import OutputConfig
+    from meshing import load_mesh
+
+    res = oracle.predict_crops(crop_image(photo, BOX, 128, angle)[None], [BOX], crop_angles=[angle])[0]
+    assert res.ok and res.crop_angle == angle
+    data = write_face(tmp_path / "p", res, photo)
+    assert data["mesh"]["frame"] == "photo" and data["mesh"]["photo_height_px"] == photo.shape[0]
+    ply = load_mesh(tmp_path / "p" / "mesh.ply")
+    assert ply.n_vertices == res.mesh.n_vertices
+    # the landmarks (photo px, mapped by another code path) lie on the mesh as their crop px lie on the crop
+    # mesh, at twice the distance (a crop px is 2 photo px here)
+    vis = res.landmarks68_visible
+    in_photo = _landmark_gaps(ply.vertices, res.landmarks68, photo.shape[0])[vis]
+    in_crop = _landmark_gaps(res.mesh.vertices, res.landmarks68_crop, 128)[vis]
+    np.testing.assert_allclose(in_photo, 2 * in_crop, atol=0.02)
+    assert np.median(in_photo) < 2.0
+    # depth in photo px: the crop is scaled 0.5, so depth doubles
+    np.testing.assert_allclose(ply.vertices[:, 2], 2 * res.mesh.vertices[:, 2], rtol=1e-4, atol=1e-3)
+    obj = [ln.split()[1:4] for ln in (tmp_path / "p" / "mesh.obj").read_text().splitlines() if ln.startswith("v ")]
+    np.testing.assert_allclose(np.array(obj, float), ply.vertices, atol=1e-3)
+    data = write_face(tmp_path / "c", res, photo, output=OutputConfig(mesh_frame="crop"))
+    assert data["mesh"]["frame"] == "crop"
+    np.testing.assert_allclose(load_mesh(tmp_path / "c" / "mesh.ply").vertices, res.mesh.vertices, atol=1e-4)
+
+
+def test_textures_are_cut_from_the_photo_at_the_texture_size(tmp_path, result, photo):
+    """Issue #13: the OBJ texture is the same crop cut from the photo at up to OutputConfig.texture_size px (512),
+    capped at the crop's own size in the photo (256 px here) and never below the network crop."""
+    from data_prep.crop import crop_image
+    from facevision.predict.outputs import OutputConfig, texture_side
+
+    data = write_face(tmp_path / "a", result, photo)
+    tex = read_png(tmp_path / "a" / "mesh_0.png")
+    assert tex.shape == (256, 256, 3) and data["mesh"]["texture_px"] == 256
+    np.testing.assert_array_equal(tex, crop_image(photo, BOX, 256))
+    np.testing.assert_array_equal(read_png(tmp_path / "a" / "fit_mesh_0.png"), tex)
+    write_face(tmp_path / "b", result, photo, output=OutputConfig(texture_size=200))
+    assert read_png(tmp_path / "b" / "mesh_0.png").shape == (200, 200, 3)
+    assert texture_side((0, 0, 1000, 1000), 128, 512) == 512 and texture_side((0, 0, 90, 90), 128, 512) == 128
+    with pytest.raises(ValueError, match="mesh_frame"):
+        OutputConfig(mesh_frame="world")

@@ -14,8 +14,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="photos -> depth / correspondence maps, 3D mesh, 68 landmarks and head pose per face",
         description="Reconstruct every photo given (files, folders searched recursively, or globs): per face "
                     "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
-                    "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), preview.png and result.json "
-                    "(bbox, crop_box, landmarks68, pose, mesh counts, timings); OUT/summary.json lists every input. "
+                    "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), fit_mesh.obj, preview.png and result.json "
+                    "(bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); OUT/summary.json lists every "
+                    "input. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
+                    "photo px), so they overlay the photo; --mesh-frame crop keeps the 128-px crop's frame. "
                     "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
                     "OUT. Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint).",
     )
@@ -29,12 +31,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="CPU threads for the network (default: torch's choice; 1 is faster when other jobs load the CPU)")
     p.add_argument("--all-faces", action="store_true", help="every detected face (default: only the largest)")
     p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
-    p.add_argument("--report", action="store_true", help="also write OUT/report.html (self-contained, works offline)")
+    p.add_argument("--mesh-frame", choices=("photo", "crop"), default="photo",
+                   help="coordinates of mesh.ply / mesh.obj: photo = photo pixels, X = column, Y = height - 1 - row, "
+                        "Z = depth in photo px, so the mesh overlays the photo (like fit_mesh.obj and 3DDFA_V2); "
+                        "crop = the 128 x 128 crop's pixels, the maps' frame (default photo)")
+    p.add_argument("--texture-size", type=int, default=512, metavar="PX",
+                   help="side of the OBJ textures, cut from the photo; capped at the face's size in the photo "
+                        "(default 512)")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html: one offline page, thumbnails to pick a face, one 3D viewer")
     p.add_argument("--overwrite", action="store_true", help="redo inputs already finished in OUT")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="photos with more pixels are reduced to N before detection, results are given in original "
                         "pixels (default 40,000,000; bounds memory; 0 = never reduce)")
-    p.add_argument("--min-score", type=float, default=None, help="face detector confidence threshold (0.5)")
+    p.add_argument("--min-score", type=float, default=None, help="face detector confidence threshold (default 0.5)")
     p.add_argument("--flame", action="store_true", help="also register FLAME to each face (needs a FLAME model)")
     p.add_argument("--flame-model", type=Path, help="FLAME model file (.pkl/.npz; default $FACEVISION_FLAME_MODEL)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-image progress lines on stdout")
@@ -50,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     from data_prep.detect import DetectConfig
     from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, check_output_folder, run_batch
+    from facevision.predict.outputs import OutputConfig
     from facevision.predict.predictor import PredictConfig, Predictor
     from facevision.train.checkpoint import CheckpointError
 
@@ -59,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.max_pixels is not None and args.max_pixels < 0:
         print(f"{prog}: error: --max-pixels must be >= 0", file=sys.stderr)
+        return 2
+    if args.texture_size < 16:
+        print(f"{prog}: error: --texture-size must be >= 16", file=sys.stderr)
         return 2
     try:
         check_output_folder(args.output)  # before the model loads: a bad OUT is reported at once
@@ -90,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_batch(predictor, list(args.paths), args.output,
                             BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
-                                        log=not args.quiet, max_pixels=max_pixels))
+                                        log=not args.quiet, max_pixels=max_pixels,
+                                        output=OutputConfig(mesh_frame=args.mesh_frame, texture_size=args.texture_size)))
     except OutputFolderError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ import numpy as np
 
 from data_prep.io import (ImageReadError, OutputWriteError, ScaledPhoto, atomic_write_json, read_photo_scaled,
                           remove_stale_temporaries, temp_prefix)
-from facevision.predict.outputs import IMAGE_RECORD, SUMMARY_NAME, face_dir_name, write_face
+from facevision.predict.outputs import IMAGE_RECORD, SUMMARY_NAME, OutputConfig, face_dir_name, write_face
 from facevision.predict.predictor import Predictor
 from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
@@ -52,7 +52,8 @@ _FACE_DIR = re.compile(r"^face\d+$")
 @dataclass
 class BatchConfig:
     """overwrite: redo finished inputs; report: write OUT/report.html; flame_model: path of a FLAME model
-    to register to each face (None = off); render: preview settings; log: stdout progress lines;
+    to register to each face (None = off); render: preview settings; output: mesh frame and texture size of
+    the mesh files (:class:`facevision.predict.outputs.OutputConfig`); log: stdout progress lines;
     max_pixels: photos with more pixels are reduced to this many before detection (bounds memory: a
     13,000 x 13,000 photo would need several GB); results are mapped back to original pixels. None: off."""
 
@@ -60,6 +61,7 @@ class BatchConfig:
     report: bool = False
     flame_model: str | None = None
     render: RenderConfig = field(default_factory=RenderConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
     log: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
@@ -489,7 +491,7 @@ def _finish(p: _Pending, results: list, config: BatchConfig, flame_fit: Callable
                 except Exception as exc:
                     extra["flame"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
             data = write_face(face_dir, res, p.photo.image, str(p.path), config.render, extra,
-                              photo_scale=p.photo.scale)
+                              photo_scale=p.photo.scale, output=config.output)
             faces.append({"dir": face_dir.name, "status": data["status"], **({"error": res.error} if res.error else {})})
     except OSError as exc:  # OutputWriteError names the file and says "disk full" when it is
         _remove_faces(root, p.out_dir, record=True)

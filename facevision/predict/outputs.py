@@ -2,19 +2,23 @@
 
 ``OUT/<name>/face<k>/``: crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
 depth_vis.png, corr.png (16-bit RGB, round(c * 65535)), mask.png (255 = face), mesh.ply,
-mesh.obj + mesh.mtl + mesh_0.png (texture = the crop), fit_mesh.obj + fit_mesh.mtl + fit_mesh_0.png (the
-fitted face model, fixed topology, photo pixels: :mod:`facevision.fit.fit_mesh`), preview.png, result.json (written last: a
-face is finished when its result.json exists). ``OUT/<name>/image.json`` (written after all its faces)
+mesh.obj + mesh.mtl + mesh_0.png (meshes in the photo frame by default, :mod:`facevision.predict.mesh_frame`;
+texture = the same, possibly turned, crop cut from the photo at ``OutputConfig.texture_size``),
+fit_mesh.obj + fit_mesh.mtl + fit_mesh_0.png (the fitted face model, fixed topology, photo frame:
+:mod:`facevision.fit.fit_mesh`), preview.png, result.json (written last: a face is finished when its
+result.json exists). ``OUT/<name>/image.json`` (written after all its faces)
 records the input, its status and its faces; ``OUT/summary.json`` lists every input of the batch.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from data_prep.crop import crop_image
 from data_prep.dataset_format import DEPTH_SCALE, encode_corr, encode_depth
 from data_prep.io import atomic_write_json, atomic_write_png
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb
@@ -22,13 +26,50 @@ from facevision.predict.predictor import FaceResult
 from facevision.predict.render import RenderConfig, preview_sheet
 
 __all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_RECORD", "SUMMARY_NAME",
-           "to_original_pixels"]
+           "to_original_pixels", "OutputConfig", "texture_side", "face_texture"]
 
 FACE_FILES = ("crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png", "preview.png", "result.json")
 MESH_FILES = ("mesh.ply", "mesh.obj", "mesh.mtl", "mesh_0.png")
 FIT_MESH_FILES = ("fit_mesh.obj", "fit_mesh.mtl", "fit_mesh_0.png")
 IMAGE_RECORD = "image.json"
 SUMMARY_NAME = "summary.json"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the mesh files of a face look like.
+
+    mesh_frame: "photo" (default: mesh.ply / mesh.obj in the photo's pixels, X = column, Y = H - 1 - row,
+        Z = depth in photo px, so a mesh overlays its photo like 3DDFA_V2's and matches fit_mesh.obj and
+        landmarks68_3d) or "crop" (the maps' frame, crop px; what ``FaceResult.mesh`` holds).
+    texture_size: side in px of the OBJ textures (mesh_0.png, fit_mesh_0.png), cut from the photo with the
+        crop's box and angle; never more than the crop covers in the photo (no blown-up pixels), never less
+        than the network crop. The uvs are normalized, so they hold for any size.
+    """
+
+    mesh_frame: str = "photo"
+    texture_size: int = 512
+
+    def __post_init__(self) -> None:
+        from facevision.predict.mesh_frame import MESH_FRAMES
+
+        if self.mesh_frame not in MESH_FRAMES:
+            raise ValueError(f"OutputConfig.mesh_frame must be one of {MESH_FRAMES}, got {self.mesh_frame!r}")
+        if int(self.texture_size) < 16:
+            raise ValueError(f"OutputConfig.texture_size must be >= 16 px, got {self.texture_size!r}")
+
+
+def texture_side(crop_box: Sequence[int], size: int, texture_size: int) -> int:
+    """Texture side in px: ``texture_size``, capped at the crop box's side in the photo, at least ``size``."""
+    return int(max(size, min(int(texture_size), int(crop_box[2]) - int(crop_box[0]))))
+
+
+def face_texture(photo: np.ndarray, result: FaceResult, texture_size: int) -> np.ndarray:
+    """The face's crop cut again from ``photo`` (the photo ``result`` was predicted on) at the texture size."""
+    side = texture_side(result.crop_box, result.crop.shape[0], texture_size)
+    if side == result.crop.shape[0]:
+        return result.crop
+    return crop_image(photo, result.crop_box, side, result.crop_angle)
 
 
 def face_dir_name(index: int) -> str:
@@ -59,11 +100,12 @@ def _fit_triangles() -> np.ndarray:
 
 def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, source: str = "",
                render: RenderConfig = RenderConfig(), extra: dict[str, Any] | None = None,
-               photo_scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
+               photo_scale: tuple[float, float] = (1.0, 1.0), output: OutputConfig = OutputConfig()) -> dict[str, Any]:
     """Write every file of one face; returns the result.json content (with ``timings_ms.write``).
 
     photo_scale: ``photo`` was reduced from the original by this (x, y) factor before detection; ``result``
     is in the reduced photo's pixels (as the preview shows it) and result.json gets original pixels.
+    output: mesh frame and texture size (:class:`OutputConfig`).
     """
     face_dir = Path(face_dir)
     t0 = time.perf_counter()
@@ -76,20 +118,23 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     atomic_write_png(face_dir / "corr.png", encode_corr(result.corr, mask))
     atomic_write_png(face_dir / "mask.png", mask.astype(np.uint8) * 255)
     files = ["crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png"]
+    height = int(round(photo.shape[0] / photo_scale[1]))  # the original photo's
+    texture = face_texture(photo, result, output.texture_size) if result.mesh is not None else None
     if result.mesh is not None:
+        from facevision.predict.mesh_frame import photo_frame_mesh
         from meshing import save_mesh
 
-        save_mesh(face_dir / "mesh.ply", result.mesh)
-        save_mesh(face_dir / "mesh.obj", result.mesh, texture=result.crop)
+        mesh = photo_frame_mesh(result, height, photo_scale) if output.mesh_frame == "photo" else result.mesh
+        save_mesh(face_dir / "mesh.ply", mesh)
+        save_mesh(face_dir / "mesh.obj", mesh, texture=texture)
         files += list(MESH_FILES)
     if result.model_fit is not None and result.mesh is not None:  # --no-mesh: no meshes at all
         from facevision.fit.fit_mesh import fit_mesh
         from meshing import save_mesh
 
-        height = int(round(photo.shape[0] / photo_scale[1]))
         fm = fit_mesh(result.model_fit, _fit_triangles(), result.crop_box, result.crop.shape[0], result.crop_angle,
                       height, photo_scale)
-        save_mesh(face_dir / "fit_mesh.obj", fm, texture=result.crop)
+        save_mesh(face_dir / "fit_mesh.obj", fm, texture=texture)
         files += list(FIT_MESH_FILES)
     sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
                           result.landmarks68, render, result.crop_angle)
@@ -100,6 +145,9 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
         to_original_pixels(data, result, photo_scale)
     data["source"] = source
     data["depth_png_scale"] = DEPTH_SCALE
+    if "mesh" in data:
+        data["mesh"].update(frame=output.mesh_frame, texture_px=int(texture.shape[0]),
+                            **({"photo_height_px": height} if output.mesh_frame == "photo" else {}))
     if extra:
         data.update(extra)
         flame_files = (extra.get("flame") or {}).get("files") if isinstance(extra.get("flame"), dict) else None
