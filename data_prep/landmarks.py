@@ -17,10 +17,15 @@ NUM_LANDMARKS = 468
 
 @dataclass(frozen=True)
 class MeshConfig:
-    """Face Mesh settings. max_faces > 1 lets the caller pick the face that matches a detection."""
+    """Face Mesh settings. max_faces > 1 lets the caller pick the face that matches a detection.
+
+    mirror_average: also run Face Mesh on the mirrored photo and average each face with its mirrored
+        twin (vertices un-mirrored with the reference's left/right map): halves the left/right bias.
+    """
 
     min_score: float = 0.5
     max_faces: int = 2
+    mirror_average: bool = False
 
 
 @lru_cache(maxsize=4)
@@ -41,6 +46,30 @@ def face_mesh_landmarks(image_rgb: np.ndarray, config: MeshConfig = MeshConfig()
     (MediaPipe's z is negated; its scale is the image width, like x).
     """
     image_rgb = np.ascontiguousarray(image_rgb)
+    faces = _run(image_rgb, config)
+    if config.mirror_average and faces:
+        mirrored = _run(np.ascontiguousarray(image_rgb[:, ::-1]), config)
+        faces = [_average_with_mirror(f, mirrored, image_rgb.shape[1]) for f in faces]
+    return faces
+
+
+def _average_with_mirror(face: np.ndarray, mirrored: list[np.ndarray], width: int) -> np.ndarray:
+    """Average ``face`` with the mirrored run's face nearest to it (un-mirrored); unchanged without one."""
+    from data_prep.reference import load_reference
+
+    if not mirrored:
+        return face
+    back = [m.copy() for m in mirrored]
+    for m in back:
+        m[:, 0] = width - 1 - m[:, 0]
+    twin = min(back, key=lambda m: np.linalg.norm(m[:, :2].mean(0) - face[:, :2].mean(0)))
+    twin = twin[load_reference().mirror]
+    if np.linalg.norm(twin[:, :2].mean(0) - face[:, :2].mean(0)) > 0.2 * np.ptp(face[:, 0]):
+        return face
+    return 0.5 * (face + twin)
+
+
+def _run(image_rgb: np.ndarray, config: MeshConfig) -> list[np.ndarray]:
     h, w = image_rgb.shape[:2]
     result = _face_mesh(float(config.min_score), int(config.max_faces)).process(image_rgb)
     faces = []

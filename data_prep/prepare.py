@@ -36,6 +36,7 @@ class PrepareConfig:
     """Options of one ``prepare`` run (see ``facevision prepare lfw --help``)."""
 
     labeler: str = "mediapipe"
+    mirror_average: bool = False
     size: int = 128
     workers: int = 2
     limit: int | None = None
@@ -56,7 +57,10 @@ def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
         from data_prep.label_mediapipe import LabelConfig
         from data_prep.reference import load_reference
 
-        _WORKER["label_config"] = LabelConfig(crop=CropConfig(size=cfg["size"]))
+        from data_prep.landmarks import MeshConfig
+
+        _WORKER["label_config"] = LabelConfig(crop=CropConfig(size=cfg["size"]),
+                                              mesh=MeshConfig(mirror_average=bool(cfg.get("mirror_average"))))
         _WORKER["reference"] = load_reference()
 
 
@@ -121,7 +125,8 @@ def _is_done(out: Path, rec: dict[str, Any] | None, entry: PhotoEntry) -> bool:
 
 
 def _run_pool(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig) -> Iterator[dict[str, Any]]:
-    wcfg = {"labeler": cfg.labeler, "size": cfg.size, "labels_3ddfa": cfg.labels_3ddfa}
+    wcfg = {"labeler": cfg.labeler, "size": cfg.size, "labels_3ddfa": cfg.labels_3ddfa,
+            "mirror_average": cfg.mirror_average}
     if cfg.workers <= 1:
         _init_worker(str(root), str(out), wcfg)
         for e in todo:
@@ -193,6 +198,7 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
     summary = {
         "root": str(root),
         "labeler": cfg.labeler,
+        "mirror_average": cfg.mirror_average,
         "size": cfg.size,
         "files_listed": len(entries),
         "images_read": len(entries) - dropped[UNREADABLE],

@@ -93,3 +93,22 @@ def test_mirrored_photo_gives_mirrored_correspondence(labelled):
     u1 = res.sample.corr[..., 0][both]
     u2 = flipped.sample.corr[..., 0][:, ::-1][both]
     assert np.median(np.abs(u1 - (1 - u2))) < 0.03
+
+
+def test_mirror_average_pairs_each_face_with_its_mirror_twin():
+    from data_prep.landmarks import _average_with_mirror
+    from data_prep.reference import load_reference
+
+    ref = load_reference()
+    rng = np.random.default_rng(0)
+    face = np.column_stack([rng.uniform(40, 80, 468), rng.uniform(30, 90, 468), rng.normal(0, 5, 468)])
+    # what Face Mesh would give on the mirrored photo: the same face, reflected, vertices swapped left/right,
+    # with a small bias of its own
+    width = 128
+    mirrored = face[ref.mirror].copy()
+    mirrored[:, 0] = width - 1 - mirrored[:, 0]
+    biased = mirrored + [1.0, 0.0, 0.0]
+    far = mirrored + [60.0, 0.0, 0.0]  # another face elsewhere in the photo
+    out = _average_with_mirror(face, [far, biased], width)
+    assert np.allclose(out[:, 1:], face[:, 1:]) and np.allclose(out[:, 0], face[:, 0] - 0.5)
+    assert np.array_equal(_average_with_mirror(face, [], width), face)

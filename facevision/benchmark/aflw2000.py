@@ -257,18 +257,19 @@ def network_method(predictor, config: AflwConfig = AflwConfig()) -> Method:
     return run
 
 
-def labeler_method(config: AflwConfig = AflwConfig()) -> Method:
+def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = False) -> Method:
     """The training labeler (MediaPipe Face Mesh + the reference's iBUG-68 vertices), run on the photo:
     the ceiling the network learns from. Pose: a similarity fit of the reference face to the 468
     landmarks, reported like :mod:`facevision.maps.pose`. Face Mesh's own detector finds the face; when
-    it finds none in the photo it is run on the fallback crop."""
+    it finds none in the photo it is run on the fallback crop. ``mirror_average``: the labeler's
+    photo + mirrored photo average (:class:`data_prep.landmarks.MeshConfig`)."""
     from data_prep.crop import CropConfig, crop_image, crop_to_original, square_crop_box
     from data_prep.landmarks import MeshConfig, face_mesh_landmarks
     from data_prep.reference import load_reference
     from facevision.maps.pose import fit_similarity, reference_tilt, rotation_to_angles
 
     ref = load_reference()
-    mesh_cfg = MeshConfig(max_faces=4)
+    mesh_cfg = MeshConfig(max_faces=4, mirror_average=mirror_average)
 
     def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
         meshes = face_mesh_landmarks(image, mesh_cfg)

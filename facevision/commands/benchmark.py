@@ -25,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("root", type=Path, help="folder with imageNNNNN.jpg + imageNNNNN.mat (or its images/ subfolder)")
     a.add_argument("--method", choices=("network", "labeler"), default="network",
                    help="network: the full predict pipeline (default); labeler: MediaPipe Face Mesh, the training labels' ceiling")
+    a.add_argument("--mirror-average", action="store_true",
+                   help="with --method labeler: average Face Mesh on the photo and on its mirror image")
     a.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
     a.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     a.add_argument("--limit", type=int, help="score only the first N photos (sorted by name)")
@@ -131,7 +133,7 @@ def run_aflw2000(args: argparse.Namespace) -> int:
     cfg = AflwConfig(limit=args.limit)
     try:
         if args.method == "labeler":
-            method = labeler_method(cfg)
+            method = labeler_method(cfg, mirror_average=args.mirror_average)
         else:
             from facevision.predict.predictor import PredictConfig, Predictor
 

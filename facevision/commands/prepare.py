@@ -23,6 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     lfw.add_argument("--labeler", choices=("mediapipe", "3ddfa"), default="mediapipe",
                      help="label source (default: mediapipe, built in and offline)")
     lfw.add_argument("--labels-3ddfa", metavar="DIR", help="3DDFA_V2 outputs for --labeler 3ddfa")
+    lfw.add_argument("--mirror-average", action="store_true",
+                     help="MediaPipe labels: average Face Mesh on each photo and its mirror image (AFLW2000-3D NME "
+                          "of the labeler 7.53 -> 7.39 %%; twice the labelling time)")
     lfw.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
     lfw.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     lfw.add_argument("--limit", type=int, default=None, help="only the first N files (sorted), for a quick run")
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"facevision prepare: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
-    cfg = PrepareConfig(labeler=args.labeler, size=args.size, workers=args.workers, limit=args.limit,
+    cfg = PrepareConfig(labeler=args.labeler, mirror_average=args.mirror_average, size=args.size, workers=args.workers, limit=args.limit,
                         labels_3ddfa=args.labels_3ddfa, progress=not args.no_progress)
     try:
         summary = prepare_lfw(args.root, args.output, cfg)
