@@ -63,10 +63,17 @@ def test_train_writes_run_and_resumes(toy_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     cfg = TrainConfig(epochs=1, batch_size=2, num_workers=0, max_steps_per_epoch=2, vis_samples=2)
     train(toy_data, run, cfg, device="cpu", progress=False)
-    for name in ("last.pt", "last.safetensors", "best.safetensors", "log.csv", "config.json", "vis/epoch_001.png"):
+    for name in ("last.pt", "last.safetensors", "best.safetensors", "log.csv", "config.json", "vis/epoch_001.png",
+                 "curves.png"):
         assert (run / name).is_file(), name
     grid = read_png(run / "vis" / "epoch_001.png")
-    assert grid.shape[:2] == (2 * (SIZE + 2) + 2, 5 * (SIZE + 2) + 2)  # 2 samples x (input, 2 labels, 2 preds)
+    from facevision.maps.visualize import label_strip
+    from facevision.train.loop import VIS_LABELS
+
+    strip = label_strip(VIS_LABELS, SIZE)  # the panel names above the columns (issue #13)
+    assert grid.shape[:2] == (strip.shape[0] + 2 * (SIZE + 2) + 2, 5 * (SIZE + 2) + 2)  # 2 x (input, 2 labels, 2 preds)
+    assert np.array_equal(grid[:strip.shape[0]], strip)
+    curves_1 = read_png(run / "curves.png")
     state = load_training_state(run / "last.pt")
     assert state["epoch"] == 1 and state["step"] == 2
     assert int(state["opt_g"]["state"][0]["step"]) == 2
@@ -88,6 +95,8 @@ def test_train_writes_run_and_resumes(toy_data: Path, tmp_path: Path) -> None:
     with open(run / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    curves_2 = read_png(run / "curves.png")  # redrawn after the resumed epoch, from the whole log
+    assert curves_2.shape == curves_1.shape and not np.array_equal(curves_1, curves_2)
     assert float(rows[-1]["val_depth_mae_px"]) >= 0 and 0 <= float(rows[-1]["val_mask_iou"]) <= 1
 
 

@@ -18,14 +18,15 @@ from facevision.predict.render import RenderConfig, preview_sheet
 def overview_figure(predictor: Predictor, photos: list[str], tile: int = 160) -> np.ndarray:
     """Stack one preview row per photo (largest face each); photos without a face raise ValueError."""
     rows = []
-    for path in photos:
+    for k, path in enumerate(photos):
         image = read_photo(path)
         faces = predictor(image)
         if not faces or not faces[0].ok:
             raise ValueError(f"{path}: no usable face")
         f = faces[0]
         rows.append(preview_sheet(image, f.crop, depth_to_rgb(f.depth_px, f.mask), corr_to_rgb(f.corr, f.mask),
-                                  f.mesh, f.crop_box, f.landmarks68, RenderConfig(tile=tile), f.crop_angle))
+                                  f.mesh, f.crop_box, f.landmarks68, RenderConfig(tile=tile), f.crop_angle,
+                                  labels=k == 0))  # panel names once, above the first row
     width = max(r.shape[1] for r in rows)
     return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
 

@@ -14,7 +14,7 @@ import numpy as np
 from data_prep.rasterize import rasterize
 from meshing.refine import vertex_normals
 
-__all__ = ["RenderConfig", "render_mesh", "preview_sheet"]
+__all__ = ["RenderConfig", "render_mesh", "preview_sheet", "preview_labels"]
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,19 @@ def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None, 
     return img
 
 
+def preview_labels(config: RenderConfig = RenderConfig(), mesh: bool = True) -> list[str]:
+    """Panel names of :func:`preview_sheet`, left to right."""
+    names = ["photo, box, landmarks", "crop", "depth (near = red)", "corr. (u,v,w = R,G,B)"]
+    if mesh:
+        names += ["mesh, front" if yaw == 0 else f"mesh, {yaw:g} deg" for yaw in config.views]
+    return names
+
+
 def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, corr_rgb: np.ndarray,
                   mesh=None, crop_box=None, landmarks68=None, config: RenderConfig = RenderConfig(),
-                  crop_angle: float = 0.0) -> np.ndarray:
-    """One row of tiles: photo (crop box + landmarks), crop, depth, correspondence, mesh renders per view."""
+                  crop_angle: float = 0.0, labels: bool = True) -> np.ndarray:
+    """One row of tiles: photo (crop box + landmarks), crop, depth, correspondence, mesh renders per view;
+    with ``labels``, the panel names (:func:`preview_labels`) in a strip above them."""
     from facevision.maps.visualize import image_grid
 
     s = config.tile
@@ -88,4 +97,4 @@ def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, co
     tiles = [_fit_tile(shown, s), near(crop), near(depth_rgb), near(corr_rgb)]
     if mesh is not None:
         tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config) for yaw in config.views]
-    return image_grid([tiles])
+    return image_grid([tiles], labels=preview_labels(config, mesh is not None) if labels else None)

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from data_prep.io import atomic_write_bytes, atomic_write_json, atomic_write_png, remove_stale_temporaries
 from facevision.data import AugmentConfig, FaceMapsDataset
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb, image_grid
+from facevision.train.curves import plot_log
 from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
 from facevision.train.checkpoint import (CheckpointError, checked_model_config, load_training_state, save_generator,
                                          save_training_state)
@@ -102,11 +103,14 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+VIS_LABELS = ["input", "depth label", "depth predicted", "corr. label", "corr. predicted"]
+
+
 def _visual_grid(images: list[np.ndarray], rows: list[dict]) -> bytes:
     tiles = [[img, depth_to_rgb(r["depth_label"], r["mask"]), depth_to_rgb(r["depth_pred"], r["mask_pred"]),
               corr_to_rgb(r["corr_label"], r["mask"]), corr_to_rgb(r["corr_pred"], r["mask_pred"])]
              for img, r in zip(images, rows)]
-    return image_grid(tiles)
+    return image_grid(tiles, labels=VIS_LABELS)
 
 
 @torch.no_grad()
@@ -320,6 +324,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
             if grid is not None:
                 atomic_write_png(out / "vis" / f"epoch_{epoch + 1:03d}.png", grid)
             _append_csv(out / "log.csv", row)
+            plot_log(out / "log.csv", out / "curves.png")  # redrawn from the whole CSV: also right after --resume
             save_training_state(last_pt, snapshot(epoch + 1, 0))
             if progress:
                 print(json.dumps(row), flush=True)
