@@ -8,12 +8,16 @@ cached, because creating them costs far more than one detection.
 """
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 
-__all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar"]
+__all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "native_stderr_silenced"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,34 @@ class FaceBox:
         return (0.5 * (self.box[0] + self.box[2]), 0.5 * (self.box[1] + self.box[3]))
 
 
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ (TFLite, absl, glog) prints start-up
+    lines there ("Created TensorFlow Lite XNNPACK delegate", "All log messages before absl::InitializeLog()",
+    "inference_feedback_manager ...") that Python cannot catch; API users and the CLI should not see them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @lru_cache(maxsize=4)
 def _mediapipe_detector(min_score: float, model_selection: int):
-    import mediapipe as mp
+    """The detector, created and run once on a blank image with native stderr silenced (its start-up lines
+    come at creation and at the first detection)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    with native_stderr_silenced():
+        import mediapipe as mp
 
-    return mp.solutions.face_detection.FaceDetection(
-        model_selection=model_selection, min_detection_confidence=min_score
-    )
+        det = mp.solutions.face_detection.FaceDetection(model_selection=model_selection,
+                                                        min_detection_confidence=min_score)
+        det.process(np.zeros((64, 64, 3), np.uint8))
+    return det
 
 
 def _check_image(image_rgb: np.ndarray) -> np.ndarray:

@@ -269,3 +269,18 @@ def test_textures_are_cut_from_the_photo_at_the_texture_size(tmp_path, result, p
     assert texture_side((0, 0, 1000, 1000), 128, 512) == 512 and texture_side((0, 0, 90, 90), 128, 512) == 128
     with pytest.raises(ValueError, match="mesh_frame"):
         OutputConfig(mesh_frame="world")
+
+
+def test_python_api_keeps_stderr_clean(random_checkpoint):
+    """Issue #13: MediaPipe/TFLite/absl start-up lines must not reach an API user's stderr (the CLI hid them)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nfrom facevision import Predictor\n"
+            f"p = Predictor.from_pretrained({str(random_checkpoint)!r}, device='cpu')\n"
+            "print(len(p(np.full((200, 180, 3), 128, np.uint8))), len(p(np.zeros((90, 120, 3), np.uint8))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "GLOG_minloglevel"} | {"OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.split() == ["0", "0"], r.stderr
+    assert r.stderr == "", r.stderr
