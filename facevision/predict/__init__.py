@@ -1,7 +1,8 @@
 """Prediction: photos -> depth, correspondence, mesh, landmarks, pose (API: :class:`Predictor`).
 
-Modules: predictor (in-memory pipeline), outputs (files per face), batch (the CLI's loop),
-report (offline HTML), render (preview sheet), synthetic (ground-truth maps of the reference face).
+Modules: predictor (in-memory pipeline), outputs (files per face), mesh_frame (crop and photo frames of a mesh),
+batch (the CLI's loop), report (offline HTML), render (preview sheet), synthetic (ground-truth maps of the
+reference face, a drawn face photo).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ _EXPORTS = {
     "default_checkpoint": "facevision.predict.predictor",
     "BatchConfig": "facevision.predict.batch",
     "run_batch": "facevision.predict.batch",
+    "OutputConfig": "facevision.predict.outputs",
+    "photo_frame_mesh": "facevision.predict.mesh_frame",
 }
 __all__ = list(_EXPORTS)
 

@@ -84,7 +84,8 @@ class FaceResult:
     :mod:`data_prep.crop`); maps, mesh and ``*_crop`` values are in that turned crop.
     crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px, larger = closer, 0 outside the
     mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
-    mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None.
+    mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None;
+    :func:`facevision.predict.mesh_frame.photo_frame_mesh` gives it in photo px (what predict writes).
     landmarks68: (68, 2) original px; landmarks68_crop: (68, 2) crop px; landmark_residual: (68,) of the
     direct read-out (large = point not visible, see :class:`facevision.maps.landmarks.Landmarks`);
     landmarks68_visible: (68,) bool (from the fit's z-buffer; None without a fit); landmarks68_3d: (68, 3)
@@ -380,8 +381,11 @@ class Predictor:
         return out
 
     def __call__(self, image_rgb: np.ndarray | str | os.PathLike, all_faces: bool | None = None) -> list[FaceResult]:
-        """(H, W, 3) uint8 RGB photo (or a path, read with ``data_prep.io.read_photo``) -> one result per
-        face (largest first); [] when no face is found."""
+        """(H, W, 3) uint8 **RGB** photo, or a path (read with ``data_prep.io.read_photo``: EXIF-upright RGB,
+        the safe choice) -> one result per face (largest first); [] when no face is found.
+
+        A BGR array, what ``cv2.imread`` returns, is accepted without complaint but gives other (worse)
+        results: the network was trained on RGB. Pass ``image[..., ::-1]`` or, better, the path."""
         if isinstance(image_rgb, (str, os.PathLike)):
             from data_prep.io import read_photo
 

@@ -18,7 +18,7 @@ from data_prep.rasterize import rasterize
 from data_prep.reference import ReferenceFace, load_reference
 from facevision.maps.pose import REFERENCE_PITCH_DEG, angles_to_rotation, reference_tilt
 
-__all__ = ["SyntheticFace", "render_reference", "fixed_maps_model"]
+__all__ = ["SyntheticFace", "render_reference", "fixed_maps_model", "drawn_face_photo"]
 
 
 @dataclass
@@ -81,3 +81,31 @@ def fixed_maps_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray):
             return (self.depth.expand(b, -1, -1, -1), self.corr.expand(b, -1, -1, -1), self.logits.expand(b, -1, -1, -1))
 
     return FixedMaps()
+
+
+def drawn_face_photo(size: int = 256, yaw: float = 0.0) -> np.ndarray:
+    """A drawn face "photo" that MediaPipe's detector finds (score ~0.9): the reference face shaded by a
+    light from the upper left, skin-coloured on a blue-grey background, with eyes, brows, lips and
+    nostrils painted at its iBUG-68 points. (size, size, 3) uint8 RGB. For tests and examples that need the
+    real detector (README blocks, the CLI) without shipping a real photo; it is not a benchmark."""
+    import cv2
+
+    f = render_reference(size, yaw, 0.0, 0.0, scale=0.22 * size)
+    gy, gx = np.gradient(f.depth.astype(np.float64))
+    n = np.dstack([-gx, gy, np.ones_like(gx)])
+    n /= np.linalg.norm(n, axis=2, keepdims=True)
+    light = np.clip(n @ np.array([0.3, 0.4, 0.87]), 0.0, 1.0)
+    img = np.zeros((size, size, 3)) + np.array([70.0, 90.0, 110.0])
+    img[f.mask] = (np.array([224.0, 172.0, 140.0]) * (0.35 + 0.65 * light[..., None]))[f.mask]
+    lm = f.landmarks68
+    for eye in (slice(36, 42), slice(42, 48)):
+        c, r = lm[eye].mean(0), np.ptp(lm[eye][:, 0]) / 2
+        cv2.ellipse(img, (int(c[0]), int(c[1])), (int(r), int(r * 0.45)), 0, 0, 360, (245, 245, 245), -1)
+        cv2.circle(img, (int(c[0]), int(c[1])), int(r * 0.42), (60, 40, 30), -1)
+    for brow in (slice(17, 22), slice(22, 27)):
+        cv2.polylines(img, [np.round(lm[brow]).astype(np.int32)], False, (70, 45, 35), max(2, size // 60))
+    cv2.fillPoly(img, [np.round(lm[48:60]).astype(np.int32)], (170, 80, 80))
+    cv2.polylines(img, [np.round(lm[60:68]).astype(np.int32)], True, (110, 40, 40), max(1, size // 120))
+    for k in (31, 35):
+        cv2.circle(img, (int(lm[k][0]), int(lm[k][1])), max(2, size // 80), (120, 70, 60), -1)
+    return np.clip(cv2.GaussianBlur(img, (0, 0), 1.0), 0, 255).astype(np.uint8)
