@@ -158,3 +158,26 @@ def test_shared_aflw2000_first_photos_score_like_the_published_protocol():
     assert 1.0 < net["nme_bins"]["[0,30)"] < 9.0
     assert 1.0 < lab["nme_bins"]["[0,30)"] < 6.0
     assert net["pose_mae_mean"] < 20.0
+
+
+@pytest.mark.parametrize("pitch,yaw,roll", [(5.0, -10.0, 3.0), (-20.0, 80.0, 15.0), (30.0, -85.0, -40.0)])
+def test_predicted_rotation_is_read_in_aflw_euler_order(pitch, yaw, roll):
+    """A rotation built the way AFLW2000-3D builds it (R = Rx(pitch) Ry(yaw) Rz(roll), its own signs and its
+    transposed elementary matrices) reads back as the annotation's angles after the sign change."""
+    from facevision.benchmark.aflw2000 import angles_in_aflw_order
+
+    p, y, r = np.radians([pitch, yaw, roll])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    ry = np.array([[np.cos(y), 0, -np.sin(y)], [0, 1, 0], [np.sin(y), 0, np.cos(y)]])
+    rz = np.array([[np.cos(r), np.sin(r), 0], [-np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    got = angles_in_aflw_order(rx @ ry @ rz)
+    assert got == pytest.approx(aflw_angles_to_ours(p, y, r), abs=1e-9)
+
+
+def test_facevision_angles_differ_from_aflw_order_at_large_yaw():
+    from facevision.benchmark.aflw2000 import angles_in_aflw_order
+    from facevision.maps.pose import angles_to_rotation
+
+    assert angles_in_aflw_order(angles_to_rotation(10.0, 5.0, 3.0)) == pytest.approx((10.0, 5.0, 3.0), abs=1.5)
+    far = angles_in_aflw_order(angles_to_rotation(75.0, 20.0, 10.0))
+    assert abs(far[1] - 20.0) > 5.0  # the same rotation, other Euler angles: comparing raw angles would be wrong

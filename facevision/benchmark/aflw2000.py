@@ -19,6 +19,12 @@ sees it (checked on the annotations: corr(yaw, nose x - face centre x) = -0.94).
 convention (:mod:`facevision.maps.pose`) is yaw > 0 towards the image right, pitch > 0 tilting up,
 roll > 0 counter-clockwise, so :func:`aflw_angles_to_ours` negates yaw and roll and keeps pitch
 (``AFLW_SIGNS``); every angle in this module's outputs is in facevision's convention, in degrees.
+
+The Euler order differs too: AFLW2000-3D's rotation is ``R = Rx(pitch) Ry(yaw) Rz(roll)`` (in its own
+signs; in facevision's signs and standard right-handed matrices ``Rx(-pitch) Ry(yaw) Rz(roll)``), while
+facevision reports ``Rz(roll) Ry(yaw) Rx(-pitch)``. The two agree near frontal views and part ways at
+large yaw, where pitch and roll trade places, so predicted rotations are decomposed in AFLW's order
+(:func:`angles_in_aflw_order`) before they are compared, as 3DDFA's ``matrix2angle`` does for its own.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
-           "aflw_angles_to_ours", "nme", "yaw_bin", "fallback_box", "nearest_box", "list_photos",
+           "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "yaw_bin", "fallback_box", "nearest_box", "list_photos",
            "summarize", "run_benchmark", "network_method", "labeler_method"]
 
 #: (yaw, pitch, roll) sign factors from 3DDFA's Pose_Para to facevision's convention.
@@ -72,7 +78,8 @@ class AflwAnnotation:
 @dataclass
 class AflwPrediction:
     """What a method returns for one photo: landmarks (68, 2) photo px, angles in degrees (facevision's
-    convention; None when the method gives no pose), whether the fallback box was used, or an error."""
+    signs in AFLW's Euler order, :func:`angles_in_aflw_order`; None when the method gives no pose),
+    whether the fallback box was used, or an error."""
 
     landmarks: np.ndarray | None
     yaw: float | None = None
@@ -86,6 +93,16 @@ def aflw_angles_to_ours(pitch_rad: float, yaw_rad: float, roll_rad: float) -> tu
     """3DDFA ``Pose_Para`` (pitch, yaw, roll) radians -> facevision (yaw, pitch, roll) degrees."""
     sy, sp, sr = AFLW_SIGNS
     return sy * math.degrees(yaw_rad), sp * math.degrees(pitch_rad), sr * math.degrees(roll_rad)
+
+
+def angles_in_aflw_order(rotation: np.ndarray) -> tuple[float, float, float]:
+    """(3, 3) head rotation (facevision's mesh frame, :class:`facevision.maps.pose.Pose`) -> (yaw, pitch,
+    roll) degrees in facevision's signs but AFLW2000-3D's Euler order ``Rx(-pitch) Ry(yaw) Rz(roll)``."""
+    r = np.asarray(rotation, np.float64)
+    yaw = math.asin(float(np.clip(r[0, 2], -1.0, 1.0)))
+    roll = math.atan2(-r[0, 1], r[0, 0])
+    pitch = -math.atan2(-r[1, 2], r[2, 2])
+    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
 
 
 def read_annotation(mat_path: str | Path) -> AflwAnnotation:
@@ -251,8 +268,8 @@ def network_method(predictor, config: AflwConfig = AflwConfig()) -> Method:
         res = predictor.predict_faces(image, [face])[0]
         if not res.ok:
             return AflwPrediction(landmarks=None, fallback=fallback, error=res.error)
-        return AflwPrediction(landmarks=res.landmarks68, yaw=res.pose.yaw, pitch=res.pose.pitch,
-                              roll=res.pose.roll, fallback=fallback)
+        yaw, pitch, roll = angles_in_aflw_order(res.pose.rotation)
+        return AflwPrediction(landmarks=res.landmarks68, yaw=yaw, pitch=pitch, roll=roll, fallback=fallback)
 
     return run
 
@@ -266,7 +283,7 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
     from data_prep.crop import CropConfig, crop_image, crop_to_original, square_crop_box
     from data_prep.landmarks import MeshConfig, face_mesh_landmarks
     from data_prep.reference import load_reference
-    from facevision.maps.pose import fit_similarity, reference_tilt, rotation_to_angles
+    from facevision.maps.pose import fit_similarity, reference_tilt
 
     ref = load_reference()
     mesh_cfg = MeshConfig(max_faces=4, mirror_average=mirror_average)
@@ -286,7 +303,7 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
             lm = crop_to_original(found[0], box, 256)
         pts = np.stack([lm[:, 0], -lm[:, 1], lm[:, 2]], 1)  # mesh frame: y up, z towards the viewer
         _, rot, _ = fit_similarity(ref.raw_vertices, pts)
-        yaw, pitch, roll = rotation_to_angles(rot @ reference_tilt().T)
+        yaw, pitch, roll = angles_in_aflw_order(rot @ reference_tilt().T)
         return AflwPrediction(landmarks=lm[ref.ibug68, :2], yaw=yaw, pitch=pitch, roll=roll, fallback=fallback)
 
     return run
