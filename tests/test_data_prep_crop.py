@@ -84,3 +84,14 @@ def test_upright_angle_levels_the_eyes():
     assert eyes[0, 1] == pytest.approx(eyes[1, 1], abs=1e-6) and eyes[1, 0] > eyes[0, 0]
     assert face_crop((80.0, 70.0, 180.0, 170.0), None, CropConfig())[1] == 0.0
     assert face_crop((80.0, 70.0, 180.0, 170.0), [(0, 0), (1, 1)], CropConfig(upright=False))[1] == 0.0
+
+
+def test_upright_turn_fades_out_for_turned_away_faces():
+    cfg = CropConfig()
+    box = (100.0, 100.0, 200.0, 200.0)  # width 100
+    tilt = np.radians(20.0)
+    eyes = lambda d: [(130.0, 140.0), (130.0 + d * np.cos(tilt), 140.0 + d * np.sin(tilt))]  # noqa: E731
+    assert face_crop(box, eyes(41.0), cfg)[1] == pytest.approx(20.0)  # frontal: eye distance 0.41 x width
+    assert face_crop(box, eyes(15.0), cfg)[1] == 0.0  # profile: keypoints unsure, no turn
+    half = 0.5 * (cfg.upright_full_ratio + cfg.upright_none_ratio) * 100
+    assert face_crop(box, eyes(half), cfg)[1] == pytest.approx(10.0)
