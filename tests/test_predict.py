@@ -49,12 +49,12 @@ def test_predict_crops_gives_ground_truth_maps_landmarks_and_pose(face, result):
     truth = crop_to_original(face.landmarks68, BOX, 128)
     err = np.linalg.norm(result.landmarks68 - truth, axis=1)
     assert np.median(err) < 0.5  # original px (crop px x 2)
-    vis = result.landmark_residual * face.scale < 1.0
-    assert err[vis].max() < 2.0
+    vis = result.landmarks68_visible
+    assert vis.sum() > 40 and err[vis].max() < 2.0
     x0, y0, x1, y1 = BOX
     assert np.all((result.landmarks68 >= [x0 - 0.5, y0 - 0.5]) & (result.landmarks68 <= [x1 - 0.5, y1 - 0.5]))
     assert np.allclose([result.pose.yaw, result.pose.pitch, result.pose.roll], POSE, atol=1.5)
-    assert set(result.timings) >= {"network", "landmarks", "fit", "mesh", "total"}
+    assert set(result.timings) >= {"network", "fit", "mesh", "total"}
 
 
 def test_mesh_matches_the_mask(face, result):

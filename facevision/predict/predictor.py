@@ -87,7 +87,8 @@ class FaceResult:
     mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None;
     :func:`facevision.predict.mesh_frame.photo_frame_mesh` gives it in photo px (what predict writes).
     landmarks68: (68, 2) original px; landmarks68_crop: (68, 2) crop px; landmark_residual: (68,) of the
-    direct read-out (large = point not visible, see :class:`facevision.maps.landmarks.Landmarks`);
+    direct read-out (large = point not visible, see :class:`facevision.maps.landmarks.Landmarks`), None
+    when the fit gave the landmarks (the direct read-out is then skipped unless ``refine_visible``);
     landmarks68_visible: (68,) bool (from the fit's z-buffer; None without a fit); landmarks68_3d: (68, 3)
     photo px (x right, y down) and depth (photo px, larger = closer, relative); model_fit: the face-model
     fit (:class:`facevision.fit.model_fit.ModelFit`, crop frame) or None; landmarks_source: "model_fit" or "direct".
@@ -139,7 +140,8 @@ class FaceResult:
         if self.landmarks68 is not None:
             out["landmarks68"] = r2(self.landmarks68)
             out["landmarks68_crop"] = r2(self.landmarks68_crop)
-            out["landmark_residual"] = [round(float(v), 4) for v in self.landmark_residual]
+            if self.landmark_residual is not None:
+                out["landmark_residual"] = [round(float(v), 4) for v in self.landmark_residual]
             out["landmarks_source"] = self.landmarks_source
         if self.landmarks68_visible is not None:
             out["landmarks68_visible"] = [bool(v) for v in self.landmarks68_visible]
@@ -311,20 +313,23 @@ class Predictor:
         res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
                          corr=corr, mask=mask, timings=timings, crop_angle=float(crop_angle))
         try:
-            t = time.perf_counter()
-            lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
-            res.landmarks68_crop = lm.points
-            res.landmark_residual = lm.residual
-            timings["landmarks"] = _ms(t)
-            t = time.perf_counter()
+            fit = None
             if self.config.fit is not None:
+                t = time.perf_counter()
                 try:
-                    self._use_fit(res, fit_face_model(depth_px, corr, mask, self.face_model, self.config.fit,
-                                                      self.reference))
+                    fit = fit_face_model(depth_px, corr, mask, self.face_model, self.config.fit, self.reference)
                 except ValueError:
-                    res.model_fit = None  # too little of the face model in view: the direct read-out stands in
+                    fit = None  # too little of the face model in view: the direct read-out stands in
                 timings["fit"] = _ms(t)
-            if res.model_fit is None:
+            if fit is None or self.config.refine_visible:
+                t = time.perf_counter()
+                lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
+                res.landmarks68_crop = lm.points
+                res.landmark_residual = lm.residual
+                timings["landmarks"] = _ms(t)
+            if fit is not None:
+                self._use_fit(res, fit)
+            else:
                 t = time.perf_counter()
                 res.pose = pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose)
                 timings["pose"] = _ms(t)
