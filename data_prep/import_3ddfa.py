@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, square_crop_box
+from data_prep.crop import CropConfig, crop_image, face_crop
 from data_prep.dataset_format import DEPTH_BASE_PX, Sample
 from data_prep.detect import DetectConfig
 from data_prep.drops import LABELER_FAILURE, DropError
@@ -79,8 +79,12 @@ def _read_render(path: Path) -> np.ndarray:
 
 
 def maps_from_3ddfa(depth_bgr: np.ndarray, pncc_bgr: np.ndarray, crop_box, size: int,
-                    config: Import3DDFAConfig = Import3DDFAConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Photo-sized 3DDFA_V2 renders (uint8, file channel order) -> crop depth (px), corr (x, y, z NCC), mask."""
+                    config: Import3DDFAConfig = Import3DDFAConfig(), angle: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photo-sized 3DDFA_V2 renders (uint8, file channel order) -> crop depth (px), corr (x, y, z NCC), mask.
+
+    The crop (``crop_box`` turned by ``angle``, :mod:`data_prep.crop`) resamples the mask-weighted maps and
+    divides by the resampled mask, so no background value bleeds into the face."""
     if depth_bgr.shape[:2] != pncc_bgr.shape[:2]:
         raise DropError(LABELER_FAILURE, f"depth render {depth_bgr.shape[:2]} and PNCC render "
                                          f"{pncc_bgr.shape[:2]} differ in size")
@@ -88,11 +92,11 @@ def maps_from_3ddfa(depth_bgr: np.ndarray, pncc_bgr: np.ndarray, crop_box, size:
     ncc = pncc_bgr.astype(np.float32) / 255.0  # B, G, R = x, y, z
     mask = (pncc_bgr.max(-1) > config.threshold) | (depth_bgr.max(-1) > config.threshold)
     m = mask.astype(np.float32)
-    mc = crop_image(m, crop_box, size)
+    mc = crop_image(m, crop_box, size, angle)
     if mc.ndim == 3:
         mc = mc[..., 0]
-    zc = crop_image(z * m, crop_box, size)
-    nc = crop_image(ncc * m[..., None], crop_box, size)
+    zc = crop_image(z * m, crop_box, size, angle)
+    nc = crop_image(ncc * m[..., None], crop_box, size, angle)
     if zc.ndim == 3:
         zc = zc[..., 0]
     valid = mc > 0.5
@@ -115,15 +119,15 @@ def label_photo_3ddfa(image: np.ndarray, entry, labels_dir: Path, size: int,
 
     config = config or Import3DDFAConfig(crop=CropConfig(size=size))
     face = detect_single_face(image, config.detect)
-    box = square_crop_box(face.box, config.crop)
+    box, angle = face_crop(face.box, face.keypoints, config.crop)
     dpath, ppath = find_3ddfa_maps(Path(labels_dir), entry.identity, Path(entry.source).stem)
     depth_bgr, pncc_bgr = _read_render(dpath), _read_render(ppath)
     if depth_bgr.shape[:2] != image.shape[:2]:
         raise DropError(LABELER_FAILURE, f"{dpath}: render is {depth_bgr.shape[1]}x{depth_bgr.shape[0]}, "
                                          f"photo is {image.shape[1]}x{image.shape[0]} (renders must be photo-sized)")
-    depth, corr, mask = maps_from_3ddfa(depth_bgr, pncc_bgr, box, size, config)
+    depth, corr, mask = maps_from_3ddfa(depth_bgr, pncc_bgr, box, size, config, angle)
     if mask.mean() < config.min_mask_frac:
         raise DropError(LABELER_FAILURE, f"{ppath}: the 3DDFA_V2 face covers only {mask.mean():.1%} of the crop")
-    sample = Sample(image=crop_image(image, box, size), depth=depth, corr=corr, mask=mask,
-                    meta={"crop_box": list(box), "detection_score": face.score})
+    sample = Sample(image=crop_image(image, box, size, angle), depth=depth, corr=corr, mask=mask,
+                    meta={"crop_box": list(box), "crop_angle": angle, "detection_score": face.score})
     return sample, box

@@ -85,6 +85,7 @@ def _process(entry: PhotoEntry) -> dict[str, Any]:
             from data_prep.import_3ddfa import label_photo_3ddfa
 
             sample, box = label_photo_3ddfa(image, entry, Path(cfg["labels_3ddfa"]), cfg["size"])
+            rec["crop_angle"] = round(float(sample.meta.get("crop_angle", 0.0)), 3)
         write_sample(out, entry.id, sample)
         rec.update(status="kept", crop_box=[int(v) for v in box])
         if "detection_score" in sample.meta:

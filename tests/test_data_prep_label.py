@@ -54,7 +54,8 @@ def test_nose_tip_landmark_falls_on_the_depth_maximum(labelled):
         lm = res.landmarks_crop
         # exact alignment: the depth maximum sits on the nearest landmark (a piecewise-linear surface peaks at a vertex)
         near = lm[np.argmax(lm[:, 2])]
-        assert np.hypot(col - near[0], row - near[1]) <= 1.0, rel
+        at_near = d[int(round(near[1])), int(round(near[0]))]
+        assert np.hypot(col - near[0], row - near[1]) <= 1.0 or d.max() - at_near < 0.01, rel  # (or a tie)
         # and that is the nose tip: MediaPipe 4 (pronasale), or a vertex beside it when the head is turned
         nose = lm[4]
         assert np.hypot(col - nose[0], row - nose[1]) <= 5.0, rel
@@ -76,7 +77,7 @@ def test_correspondence_matches_reference_at_landmarks(labelled):
 def test_crop_and_photo_line_up(labelled):
     for rel, img, res in labelled:
         # crop pixels mapped back to the photo show the same colours (crop = resampled photo)
-        lm_photo = crop_to_original(res.landmarks_crop, res.crop_box, 128)
+        lm_photo = crop_to_original(res.landmarks_crop, res.crop_box, 128, res.crop_angle)
         assert np.allclose(lm_photo, res.landmarks_photo, atol=1e-6)
         for k in (4, 1, 168):
             c, r = np.round(res.landmarks_crop[k, :2]).astype(int)

@@ -99,7 +99,7 @@ def test_outliers_in_the_maps_do_not_break_the_fit():
     fit = fit_face_model(bad, noisy_corr, mask, model)
     assert np.linalg.norm(fit.landmarks68 - lm, axis=1).mean() < 1.5
     assert abs(fit.pose.yaw - 25.0) < 3.0
-    untrimmed = fit_face_model(bad, noisy_corr, mask, model, FitConfig(trim_factor=0.0))
+    untrimmed = fit_face_model(bad, noisy_corr, mask, model, FitConfig(trim_factor=0.0, max_rms_frac=1.0))
     assert np.linalg.norm(untrimmed.landmarks68 - lm, axis=1).mean() > np.linalg.norm(fit.landmarks68 - lm, axis=1).mean()
     assert clean.rms_px < fit.rms_px
 
@@ -157,3 +157,12 @@ def test_shared_identity_over_several_photos_beats_single_photo_fits():
     assert np.linalg.norm(shared - ident) < 0.7 * single_err
     with pytest.raises(ValueError):
         fit_shared_identity([], model)
+
+
+def test_maps_that_show_no_face_give_no_fit():
+    """Random maps (what an untrained network gives): the fit refuses instead of returning wild landmarks."""
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(1, 60, (S, S))
+    corr = rng.uniform(0, 1, (S, S, 3))
+    with pytest.raises(ValueError, match="implausible"):
+        fit_face_model(depth, corr, np.ones((S, S), bool))

@@ -36,7 +36,9 @@ class FitConfig:
     map noise in crop px (sets the prior's weight); prior_weight: extra factor on the prior;
     visible_tol: a landmark is visible when its depth is within this fraction of the scale (px per
     unit radius) of the z-buffer; min_pixels: fewer usable pixels -> ValueError; lookup_size: side of
-    the (u, v) -> triangle lookup grid."""
+    the (u, v) -> triangle lookup grid; scale_range, max_rms_frac, max_outside_frac: a fit is implausible
+    (ValueError) when its scale (px per unit radius) leaves ``scale_range`` x S, its RMS residual exceeds
+    ``max_rms_frac`` x S, or a landmark lies more than ``max_outside_frac`` x S outside the crop."""
 
     max_points: int = 1500
     iterations: int = 4
@@ -46,6 +48,9 @@ class FitConfig:
     visible_tol: float = 0.06
     min_pixels: int = 30
     lookup_size: int = 512
+    scale_range: tuple[float, float] = (0.05, 0.8)
+    max_rms_frac: float = 0.1
+    max_outside_frac: float = 0.5
 
 
 @dataclass
@@ -54,7 +59,7 @@ class ModelFit:
     raw frame -> mesh frame, translation (3,) crop px; vertices (V, 3) fitted model in the mesh frame
     (crop px, Y up); landmarks68 (68, 2) crop px (x = column, y = row); landmarks68_3d (68, 3) mesh frame;
     visible (68,) bool; pose: :class:`facevision.maps.pose.Pose`; rms_px: residual RMS over kept pixels;
-    n_pixels: pairs kept."""
+    n_pixels: pairs kept; crop_size: side S of the crop the maps came from."""
 
     id_coeffs: np.ndarray
     exp_coeffs: np.ndarray
@@ -68,6 +73,7 @@ class ModelFit:
     pose: Pose
     rms_px: float
     n_pixels: int
+    crop_size: int = 128
 
     def to_dict(self) -> dict:
         """JSON-ready summary (``result.json``'s ``model_fit``)."""
@@ -213,7 +219,7 @@ def _result(pr: _Pairs, coef: np.ndarray, sim, w: np.ndarray, res: np.ndarray, m
     lm2 = np.stack([lm3[:, 0], pr.size - 1 - lm3[:, 1]], 1)
     return ModelFit(id_coeffs=coef[: model.n_id].copy(), exp_coeffs=coef[model.n_id:].copy(), scale=float(s),
                     rotation=rot, translation=t, vertices=verts, landmarks68=lm2, landmarks68_3d=lm3, visible=vis,
-                    pose=pose, rms_px=rms, n_pixels=int(w.sum()))
+                    pose=pose, rms_px=rms, n_pixels=int(w.sum()), crop_size=int(pr.size))
 
 
 def _prior(config: FitConfig, s: float) -> float:
@@ -238,7 +244,22 @@ def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, mod
         ata, atb = _normal_equations(pr, sim, w)
         coef = np.linalg.solve(ata + _prior(config, sim[0]) * np.eye(k), atb)
         w, res = _trim(pr, coef, sim, config)
-    return _result(pr, coef, sim, w, res, model, config)
+    return _check_plausible(_result(pr, coef, sim, w, res, model, config), config)
+
+
+def _check_plausible(fit: ModelFit, config: FitConfig) -> ModelFit:
+    """ValueError when the maps did not show a face the model can take (see :class:`FitConfig`)."""
+    size = float(fit.crop_size)
+    lo, hi = config.scale_range
+    lm = fit.landmarks68
+    out = config.max_outside_frac * size
+    if not (lo * size <= fit.scale <= hi * size):
+        raise ValueError(f"implausible face-model fit: scale {fit.scale:.1f} px per unit for a {size:.0f} px crop")
+    if fit.rms_px > config.max_rms_frac * size:
+        raise ValueError(f"implausible face-model fit: residual {fit.rms_px:.1f} px")
+    if not np.all((lm >= -out) & (lm <= size + out)):
+        raise ValueError("implausible face-model fit: landmarks far outside the crop")
+    return fit
 
 
 def fit_shared_identity(maps: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], model: FaceModel | None = None,
