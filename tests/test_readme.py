@@ -125,3 +125,14 @@ def test_readme_documents_both_mesh_frames():
     conventions = text[text.index("## Conventions"):text.index("## Command line")]
     for words in ("photo's", "--mesh-frame crop", "photo_frame_mesh", "--texture-size"):
         assert words in conventions, words
+
+
+def test_ci_refuses_to_run_when_the_readme_line_changes(tmp_path):
+    """.ci/run checks the README's line against the steps it runs before running anything."""
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / ".ci" / "run").write_text((ROOT / ".ci" / "run").read_text())
+    readme = (ROOT / "README.md").read_text().replace("&& python -m pytest -q\n", "&& python -m pytest -q -x\n", 1)
+    (tmp_path / "README.md").write_text(readme)
+    out = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "not what .ci/run runs" in out.stderr
+    assert not (tmp_path / ".venv-ci").exists()  # nothing was installed
