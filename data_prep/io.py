@@ -17,9 +17,10 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -174,6 +175,24 @@ def _discard(tmp: Path) -> None:
         pass
 
 
+@contextmanager
+def _temporary(path: Path) -> Iterator[tuple[int, Path]]:
+    """A new temporary beside ``path`` (open fd, its path), removed when the block fails; an OSError
+    becomes a one-line :class:`OutputWriteError` naming ``path``."""
+    fd, tmp = _new_temp(path)
+    try:
+        yield fd, tmp
+    except OutputWriteError:
+        _discard(tmp)
+        raise
+    except OSError as exc:
+        _discard(tmp)
+        raise write_error(path, exc) from None
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any],
                  check: Callable[[Path], str | None] | None = None, allow_empty: bool = False) -> Path:
     """Call ``write(tmp_path)`` and rename the result to ``path`` atomically.
@@ -184,22 +203,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any],
     ``False``, the file is empty (unless ``allow_empty``) or ``check(tmp_path)`` returns a problem.
     """
     path = Path(path)
-    fd, tmp = _new_temp(path)
-    try:
+    with _temporary(path) as (fd, tmp):
         os.close(fd)
         if write(tmp) is False:
             raise write_error(path, problem="the writer reported a failure")
         fsync_file(tmp)
         _commit(tmp, path, check, allow_empty)
-    except OutputWriteError:
-        _discard(tmp)
-        raise
-    except OSError as exc:
-        _discard(tmp)
-        raise write_error(path, exc) from None
-    except BaseException:
-        _discard(tmp)
-        raise
     return path
 
 
@@ -215,8 +224,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memoryview) -> Path:
     """Write ``data`` to ``path`` atomically (size checked after the flush)."""
     path = Path(path)
-    fd, tmp = _new_temp(path)
-    try:
+    with _temporary(path) as (fd, tmp):
         try:
             _write_all(fd, data)
             os.fsync(fd)
@@ -226,15 +234,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memory
         if size != expected:
             raise write_error(path, problem=f"only {size} of {expected} bytes were written")
         _commit(tmp, path, None, allow_empty=True)
-    except OutputWriteError:
-        _discard(tmp)
-        raise
-    except OSError as exc:
-        _discard(tmp)
-        raise write_error(path, exc) from None
-    except BaseException:
-        _discard(tmp)
-        raise
     return path
 
 
