@@ -17,7 +17,6 @@ visibility from a z-buffer of the fitted mesh, and the head pose (same conventio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -83,32 +82,32 @@ class ModelFit:
                 "rms_px": round(self.rms_px, 4), "pixels": self.n_pixels}
 
 
-@lru_cache(maxsize=2)
-def _lookup(size: int, name: str) -> np.ndarray:
-    from data_prep.rasterize import rasterize
-
-    ref = load_reference() if name == "default" else None
-    tri = ref.triangles
-    uv = ref.vertices[:, :2]
-    # one vertex copy per triangle corner, attribute = the triangle's index: constant inside each triangle
-    v = np.stack([uv[tri, 0] * (size - 1), (1.0 - uv[tri, 1]) * (size - 1), np.zeros(tri.shape)], -1).reshape(-1, 3)
-    faces = np.arange(len(v)).reshape(-1, 3)
-    attr = np.repeat(np.arange(len(tri), dtype=np.float64), 3)
-    _, ids, cover = rasterize(v, faces, size, size, attr[:, None] + 1.0)
-    out = np.where(cover, np.round(ids[..., 0]).astype(np.int64) - 1, -1)
-    out.setflags(write=False)
-    return out
+_LOOKUPS: dict[tuple[str, int], np.ndarray] = {}
 
 
-def uv_lookup(size: int = 512) -> np.ndarray:
-    """(size, size) triangle index of the reference layout at (u, v) (row = (1 - v) * (size - 1)), -1 outside."""
-    return _lookup(int(size), "default")
+def uv_lookup(reference: ReferenceFace, size: int = 512) -> np.ndarray:
+    """(size, size) triangle index of ``reference``'s (u, v) layout at (u, v) (row = (1 - v) * (size - 1)),
+    -1 outside; built once per reference (by name) and size."""
+    key = (reference.name, int(size))
+    if key not in _LOOKUPS:
+        from data_prep.rasterize import rasterize
+
+        tri = reference.triangles
+        uv = reference.vertices[:, :2]
+        # one vertex copy per triangle corner, attribute = the triangle's index: constant inside each triangle
+        v = np.stack([uv[tri, 0] * (size - 1), (1.0 - uv[tri, 1]) * (size - 1), np.zeros(tri.shape)], -1).reshape(-1, 3)
+        ids = np.repeat(np.arange(len(tri), dtype=np.float64), 3)[:, None] + 1.0
+        _, attr, cover = rasterize(v, np.arange(len(v)).reshape(-1, 3), size, size, ids)
+        grid = np.where(cover, np.round(attr[..., 0]).astype(np.int64) - 1, -1)
+        grid.setflags(write=False)
+        _LOOKUPS[key] = grid
+    return _LOOKUPS[key]
 
 
 def locate_uv(uv: np.ndarray, reference: ReferenceFace, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) correspondences (u, v) -> triangle index (N,) (-1 outside the face) and (N, 3) barycentric
     coordinates in that triangle of the reference's (u, v) layout (clipped to >= 0, summing to 1)."""
-    grid = uv_lookup(size)
+    grid = uv_lookup(reference, size)
     uv = np.asarray(uv, np.float64)
     col = np.clip(np.round(uv[:, 0] * (size - 1)), 0, size - 1).astype(np.int64)
     row = np.clip(np.round((1.0 - uv[:, 1]) * (size - 1)), 0, size - 1).astype(np.int64)
