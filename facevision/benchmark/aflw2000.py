@@ -145,10 +145,11 @@ def fallback_box(landmarks: np.ndarray, config: AflwConfig = AflwConfig()) -> tu
     """A detector-like box (x0, y0, x1, y1) from (68, 2) ground-truth landmarks (see :class:`AflwConfig`)."""
     lm = np.asarray(landmarks, np.float64)
     (x0, y0), (x1, y1) = lm.min(0), lm.max(0)
-    side = max(x1 - x0, y1 - y0) * config.fallback_scale
-    cx = 0.5 * (x0 + x1) + config.fallback_shift[0] * side / config.fallback_scale
-    cy = 0.5 * (y0 + y1) + config.fallback_shift[1] * side / config.fallback_scale
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    base = max(x1 - x0, y1 - y0)
+    half = 0.5 * base * config.fallback_scale
+    cx = 0.5 * (x0 + x1) + config.fallback_shift[0] * base
+    cy = 0.5 * (y0 + y1) + config.fallback_shift[1] * base
+    return (cx - half, cy - half, cx + half, cy + half)
 
 
 def nearest_box(boxes: Sequence[Sequence[float]], landmarks: np.ndarray) -> int | None:

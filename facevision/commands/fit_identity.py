@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
                        "rms_px": round(fit.rms_px, 4)})
     args.output.mkdir(parents=True, exist_ok=True)
     neutral = model.shape(ident, None)
-    uvs = None
     save_mesh(args.output / "identity_mesh.obj", FaceMesh(vertices=neutral.astype(np.float32), faces=model.triangles,
-                                                          pixels=np.full((len(neutral), 2), np.nan, np.float32), uvs=uvs))
+                                                          pixels=np.full((len(neutral), 2), np.nan, np.float32)))
     atomic_write_json(args.output / "identity.json", {
         "face_model": model.name, "id_coeffs": [round(float(v), 5) for v in ident], "photos": photos,
         "failed": failed, "files": ["identity.json", "identity_mesh.obj"]})
