@@ -87,15 +87,11 @@ def load_face_model(path: str | Path | None = None) -> FaceModel:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> FaceModel:
+    from data_prep.io import read_npz_asset
+
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: face model asset missing (build it with `facevision prepare face-model DATASET`)")
-    with np.load(p, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
     need = ("mean", "id_basis", "exp_basis", "id_var_ratio", "exp_var_ratio", "triangles", "ibug68", "mirror")
-    missing = [k for k in need if k not in data]
-    if missing:
-        raise ValueError(f"{p}: face model asset lacks {missing}")
+    data = read_npz_asset(p, need, "face model", "build it with `facevision prepare face-model DATASET`")
     arrays = {k: data[k].astype(np.int64 if k in ("triangles", "ibug68", "mirror") else np.float64) for k in need}
     for a in arrays.values():
         a.setflags(write=False)

@@ -41,6 +41,7 @@ __all__ = [
     "write_error",
     "fsync_file",
     "png_complete",
+    "read_npz_asset",
 ]
 
 
@@ -235,6 +236,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memory
             raise write_error(path, problem=f"only {size} of {expected} bytes were written")
         _commit(tmp, path, None, allow_empty=True)
     return path
+
+
+def read_npz_asset(path: Path, need: tuple[str, ...], what: str, hint: str) -> dict[str, np.ndarray]:
+    """Arrays of a committed .npz asset (read without pickles); FileNotFoundError / ValueError naming the
+    file and the missing keys. ``what`` names the asset, ``hint`` says how to build it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} asset missing ({hint})")
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    missing = [k for k in need if k not in data]
+    if missing:
+        raise ValueError(f"{path}: {what} asset lacks {missing}")
+    return data
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -56,14 +56,11 @@ def load_reference(path: str | Path | None = None) -> ReferenceFace:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> ReferenceFace:
+    from data_prep.io import read_npz_asset
+
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: reference face asset missing (build it with `python -m data_prep.build_reference`)")
-    with np.load(p, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    for k in ("vertices", "triangles", "ibug68", "mirror", "raw_vertices", "norm_offset", "norm_scale"):
-        if k not in data:
-            raise ValueError(f"{p}: reference face asset lacks {k!r}")
+    data = read_npz_asset(p, ("vertices", "triangles", "ibug68", "mirror", "raw_vertices", "norm_offset", "norm_scale"),
+                          "reference face", "build it with `python -m data_prep.build_reference`")
     arrays = {k: data[k] for k in ("vertices", "triangles", "ibug68", "mirror", "raw_vertices")}
     for a in arrays.values():
         a.setflags(write=False)
