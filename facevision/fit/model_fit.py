@@ -234,7 +234,11 @@ def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, mod
     """
     model = model or load_face_model()
     reference = reference or load_reference()
-    pr = _pairs(depth_px, corr, mask, model, config, reference)
+    return _fit_pairs(_pairs(depth_px, corr, mask, model, config, reference), model, config)
+
+
+def _fit_pairs(pr: _Pairs, model: FaceModel, config: FitConfig) -> ModelFit:
+    """The single-photo fit of prepared pixel pairs (see :func:`fit_face_model`)."""
     k = model.n_id + model.n_exp
     coef = np.zeros(k)
     w = np.ones(len(pr.x), bool)
@@ -277,7 +281,7 @@ def fit_shared_identity(maps: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]
         raise ValueError("no photos to fit")
     prs = [_pairs(d, c, m, model, config, reference) for d, c, m in maps]
     ki, ke, j = model.n_id, model.n_exp, len(prs)
-    fits = [fit_face_model(d, c, m, model, config, reference) for d, c, m in maps]
+    fits = [_fit_pairs(pr, model, config) for pr in prs]
     ident = np.mean([f.id_coeffs for f in fits], 0)
     exps = [f.exp_coeffs for f in fits]
     ws = [np.ones(len(p.x), bool) for p in prs]
