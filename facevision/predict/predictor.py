@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, face_crop
+from data_prep.crop import CropConfig, crop_image, crop_to_original, face_crop
 from data_prep.detect import DetectConfig, FaceBox, detect_faces
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
@@ -346,8 +346,6 @@ class Predictor:
 
     def _use_fit(self, res: FaceResult, fit: ModelFit) -> None:
         """Landmarks, visibility and pose of ``res`` from the face-model fit (crop frame)."""
-        from data_prep.crop import crop_to_original
-
         lm = fit.landmarks68.copy()
         if self.config.refine_visible:
             sure = fit.visible & (res.landmark_residual < 0.1)
