@@ -68,10 +68,22 @@ def _to_o3d(mesh: FaceMesh):
 
 
 def _rows(arr: np.ndarray, fmt: str) -> str:
-    """Rows of ``arr`` formatted by ``fmt`` (a whole-row format string), one line each."""
-    buf = io.StringIO()
-    np.savetxt(buf, arr, fmt=fmt)
-    return buf.getvalue()
+    """Rows of ``arr`` formatted by ``fmt`` (a whole-row format string), one line each: the text
+    ``np.savetxt`` writes, made by one formatting call over all rows instead of one call per row."""
+    arr = np.asarray(arr)
+    if arr.size == 0:
+        return ""
+    return ((fmt + "\n") * len(arr)) % tuple(arr.ravel().tolist())
+
+
+def _face_rows(faces: np.ndarray, corner: str) -> str:
+    """``f a b c`` lines of 0-based triangles, each corner written as ``corner.format(index + 1)``
+    (e.g. ``"{0}/{0}/{0}"``): every vertex's corner text is made once and reused by all its triangles."""
+    faces = np.asarray(faces, dtype=np.int64)
+    if faces.size == 0:
+        return ""
+    tokens = np.array([corner.format(i) for i in range(1, int(faces.max()) + 2)], dtype=object)
+    return ("f %s %s %s\n" * len(faces)) % tuple(tokens[faces].ravel().tolist())
 
 
 def obj_text(mesh: FaceMesh, material: str | None = None) -> str:
@@ -95,9 +107,9 @@ def obj_text(mesh: FaceMesh, material: str | None = None) -> str:
     if material:
         parts.append(_rows(np.asarray(mesh.uvs, dtype=np.float64), "vt %.6f %.6f"))
         parts.append(f"usemtl {material}_0\n")
-        parts.append(_rows(np.repeat(f, 3, axis=1), "f %d/%d/%d %d/%d/%d %d/%d/%d"))
+        parts.append(_face_rows(f - 1, "{0}/{0}/{0}"))
     else:
-        parts.append(_rows(np.repeat(f, 2, axis=1), "f %d//%d %d//%d %d//%d"))
+        parts.append(_face_rows(f - 1, "{0}//{0}"))
     return "".join(parts)
 
 
