@@ -13,7 +13,7 @@ from typing import Sequence
 
 from facevision import __version__
 
-COMMANDS = ("predict", "train", "evaluate", "benchmark", "fit-identity", "prepare", "mesh", "flame")
+COMMANDS = ("predict", "merge-shards", "train", "evaluate", "benchmark", "fit-identity", "prepare", "mesh", "flame")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,3 +34,18 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with torch.no_grad():
         g.mask_head[0].bias.fill_(5.0)
     return save_generator(tmp_path_factory.mktemp("ckpt") / "rand.safetensors", g)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _inference_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """The frozen-network cache (facevision.model.inference_cache) of the test session lives in a temporary
+    folder, not in the user's ~/.cache (subprocesses inherit it)."""
+    from facevision.model.inference_cache import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("inference_cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old

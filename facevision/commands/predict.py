@@ -15,11 +15,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Reconstruct every photo given (files, folders searched recursively, or globs): per face "
                     "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
                     "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), fit_mesh.obj, preview.png and result.json "
-                    "(bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); OUT/summary.json lists every "
+                    "(--outputs picks some; bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); OUT/summary.json lists every "
                     "input. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
                     "photo px), so they overlay the photo; --mesh-frame crop keeps the 128-px crop's frame. "
                     "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
-                    "OUT. Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint).",
+                    "OUT. A progress bar shows photos/s and ETA (-q: none; -v: one line per input). "
+                    "--shard K/N splits a collection over N jobs or machines. Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
@@ -31,6 +32,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="CPU threads for the network (default: torch's choice; 1 is faster when other jobs load the CPU)")
     p.add_argument("--all-faces", action="store_true", help="every detected face (default: only the largest)")
     p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
+    p.add_argument("--outputs", default="all", metavar="LIST",
+                   help="comma-separated files to write per face (result.json always): crop, depth, depth_vis, "
+                        "corr, mask, ply (mesh.ply), obj (mesh.obj + .mtl + texture), fit_mesh (fit_mesh.obj + "
+                        ".mtl + texture), preview; groups: maps = depth,corr,mask; mesh = ply,obj; all (default: all)."
+                        " Without ply, obj, fit_mesh and preview no mesh is computed (faster)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="process only the K-th of N deterministic parts of the inputs (1 <= K <= N; same paths on "
+                        "every job); writes OUT/summary.shard-K-of-N.json, merged into OUT/summary.json by the "
+                        "shard that finds all N in OUT, or later by `facevision merge-shards OUT`")
+    p.add_argument("--writers", type=int, default=None, metavar="N",
+                   help="threads that finish faces (mesh, files) while the next photos are detected and run "
+                        "(default: one per CPU core beyond the first, 1 to 4; 0 = one after another)")
     p.add_argument("--mesh-frame", choices=("photo", "crop"), default="photo",
                    help="coordinates of mesh.ply / mesh.obj: photo = photo pixels, X = column, Y = height - 1 - row, "
                         "Z = depth in photo px, so the mesh overlays the photo (like fit_mesh.obj and 3DDFA_V2); "
@@ -47,7 +60,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=None, help="face detector confidence threshold (default 0.5)")
     p.add_argument("--flame", action="store_true", help="also register FLAME to each face (needs a FLAME model)")
     p.add_argument("--flame-model", type=Path, help="FLAME model file (.pkl/.npz; default $FACEVISION_FLAME_MODEL)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no per-image progress lines on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="also one line per input on stdout")
     p.set_defaults(func=run)
     return p
 
@@ -60,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
     from data_prep.detect import DetectConfig
     from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, check_output_folder, run_batch
-    from facevision.predict.outputs import OutputConfig
+    from facevision.predict.outputs import OutputConfig, parse_outputs
     from facevision.predict.predictor import PredictConfig, Predictor
-    from facevision.train.checkpoint import CheckpointError
+    from facevision.predict.shards import parse_shard, shard_summary_name
+    from facevision.predict.writer import WriterConfig
 
     prog = "facevision predict"
     if args.batch_size < 1:
@@ -74,6 +89,20 @@ def run(args: argparse.Namespace) -> int:
     if args.texture_size < 16:
         print(f"{prog}: error: --texture-size must be >= 16", file=sys.stderr)
         return 2
+    if args.writers is not None and args.writers < 0:
+        print(f"{prog}: error: --writers must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        outputs = parse_outputs(args.outputs)
+    except ValueError as exc:
+        print(f"{prog}: error: --outputs: {exc}", file=sys.stderr)
+        return 2
+    try:
+        shard = parse_shard(args.shard) if args.shard is not None else None
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    output = OutputConfig(mesh_frame=args.mesh_frame, texture_size=args.texture_size, outputs=outputs)
     try:
         check_output_folder(args.output)  # before the model loads: a bad OUT is reported at once
     except OutputFolderError as exc:
@@ -84,13 +113,14 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, args.threads))
     config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces)
-    if args.no_mesh:
+    if args.no_mesh or not output.needs_mesh:
         config.mesh = None
     if args.min_score is not None:
         config.detect = replace(DetectConfig(), min_score=args.min_score)
     try:
         predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, config=config)
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError (not imported: it pulls in
+        # segmentation-models-pytorch, timm and torchvision, seconds at start, which a cached network does not need)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     flame_model = None
@@ -104,13 +134,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_batch(predictor, list(args.paths), args.output,
                             BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
-                                        log=not args.quiet, max_pixels=max_pixels,
-                                        output=OutputConfig(mesh_frame=args.mesh_frame, texture_size=args.texture_size)))
+                                        log=args.verbose, progress=not args.quiet, max_pixels=max_pixels,
+                                        output=output, writer=WriterConfig(workers=args.writers), shard=shard))
     except OutputFolderError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     c = summary["counts"]
+    where = args.output / (shard_summary_name(*shard) if shard else "summary.json")
     print(f"{prog}: {c['ok']} ok ({c['skipped']} already done), {c['failed']} failed, {summary['faces']} face(s) "
-          f"-> {args.output / 'summary.json'}" + (f", {summary['report']}" if "report" in summary else ""),
-          file=sys.stderr)
+          f"-> {where}" + (f", {summary['report']}" if "report" in summary else ""), file=sys.stderr)
     return 1 if c["failed"] or "summary_error" in summary or "report_error" in summary else 0

@@ -12,13 +12,17 @@ import torch
 
 
 def freeze_for_inference(model: torch.nn.Module, size: int, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Trace ``model`` on a (1, 3, size, size) input and freeze it; returns ``model`` itself if that fails."""
+    """Trace ``model`` on a (1, 3, size, size) input and freeze it; returns ``model`` itself if that fails
+    or it is TorchScript already (e.g. loaded from :mod:`facevision.model.inference_cache`)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
     model = model.eval()
     example = torch.zeros(1, 3, size, size, device=device)
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarning: the input-size check becomes a constant
-            frozen = torch.jit.freeze(torch.jit.trace(model, example, strict=False))
+            # check_trace=False: the check re-runs the model in eager mode (~1 s at start); tests compare outputs
+            frozen = torch.jit.freeze(torch.jit.trace(model, example, strict=False, check_trace=False))
             frozen(example)  # run once so the first real call is not the slow one
     except Exception:  # noqa: BLE001 - any tracing problem: keep the eager model
         return model

@@ -24,6 +24,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from facevision.predict.outputs import IMAGE_RECORD, SUMMARY_NAME, OutputConfig,
 from facevision.predict.predictor import Predictor
 from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
+from facevision.predict.shards import SHARD_SUMMARY, merge_shard_summaries, shard_of, shard_summary_name
+from facevision.predict.writer import WriterConfig, WriterPool
 
 __all__ = ["BatchConfig", "IMAGE_SUFFIXES", "expand_inputs", "run_batch", "output_names", "safe_stem",
            "check_output_folder", "OutputFolderError", "DEFAULT_MAX_PIXELS", "RESERVED_NAMES"]
@@ -53,9 +56,14 @@ _FACE_DIR = re.compile(r"^face\d+$")
 class BatchConfig:
     """overwrite: redo finished inputs; report: write OUT/report.html; flame_model: path of a FLAME model
     to register to each face (None = off); render: preview settings; output: mesh frame and texture size of
-    the mesh files (:class:`facevision.predict.outputs.OutputConfig`); log: stdout progress lines;
-    max_pixels: photos with more pixels are reduced to this many before detection (bounds memory: a
-    13,000 x 13,000 photo would need several GB); results are mapped back to original pixels. None: off."""
+    the mesh files and which files are written (:class:`facevision.predict.outputs.OutputConfig`); log: one
+    stdout line per input (``-v``); progress: one progress bar on stderr with photos/s and ETA (shown on a
+    terminal only); max_pixels: photos with more pixels are reduced to this many before detection (bounds
+    memory: a 13,000 x 13,000 photo would need several GB); results are mapped back to original pixels.
+    None: off. writer: threads that finish inputs (maps -> mesh -> files) while the next photos are detected
+    and run (:class:`facevision.predict.writer.WriterConfig`; workers=0: one after another). shard: (K, N):
+    only the K-th of N deterministic parts of the inputs (:mod:`facevision.predict.shards`); its summary is
+    ``OUT/summary.shard-K-of-N.json``, merged into ``OUT/summary.json`` once all N are in OUT."""
 
     overwrite: bool = False
     report: bool = False
@@ -64,6 +72,9 @@ class BatchConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     log: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    progress: bool = False
+    writer: WriterConfig = field(default_factory=WriterConfig)
+    shard: tuple[int, int] | None = None
 
 
 class OutputFolderError(ValueError):
@@ -228,7 +239,8 @@ def output_names(files: list[Path], out: str | Path | None = None) -> list[str]:
         n = 1
         while True:
             name = stem if n == 1 else f"{stem}_{n}"
-            if name not in taken and name.lower() not in RESERVED_NAMES and _usable(root, name, source):
+            if name not in taken and name.lower() not in RESERVED_NAMES and not SHARD_SUMMARY.match(name.lower()) \
+                    and _usable(root, name, source):
                 break
             n += 1
         taken.add(name)
@@ -347,6 +359,14 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
     files, records = expand_inputs(paths, exclude=out)
     for r in records:
         _err(r["input"], r["reason"])
+    names = output_names(files, out)
+    if config.shard is not None:
+        k, n = config.shard
+        keys = output_names(files)  # without OUT: the same on every machine, whatever OUT holds
+        mine = [i for i, key in enumerate(keys) if shard_of(key, n) == k]
+        files, names = [files[i] for i in mine], [names[i] for i in mine]
+        if k != 1:
+            records = []  # arguments that matched nothing are recorded by shard 1 only (reported by all)
     if files:
         _warm_up_quietly(predictor)
     flame_fit, flame_off = _flame_setup(config.flame_model)
@@ -354,74 +374,93 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         print(f"facevision predict: warning: {flame_off}; continuing without FLAME", file=sys.stderr)
     pending: list[_Pending] = []
     n_pending = 0
+    bar = _progress_bar(config, len(files))
 
-    def flush() -> None:
+    def finish_input(p: _Pending, depth: np.ndarray, corr: np.ndarray, mask: np.ndarray, network_ms: float) -> None:
+        """Maps of one input's faces -> results -> files (runs on a writer thread)."""
+        try:
+            results = []
+            for j in range(len(p.faces)):
+                tm = dict(p.timings[j], network=network_ms)
+                results.append(predictor.postprocess(p.crops[j], depth[j], corr[j], mask[j], p.boxes[j],
+                                                     p.faces[j].box, p.faces[j].score, index=j, timings=tm,
+                                                     crop_angle=float(p.angles[j])))
+        except Exception as exc:  # an unexpected failure fails this input, not the batch
+            _fail(p.record, f"prediction failed ({type(exc).__name__}: {exc})")
+            return
+        _finish(p, results, config, flame_fit)
+
+    def flush(pool: WriterPool) -> None:
         nonlocal n_pending
         if not pending:
             return
         crops = np.concatenate([p.crops for p in pending])
-        boxes = [b for p in pending for b in p.boxes]
-        bboxes = [f.box for p in pending for f in p.faces]
-        scores = [f.score for p in pending for f in p.faces]
-        timings = [t for p in pending for t in p.timings]
-        angles = [a for p in pending for a in p.angles]
         try:
-            results = predictor.predict_crops(crops, boxes, bboxes, scores, timings, angles)
+            t = time.perf_counter()
+            depth, corr, mask = predictor.run_network(crops)
+            network_ms = (time.perf_counter() - t) * 1e3 / max(len(crops), 1)
         except Exception as exc:  # a network failure fails these inputs, not the batch
             for p in pending:
                 _fail(p.record, f"prediction failed ({type(exc).__name__}: {exc})")
+                bar.update()
             pending.clear()
             n_pending = 0
             return
         i = 0
         for p in pending:
-            mine = results[i:i + len(p.faces)]
-            i += len(p.faces)
-            _finish(p, mine, config, flame_fit)
+            j = i + len(p.faces)
+            pool.submit(lambda p=p, i=i, j=j: finish_input(p, depth[i:j], corr[i:j], mask[i:j], network_ms))
+            i = j
         pending.clear()
         n_pending = 0
 
-    for path, name in zip(files, output_names(files, out)):
-        out_dir = out / name
-        rec: dict[str, Any] = {"input": str(path), "output": name, "status": "failed", "faces": []}
-        records.append(rec)
-        if safe_stem(path).lower() in RESERVED_NAMES:
-            _warn(str(path), f"{safe_stem(path)} is one of the batch's own files; results go to {out_dir}")
-        if not _inside(out, out_dir):  # output_names never picks such a name; checked before any write
-            _fail(rec, f"output folder {out_dir} would lie outside {out}")
-            continue
-        done = None if config.overwrite else _finished(out_dir, path)
-        if done is not None:
-            rec.update(status="ok", faces=done.get("faces", []), skipped=True)
-            _log(config, f"{path}: already done -> {out_dir} (skipped; --overwrite redoes it)")
-            continue
-        try:
-            photo = read_photo_scaled(path, config.max_pixels)
-            image = photo.image
-            t = time.perf_counter()
-            faces = predictor.detect(image)
-            t_det = (time.perf_counter() - t) * 1e3 / max(len(faces), 1)
-            if not faces:
-                _fail(rec, "no face detected")
+    with bar, WriterPool(config.writer, on_done=bar.update) as pool:
+        for path, name in zip(files, names):
+            out_dir = out / name
+            rec: dict[str, Any] = {"input": str(path), "output": name, "status": "failed", "faces": []}
+            records.append(rec)
+            if safe_stem(path).lower() in RESERVED_NAMES:
+                _warn(str(path), f"{safe_stem(path)} is one of the batch's own files; results go to {out_dir}")
+            if not _inside(out, out_dir):  # output_names never picks such a name; checked before any write
+                _fail(rec, f"output folder {out_dir} would lie outside {out}")
+                bar.update()
                 continue
-            t = time.perf_counter()
-            crops, boxes, angles = predictor.crop_faces(image, faces)
-            t_crop = (time.perf_counter() - t) * 1e3 / len(faces)
-        except ImageReadError as exc:
-            msg = str(exc)
-            _fail(rec, msg[len(str(path)) + 2:] if msg.startswith(str(path)) else msg)
-            continue
-        except Exception as exc:
-            _fail(rec, f"{type(exc).__name__}: {exc}")
-            continue
-        if config.overwrite:
-            _remove_faces(out, out_dir)
-        pending.append(_Pending(rec, path, out_dir, photo, crops, boxes, faces,
-                                [{"detect": t_det, "crop": t_crop} for _ in faces], angles))
-        n_pending += len(faces)
-        if n_pending >= predictor.config.batch_size:
-            flush()
-    flush()
+            done = None if config.overwrite else _finished(out_dir, path)
+            if done is not None:
+                rec.update(status="ok", faces=done.get("faces", []), skipped=True)
+                _log(config, f"{path}: already done -> {out_dir} (skipped; --overwrite redoes it)")
+                bar.update()
+                continue
+            try:
+                photo = read_photo_scaled(path, config.max_pixels)
+                image = photo.image
+                t = time.perf_counter()
+                faces = predictor.detect(image)
+                t_det = (time.perf_counter() - t) * 1e3 / max(len(faces), 1)
+                if not faces:
+                    _fail(rec, "no face detected")
+                    bar.update()
+                    continue
+                t = time.perf_counter()
+                crops, boxes, angles = predictor.crop_faces(image, faces)
+                t_crop = (time.perf_counter() - t) * 1e3 / len(faces)
+            except ImageReadError as exc:
+                msg = str(exc)
+                _fail(rec, msg[len(str(path)) + 2:] if msg.startswith(str(path)) else msg)
+                bar.update()
+                continue
+            except Exception as exc:
+                _fail(rec, f"{type(exc).__name__}: {exc}")
+                bar.update()
+                continue
+            if config.overwrite:
+                _remove_faces(out, out_dir)
+            pending.append(_Pending(rec, path, out_dir, photo, crops, boxes, faces,
+                                    [{"detect": t_det, "crop": t_crop} for _ in faces], angles))
+            n_pending += len(faces)
+            if n_pending >= predictor.config.batch_size:
+                flush(pool)
+        flush(pool)
 
     counts = {"ok": sum(r["status"] == "ok" for r in records), "failed": sum(r["status"] == "failed" for r in records),
               "skipped": sum(bool(r.get("skipped")) for r in records)}
@@ -431,14 +470,20 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         "device": predictor.device,
         "crop_size": predictor.size,
         "mesh": predictor.config.mesh is not None,
+        "outputs": sorted(config.output.outputs),
         "counts": counts,
         "faces": sum(len(r.get("faces", [])) for r in records if r["status"] == "ok"),
         "elapsed_s": round(time.time() - t_start, 3),
         "max_pixels": config.max_pixels,
     }
-    earlier = _earlier_finished(out, records)
-    summary["finished_in_out"] = len(earlier) + counts["ok"]
-    summary["inputs"] = earlier + records
+    if config.shard is not None:
+        summary["shard"] = list(config.shard)
+        summary["finished_in_out"] = counts["ok"]
+        summary["inputs"] = records
+    else:
+        earlier = _earlier_finished(out, records)
+        summary["finished_in_out"] = len(earlier) + counts["ok"]
+        summary["inputs"] = earlier + records
     if config.report:
         from facevision.predict.report import write_report
 
@@ -447,25 +492,86 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         except Exception as exc:  # noqa: BLE001 - the summary is still written
             summary["report_error"] = str(exc)
             _err(str(out / REPORT_NAME), f"cannot write the report ({type(exc).__name__}: {exc})")
+    name = SUMMARY_NAME if config.shard is None else shard_summary_name(*config.shard)
     try:
-        atomic_write_json(out / SUMMARY_NAME, summary)
+        atomic_write_json(out / name, summary)
     except OSError as exc:  # OutputWriteError: names the file and the reason (disk full...)
         summary["summary_error"] = str(exc)
         print(f"facevision predict: error: {exc}", file=sys.stderr, flush=True)
+    if config.shard is not None and "summary_error" not in summary:
+        _merge_if_complete(out, config.shard[1])
     return summary
+
+
+def _merge_if_complete(out: Path, n: int) -> None:
+    """Once every shard's summary of this N is in OUT, write their merge as OUT/summary.json."""
+    from facevision.predict.shards import ShardMergeError
+
+    try:
+        merged = merge_shard_summaries(out, n)
+    except ShardMergeError:
+        return  # other shards still running (or elsewhere): `facevision merge-shards OUT` merges later
+    try:
+        atomic_write_json(out / SUMMARY_NAME, merged)
+    except OSError as exc:
+        print(f"facevision predict: error: {exc}", file=sys.stderr, flush=True)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class _Bar:
+    """One tqdm bar (photos, photos/s, ETA) on stderr, moved from any thread."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self._lock = threading.Lock()
+        self._bar = tqdm(total=total, unit="photo", desc="facevision predict", file=sys.stderr, disable=None,
+                         dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int = 1) -> None:
+        with self._lock:
+            self._bar.update(n)
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
+
+
+def _progress_bar(config: BatchConfig, total: int) -> "_Bar | _NoBar":
+    return _Bar(total) if config.progress and total else _NoBar()
+
+
+def _print(line: str, file) -> None:
+    """One line, also from writer threads, without breaking the progress bar (tqdm.write clears and redraws it)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=file)
+    file.flush()
 
 
 def _log(config: BatchConfig, line: str) -> None:
     if config.log:
-        print(line, flush=True)
+        _print(line, sys.stdout)
 
 
 def _warn(path: str, reason: str) -> None:
-    print(f"facevision predict: warning: {path}: {reason}", file=sys.stderr, flush=True)
+    _print(f"facevision predict: warning: {path}: {reason}", sys.stderr)
 
 
 def _err(path: str, reason: str) -> None:
-    print(f"facevision predict: error: {path}: {reason}", file=sys.stderr, flush=True)
+    _print(f"facevision predict: error: {path}: {reason}", sys.stderr)
 
 
 def _fail(rec: dict[str, Any], reason: str) -> None:

@@ -1,6 +1,6 @@
 """Files written per face and per batch by ``facevision predict`` (all atomic: complete or absent).
 
-``OUT/<name>/face<k>/``: crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
+``OUT/<name>/face<k>/`` (every file by default; ``OutputConfig.outputs`` / ``--outputs`` picks some): crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
 depth_vis.png, corr.png (16-bit RGB, round(c * 65535)), mask.png (255 = face), mesh.ply,
 mesh.obj + mesh.mtl + mesh_0.png (meshes in the photo frame by default, :mod:`facevision.predict.mesh_frame`;
 texture = the same, possibly turned, crop cut from the photo at ``OutputConfig.texture_size``),
@@ -12,7 +12,7 @@ records the input, its status and its faces; ``OUT/summary.json`` lists every in
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,13 +26,55 @@ from facevision.predict.predictor import FaceResult
 from facevision.predict.render import RenderConfig, preview_sheet
 
 __all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_RECORD", "SUMMARY_NAME",
-           "to_original_pixels", "OutputConfig", "texture_side", "face_texture"]
+           "to_original_pixels", "OutputConfig", "texture_side", "face_texture", "OUTPUTS", "OUTPUT_FILES",
+           "OUTPUT_GROUPS", "DEFAULT_OUTPUTS", "parse_outputs"]
 
 FACE_FILES = ("crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png", "preview.png", "result.json")
 MESH_FILES = ("mesh.ply", "mesh.obj", "mesh.mtl", "mesh_0.png")
 FIT_MESH_FILES = ("fit_mesh.obj", "fit_mesh.mtl", "fit_mesh_0.png")
 IMAGE_RECORD = "image.json"
 SUMMARY_NAME = "summary.json"
+
+# ``--outputs``: what each name writes per face (result.json is always written: it marks a finished face)
+OUTPUT_FILES: dict[str, tuple[str, ...]] = {
+    "crop": ("crop.png",),
+    "depth": ("depth.png",),
+    "depth_vis": ("depth_vis.png",),
+    "corr": ("corr.png",),
+    "mask": ("mask.png",),
+    "ply": ("mesh.ply",),
+    "obj": ("mesh.obj", "mesh.mtl", "mesh_0.png"),
+    "fit_mesh": FIT_MESH_FILES,
+    "preview": ("preview.png",),
+}
+OUTPUTS = tuple(OUTPUT_FILES)
+DEFAULT_OUTPUTS = frozenset(OUTPUTS)  # every file, as before --outputs existed
+OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
+    "all": OUTPUTS,
+    "maps": ("depth", "corr", "mask"),
+    "mesh": ("ply", "obj"),
+}
+MESH_OUTPUTS = frozenset({"ply", "obj", "fit_mesh", "preview"})  # need the mesh computed (preview renders it)
+
+
+def parse_outputs(text: str) -> frozenset[str]:
+    """``"depth,corr,mesh"`` -> the output names; groups (``all``, ``maps`` = depth,corr,mask, ``mesh`` =
+    ply,obj) are expanded. Raises ValueError naming an unknown name and the valid ones."""
+    chosen: set[str] = set()
+    for name in (n.strip().lower() for n in str(text).split(",")):
+        if not name:
+            continue
+        if name in OUTPUT_GROUPS:
+            chosen.update(OUTPUT_GROUPS[name])
+        elif name in OUTPUT_FILES:
+            chosen.add(name)
+        else:
+            valid = ", ".join(list(OUTPUTS) + list(OUTPUT_GROUPS))
+            raise ValueError(f"unknown output {name!r} (choose from {valid})")
+    if not chosen:
+        raise ValueError("no output chosen (result.json is always written; name at least one of "
+                         f"{', '.join(OUTPUTS)})")
+    return frozenset(chosen)
 
 
 @dataclass(frozen=True)
@@ -45,10 +87,13 @@ class OutputConfig:
     texture_size: side in px of the OBJ textures (mesh_0.png, fit_mesh_0.png), cut from the photo with the
         crop's box and angle; never more than the crop covers in the photo (no blown-up pixels), never less
         than the network crop. The uvs are normalized, so they hold for any size.
+    outputs: which files to write per face (names of :data:`OUTPUT_FILES`; default: all of them);
+        result.json is always written.
     """
 
     mesh_frame: str = "photo"
     texture_size: int = 512
+    outputs: frozenset[str] = field(default=DEFAULT_OUTPUTS)
 
     def __post_init__(self) -> None:
         from facevision.predict.mesh_frame import MESH_FRAMES
@@ -57,6 +102,14 @@ class OutputConfig:
             raise ValueError(f"OutputConfig.mesh_frame must be one of {MESH_FRAMES}, got {self.mesh_frame!r}")
         if int(self.texture_size) < 16:
             raise ValueError(f"OutputConfig.texture_size must be >= 16 px, got {self.texture_size!r}")
+        unknown = set(self.outputs) - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"OutputConfig.outputs: unknown {sorted(unknown)} (choose from {', '.join(OUTPUTS)})")
+
+    @property
+    def needs_mesh(self) -> bool:
+        """True when a chosen output needs the mesh (mesh files, the fitted mesh or the preview's renders)."""
+        return bool(MESH_OUTPUTS & set(self.outputs))
 
 
 def texture_side(crop_box: Sequence[int], size: int, texture_size: int) -> int:
@@ -109,26 +162,37 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     """
     face_dir = Path(face_dir)
     t0 = time.perf_counter()
+    want = output.outputs
     mask = result.mask
-    depth_rgb = depth_to_rgb(result.depth_px, mask)
-    corr_rgb = corr_to_rgb(result.corr, mask)
-    atomic_write_png(face_dir / "crop.png", result.crop)
-    atomic_write_png(face_dir / "depth.png", encode_depth(result.depth_px, mask))
-    atomic_write_png(face_dir / "depth_vis.png", depth_rgb)
-    atomic_write_png(face_dir / "corr.png", encode_corr(result.corr, mask))
-    atomic_write_png(face_dir / "mask.png", mask.astype(np.uint8) * 255)
-    files = ["crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png"]
+    files: list[str] = []
+
+    def png(name: str, key: str, image_fn) -> None:
+        if key in want:
+            atomic_write_png(face_dir / name, image_fn())
+            files.append(name)
+
+    depth_rgb = depth_to_rgb(result.depth_px, mask) if want & {"depth_vis", "preview"} else None
+    corr_rgb = corr_to_rgb(result.corr, mask) if "preview" in want else None
+    png("crop.png", "crop", lambda: result.crop)
+    png("depth.png", "depth", lambda: encode_depth(result.depth_px, mask))
+    png("depth_vis.png", "depth_vis", lambda: depth_rgb)
+    png("corr.png", "corr", lambda: encode_corr(result.corr, mask))
+    png("mask.png", "mask", lambda: mask.astype(np.uint8) * 255)
     height = int(round(photo.shape[0] / photo_scale[1]))  # the original photo's
-    texture = face_texture(photo, result, output.texture_size) if result.mesh is not None else None
-    if result.mesh is not None:
+    meshes = result.mesh is not None
+    texture = face_texture(photo, result, output.texture_size) if meshes and want & {"obj", "fit_mesh"} else None
+    if meshes and want & {"ply", "obj"}:
         from facevision.predict.mesh_frame import photo_frame_mesh
         from meshing import save_mesh
 
         mesh = photo_frame_mesh(result, height, photo_scale) if output.mesh_frame == "photo" else result.mesh
-        save_mesh(face_dir / "mesh.ply", mesh)
-        save_mesh(face_dir / "mesh.obj", mesh, texture=texture)
-        files += list(MESH_FILES)
-    if result.model_fit is not None and result.mesh is not None:  # --no-mesh: no meshes at all
+        if "ply" in want:
+            save_mesh(face_dir / "mesh.ply", mesh)
+            files += list(OUTPUT_FILES["ply"])
+        if "obj" in want:
+            save_mesh(face_dir / "mesh.obj", mesh, texture=texture)
+            files += list(OUTPUT_FILES["obj"])
+    if result.model_fit is not None and meshes and "fit_mesh" in want:  # --no-mesh: no meshes at all
         from facevision.fit.fit_mesh import fit_mesh
         from meshing import save_mesh
 
@@ -136,17 +200,19 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
                       height, photo_scale)
         save_mesh(face_dir / "fit_mesh.obj", fm, texture=texture)
         files += list(FIT_MESH_FILES)
-    sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
-                          result.landmarks68, render, result.crop_angle)
-    atomic_write_png(face_dir / "preview.png", sheet)
-    files.append("preview.png")
+    if "preview" in want:
+        sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
+                              result.landmarks68, render, result.crop_angle)
+        atomic_write_png(face_dir / "preview.png", sheet)
+        files.append("preview.png")
     data = result.to_json()
     if tuple(photo_scale) != (1.0, 1.0):
         to_original_pixels(data, result, photo_scale)
     data["source"] = source
     data["depth_png_scale"] = DEPTH_SCALE
     if "mesh" in data:
-        data["mesh"].update(frame=output.mesh_frame, texture_px=int(texture.shape[0]),
+        data["mesh"].update(frame=output.mesh_frame,
+                            **({"texture_px": int(texture.shape[0])} if texture is not None else {}),
                             **({"photo_height_px": height} if output.mesh_frame == "photo" else {}))
     if extra:
         data.update(extra)
