@@ -1,0 +1,304 @@
+"""Issue #12 (throughput) of ``facevision predict``: writer threads give the serial path's files and lose nothing
+when one write fails, ``--outputs`` writes exactly the chosen files, ``--shard K/N`` covers every input exactly
+once, the frozen network's disk cache is exact, keyed and refuses files it cannot trust, the OBJ text is
+np.savetxt's, the progress bar and ``-v`` lines.
+
+Same stubbed detector and known maps as test_predict_cli (MediaPipe does not fire on generated images).
+"""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facevision.cli import main
+from facevision.predict.batch import BatchConfig, output_names, run_batch
+from facevision.predict.outputs import DEFAULT_OUTPUTS, OUTPUT_FILES, OutputConfig, parse_outputs
+from facevision.predict.predictor import PredictConfig
+from facevision.predict.shards import (ShardMergeError, merge_shard_summaries, parse_shard, shard_of,
+                                       shard_summary_name)
+from facevision.predict.synthetic import fixed_maps_model, render_reference
+from facevision.predict.writer import WriterConfig, WriterPool
+from test_predict_cli import _StubDetector
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    f = render_reference(128, 10, 0, 0)
+    return _StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(batch_size=3))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("photos")
+    out = []
+    for i in range(7):
+        arr = np.random.default_rng(i).integers(150, 255, (200, 180, 3)).astype(np.uint8)
+        Image.fromarray(arr).save(d / f"p{i}.jpg")
+        out.append(d / f"p{i}.jpg")
+    return out
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    """Every file under OUT (summary.json and result.json without their timings, which differ run to run)."""
+    got = {}
+    for p in sorted(out.rglob("*")):
+        if not p.is_file() or p.name.startswith("summary"):
+            continue
+        data = p.read_bytes()
+        if p.name == "result.json":
+            r = json.loads(data)
+            r.pop("timings_ms")
+            data = json.dumps(r, sort_keys=True).encode()
+        got[str(p.relative_to(out))] = data
+    return got
+
+
+# ----------------------------------------------------------------------------- writer threads
+def test_threaded_writer_gives_the_serial_files(predictor, photos, tmp_path):
+    serial = run_batch(predictor, [str(p) for p in photos], tmp_path / "serial",
+                       BatchConfig(log=False, writer=WriterConfig(workers=0)))
+    threaded = run_batch(predictor, [str(p) for p in photos], tmp_path / "threads",
+                         BatchConfig(log=False, writer=WriterConfig(workers=3, max_pending=2)))
+    assert serial["counts"] == threaded["counts"] == {"ok": 7, "failed": 0, "skipped": 0}
+    a, b = _files(tmp_path / "serial"), _files(tmp_path / "threads")
+    assert len(a) == 7 * (sum(len(v) for v in OUTPUT_FILES.values()) + 2)  # + result.json, image.json
+    assert a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    assert [r["input"] for r in serial["inputs"]] == [r["input"] for r in threaded["inputs"]]  # input order kept
+
+
+def test_one_failing_write_loses_no_other_photo(predictor, photos, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    real = os.write
+
+    def write(fd, data):  # the disk is full for p3's files only
+        if f"{out}/p3/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    s = run_batch(predictor, [str(p) for p in photos], out, BatchConfig(log=False, writer=WriterConfig(workers=3)))
+    assert s["counts"] == {"ok": 6, "failed": 1, "skipped": 0}
+    summary = json.loads((out / "summary.json").read_text())
+    bad = [r for r in summary["inputs"] if r["status"] == "failed"]
+    assert len(bad) == 1 and bad[0]["output"] == "p3" and "disk full" in bad[0]["reason"]
+    assert not (out / "p3").exists() or list((out / "p3").iterdir()) == []
+    for p in photos:
+        if p.stem != "p3":
+            face = out / p.stem / "face0"
+            names = json.loads((face / "result.json").read_text())["files"]
+            assert all((face / n).is_file() and (face / n).stat().st_size > 0 for n in names)
+            assert sorted(n for n in os.listdir(face)) == sorted(names)  # complete, no temporaries
+    err = [e for e in capsys.readouterr().err.splitlines() if e.strip()]
+    assert len(err) == 1 and "p3.jpg" in err[0] and "disk full" in err[0]
+
+
+def test_writer_pool_is_bounded_and_keeps_an_escaped_error():
+    running, most = 0, 0
+    lock = threading.Lock()
+    done = []
+
+    def job(i):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        if i == 2:
+            raise RuntimeError("boom")
+        done.append(i)
+
+    pool = WriterPool(WriterConfig(workers=2, max_pending=3))
+    for i in range(10):
+        pool.submit(lambda i=i: job(i))
+        assert pool._slots._value >= 0
+    with pytest.raises(RuntimeError, match="boom"):
+        pool.close()
+    assert sorted(done) == [i for i in range(10) if i != 2] and most <= 2  # every other job ran
+    serial = WriterPool(WriterConfig(workers=0))
+    serial.submit(lambda: done.append("inline"))
+    assert done[-1] == "inline"
+    serial.close()
+    with pytest.raises(ValueError):
+        WriterConfig(workers=-1)
+
+
+# ----------------------------------------------------------------------------- --outputs
+def test_parse_outputs():
+    assert parse_outputs("all") == DEFAULT_OUTPUTS
+    assert parse_outputs("maps") == {"depth", "corr", "mask"}
+    assert parse_outputs("mesh, preview") == {"ply", "obj", "preview"}
+    with pytest.raises(ValueError, match="unknown output 'stl'"):
+        parse_outputs("depth,stl")
+    with pytest.raises(ValueError, match="no output"):
+        parse_outputs(" , ")
+    assert not OutputConfig(outputs=parse_outputs("maps")).needs_mesh
+    assert OutputConfig(outputs=parse_outputs("preview")).needs_mesh
+
+
+@pytest.mark.parametrize("chosen", ["depth,corr,mask", "obj", "ply,fit_mesh", "preview,crop", "all"])
+def test_outputs_writes_exactly_the_chosen_files(predictor, photos, tmp_path, chosen):
+    outputs = parse_outputs(chosen)
+    s = run_batch(predictor, [str(photos[0])], tmp_path / "o",
+                  BatchConfig(log=False, output=OutputConfig(outputs=outputs)))
+    assert s["counts"]["ok"] == 1 and s["outputs"] == sorted(outputs)
+    face = tmp_path / "o" / "p0" / "face0"
+    want = sorted([f for o in outputs for f in OUTPUT_FILES[o]] + ["result.json"])
+    assert sorted(os.listdir(face)) == want
+    assert sorted(json.loads((face / "result.json").read_text())["files"]) == want
+
+
+def test_cli_outputs_maps_skips_the_mesh_and_bad_values_are_one_line(photos, tmp_path, capsys, random_checkpoint):
+    rc = main(["predict", str(photos[0]), "-o", str(tmp_path / "o"), "--outputs", "depth,nope", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--outputs: unknown output 'nope'" in err and len(err.strip().splitlines()) == 1
+    rc = main(["predict", str(photos[0]), "-o", str(tmp_path / "o"), "--shard", "3/2"])
+    assert rc == 2 and "1 <= K <= N" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- --shard K/N
+def _names(n: int) -> list[str]:
+    return [f"person_{i:04d}" for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
+def test_every_input_is_in_exactly_one_shard(n):
+    names = _names(300)
+    shards = [[x for x in names if shard_of(x, n) == k] for k in range(1, n + 1)]
+    assert sorted(x for s in shards for x in s) == sorted(names)  # each exactly once
+    assert all(len(s) > 300 / n * 0.6 for s in shards)  # roughly even
+    again = [[x for x in reversed(names) if shard_of(x, n) == k] for k in range(1, n + 1)]
+    assert [sorted(s) for s in again] == [sorted(s) for s in shards]  # independent of input order
+    assert shard_of("person_0001", 4) == shard_of("person_0001", 4)
+
+
+def test_parse_shard():
+    assert parse_shard("2/8") == (2, 8) and parse_shard(" 1 / 1 ") == (1, 1)
+    for bad in ("0/3", "4/3", "a/b", "3", "1/0"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+def test_shards_write_disjoint_folders_and_merge(predictor, photos, tmp_path, capsys):
+    paths = [str(p) for p in photos]
+    whole = run_batch(predictor, paths, tmp_path / "whole", BatchConfig(log=False))
+    out = tmp_path / "out"
+    n = 3
+    seen: list[str] = []
+    for k in (2, 3, 1):  # any order
+        assert not (out / "summary.json").exists()  # merged only once all shards are in
+        s = run_batch(predictor, list(reversed(paths)), out, BatchConfig(log=False, shard=(k, n)))
+        assert (out / shard_summary_name(k, n)).is_file()
+        seen += [r["output"] for r in s["inputs"]]
+    assert sorted(seen) == sorted(r["output"] for r in whole["inputs"])  # every input exactly once
+    merged = json.loads((out / "summary.json").read_text())
+    assert merged["counts"] == whole["counts"] and merged["faces"] == whole["faces"] and merged["shards"] == n
+    assert sorted(r["output"] for r in merged["inputs"]) == sorted(seen)
+    assert _files(out).keys() == _files(tmp_path / "whole").keys()
+    # the command merges too, and says what is missing
+    (out / "summary.json").unlink()
+    assert main(["merge-shards", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["counts"] == whole["counts"]
+    (out / shard_summary_name(2, n)).unlink()
+    assert main(["merge-shards", str(out)]) == 1
+    assert "missing [2]" in capsys.readouterr().err
+    with pytest.raises(ShardMergeError):
+        merge_shard_summaries(tmp_path / "whole")
+
+
+def test_shard_names_do_not_depend_on_out(photos, tmp_path):
+    keys = output_names(photos)
+    assert keys == output_names(list(photos)) and keys == [p.stem for p in photos]
+
+
+# ----------------------------------------------------------------------------- network cache
+def test_frozen_network_cache_is_exact_keyed_and_refuses_foreign_files(random_checkpoint, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    from facevision.model import inference_cache as ic
+    from facevision.model.inference import freeze_for_inference
+    from facevision.train.checkpoint import load_generator
+
+    monkeypatch.setenv(ic.CACHE_ENV, str(tmp_path / "cache"))
+    ckpt = tmp_path / "g.safetensors"
+    shutil.copy(random_checkpoint, ckpt)
+    eager = load_generator(ckpt)
+    fresh = freeze_for_inference(eager, 128)
+    assert ic.load_cached(ckpt) is None  # nothing cached yet
+    first = ic.cached_frozen_generator(ckpt, lambda: load_generator(ckpt))
+    files = list((tmp_path / "cache").iterdir())
+    assert len(files) == 1 and oct(os.stat(tmp_path / "cache").st_mode & 0o777) == "0o700"
+    loaded = ic.cached_frozen_generator(ckpt, lambda: pytest.fail("the cache should have answered"))
+    assert loaded.config.image_size == first.config.image_size == 128
+    x = torch.rand(2, 3, 128, 128)
+    with torch.inference_mode():
+        for a, b, c in zip(fresh(x), loaded(x), eager(x)):
+            assert torch.equal(a, b) and torch.allclose(a, c, atol=1e-4)
+    # another checkpoint at the same path: a new key, the stale file is replaced
+    g = load_generator(ckpt)
+    with torch.no_grad():
+        g.depth_head[0].bias.add_(1.0) if hasattr(g, "depth_head") else next(g.parameters()).add_(1.0)
+    from facevision.train.checkpoint import save_generator
+
+    save_generator(ckpt, g)
+    assert ic.load_cached(ckpt) is None
+    ic.cached_frozen_generator(ckpt, lambda: load_generator(ckpt))
+    files2 = list((tmp_path / "cache").iterdir())
+    assert len(files2) == 1 and files2 != files
+    # a file others may write, or a corrupt one, is not loaded
+    os.chmod(files2[0], 0o666)
+    assert ic.load_cached(ckpt) is None
+    os.chmod(files2[0], 0o644)
+    assert ic.load_cached(ckpt) is not None
+    files2[0].write_bytes(b"not a zip")
+    assert ic.load_cached(ckpt) is None
+    monkeypatch.setenv(ic.CACHE_ENV, "off")
+    assert ic.cache_dir() is None and ic.store(ckpt, first, 128) is None
+
+
+# ----------------------------------------------------------------------------- OBJ text
+def test_obj_text_is_what_savetxt_wrote():
+    from meshing import MeshConfig, mesh_from_maps
+    from meshing.io import obj_text
+    from meshing.refine import vertex_normals
+
+    f = render_reference(128, 10, 0, 0)
+    mesh = mesh_from_maps(f.depth, f.mask, None, f.corr, MeshConfig())
+    mesh.uvs = np.random.default_rng(0).random((mesh.n_vertices, 2)).astype(np.float32)
+
+    def rows(arr, fmt):
+        buf = io.StringIO()
+        np.savetxt(buf, arr, fmt=fmt)
+        return buf.getvalue()
+
+    v = np.asarray(mesh.vertices, np.float64)
+    fc = np.asarray(mesh.faces, np.int64) + 1
+    n = rows(vertex_normals(v, fc - 1), "vn %.5f %.5f %.5f")
+    text = obj_text(mesh, "m")
+    assert rows(v, "v %.4f %.4f %.4f") + n in text or rows(np.hstack([v, mesh.colors]),
+                                                          "v %.4f %.4f %.4f %.4f %.4f %.4f") + n in text
+    assert text.endswith(rows(np.repeat(fc, 3, axis=1), "f %d/%d/%d %d/%d/%d %d/%d/%d"))
+    assert rows(np.asarray(mesh.uvs, np.float64), "vt %.6f %.6f") in text
+    assert obj_text(mesh).endswith(rows(np.repeat(fc, 2, axis=1), "f %d//%d %d//%d %d//%d"))
+
+
+# ----------------------------------------------------------------------------- progress and -v
+def test_per_photo_lines_only_with_log(predictor, photos, tmp_path, capsys):
+    run_batch(predictor, [str(p) for p in photos[:2]], tmp_path / "a", BatchConfig(log=False, progress=True))
+    assert capsys.readouterr().out == ""  # the bar is on stderr, and only on a terminal
+    run_batch(predictor, [str(p) for p in photos[:2]], tmp_path / "b", BatchConfig(log=True))
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all("1 face(s) ->" in line for line in out)
