@@ -26,8 +26,8 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised generator whose mask head says 'face' everywhere: tests plumbing, not quality."""
     import torch
 
-    from facevision.model import DualUnetGenerator
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.generator import DualUnetGenerator
+    from facevision.model.checkpoint import save_generator
 
     torch.manual_seed(0)
     g = DualUnetGenerator()

@@ -32,7 +32,7 @@ def face():
 def generator():
     import torch
 
-    from facevision.model import DualUnetGenerator
+    from facevision.model.generator import DualUnetGenerator
 
     torch.manual_seed(0)
     return DualUnetGenerator().eval()

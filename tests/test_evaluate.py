@@ -101,8 +101,8 @@ def test_cli_prints_a_table_and_json_on_request(dataset, tmp_path, capsys):
     import torch
 
     from facevision.cli import main
-    from facevision.model import DualUnetGenerator
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.generator import DualUnetGenerator
+    from facevision.model.checkpoint import save_generator
 
     torch.manual_seed(0)
     ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator())  # fully convolutional: any S % 32 == 0

@@ -6,9 +6,10 @@ import pytest
 
 from data_prep.crop import original_to_crop
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
-from facevision.maps.pose import (PoseConfig, angles_to_rotation, fit_similarity, pose_from_maps, reference_tilt,
+from facevision.maps.pose import (PoseConfig, angles_to_rotation, pose_from_maps, reference_tilt,
                                   rotation_to_angles)
 from facevision.predict.synthetic import render_reference
+from meshing.geometry import similarity_fit
 
 VISIBLE_PX = 1.0  # residual (x face scale = crop px) below which the iBUG vertex itself is visible
 
@@ -65,7 +66,7 @@ def test_umeyama_exact_on_noise_free_points():
     src = rng.normal(size=(50, 3))
     rot = angles_to_rotation(20, -35, 70)
     dst = 3.5 * src @ rot.T + np.array([1.0, -2.0, 5.0])
-    s, r, t = fit_similarity(src, dst)
+    s, r, t = similarity_fit(src, dst)
     assert s == pytest.approx(3.5)
     assert np.allclose(r, rot)
     assert np.allclose(t, [1.0, -2.0, 5.0])

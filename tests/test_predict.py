@@ -182,8 +182,9 @@ def test_detect_keeps_the_largest_face_unless_all_faces(monkeypatch, oracle, tmp
 def test_crop_size_comes_from_the_checkpoint(tmp_path):
     import torch
 
-    from facevision.model import DualUnetGenerator, ModelConfig
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.config import ModelConfig
+    from facevision.model.generator import DualUnetGenerator
+    from facevision.model.checkpoint import save_generator
 
     torch.manual_seed(0)
     ck = save_generator(tmp_path / "g96.safetensors", DualUnetGenerator(ModelConfig(image_size=96)))

@@ -147,8 +147,8 @@ def test_no_mesh_batch(inputs, tmp_path):
 def test_cli_exit_codes_and_messages(inputs, tmp_path, capsys, monkeypatch):
     import torch
 
-    from facevision.model import DualUnetGenerator
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.generator import DualUnetGenerator
+    from facevision.model.checkpoint import save_generator
 
     torch.manual_seed(0)
     ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator())

@@ -15,8 +15,11 @@ from data_prep.io import read_png
 from data_prep.toy import make_toy_dataset
 from facevision.cli import main
 from facevision.data import FaceMapsDataset
-from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
-from facevision.train.checkpoint import export_generator, load_generator, load_training_state, save_generator
+from facevision.model.config import ModelConfig
+from facevision.model.discriminator import PatchDiscriminator
+from facevision.model.generator import DualUnetGenerator
+from facevision.model.checkpoint import load_generator, save_generator
+from facevision.train.checkpoint import export_generator, load_training_state
 from facevision.train.config import TrainConfig
 from facevision.train.loop import RunFolderError, train
 from facevision.train.step import gan_step

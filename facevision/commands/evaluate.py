@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.io import atomic_write_json
     from facevision.evaluate import EvaluateConfig, evaluate, metrics_table
     from facevision.predict.predictor import default_checkpoint, resolve_device
-    from facevision.train.checkpoint import CheckpointError, load_generator
+    from facevision.model.checkpoint import CheckpointError, load_generator
 
     prog = "facevision evaluate"
     try:

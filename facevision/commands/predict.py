@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, check_output_folder, run_batch
     from facevision.predict.outputs import OutputConfig
     from facevision.predict.predictor import PredictConfig, Predictor
-    from facevision.train.checkpoint import CheckpointError
+    from facevision.model.checkpoint import CheckpointError
 
     prog = "facevision predict"
     if args.batch_size < 1:

@@ -27,6 +27,7 @@ from data_prep.detect import DetectConfig, FaceBox, detect_faces
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
+from facevision.model.outputs import decode_outputs
 from meshing.types import MeshConfig
 
 __all__ = ["PredictConfig", "FaceResult", "Predictor", "default_checkpoint", "checkpoint_candidates",
@@ -210,7 +211,7 @@ class Predictor:
     """Photo -> list of :class:`FaceResult`. Holds the network (state), so a class.
 
     model: a module mapping (B, 3, S, S) RGB in [0, 1] to ``(depth, corr, mask_logits)`` (see
-    :class:`facevision.model.DualUnetGenerator`); it is put in eval mode on ``device``.
+    :class:`facevision.model.generator.DualUnetGenerator`); it is put in eval mode on ``device``.
     """
 
     def __init__(self, model: Any, config: PredictConfig | None = None, device: str = "cpu",
@@ -242,7 +243,7 @@ class Predictor:
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
                         config: PredictConfig | None = None) -> "Predictor":
         """Load a generator checkpoint (.safetensors; default :func:`default_checkpoint`)."""
-        from facevision.train.checkpoint import load_generator
+        from facevision.model.checkpoint import load_generator
 
         path = Path(path) if path is not None else default_checkpoint()
         dev = resolve_device(device)
@@ -280,19 +281,15 @@ class Predictor:
         if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"crops must be (B, {self.size}, {self.size}, 3), got {crops.shape}")
         bs = int(batch_size or self.config.batch_size)
-        thr = float(np.log(self.config.mask_threshold / (1.0 - self.config.mask_threshold)))
         depths, corrs, masks = [], [], []
         with torch.inference_mode():
             for i in range(0, len(crops), bs):
                 x = torch.from_numpy(np.ascontiguousarray(crops[i:i + bs])).to(self.device)
                 x = x.permute(0, 3, 1, 2).float().div_(255.0)
-                out = self.model(x)
-                m = out[2] > thr
-                depth = (out[0] * self.size * m)[:, 0]
-                corr = (out[1] * m).permute(0, 2, 3, 1)
-                depths.append(depth.float().cpu().numpy())
-                corrs.append(corr.float().cpu().numpy())
-                masks.append(m[:, 0].cpu().numpy())
+                depth, corr, m = decode_outputs(self.model(x), self.size, self.config.mask_threshold)
+                depths.append(depth)
+                corrs.append(corr)
+                masks.append(m)
         if not depths:
             s = self.size
             return np.zeros((0, s, s), np.float32), np.zeros((0, s, s, 3), np.float32), np.zeros((0, s, s), bool)

@@ -61,18 +61,20 @@ def render_reference(size: int = 128, yaw: float = 0.0, pitch: float = 0.0, roll
 def fixed_maps_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray):
     """A stand-in network (torch module) that returns the given maps for every input crop.
 
-    Outputs follow :class:`facevision.model.DualUnetGenerator`: depth / S, corr, mask logits (+-10).
+    Outputs follow :class:`facevision.model.generator.DualUnetGenerator`: depth / S, corr, mask logits (+-10).
     Lets the whole per-face path run on known maps (tests, demos) without a trained checkpoint.
     """
     import torch
     from torch import nn
+
+    from facevision.model.outputs import depth_to_network
 
     size = int(depth_px.shape[0])
 
     class FixedMaps(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.register_buffer("depth", torch.from_numpy(np.asarray(depth_px, np.float32) / size)[None, None])
+            self.register_buffer("depth", torch.from_numpy(depth_to_network(np.asarray(depth_px, np.float32), size))[None, None])
             self.register_buffer("corr", torch.from_numpy(np.asarray(corr, np.float32)).permute(2, 0, 1)[None])
             self.register_buffer("logits", torch.from_numpy(np.where(mask, 10.0, -10.0).astype(np.float32))[None, None])
 

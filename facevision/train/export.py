@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from facevision.train.checkpoint import export_generator, read_generator_metadata
+from facevision.model.checkpoint import read_generator_metadata
+from facevision.train.checkpoint import export_generator
 
 
 def main() -> None:
