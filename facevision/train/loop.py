@@ -42,6 +42,7 @@ from facevision.train.checkpoint import (CheckpointError, checked_model_config, 
 from facevision.train.config import TrainConfig
 from facevision.train.step import gan_step
 from facevision.evaluate import MapMetrics
+from facevision.model.device import resolve_device
 from facevision.model.outputs import decode_outputs, depth_to_network
 from facevision.data.dataset import decode_labels
 
@@ -59,15 +60,6 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is available")
-    return torch.device(device)
 
 
 def _init_distributed(device: torch.device) -> Dist:
@@ -185,7 +177,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     """
     cfg = config or TrainConfig()
     out = Path(out)
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     dist = _init_distributed(dev)
     if dist.world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
