@@ -3,7 +3,7 @@
 The default detector is MediaPipe's short-range BlazeFace (``mp.solutions.face_detection``),
 bundled in the ``mediapipe`` wheel: no download. It was chosen over OpenCV's bundled Haar
 cascade by measured recall on LFW (see ``docs/data_prep.md`` and
-``python -m data_prep.detector_recall``). Detector objects are created once per process and
+``python tools/detector_recall.py``). Detector objects are created once per process and
 cached, because creating them costs far more than one detection.
 """
 from __future__ import annotations

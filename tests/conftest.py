@@ -9,6 +9,14 @@ import pytest
 LFW_ENV = "FACEVISION_LFW_ROOT"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that needs the real LFW photos (the ``lfw_root`` fixture, directly or through another
+    fixture) carries the ``lfw`` marker, so ``-m "not lfw"`` leaves out exactly those."""
+    for item in items:
+        if "lfw_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lfw)
+
+
 @pytest.fixture(scope="session")
 def lfw_root() -> Path:
     """Folder of LFW photos laid out as <Person>/<Person>_NNNN.jpg (CI sets it to the shared copy)."""

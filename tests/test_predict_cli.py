@@ -21,7 +21,7 @@ from data_prep.detect import FaceBox
 from facevision.cli import main
 from facevision.predict.batch import BatchConfig, expand_inputs, output_names, run_batch
 from facevision.predict.predictor import PredictConfig, Predictor
-from facevision.predict.synthetic import fixed_maps_model, render_reference
+from support.synthetic import fixed_maps_model, render_reference
 
 FACE_BOX = (30.0, 40.0, 130.0, 150.0)
 
@@ -208,7 +208,7 @@ def test_report_is_self_contained_and_renders_offline(inputs, predictor, tmp_pat
 
 
 def test_flame_hook_registers_when_a_model_is_given(inputs, predictor, tmp_path, capsys):
-    from facevision.flame import synthetic as synth
+    import support.flame_synthetic as synth
 
     model = synth.save_synthetic_flame(tmp_path / "flame.npz")
     out = tmp_path / "fl"

@@ -23,7 +23,7 @@ from PIL import Image
 from facevision.cli import main
 from facevision.predict.batch import BatchConfig, expand_inputs, run_batch, safe_stem
 from facevision.predict.predictor import PredictConfig
-from facevision.predict.synthetic import fixed_maps_model, render_reference
+from support.synthetic import fixed_maps_model, render_reference
 from test_predict_cli import FACE_BOX, _StubDetector
 
 DEAD_PID = 2**22 + 4321

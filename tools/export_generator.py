@@ -1,4 +1,4 @@
-"""``python -m facevision.train.export RUN/last.pt OUT.safetensors``: generator weights for inference."""
+"""``python tools/export_generator.py RUN/last.pt OUT.safetensors``: generator weights for inference."""
 from __future__ import annotations
 
 import argparse

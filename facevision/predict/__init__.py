@@ -2,5 +2,5 @@
 also ``from facevision import Predictor``).
 
 Modules: predictor (in-memory pipeline), outputs (files per face), mesh_frame (crop and photo frames of a mesh),
-batch (the CLI's loop), report (offline HTML), render (preview sheet), figure (the README's figure).
+batch (the CLI's loop), report (offline HTML), render (preview sheet). The README's figure: tools/overview_figure.py.
 """
