@@ -43,6 +43,7 @@ class CheckpointLimits:
 
 
 def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), for one-line errors."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
 
@@ -123,6 +124,7 @@ def check_tensor_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, t
 
 
 def check_file(path: Path, limits: CheckpointLimits) -> None:
+    """CheckpointError unless ``path`` is a file no larger than ``limits.max_file_bytes``."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     size = path.stat().st_size

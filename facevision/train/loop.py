@@ -37,8 +37,8 @@ from facevision.train.curves import plot_log
 from facevision.model.config import ModelConfig
 from facevision.model.discriminator import PatchDiscriminator
 from facevision.model.generator import DualUnetGenerator
-from facevision.train.checkpoint import (CheckpointError, checked_model_config, load_training_state, save_generator,
-                                         save_training_state)
+from facevision.model.checkpoint import CheckpointError, checked_model_config, save_generator
+from facevision.train.checkpoint import load_training_state, save_training_state
 from facevision.train.config import TrainConfig
 from facevision.train.step import gan_step
 from facevision.evaluate import MapMetrics
