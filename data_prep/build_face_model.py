@@ -25,7 +25,7 @@ import numpy as np
 
 from data_prep.dataset_format import read_face_mesh, read_manifest
 from data_prep.face_model import FACE_MODEL_NAME, FaceModel
-from data_prep.mirror import similarity_fit
+from meshing.geometry import similarity_fit
 from data_prep.reference import ReferenceFace, load_reference
 
 __all__ = ["FaceModelBuildConfig", "align_to_reference", "mirror_shapes", "rigid_directions", "pca", "reconstruction_rms",

@@ -11,21 +11,13 @@ Layout::
       samples/<id>/face_mesh.npy    # optional: (468, 3) float32 Face Mesh vertices the labels came from
                                     # (crop px: x = column, y = row, z larger = closer, origin the face centre)
 
-Conventions (one crop of ``size`` pixels, rows go down, columns go right):
-
-* **Depth** ``z`` is the height of the face surface *towards the camera* in crop-pixel
-  units (larger = closer), relative: it is measured from a plane placed
-  ``DEPTH_BASE_PX`` behind the farthest face pixel, so every face pixel has ``z > 0`` and
-  background is exactly 0. Stored as ``uint16 = round(z * DEPTH_SCALE)``
-  (1/256 px resolution, up to 255.99 px). Because X, Y and Z share pixel units the
-  lifted surface keeps its true proportions.
-* **Correspondence** (PNCC/NCC style) gives, for each face pixel, the normalized
-  coordinates ``(u, v, w)`` in ``[0, 1]`` of the reference-face point it shows:
-  ``u`` grows to the image right of a frontal reference face, ``v`` grows *upwards*
-  (chin 0 -> forehead 1) and ``w`` grows towards the camera (back 0 -> nose tip 1).
-  The reference face is mirror symmetric about ``u = 0.5``, so a horizontal flip maps
-  ``u -> 1 - u``. Stored as 16-bit RGB, ``round(c * CORR_SCALE)``; background is 0.
-* **Mask** marks the pixels the label covers (face surface), 255 inside.
+Conventions: the maps' conventions (depth in crop px, larger = closer, 0 = background; correspondence
+(u, v, w) in [0, 1]; mask) are stated once in :mod:`meshing.conventions` and checked there
+(``check_depth_px``, ``check_corr``, ``check_mask``, re-exported here): :func:`read_sample` refuses a sample
+that breaks them, :func:`encode_depth` refuses negative depth. This module adds the storage: depth as
+``uint16 = round(z * DEPTH_SCALE)`` (1/256 px resolution, up to 255.99 px), measured from a plane
+``DEPTH_BASE_PX`` behind the farthest face pixel so every face pixel has ``z > 0``; correspondence as 16-bit
+RGB ``round(c * CORR_SCALE)``; mask 255 inside.
 
 ``manifest.json``::
 
@@ -52,6 +44,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from data_prep.io import atomic_write_json, atomic_write_png, read_png
+from meshing.conventions import check_corr, check_depth_px, check_mask
 
 FORMAT_NAME = "facevision-dataset"
 FORMAT_VERSION = 1
@@ -76,6 +69,9 @@ __all__ = [
     "write_face_mesh",
     "read_face_mesh",
     "read_manifest",
+    "check_depth_px",
+    "check_corr",
+    "check_mask",
 ]
 
 
@@ -87,8 +83,8 @@ class DatasetFormatError(ValueError):
 class Sample:
     """One labelled crop. Arrays use the conventions of this module.
 
-    image: (S, S, 3) uint8 RGB. depth: (S, S) float32, crop pixels, larger = closer, 0 = background.
-    corr: (S, S, 3) float32 in [0, 1]. mask: (S, S) bool.
+    image: (S, S, 3) uint8 RGB. depth: (S, S) float32 crop px, corr: (S, S, 3) float32,
+    mask: (S, S) bool (the maps of :mod:`meshing.conventions`).
     """
 
     image: np.ndarray
@@ -99,10 +95,13 @@ class Sample:
 
 
 def encode_depth(depth_px: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Relative depth in crop pixels (larger = closer) -> uint16 PNG values; background -> 0."""
+    """Relative depth in crop pixels (:mod:`meshing.conventions`) -> uint16 PNG values; background and NaN -> 0.
+
+    Raises ValueError for negative depth (inside ``mask`` when given): it is not silently made background."""
     d = np.nan_to_num(np.asarray(depth_px, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if mask is not None:
         d = np.where(mask, d, 0.0)
+    check_depth_px(d, "encode_depth")
     return np.clip(np.round(d * DEPTH_SCALE), 0, 65535).astype(np.uint16)
 
 
@@ -207,7 +206,11 @@ def read_sample(root: str | Path, sample_id: str, meta: dict[str, Any] | None = 
     shapes = {image.shape[:2], depth.shape[:2], corr.shape[:2], mask.shape[:2]}
     if len(shapes) != 1:
         raise DatasetFormatError(f"{d}: image, depth, corr and mask differ in size: {sorted(shapes)}")
-    return Sample(image=image, depth=decode_depth(depth), corr=decode_corr(corr[..., :3]), mask=mask > 127, meta=meta or {})
+    depth, corr = decode_depth(depth), decode_corr(corr[..., :3])
+    shape = check_depth_px(depth, str(d / "depth.png"), DatasetFormatError).shape
+    check_corr(corr, shape, str(d / "corr.png"), DatasetFormatError)
+    check_mask(mask, shape, str(d / "mask.png"), DatasetFormatError)
+    return Sample(image=image, depth=depth, corr=corr, mask=mask > 127, meta=meta or {})
 
 
 def write_manifest(root: str | Path, samples: Iterable[dict[str, Any]], size: int, label_source: str,

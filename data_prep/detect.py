@@ -3,19 +3,17 @@
 The default detector is MediaPipe's short-range BlazeFace (``mp.solutions.face_detection``),
 bundled in the ``mediapipe`` wheel: no download. It was chosen over OpenCV's bundled Haar
 cascade by measured recall on LFW (see ``docs/data_prep.md`` and
-``python -m data_prep.detector_recall``). Detector objects are created once per process and
+``python tools/detector_recall.py``). Detector objects are created once per process and
 cached, because creating them costs far more than one detection.
 """
 from __future__ import annotations
 
 import os
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
-
 import numpy as np
+
+from meshing.fileio import native_stderr_silenced
 
 __all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "native_stderr_silenced"]
 
@@ -57,22 +55,6 @@ class FaceBox:
     @property
     def center(self) -> tuple[float, float]:
         return (0.5 * (self.box[0] + self.box[2]), 0.5 * (self.box[1] + self.box[3]))
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ (TFLite, absl, glog) prints start-up
-    lines there ("Created TensorFlow Lite XNNPACK delegate", "All log messages before absl::InitializeLog()",
-    "inference_feedback_manager ...") that Python cannot catch; API users and the CLI should not see them."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 @lru_cache(maxsize=4)

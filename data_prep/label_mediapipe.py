@@ -18,7 +18,7 @@ from data_prep.crop import CropConfig, crop_image, face_crop, original_to_crop
 from data_prep.dataset_format import DEPTH_BASE_PX, Sample
 from data_prep.detect import DetectConfig, FaceBox, detect_faces
 from data_prep.drops import LABELER_FAILURE, MULTIPLE_FACES, NO_FACE, DropError
-from data_prep.landmarks import MeshConfig, face_mesh_landmarks
+from data_prep.landmarks import FaceMeshConfig, face_mesh_landmarks
 from data_prep.rasterize import rasterize
 from data_prep.reference import ReferenceFace, load_reference
 
@@ -38,7 +38,7 @@ class LabelConfig:
 
     detect: DetectConfig = field(default_factory=DetectConfig)
     crop: CropConfig = field(default_factory=CropConfig)
-    mesh: MeshConfig = field(default_factory=MeshConfig)
+    mesh: FaceMeshConfig = field(default_factory=FaceMeshConfig)
     max_outside_frac: float = 0.02
     min_mask_frac: float = 0.1
 
@@ -66,7 +66,7 @@ def detect_single_face(image: np.ndarray, config: DetectConfig = DetectConfig())
     return faces[0]
 
 
-def photo_landmarks(image: np.ndarray, face: FaceBox, config: MeshConfig = MeshConfig()) -> np.ndarray:
+def photo_landmarks(image: np.ndarray, face: FaceBox, config: FaceMeshConfig = FaceMeshConfig()) -> np.ndarray:
     """468 landmarks (photo px, z larger = closer) of the Face Mesh lying in ``face``; DropError(labeler_failure) if none."""
     meshes = face_mesh_landmarks(image, config)
     x0, y0, x1, y1 = face.box

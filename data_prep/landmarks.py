@@ -10,13 +10,13 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["MeshConfig", "NUM_LANDMARKS", "face_mesh_landmarks"]
+__all__ = ["FaceMeshConfig", "NUM_LANDMARKS", "face_mesh_landmarks"]
 
 NUM_LANDMARKS = 468
 
 
 @dataclass(frozen=True)
-class MeshConfig:
+class FaceMeshConfig:
     """Face Mesh settings. max_faces > 1 lets the caller pick the face that matches a detection.
 
     mirror_average: also run Face Mesh on the mirrored photo and average each face with its mirrored
@@ -38,7 +38,7 @@ def _face_mesh(min_score: float, max_faces: int):
     )
 
 
-def face_mesh_landmarks(image_rgb: np.ndarray, config: MeshConfig = MeshConfig()) -> list[np.ndarray]:
+def face_mesh_landmarks(image_rgb: np.ndarray, config: FaceMeshConfig = FaceMeshConfig()) -> list[np.ndarray]:
     """Run Face Mesh on an (H, W, 3) uint8 RGB photo.
 
     Returns one (468, 3) float64 array per face: x = column, y = row in photo pixels (pixel centres at
@@ -69,7 +69,7 @@ def _average_with_mirror(face: np.ndarray, mirrored: list[np.ndarray], width: in
     return 0.5 * (face + twin)
 
 
-def _run(image_rgb: np.ndarray, config: MeshConfig) -> list[np.ndarray]:
+def _run(image_rgb: np.ndarray, config: FaceMeshConfig) -> list[np.ndarray]:
     h, w = image_rgb.shape[:2]
     result = _face_mesh(float(config.min_score), int(config.max_faces)).process(image_rgb)
     faces = []

@@ -10,23 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["mirror_permutation", "similarity_fit", "check_mirror_with_mediapipe"]
+from meshing.geometry import similarity_fit
 
-
-def similarity_fit(src: np.ndarray, dst: np.ndarray, allow_reflection: bool = False) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares s, R, t with ``dst ~ s * src @ R.T + t`` (Umeyama), for (N, D) point sets."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    cov = b.T @ a / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(len(sig))
-    if not allow_reflection and np.linalg.det(u @ vt) < 0:
-        d[-1] = -1
-    r = u @ np.diag(d) @ vt
-    var = (a ** 2).sum() / len(src)
-    s = float((sig * d).sum() / var)
-    t = mu_d - s * r @ mu_s
-    return s, r, t
+__all__ = ["mirror_permutation", "check_mirror_with_mediapipe"]
 
 
 def mirror_permutation(shape: np.ndarray, iterations: int = 5) -> np.ndarray:

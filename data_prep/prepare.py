@@ -57,10 +57,10 @@ def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
         from data_prep.label_mediapipe import LabelConfig
         from data_prep.reference import load_reference
 
-        from data_prep.landmarks import MeshConfig
+        from data_prep.landmarks import FaceMeshConfig
 
         _WORKER["label_config"] = LabelConfig(crop=CropConfig(size=cfg["size"]),
-                                              mesh=MeshConfig(mirror_average=bool(cfg.get("mirror_average"))))
+                                              mesh=FaceMeshConfig(mirror_average=bool(cfg.get("mirror_average"))))
         _WORKER["reference"] = load_reference()
 
 

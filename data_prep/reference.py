@@ -1,7 +1,7 @@
 """The project's reference face ("facevision-reference-v1"): a canonical 468-vertex MediaPipe-topology face.
 
 Stored as the small committed asset ``data_prep/assets/reference_face.npz`` and built by
-``python -m data_prep.build_reference`` (mean of similarity-aligned Face Mesh landmark sets over
+``python tools/build_reference.py`` (mean of similarity-aligned Face Mesh landmark sets over
 train-split LFW photos, mirror-symmetrized). Correspondence maps store, per face pixel, the
 reference vertex coordinates ``(u, v, w)`` in [0, 1]^3: u right, v UP, w towards the camera;
 the face is mirror symmetric about u = 0.5 (``vertices[mirror[i]] == (1 - u, v, w)`` of vertex i).
@@ -60,7 +60,7 @@ def _load(path: str) -> ReferenceFace:
 
     p = Path(path)
     data = read_npz_asset(p, ("vertices", "triangles", "ibug68", "mirror", "raw_vertices", "norm_offset", "norm_scale"),
-                          "reference face", "build it with `python -m data_prep.build_reference`")
+                          "reference face", "build it with `python tools/build_reference.py`")
     arrays = {k: data[k] for k in ("vertices", "triangles", "ibug68", "mirror", "raw_vertices")}
     for a in arrays.values():
         a.setflags(write=False)

@@ -24,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facevision {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"facevision.commands.{name.replace('-', '_')}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"facevision.commands.{name.replace('-', '_')}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"facevision.commands.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

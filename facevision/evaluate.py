@@ -31,9 +31,9 @@ import numpy as np
 from data_prep.dataset_format import DatasetFormatError, read_manifest, read_sample
 from data_prep.io import atomic_write_bytes
 from facevision.maps.landmarks import landmarks_from_corr
-from facevision.train.metrics import MapMetrics
+from facevision.model.outputs import decode_outputs
 
-__all__ = ["EvaluateConfig", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS",
+__all__ = ["EvaluateConfig", "MapMetrics", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS",
            "metrics_table"]
 
 IOD_POINTS = (36, 45)
@@ -51,6 +51,32 @@ class EvaluateConfig:
     baseline_split: str = "train"
     baseline_limit: int | None = None
     mask_threshold: float = 0.5
+
+
+class MapMetrics:
+    """Accumulates masked depth MAE (crop px), correspondence MAE and mask IoU over samples.
+
+    Arrays may carry any leading batch dimensions: depth (..., S, S) in crop px, corr (..., S, S, 3),
+    masks (..., S, S) bool. Errors are summed over the *label* mask's pixels; IoU is pooled.
+    """
+
+    def __init__(self) -> None:
+        self.depth_err = self.corr_err = self.pixels = self.inter = self.union = 0.0
+
+    def add(self, depth: np.ndarray, corr: np.ndarray, mask: np.ndarray,
+            label_depth: np.ndarray, label_corr: np.ndarray, label_mask: np.ndarray) -> None:
+        m = np.asarray(label_mask, dtype=bool)
+        mask = np.asarray(mask, dtype=bool)
+        self.depth_err += float(np.abs(depth - label_depth)[m].sum())
+        self.corr_err += float(np.abs(corr - label_corr).mean(-1)[m].sum())
+        self.pixels += float(m.sum())
+        self.inter += float((mask & m).sum())
+        self.union += float((mask | m).sum())
+
+    def result(self) -> dict[str, float]:
+        n = max(self.pixels, 1.0)
+        return {"depth_mae_px": self.depth_err / n, "corr_mae": self.corr_err / n,
+                "mask_iou": self.inter / max(self.union, 1.0)}
 
 
 def landmark_nme(pred: np.ndarray, label: np.ndarray) -> float:
@@ -140,7 +166,7 @@ def mean_maps(root: str | Path, split: str = "train", limit: int | None = None) 
 
 
 def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConfig(), device: str = "cpu") -> dict[str, Any]:
-    """Score ``model`` (a generator, see :class:`facevision.model.DualUnetGenerator`) and the mean-map baseline
+    """Score ``model`` (a generator, see :class:`facevision.model.generator.DualUnetGenerator`) and the mean-map baseline
     on ``config.split`` of the dataset at ``root``; returns the JSON-ready result."""
     import torch
 
@@ -155,7 +181,6 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
     base_mask = base["mask_frac"] >= 0.5
     base_depth = np.where(base_mask, base["depth"], 0.0).astype(np.float32)
     base_corr = np.where(base_mask[..., None], base["corr"], 0.0).astype(np.float32)
-    thr = float(np.log(config.mask_threshold / (1 - config.mask_threshold)))
     model = model.to(device).eval()
     ours, baseline = MapScores(), MapScores()
     for i in range(0, len(ids), config.batch_size):
@@ -163,9 +188,7 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
         x = torch.from_numpy(np.stack([s.image for s in samples])).to(device).permute(0, 3, 1, 2).float() / 255.0
         with torch.inference_mode():
             out = model(x)
-        depth = (out[0][:, 0] * size).float().cpu().numpy()
-        corr = out[1].permute(0, 2, 3, 1).float().cpu().numpy()
-        mask = (out[2][:, 0] > thr).cpu().numpy()
+        depth, corr, mask = decode_outputs(out, size, config.mask_threshold, masked=False)
         for k, s in enumerate(samples):
             try:
                 label_lm = landmarks_from_corr(s.corr, s.mask).points

@@ -13,22 +13,20 @@ against its header, the OBJ's vertex, uv and face lines, the MTL and the texture
 a writer can report success for a file a full disk cut short), flushed, and each file is renamed
 into place (texture and material first, the OBJ last), so a complete OBJ always finds its
 material and texture. A failed write leaves nothing under the final names and raises
-``data_prep.io.OutputWriteError`` (an ``OSError``) naming the file and the reason.
+``meshing.fileio.OutputWriteError`` (an ``OSError``) naming the file and the reason.
 """
 from __future__ import annotations
 
-import io
 import os
 import shutil
-import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
-from data_prep.io import OutputWriteError, atomic_write, fsync_file, png_complete, temp_prefix, write_error
+from meshing.fileio import (OutputWriteError, atomic_write, fsync_file, native_stderr_silenced, png_complete, temp_prefix,
+                            write_error)
 from meshing.types import FaceMesh, MeshingError
 
 __all__ = ["save_mesh", "load_mesh", "obj_text", "MeshIOError", "MESH_SUFFIXES"]
@@ -86,23 +84,25 @@ def _face_rows(faces: np.ndarray, corner: str) -> str:
     return ("f %s %s %s\n" * len(faces)) % tuple(tokens[faces].ravel().tolist())
 
 
-def obj_text(mesh: FaceMesh, material: str | None = None) -> str:
+def obj_text(mesh: FaceMesh, material: str | None = None, comment: str = "", decimals: int = 4) -> str:
     """The OBJ file of ``mesh``: ``v x y z [r g b]``, ``vn`` per vertex, and with ``material`` (the MTL's stem)
-    ``mtllib``, one ``vt`` per vertex (``mesh.uvs``, OBJ convention) and faces ``f i/i/i``; else ``f i//i``."""
+    ``mtllib``, one ``vt`` per vertex (``mesh.uvs``, OBJ convention) and faces ``f i/i/i``; else ``f i//i``.
+    comment: extra ``#`` lines at the top; decimals: of the positions (4 for pixels, 6 for metres)."""
     from meshing.refine import vertex_normals
 
     v = np.asarray(mesh.vertices, dtype=np.float64)
     f = np.asarray(mesh.faces, dtype=np.int64) + 1
     head = [f"# facevision mesh: {len(v)} vertices, {len(f)} triangles",
             "# frame: right-handed, X right, Y up, Z towards the viewer"]
+    head += [f"# {line}" for line in comment.splitlines()]
     if material:
         head.append(f"mtllib {material}.mtl")
     parts = ["\n".join(head) + "\n"]
     if mesh.colors is not None:
         c = np.clip(np.nan_to_num(np.asarray(mesh.colors, dtype=np.float64)), 0, 1)
-        parts.append(_rows(np.hstack([v, c]), "v %.4f %.4f %.4f %.4f %.4f %.4f"))
+        parts.append(_rows(np.hstack([v, c]), f"v %.{decimals}f %.{decimals}f %.{decimals}f %.4f %.4f %.4f"))
     else:
-        parts.append(_rows(v, "v %.4f %.4f %.4f"))
+        parts.append(_rows(v, f"v %.{decimals}f %.{decimals}f %.{decimals}f"))
     parts.append(_rows(vertex_normals(v, f - 1), "vn %.5f %.5f %.5f"))
     if material:
         parts.append(_rows(np.asarray(mesh.uvs, dtype=np.float64), "vt %.6f %.6f"))
@@ -124,7 +124,8 @@ def _write_file(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _write_obj_set(target: Path, mesh: FaceMesh, texture: np.ndarray | None) -> None:
+def _write_obj_set(target: Path, mesh: FaceMesh, texture: np.ndarray | None, comment: str = "",
+                   decimals: int = 4) -> None:
     """``target`` (.obj) and, with a texture, ``<stem>.mtl`` + ``<stem>_0.png`` (the texture, top row first)."""
     import cv2
 
@@ -135,35 +136,22 @@ def _write_obj_set(target: Path, mesh: FaceMesh, texture: np.ndarray | None) -> 
             raise write_error(target.with_name(f"{stem}_0.png"), problem="PNG encoding failed")
         _write_file(target.with_name(f"{stem}_0.png"), png.tobytes())
         _write_file(target.with_name(f"{stem}.mtl"), _mtl_text(stem).encode())
-    _write_file(target, obj_text(mesh, stem if texture is not None else None).encode())
+    _write_file(target, obj_text(mesh, stem if texture is not None else None, comment, decimals).encode())
 
 
-@contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Send fd 2 to /dev/null: on a full disk Open3D's PLY library prints a line per failed field there,
-    while the caller reports the failure itself in one line."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | None = None) -> Path:
+def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | None = None, comment: str = "",
+              decimals: int = 4) -> Path:
     """Write ``mesh`` to ``path`` (.ply or .obj) atomically; returns the path.
 
     Args:
         texture: (H, W, 3) photo the mesh's ``uvs`` point into (uint8, uint16 or float [0, 1]).
             OBJ only: written as ``<stem>_0.png`` and referenced from ``<stem>.mtl``.
             Ignored for PLY (PLY keeps the vertex colours).
+        comment, decimals: OBJ only, see :func:`obj_text`.
 
     Raises:
         MeshIOError: unknown suffix, invalid mesh, texture without uvs.
-        data_prep.io.OutputWriteError (an OSError): the files could not be written completely (disk full...).
+        meshing.fileio.OutputWriteError (an OSError): the files could not be written completely (disk full...).
     """
     import open3d as o3d
 
@@ -180,13 +168,13 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
         raise MeshIOError(f"{path}: a texture needs texture coordinates (mesh.uvs is None)")
     tex = _texture_u8(texture, path) if with_uvs else None
     if suffix == ".obj":
-        _save_file_set(path, lambda target: _write_obj_set(target, mesh, tex),
+        _save_file_set(path, lambda target: _write_obj_set(target, mesh, tex, comment, decimals),
                        lambda f: _obj_set_problem(f, mesh, with_uvs))
         return path
     m = _to_o3d(mesh)
 
     def write(target: Path) -> None:
-        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error), _stderr_silenced():
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error), native_stderr_silenced():
             ok = o3d.io.write_triangle_mesh(str(target), m, write_ascii=False, write_vertex_normals=True,
                                             write_vertex_colors=mesh.colors is not None)
         if not ok:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from meshing.conventions import check_depth_px
 from meshing.types import NONFINITE_POLICIES, TRIANGULATIONS, MeshingError
 
 __all__ = ["foreground", "resample", "lattice_step", "lift", "triangulate", "triangulate_grid", "orient_faces",
@@ -26,6 +27,7 @@ def _as_depth(depth: np.ndarray) -> np.ndarray:
         raise MeshingError(f"depth map is empty (shape {d.shape})")
     if not (np.issubdtype(d.dtype, np.number) or d.dtype == bool):
         raise MeshingError(f"depth must be numeric, got {d.dtype}")
+    check_depth_px(d, "depth", MeshingError)
     return d.astype(np.float64, copy=False)
 
 
@@ -193,7 +195,7 @@ def triangulate_grid(valid: np.ndarray) -> np.ndarray:
 def lift(depth: np.ndarray, mask: np.ndarray | None = None, *, density: float = 1.0,
          triangulation: str = "auto", z_scale: float = 1.0,
          nonfinite: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lift a depth map (larger = closer, 0 = background) to a triangle mesh.
+    """Lift a depth map (:mod:`meshing.conventions`: larger = closer, 0 = background) to a triangle mesh.
 
     Args:
         depth: (H, W) depth in pixel units (any numeric dtype).

@@ -9,6 +9,14 @@ import pytest
 LFW_ENV = "FACEVISION_LFW_ROOT"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that needs the real LFW photos (the ``lfw_root`` fixture, directly or through another
+    fixture) carries the ``lfw`` marker, so ``-m "not lfw"`` leaves out exactly those."""
+    for item in items:
+        if "lfw_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lfw)
+
+
 @pytest.fixture(scope="session")
 def lfw_root() -> Path:
     """Folder of LFW photos laid out as <Person>/<Person>_NNNN.jpg (CI sets it to the shared copy)."""
@@ -26,8 +34,8 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised generator whose mask head says 'face' everywhere: tests plumbing, not quality."""
     import torch
 
-    from facevision.model import DualUnetGenerator
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.generator import DualUnetGenerator
+    from facevision.model.checkpoint import save_generator
 
     torch.manual_seed(0)
     g = DualUnetGenerator()

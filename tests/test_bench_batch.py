@@ -16,9 +16,9 @@ from PIL import Image
 from facevision.predict.batch import BatchConfig, run_batch
 from facevision.predict.outputs import write_face
 from facevision.predict.predictor import PredictConfig
-from facevision.predict.synthetic import fixed_maps_model, render_reference
+from support.synthetic import fixed_maps_model, render_reference
 from facevision.predict.writer import WriterConfig
-from test_predict_cli import _StubDetector
+from support.stub_detector import StubDetector as _StubDetector
 from test_predict_throughput import _files
 
 N_LFW = 24

@@ -8,13 +8,13 @@ import numpy as np
 
 from data_prep.face_model import load_face_model
 from facevision.fit.model_fit import fit_face_model
-from test_face_model_fit import _render
+from support.face_model import render_face_model
 
 
 def test_bench_fit_face_model(benchmark):
     model = load_face_model()
     rng = np.random.default_rng(0)
-    depth, corr, mask, lm, _ = _render(model, rng.normal(0, 0.5, model.n_id), rng.normal(0, 0.5, model.n_exp),
+    depth, corr, mask, lm, _ = render_face_model(model, rng.normal(0, 0.5, model.n_id), rng.normal(0, 0.5, model.n_exp),
                                        40.0, 5.0, -10.0)
     fit_face_model(depth, corr, mask, model)  # warm the (u, v) lookup cache
     fit = benchmark(fit_face_model, depth, corr, mask, model)

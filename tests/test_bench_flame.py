@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facevision.flame import register, relate_reference_to_flame
-from facevision.flame.synthetic import make_synthetic_flame_arrays, random_params, render_synthetic_face, synthetic_setup
+from support.flame_synthetic import make_synthetic_flame_arrays, random_params, render_synthetic_face, synthetic_setup
 from meshing import mesh_from_maps
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import meshing
 from meshing import MeshConfig
-from test_meshing_surfaces import face_like
+from support.surfaces import face_like
 
 SIZE = 128
 

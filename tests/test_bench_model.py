@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
+from facevision.model.config import ModelConfig
+from facevision.model.discriminator import PatchDiscriminator
+from facevision.model.generator import DualUnetGenerator
 from facevision.train.config import TrainConfig
 from facevision.train.step import gan_step
 

@@ -17,7 +17,7 @@ from data_prep.crop import crop_image
 from facevision.maps.landmarks import landmarks_from_corr
 from facevision.maps.pose import pose_from_maps
 from facevision.predict.predictor import PredictConfig, Predictor
-from facevision.predict.synthetic import render_reference
+from support.synthetic import render_reference
 
 S = 128
 BOX = (40, 20, 296, 276)
@@ -32,7 +32,7 @@ def face():
 def generator():
     import torch
 
-    from facevision.model import DualUnetGenerator
+    from facevision.model.generator import DualUnetGenerator
 
     torch.manual_seed(0)
     return DualUnetGenerator().eval()
@@ -42,7 +42,7 @@ def _costly_fixed_maps(generator, face):
     """Runs the real network (for its cost) and returns the rendered face's maps."""
     from torch import nn
 
-    from facevision.predict.synthetic import fixed_maps_model
+    from support.synthetic import fixed_maps_model
 
     fixed = fixed_maps_model(face.depth, face.corr, face.mask)
 

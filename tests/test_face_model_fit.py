@@ -8,29 +8,10 @@ import numpy as np
 import pytest
 
 from data_prep.face_model import load_face_model
-from data_prep.rasterize import rasterize
 from data_prep.reference import load_reference
 from facevision.fit.model_fit import FitConfig, fit_face_model, locate_uv
-from facevision.maps.pose import angles_to_rotation, reference_tilt
-
-S = 128
-
-
-def _render(model, id_c, exp_c, yaw, pitch, roll, scale=38.0, centre=(64.0, 62.0, 80.0)):
-    """Maps a perfect network would predict for the model posed in the crop, plus the truth."""
-    ref = load_reference()
-    rot = angles_to_rotation(yaw, pitch, roll) @ reference_tilt()
-    verts = scale * model.shape(id_c, exp_c) @ rot.T + np.asarray(centre)  # mesh frame, Y up
-    img = np.stack([verts[:, 0], S - 1 - verts[:, 1], verts[:, 2]], 1)
-    depth, corr, mask = rasterize(img, model.triangles, S, S, ref.vertices)
-    depth = np.where(mask, depth - depth[mask].min() + 1.0, 0.0)  # relative, like the dataset format
-    lm = np.stack([verts[model.ibug68, 0], S - 1 - verts[model.ibug68, 1]], 1)
-    # z-buffer at each landmark's pixel: clearly hidden (+1), clearly visible (-1), or on a silhouette (0)
-    zb, _, cov = rasterize(img, model.triangles, S, S)
-    c, r = (np.clip(np.round(v).astype(int), 0, S - 1) for v in (lm[:, 0], lm[:, 1]))
-    gap = zb[r, c] - img[model.ibug68, 2]
-    hidden = np.where(cov[r, c] & (gap > 0.12 * scale), 1, np.where(cov[r, c] & (gap < 0.02 * scale), -1, 0))
-    return depth, corr, mask, lm, hidden
+from support.face_model import S, render_face_model
+from support.synthetic import known_rotation
 
 
 def test_model_asset_is_consistent_and_symmetric():
@@ -66,7 +47,7 @@ def test_fit_recovers_pose_shape_and_hidden_landmarks(yaw, pitch, roll):
     model = load_face_model()
     rng = np.random.default_rng(int(yaw) + 100)
     id_c, exp_c = rng.normal(0, 0.7, model.n_id), rng.normal(0, 0.7, model.n_exp)
-    depth, corr, mask, lm, hidden = _render(model, id_c, exp_c, yaw, pitch, roll)
+    depth, corr, mask, lm, hidden = render_face_model(model, id_c, exp_c, yaw, pitch, roll)
     fit = fit_face_model(depth, corr, mask, model, FitConfig(noise_px=0.3))
     assert fit.pose.yaw == pytest.approx(yaw, abs=2.0)
     assert fit.pose.pitch == pytest.approx(pitch, abs=2.0)
@@ -87,7 +68,7 @@ def test_outliers_in_the_maps_do_not_break_the_fit():
     model = load_face_model()
     rng = np.random.default_rng(7)
     id_c, exp_c = rng.normal(0, 0.7, model.n_id), rng.normal(0, 0.7, model.n_exp)
-    depth, corr, mask, lm, _ = _render(model, id_c, exp_c, 25.0, 5.0, 0.0)
+    depth, corr, mask, lm, _ = render_face_model(model, id_c, exp_c, 25.0, 5.0, 0.0)
     clean = fit_face_model(depth, corr, mask, model)
     bad = depth.copy()
     rows, cols = np.nonzero(mask)
@@ -122,7 +103,7 @@ def test_build_recovers_a_known_model(tmp_path):
         pid = rng.normal(0, 1, true.n_id)
         for k in range(3):
             shape = true.shape(pid, rng.normal(0, 1, true.n_exp))
-            rot = angles_to_rotation(rng.uniform(-20, 20), rng.uniform(-10, 10), rng.uniform(-10, 10))
+            rot = known_rotation(rng.uniform(-20, 20), rng.uniform(-10, 10), rng.uniform(-10, 10))
             crop = (40.0 * shape @ rot.T + [64, 60, 0]) * [1, -1, 1]  # crop px, y down
             split = "val" if person >= 34 else "train"
             sid = f"p{person:02d}_{k}"
@@ -147,7 +128,7 @@ def test_shared_identity_over_several_photos_beats_single_photo_fits():
     ident = rng.normal(0, 1.0, model.n_id)
     maps, singles = [], []
     for yaw, pitch in ((-40, 0), (-10, 8), (15, -5), (45, 3), (0, 0)):
-        d, c, m, _, _ = _render(model, ident, rng.normal(0, 1.0, model.n_exp), yaw, pitch, 0.0)
+        d, c, m, _, _ = render_face_model(model, ident, rng.normal(0, 1.0, model.n_exp), yaw, pitch, 0.0)
         d = np.where(m, d + rng.normal(0, 1.5, d.shape), 0.0)  # a noisy network
         maps.append((d, c, m))
         singles.append(fit_face_model(d, c, m, model).id_coeffs)

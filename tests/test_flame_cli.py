@@ -11,7 +11,7 @@ from data_prep.dataset_format import encode_corr, encode_depth
 from data_prep.io import atomic_write_json, atomic_write_png
 from facevision.cli import main
 from facevision.flame.model import FLAME_MODEL_ENV
-from facevision.flame.synthetic import (make_synthetic_flame_arrays, random_params, render_synthetic_face,
+from support.flame_synthetic import (make_synthetic_flame_arrays, random_params, render_synthetic_face,
                                         save_synthetic_flame, save_synthetic_reference, synthetic_embedding,
                                         synthetic_setup)
 

@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, subset_tensors
 from facevision.flame.params import FlameParams, flame_forward
-from facevision.flame.synthetic import make_synthetic_flame
+from support.flame_synthetic import make_synthetic_flame
 
 
 @pytest.fixture(scope="module")

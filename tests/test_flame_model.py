@@ -11,7 +11,7 @@ import pytest
 
 from facevision.flame.model import (FLAME_MODEL_ENV, FlameModelError, FlameModelMissingError, UnsafeModelFileError,
                                     flame_model_from_arrays, load_flame_model, resolve_model_path, safe_load_pickle)
-from facevision.flame.synthetic import make_synthetic_flame_arrays, save_synthetic_flame
+from support.flame_synthetic import make_synthetic_flame_arrays, save_synthetic_flame
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from scipy.spatial.transform import Rotation
 
 from data_prep.reference import load_reference
 from facevision.flame import register, relate_reference_to_flame
-from facevision.flame.synthetic import make_synthetic_flame
+from support.flame_synthetic import make_synthetic_flame
 from facevision.maps.pose import angles_to_rotation
-from facevision.predict.synthetic import render_reference
+from support.synthetic import render_reference
 from meshing import mesh_from_maps
 
 

@@ -9,7 +9,7 @@ from facevision.flame import (FlameParamsError, RegistrationError, edit_params, 
                               load_params, register, relate_reference_to_flame, save_fit)
 from facevision.flame.correspondence import FlameCorrespondence, load_landmark_embedding
 from facevision.flame.geometry import barycentric_points
-from facevision.flame.synthetic import random_params, render_synthetic_face, synthetic_embedding, synthetic_setup
+from support.flame_synthetic import random_params, render_synthetic_face, synthetic_embedding, synthetic_setup
 from meshing import mesh_from_maps
 
 

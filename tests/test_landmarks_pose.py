@@ -6,9 +6,10 @@ import pytest
 
 from data_prep.crop import original_to_crop
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
-from facevision.maps.pose import (PoseConfig, angles_to_rotation, fit_similarity, pose_from_maps, reference_tilt,
+from facevision.maps.pose import (PoseConfig, angles_to_rotation, pose_from_maps, reference_tilt,
                                   rotation_to_angles)
-from facevision.predict.synthetic import render_reference
+from support.synthetic import known_rotation, render_reference
+from meshing.geometry import similarity_fit
 
 VISIBLE_PX = 1.0  # residual (x face scale = crop px) below which the iBUG vertex itself is visible
 
@@ -55,9 +56,21 @@ def test_angle_conventions():
     right = angles_to_rotation(0, 0, 30) @ np.array([1.0, 0, 0])
     assert right[1] > 0.4  # roll > 0: counter-clockwise as seen by the viewer (X turns towards +Y)
     rng = np.random.default_rng(0)
-    for _ in range(20):
+    for _ in range(20):  # ground truth from scipy, not from angles_to_rotation itself
         a = rng.uniform([-80, -60, -90], [80, 60, 90])
-        assert np.allclose(rotation_to_angles(angles_to_rotation(*a)), a, atol=1e-6)
+        assert np.allclose(angles_to_rotation(*a), known_rotation(*a), atol=1e-12)
+        assert np.allclose(rotation_to_angles(known_rotation(*a)), a, atol=1e-6)
+
+
+@pytest.mark.parametrize("angles", [(25.0, -12.0, 8.0), (-40.0, 20.0, -15.0)])
+def test_pose_of_a_point_set_turned_by_a_known_rotation(angles):
+    """A point set turned, scaled and moved by a scipy rotation of known angles reads back those angles."""
+    rng = np.random.default_rng(1)
+    p = rng.normal(size=(200, 3))
+    x = 40.0 * p @ known_rotation(*angles).T + [64.0, 60.0, 30.0]
+    s, rot, t = similarity_fit(p, x)
+    assert s == pytest.approx(40.0) and np.allclose(t, [64.0, 60.0, 30.0])
+    assert np.allclose(rotation_to_angles(rot), angles, atol=1e-6)
 
 
 def test_umeyama_exact_on_noise_free_points():
@@ -65,7 +78,7 @@ def test_umeyama_exact_on_noise_free_points():
     src = rng.normal(size=(50, 3))
     rot = angles_to_rotation(20, -35, 70)
     dst = 3.5 * src @ rot.T + np.array([1.0, -2.0, 5.0])
-    s, r, t = fit_similarity(src, dst)
+    s, r, t = similarity_fit(src, dst)
     assert s == pytest.approx(3.5)
     assert np.allclose(r, rot)
     assert np.allclose(t, [1.0, -2.0, 5.0])
@@ -133,3 +146,15 @@ def test_pose_json_has_the_rotation_and_translation_of_the_api():
     np.testing.assert_allclose(d["rotation"], angles_to_rotation(d["yaw"], d["pitch"], d["roll"]), atol=1e-4)
     np.testing.assert_allclose(d["translation_px"], pose.translation, atol=1e-4)
     np.testing.assert_allclose(d["fit_rotation"], pose.fit_rotation, atol=1e-6)
+
+
+def test_weighted_similarity_fit_ignores_zero_weight_outliers():
+    rng = np.random.default_rng(2)
+    src = rng.normal(size=(60, 3))
+    dst = 2.0 * src @ known_rotation(10.0, 5.0, -20.0).T + [1.0, 2.0, 3.0]
+    dst[:10] += rng.normal(scale=5.0, size=(10, 3))  # outliers
+    w = np.r_[np.zeros(10), np.ones(50)]
+    s, rot, t = similarity_fit(src, dst, w)
+    assert s == pytest.approx(2.0) and np.allclose(t, [1.0, 2.0, 3.0])
+    assert np.allclose(rot, known_rotation(10.0, 5.0, -20.0))
+    assert abs(similarity_fit(src, dst)[0] - 2.0) > 1e-3  # unweighted, the outliers do pull the fit

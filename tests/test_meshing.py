@@ -7,7 +7,7 @@ from scipy.spatial import cKDTree
 
 import meshing
 from meshing import FaceMesh, MeshConfig, MeshingError
-from test_meshing_surfaces import ellipsoid, ellipsoid_error, face_like, hemisphere, sphere_error
+from support.surfaces import ellipsoid, ellipsoid_error, face_like, hemisphere, sphere_error
 
 RAW = MeshConfig(vertex_density=1.0, remove_spikes=False, smooth_iterations=0, detail_strength=0.0)
 

@@ -10,7 +10,7 @@ import meshing
 from data_prep.dataset_format import encode_corr, encode_depth
 from data_prep.io import atomic_write_png
 from facevision.cli import main
-from test_meshing_surfaces import face_like, hemisphere
+from support.surfaces import face_like, hemisphere
 
 
 @pytest.fixture()

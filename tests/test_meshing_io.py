@@ -9,7 +9,7 @@ import pytest
 import meshing
 from data_prep.io import read_png
 from meshing import MeshConfig, MeshIOError
-from test_meshing_surfaces import hemisphere
+from support.surfaces import hemisphere
 
 
 @pytest.fixture(scope="module")

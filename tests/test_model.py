@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator, receptive_field
+from facevision.model.config import ModelConfig
+from facevision.model.discriminator import PatchDiscriminator, receptive_field
+from facevision.model.generator import DualUnetGenerator
 from facevision.model.discriminator import PATCH_LAYERS
 
 

@@ -30,7 +30,7 @@ def test_image_grid_labels_every_column():
 
 def test_preview_sheet_names_its_panels():
     from facevision.predict.render import RenderConfig, preview_labels, preview_sheet
-    from facevision.predict.synthetic import render_reference
+    from support.synthetic import render_reference
     from meshing import mesh_from_maps
 
     face = render_reference(64, 10.0, 0.0, 0.0)

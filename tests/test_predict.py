@@ -11,7 +11,7 @@ from data_prep.dataset_format import decode_corr, decode_depth
 from data_prep.io import read_png
 from facevision.predict.outputs import FACE_FILES, MESH_FILES, write_face
 from facevision.predict.predictor import CHECKPOINT_ENV, PredictConfig, Predictor, default_checkpoint
-from facevision.predict.synthetic import fixed_maps_model, render_reference
+from support.synthetic import fixed_maps_model, render_reference
 
 POSE = (12.0, -6.0, 8.0)
 BOX = (40, 20, 296, 276)  # 256 px square in a 320 x 300 photo: crop scale 0.5
@@ -151,7 +151,7 @@ def test_top_level_export():
 def test_device_errors_are_clear():
     import torch
 
-    from facevision.predict.predictor import resolve_device
+    from facevision.model.device import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -182,8 +182,9 @@ def test_detect_keeps_the_largest_face_unless_all_faces(monkeypatch, oracle, tmp
 def test_crop_size_comes_from_the_checkpoint(tmp_path):
     import torch
 
-    from facevision.model import DualUnetGenerator, ModelConfig
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.config import ModelConfig
+    from facevision.model.generator import DualUnetGenerator
+    from facevision.model.checkpoint import save_generator
 
     torch.manual_seed(0)
     ck = save_generator(tmp_path / "g96.safetensors", DualUnetGenerator(ModelConfig(image_size=96)))

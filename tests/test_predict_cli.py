@@ -21,10 +21,8 @@ from data_prep.detect import FaceBox
 from facevision.cli import main
 from facevision.predict.batch import BatchConfig, expand_inputs, output_names, run_batch
 from facevision.predict.predictor import PredictConfig, Predictor
-from facevision.predict.synthetic import fixed_maps_model, render_reference
-
-FACE_BOX = (30.0, 40.0, 130.0, 150.0)
-
+from support.stub_detector import FACE_BOX, StubDetector
+from support.synthetic import fixed_maps_model, render_reference
 
 def _save(path: Path, arr: np.ndarray, mode: str | None = None, **kw) -> Path:
     im = Image.fromarray(arr) if mode is None else Image.fromarray(arr).convert(mode)
@@ -64,17 +62,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-class _StubDetector(Predictor):
-    """Bright images have one face at FACE_BOX; others none."""
-
-    def detect(self, image_rgb, all_faces=None):
-        return [FaceBox(box=FACE_BOX, score=0.9)] if image_rgb.mean() > 100 else []
-
-
 @pytest.fixture(scope="module")
 def predictor():
     f = render_reference(128, 10, 0, 0)
-    return _StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(batch_size=4))
+    return StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(batch_size=4))
 
 
 def test_expand_inputs_and_names(inputs, tmp_path):
@@ -137,7 +128,7 @@ def test_rerun_skips_finished_inputs_and_overwrite_redoes(inputs, predictor, tmp
 
 def test_no_mesh_batch(inputs, tmp_path):
     f = render_reference(128)
-    p = _StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(mesh=None))
+    p = StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(mesh=None))
     s = run_batch(p, [str(inputs["rgb"])], tmp_path / "o", BatchConfig(log=False))
     d = tmp_path / "o" / "rgb" / "face0"
     assert s["counts"]["ok"] == 1 and not (d / "mesh.ply").exists() and (d / "depth.png").is_file()
@@ -147,8 +138,8 @@ def test_no_mesh_batch(inputs, tmp_path):
 def test_cli_exit_codes_and_messages(inputs, tmp_path, capsys, monkeypatch):
     import torch
 
-    from facevision.model import DualUnetGenerator
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.generator import DualUnetGenerator
+    from facevision.model.checkpoint import save_generator
 
     torch.manual_seed(0)
     ckpt = save_generator(tmp_path / "g.safetensors", DualUnetGenerator())
@@ -208,7 +199,7 @@ def test_report_is_self_contained_and_renders_offline(inputs, predictor, tmp_pat
 
 
 def test_flame_hook_registers_when_a_model_is_given(inputs, predictor, tmp_path, capsys):
-    from facevision.flame import synthetic as synth
+    import support.flame_synthetic as synth
 
     model = synth.save_synthetic_flame(tmp_path / "flame.npz")
     out = tmp_path / "fl"

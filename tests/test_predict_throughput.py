@@ -25,9 +25,9 @@ from facevision.predict.outputs import DEFAULT_OUTPUTS, OUTPUT_FILES, OutputConf
 from facevision.predict.predictor import PredictConfig
 from facevision.predict.shards import (ShardMergeError, merge_shard_summaries, parse_shard, shard_of,
                                        shard_summary_name)
-from facevision.predict.synthetic import fixed_maps_model, render_reference
+from support.synthetic import fixed_maps_model, render_reference
 from facevision.predict.writer import WriterConfig, WriterPool
-from test_predict_cli import _StubDetector
+from support.stub_detector import StubDetector as _StubDetector
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,7 @@ def test_frozen_network_cache_is_exact_keyed_and_refuses_foreign_files(random_ch
 
     from facevision.model import inference_cache as ic
     from facevision.model.inference import freeze_for_inference
-    from facevision.train.checkpoint import load_generator
+    from facevision.model.checkpoint import load_generator
 
     monkeypatch.setenv(ic.CACHE_ENV, str(tmp_path / "cache"))
     ckpt = tmp_path / "g.safetensors"
@@ -251,7 +251,7 @@ def test_frozen_network_cache_is_exact_keyed_and_refuses_foreign_files(random_ch
     g = load_generator(ckpt)
     with torch.no_grad():
         g.depth_head[0].bias.add_(1.0) if hasattr(g, "depth_head") else next(g.parameters()).add_(1.0)
-    from facevision.train.checkpoint import save_generator
+    from facevision.model.checkpoint import save_generator
 
     save_generator(ckpt, g)
     assert ic.load_cached(ckpt) is None

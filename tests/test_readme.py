@@ -31,8 +31,8 @@ def me_jpg(tmp_path_factory) -> Path:
     and ``generic_model.pkl`` (a small synthetic stand-in with FLAME's file structure, not FLAME)."""
     from PIL import Image
 
-    from facevision.flame.synthetic import save_synthetic_flame
-    from facevision.predict.synthetic import drawn_face_photo
+    from support.flame_synthetic import save_synthetic_flame
+    from support.synthetic import drawn_face_photo
 
     d = tmp_path_factory.mktemp("readme")
     photo = np.pad(drawn_face_photo(256), ((60, 40), (30, 50), (0, 0)), mode="edge")
@@ -104,7 +104,7 @@ def test_overview_caption_names_every_panel():
     caption = " ".join(m.group(2).split())
     panels = caption.split(":", 1)[1].split("|")
     width, _ = Image.open(ROOT / m.group(1)).size
-    tile = 160  # python -m facevision.predict.figure --tile 160
+    tile = 160  # python tools/overview_figure.py --tile 160
     assert (width - 2) % (tile + 2) == 0
     assert len(panels) == (width - 2) // (tile + 2) == 6, panels
     assert "six" in caption

@@ -22,7 +22,7 @@ from data_prep.dataset_format import encode_depth
 from data_prep.io import (OutputWriteError, atomic_write_bytes, atomic_write_json, atomic_write_png, read_photo,
                           read_photo_scaled, remove_stale_temporaries)
 from facevision.cli import main
-from test_meshing_surfaces import hemisphere
+from support.surfaces import hemisphere
 
 DEAD_PID = 2**22 + 12345  # above Linux's pid_max: never a live process
 

@@ -23,8 +23,8 @@ from PIL import Image
 from facevision.cli import main
 from facevision.predict.batch import BatchConfig, expand_inputs, run_batch, safe_stem
 from facevision.predict.predictor import PredictConfig
-from facevision.predict.synthetic import fixed_maps_model, render_reference
-from test_predict_cli import FACE_BOX, _StubDetector
+from support.synthetic import fixed_maps_model, render_reference
+from support.stub_detector import FACE_BOX, StubDetector
 
 DEAD_PID = 2**22 + 4321
 NOBODY = 65534
@@ -42,7 +42,7 @@ def _photo(path: Path, size: tuple[int, int] = (180, 200), value: int | None = N
 @pytest.fixture(scope="module")
 def predictor():
     f = render_reference(128, 10, 0, 0)
-    return _StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(batch_size=4))
+    return StubDetector(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(batch_size=4))
 
 
 def _quiet() -> BatchConfig:

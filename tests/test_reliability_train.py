@@ -17,7 +17,8 @@ from data_prep.dataset_format import DatasetFormatError
 from data_prep.toy import make_toy_dataset
 from facevision.cli import main
 from facevision.data import FaceMapsDataset
-from facevision.train.checkpoint import load_generator, load_training_state
+from facevision.model.checkpoint import load_generator
+from facevision.train.checkpoint import load_training_state
 
 REPO = Path(__file__).resolve().parents[1]
 DEAD_PID = 2**22 + 777

@@ -15,9 +15,11 @@ from safetensors.torch import save_file
 
 from facevision.cli import main
 from facevision.flame.model import FlameModelError, load_flame_model
-from facevision.flame.synthetic import make_synthetic_flame_arrays
-from facevision.model import DualUnetGenerator, ModelConfig
-from facevision.train.checkpoint import CheckpointError, load_generator, load_training_state
+from support.flame_synthetic import make_synthetic_flame_arrays
+from facevision.model.config import ModelConfig
+from facevision.model.generator import DualUnetGenerator
+from facevision.model.checkpoint import CheckpointError, load_generator
+from facevision.train.checkpoint import load_training_state
 
 GOOD = ModelConfig().to_dict()
 

@@ -17,7 +17,7 @@ from data_prep.detect import FaceBox
 from facevision.predict.batch import BatchConfig, run_batch
 from facevision.predict.predictor import PredictConfig, Predictor
 from facevision.predict.report import ReportConfig, display_mesh, encode_mesh, write_report
-from facevision.predict.synthetic import fixed_maps_model, render_reference
+from support.synthetic import fixed_maps_model, render_reference
 
 BOX = (60.0, 50.0, 190.0, 200.0)
 

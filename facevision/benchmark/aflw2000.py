@@ -280,14 +280,15 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
     the ceiling the network learns from. Pose: a similarity fit of the reference face to the 468
     landmarks, reported like :mod:`facevision.maps.pose`. Face Mesh's own detector finds the face; when
     it finds none in the photo it is run on the fallback crop. ``mirror_average``: the labeler's
-    photo + mirrored photo average (:class:`data_prep.landmarks.MeshConfig`)."""
+    photo + mirrored photo average (:class:`data_prep.landmarks.FaceMeshConfig`)."""
     from data_prep.crop import CropConfig, crop_image, crop_to_original, square_crop_box
-    from data_prep.landmarks import MeshConfig, face_mesh_landmarks
+    from data_prep.landmarks import FaceMeshConfig, face_mesh_landmarks
     from data_prep.reference import load_reference
-    from facevision.maps.pose import fit_similarity, reference_tilt
+    from facevision.maps.pose import reference_tilt
+    from meshing.geometry import similarity_fit
 
     ref = load_reference()
-    mesh_cfg = MeshConfig(max_faces=4, mirror_average=mirror_average)
+    mesh_cfg = FaceMeshConfig(max_faces=4, mirror_average=mirror_average)
 
     def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
         meshes = face_mesh_landmarks(image, mesh_cfg)
@@ -303,7 +304,7 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
                 return AflwPrediction(landmarks=None, fallback=True, error="Face Mesh found no face")
             lm = crop_to_original(found[0], box, 256)
         pts = np.stack([lm[:, 0], -lm[:, 1], lm[:, 2]], 1)  # mesh frame: y up, z towards the viewer
-        _, rot, _ = fit_similarity(ref.raw_vertices, pts)
+        _, rot, _ = similarity_fit(ref.raw_vertices, pts)
         yaw, pitch, roll = angles_in_aflw_order(rot @ reference_tilt().T)
         return AflwPrediction(landmarks=lm[ref.ibug68, :2], yaw=yaw, pitch=pitch, roll=roll, fallback=fallback)
 

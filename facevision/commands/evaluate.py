@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
     from data_prep.io import atomic_write_json
     from facevision.evaluate import EvaluateConfig, evaluate, metrics_table
-    from facevision.predict.predictor import default_checkpoint, resolve_device
-    from facevision.train.checkpoint import CheckpointError, load_generator
+    from facevision.model.device import resolve_device
+    from facevision.predict.predictor import default_checkpoint
+    from facevision.model.checkpoint import CheckpointError, load_generator
 
     prog = "facevision evaluate"
     try:

@@ -90,17 +90,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         model = load_flame_model(resolve_model_path(args.flame_model))
-    except FlameModelMissingError:
-        print(f"facevision flame: error: {FLAME_HELP}", file=sys.stderr)
-        return 2
-    except FlameModelError as exc:
-        print(f"facevision flame: {exc}", file=sys.stderr)
-        return 2
-    try:
         if args.flame_command == "fit":
             return _fit(args, model)
         return _edit_or_animate(args, model)
-    except (FlameParamsError, FileNotFoundError) as exc:
+    except FlameModelMissingError:
+        print(f"facevision flame: error: {FLAME_HELP}", file=sys.stderr)
+        return 2
+    except (FlameModelError, FlameParamsError, FileNotFoundError) as exc:
         print(f"facevision flame: {exc}", file=sys.stderr)
         return 2
 

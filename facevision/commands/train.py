@@ -62,8 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
-    from facevision.model import ModelConfig
-    from facevision.train.checkpoint import CheckpointError
+    from facevision.model.config import ModelConfig
+    from facevision.model.checkpoint import CheckpointError
     from facevision.train.loop import RunFolderError, train
 
     cfg = TrainConfig(

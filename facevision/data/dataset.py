@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from data_prep.dataset_format import SAMPLE_FILES, DatasetFormatError, read_manifest, read_sample, sample_dir
 from data_prep.io import png_complete
 from facevision.data.augment import AugmentConfig, augment_sample
+from facevision.model.outputs import depth_from_network, depth_to_network
 
 
 class SampleError(DatasetFormatError):
@@ -66,8 +67,8 @@ def check_samples(root: Path, ids: list[str], size: int) -> None:
 class FaceMapsDataset(Dataset):
     """Samples of one split as tensors.
 
-    Each item is a dict: ``image`` (3,S,S) RGB in [0,1]; ``depth`` (1,S,S) = depth in crop px / S
-    (larger = closer, 0 background); ``corr`` (3,S,S) in [0,1]; ``mask`` (1,S,S) in {0,1}; ``index``.
+    Each item is a dict: ``image`` (3,S,S) RGB in [0,1]; ``depth`` (1,S,S) in the network's unit
+    (:func:`facevision.model.outputs.depth_to_network`); ``corr`` (3,S,S) in [0,1]; ``mask`` (1,S,S) in {0,1}; ``index``.
     """
 
     def __init__(self, root: str | Path, split: str, augment: AugmentConfig | None = None, seed: int = 0) -> None:
@@ -105,8 +106,15 @@ class FaceMapsDataset(Dataset):
             image, depth, corr, mask = augment_sample(image, depth, corr, mask, self.augment, rng)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0,
-            "depth": torch.from_numpy(depth / self.size).float()[None],
+            "depth": torch.from_numpy(depth_to_network(depth, self.size)).float()[None],
             "corr": torch.from_numpy(np.ascontiguousarray(corr)).permute(2, 0, 1).float(),
             "mask": torch.from_numpy(mask.astype(np.float32))[None],
             "index": torch.tensor(index),
         }
+
+
+def decode_labels(batch: dict[str, torch.Tensor], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch of :class:`FaceMapsDataset` items -> label maps as the decoder returns predictions:
+    depth_px (B, S, S) float32 crop px, corr (B, S, S, 3) float32, mask (B, S, S) bool."""
+    return (depth_from_network(batch["depth"][:, 0], size).float().cpu().numpy(),
+            batch["corr"].permute(0, 2, 3, 1).float().cpu().numpy(), (batch["mask"][:, 0] > 0.5).cpu().numpy())

@@ -23,7 +23,8 @@ import numpy as np
 
 from data_prep.face_model import FaceModel, load_face_model
 from data_prep.reference import ReferenceFace, load_reference
-from facevision.maps.pose import Pose, fit_similarity, reference_tilt, rotation_to_angles
+from facevision.maps.pose import Pose, reference_tilt, rotation_to_angles
+from meshing.geometry import similarity_fit
 
 __all__ = ["FitConfig", "ModelFit", "fit_face_model", "fit_shared_identity", "uv_lookup", "locate_uv"]
 
@@ -180,7 +181,7 @@ def _pairs(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: Face
 
 
 def _similarity(pr: _Pairs, coef: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    return fit_similarity((pr.a0 + pr.a @ coef)[w], pr.x[w])
+    return similarity_fit((pr.a0 + pr.a @ coef)[w], pr.x[w])
 
 
 def _normal_equations(pr: _Pairs, sim: tuple[float, np.ndarray, np.ndarray], w: np.ndarray
@@ -227,7 +228,7 @@ def _prior(config: FitConfig, s: float) -> float:
 
 def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel | None = None,
                    config: FitConfig = FitConfig(), reference: ReferenceFace | None = None) -> ModelFit:
-    """(S, S) depth in crop px (larger = closer), (S, S, 3) correspondence, (S, S) mask -> :class:`ModelFit`.
+    """(S, S) depth_px, (S, S, 3) correspondence, (S, S) mask (maps of :mod:`meshing.conventions`) -> :class:`ModelFit`.
 
     Raises:
         ValueError: fewer than ``config.min_pixels`` face pixels fall on the model.

@@ -7,7 +7,7 @@ Plain functions (see each module for frames and units):
 * :func:`relate_reference_to_flame` (correspondence.py): reference face -> FLAME mapping, cached.
 * :func:`register` (registration.py): rigid + refinement fit of one face; :func:`save_fit` writes its files;
   :func:`register_and_save` does both (what ``predict --flame`` needs).
-* :mod:`facevision.flame.synthetic`: a small FLAME-format model for tests and demos.
+* a small FLAME-format model for tests lives in the tests (``tests/support/flame_synthetic.py``).
 """
 from __future__ import annotations
 

@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from facevision.flame.geometry import barycentric_points, closest_points, vertex_normals
+from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, torch_threads
 from facevision.flame.model import FlameModel
+from meshing.geometry import similarity_fit
+from meshing.refine import vertex_normals
 
 __all__ = ["EMBEDDING_ENV", "EMBEDDING_NAME", "find_landmark_embedding", "relation_for", "LandmarkEmbedding",
            "load_landmark_embedding", "RelationConfig", "FlameCorrespondence", "relate_reference_to_flame",
@@ -236,22 +238,6 @@ def _dense_reference(raw: np.ndarray, tris: np.ndarray, n: int, rng: np.random.G
     return np.vstack([raw, barycentric_points(raw, tris, t, bary)])
 
 
-def _umeyama(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """Weighted similarity ``dst ~ s R src + t`` (Umeyama 1991)."""
-    w = np.ones(len(src)) if w is None else w
-    w = w / w.sum()
-    ms, md = w @ src, w @ dst
-    a, b = src - ms, dst - md
-    cov = (b * w[:, None]).T @ a
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    d[2] = np.sign(np.linalg.det(u @ vt)) or 1.0
-    r = u @ np.diag(d) @ vt
-    var = (w * (a * a).sum(1)).sum()
-    s = float((sig * d).sum() / max(var, 1e-18))
-    return s, r, md - s * r @ ms
-
-
 def _front_faces(model: FlameModel) -> np.ndarray:
     """Template triangles facing forward (+Z half), where a face can be."""
     v = model.v_template
@@ -277,7 +263,7 @@ def _fit_relation(model: FlameModel, reference: Any, ref_hash: str, cfg: Relatio
     if embedding is not None:
         lm_src = barycentric_points(tmpl, model.faces, embedding.face_idx, embedding.bary)
         lm_dst = ref_raw[embedding.reference_indices]
-        starts = [_umeyama(lm_src, lm_dst)]
+        starts = [similarity_fit(lm_src, lm_dst)]
     else:
         rms = np.sqrt(((ref_raw - ref_raw.mean(0)) ** 2).sum(1).mean())
         nose_ref = ref_raw[np.argmax(ref_raw[:, 2])]
@@ -296,7 +282,7 @@ def _fit_relation(model: FlameModel, reference: Any, ref_hash: str, cfg: Relatio
             if lm_src is not None:
                 src, dst = np.vstack([src, lm_src]), np.vstack([dst, lm_dst])
                 w = np.append(w, np.full(len(lm_src), cfg.landmark_weight * len(w) / len(lm_src)))
-            s, r, t = _umeyama(src, dst, w)
+            s, r, t = similarity_fit(src, dst, w)
         err = float(np.mean(np.sort(d)[: int(0.9 * len(d))]))
         if best is None or err < best[0]:
             best = (err, s, r, t)

@@ -1,4 +1,7 @@
-"""Small mesh-geometry helpers: closest points on triangles (Open3D), barycentric sampling, normals, OBJ."""
+"""Small mesh-geometry helpers: closest points on triangles (Open3D), barycentric sampling, OBJ of a bare mesh.
+
+Vertex normals: :func:`meshing.refine.vertex_normals`; similarity fit: :func:`meshing.geometry.similarity_fit`.
+"""
 from __future__ import annotations
 
 import os
@@ -6,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["closest_points", "barycentric_points", "vertex_normals", "write_obj"]
+__all__ = ["closest_points", "barycentric_points", "write_obj"]
 
 
 def closest_points(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray
@@ -33,21 +36,11 @@ def barycentric_points(vertices: np.ndarray, faces: np.ndarray, tri: np.ndarray,
     return (corners * bary[:, :, None]).sum(1)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (V,3) (outward for counter-clockwise triangles)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray, comment: str = "") -> Path:
-    """Write a triangle mesh as Wavefront OBJ atomically (1-based indices, 6 decimals)."""
-    from data_prep.io import atomic_write_bytes
+    """Write a bare triangle mesh (FLAME: metres) as Wavefront OBJ with 6 decimals, atomically, through the
+    project's one OBJ writer (:func:`meshing.save_mesh`)."""
+    from meshing import FaceMesh, save_mesh
 
-    lines = [f"# {line}" for line in comment.splitlines()] if comment else []
-    body = "\n".join(lines + [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, dtype=np.float64)]
-                     + [f"f {a} {b} {c}" for a, b, c in np.asarray(faces, dtype=np.int64) + 1]) + "\n"
-    return atomic_write_bytes(path, body.encode())
+    v = np.asarray(vertices, dtype=np.float64)
+    mesh = FaceMesh(vertices=v, faces=np.asarray(faces, dtype=np.int64), pixels=np.full((len(v), 2), np.nan, np.float32))
+    return save_mesh(path, mesh, comment=comment, decimals=6)

@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from facevision.flame.correspondence import FlameCorrespondence, _umeyama, relation_for
+from facevision.flame.correspondence import FlameCorrespondence, relation_for
 from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import flame_forward_torch, flame_tensors, subset_tensors, torch_threads
 from facevision.flame.model import FlameModel
 from facevision.flame.params import FlameParams
+from meshing.conventions import check_corr
+from meshing.geometry import similarity_fit
 
 __all__ = ["RegistrationConfig", "FlameFit", "RegistrationError", "register", "CONTOUR_LANDMARKS"]
 
@@ -133,7 +135,7 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
     Args:
         mesh: meshing.FaceMesh (uses ``vertices`` (N,3) crop px, ``pixels`` (N,2) (row, col) and ``corr``
             (N,3) or None).
-        corr_map: (H,W,3) correspondence in [0,1] (0 = background); sampled at ``mesh.pixels`` when
+        corr_map: (H,W,3) correspondence (:mod:`meshing.conventions`: in [0,1], 0 = background; checked); sampled at ``mesh.pixels`` when
             ``mesh.corr`` is None; its height also converts landmark rows to Y. May be None when
             ``mesh.corr`` is set and no landmarks are given.
         landmarks68: (68,2) iBUG-68 landmarks in crop pixels (x = column, y = row), or None.
@@ -146,6 +148,10 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
         RegistrationError: too few usable correspondences or inconsistent inputs.
     """
     t0 = time.perf_counter()
+    if corr_map is not None:
+        check_corr(corr_map, source="register: corr_map", error=RegistrationError)
+    if getattr(mesh, "corr", None) is not None:
+        check_corr(np.asarray(mesh.corr)[None], source="register: mesh.corr", error=RegistrationError)
     if relation is None:
         relation = relation_for(model, reference)
     t_rel = time.perf_counter()
@@ -214,7 +220,7 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
         w = np.append(w, np.full(good.sum(), max(1.0, 0.05 * len(pts) / max(good.sum(), 1))))
     keep = np.ones(len(src), bool)
     for _ in range(config.rigid_rounds):
-        s, r, t = _umeyama(src[keep], dst[keep], w[keep])
+        s, r, t = similarity_fit(src[keep], dst[keep], w[keep])
         res = np.linalg.norm(dst - (s * src @ r.T + t), axis=1)
         keep = res <= np.quantile(res, config.rigid_keep)
     t_rigid = time.perf_counter()

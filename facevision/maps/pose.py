@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from data_prep.reference import ReferenceFace, load_reference
+from meshing.geometry import similarity_fit
 
-__all__ = ["PoseConfig", "Pose", "photo_pose", "REFERENCE_PITCH_DEG", "reference_tilt", "pose_from_maps", "fit_similarity", "rotation_to_angles", "angles_to_rotation"]
+__all__ = ["PoseConfig", "Pose", "photo_pose", "REFERENCE_PITCH_DEG", "reference_tilt", "pose_from_maps", "rotation_to_angles", "angles_to_rotation"]
 
 
 REFERENCE_PITCH_DEG = -16.0
@@ -79,24 +80,6 @@ class Pose:
         return out
 
 
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Umeyama: (N, 3) src, dst -> (s, R, t) minimizing ||dst - (s R src + t)||^2 with det R = +1."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    cov = b.T @ a / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[2] = -1.0
-    rot = u @ np.diag(d) @ vt
-    var_s = (a**2).sum() / len(src)
-    scale = float((sig * d).sum() / max(var_s, 1e-12))
-    t = mu_d - scale * rot @ mu_s
-    return scale, rot, t
-
-
 def _rx(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
@@ -134,7 +117,7 @@ def reference_tilt(reference_pitch_deg: float = REFERENCE_PITCH_DEG) -> np.ndarr
 
 def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, reference: ReferenceFace | None = None,
                    config: PoseConfig = PoseConfig()) -> Pose:
-    """(H, W) depth in crop px (larger = closer), (H, W, 3) correspondence, (H, W) mask -> :class:`Pose`.
+    """(H, W) depth_px, (H, W, 3) correspondence, (H, W) mask (:mod:`meshing.conventions`) -> :class:`Pose`.
 
     Raises:
         ValueError: fewer than ``config.min_pixels`` face pixels.
@@ -150,12 +133,12 @@ def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, ref
     h = mask.shape[0]
     dst = np.stack([cols, h - 1 - rows, np.asarray(depth_px, dtype=np.float64)[rows, cols]], 1).astype(np.float64)
     src = reference.from_uvw(np.asarray(corr, dtype=np.float64)[rows, cols, :3])
-    s, rot, t = fit_similarity(src, dst)
+    s, rot, t = similarity_fit(src, dst)
     res = np.linalg.norm(dst - (s * src @ rot.T + t), axis=1)
     if config.trim_factor > 0:
         keep = res <= config.trim_factor * max(np.median(res), 1e-9)
         if 8 <= keep.sum() < len(res):
-            s, rot, t = fit_similarity(src[keep], dst[keep])
+            s, rot, t = similarity_fit(src[keep], dst[keep])
             res = np.linalg.norm(dst[keep] - (s * src[keep] @ rot.T + t), axis=1)
     head = rot @ reference_tilt(config.reference_pitch_deg).T
     yaw, pitch, roll = rotation_to_angles(head)

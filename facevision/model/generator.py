@@ -6,13 +6,13 @@ their skip connections.
 
 Outputs for an input crop of size S (RGB in [0, 1], (B, 3, S, S)):
 
-* ``depth``: (B, 1, S, S) in [0, 1] (sigmoid) = relative depth / S, i.e. depth in crop pixels
-  divided by the crop size; larger = closer to the camera (dataset convention, see
-  data_prep.dataset_format). Meaningful inside the face mask.
-* ``corr``: (B, 3, S, S) in [0, 1] (sigmoid) = (u, v, w) normalized reference-face coordinates
-  (u right, v up, w towards the camera). Meaningful inside the face mask.
-* ``mask_logits``: (B, 1, S, S) face-mask logits from a small extra head on the depth decoder;
-  ``sigmoid > 0.5`` marks the face.
+* ``depth``: (B, 1, S, S) in [0, 1] (sigmoid): depth in the network's unit, crop px / S.
+* ``corr``: (B, 3, S, S) in [0, 1] (sigmoid): the correspondence map.
+* ``mask_logits``: (B, 1, S, S) face-mask logits from a small extra head on the depth decoder.
+
+The maps' conventions are :mod:`meshing.conventions`'; the units and the one decoder of these outputs
+(depth x S, mask threshold, masking) are :mod:`facevision.model.outputs`'. Depth and corr are meaningful
+inside the face mask.
 """
 from __future__ import annotations
 

@@ -313,18 +313,15 @@ def _flame_setup(model_path: str | None) -> tuple[Callable | None, str | None]:
     """Returns (fit_and_save(face_dir, result) -> summary, None) or (None, reason it is off)."""
     if not model_path:
         return None, None
-    try:
-        from facevision.flame import load_flame_model, register, resolve_model_path, save_fit
-    except ImportError as exc:
-        return None, f"FLAME registration unavailable ({exc})"
+    from facevision.flame import load_flame_model, register_and_save, resolve_model_path
+
     try:
         model = load_flame_model(resolve_model_path(model_path))
     except Exception as exc:  # FlameModelError and friends: the message names the file
         return None, f"FLAME model not usable: {exc}"
 
     def fit(face_dir: Path, result) -> dict[str, Any]:
-        f = register(result.mesh, result.corr, result.landmarks68_crop, model)
-        return save_fit(face_dir / "flame.npz", f, model.sha256)
+        return register_and_save(face_dir, result.mesh, result.corr, result.landmarks68_crop, model)
 
     return fit, None
 

@@ -27,10 +27,13 @@ from data_prep.detect import DetectConfig, FaceBox, detect_faces
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
+from facevision.model.device import resolve_device
+from facevision.model.outputs import decode_outputs
+from meshing.conventions import check_corr, check_depth_px, check_mask
 from meshing.types import MeshConfig
 
 __all__ = ["PredictConfig", "FaceResult", "Predictor", "default_checkpoint", "checkpoint_candidates",
-           "CHECKPOINT_ENV", "CHECKPOINT_NAME", "resolve_device"]
+           "CHECKPOINT_ENV", "CHECKPOINT_NAME"]
 
 CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
 CHECKPOINT_NAME = "facevision_lfw128.safetensors"
@@ -82,8 +85,8 @@ class FaceResult:
     score: detector score (None for injected crops). crop_box: integer square (x0, y0, x1, y1), end exclusive;
     crop_angle: degrees the crop is turned about the box centre so the eyes are level (upright crops,
     :mod:`data_prep.crop`); maps, mesh and ``*_crop`` values are in that turned crop.
-    crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px, larger = closer, 0 outside the
-    mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
+    crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px (:mod:`meshing.conventions`), 0 outside
+    the mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
     mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None;
     :func:`facevision.predict.mesh_frame.photo_frame_mesh` gives it in photo px (what predict writes).
     landmarks68: (68, 2) original px; landmarks68_crop: (68, 2) crop px; landmark_residual: (68,) of the
@@ -186,22 +189,6 @@ def default_checkpoint() -> Path:
                             f"exists; pass --checkpoint / path=, or set ${CHECKPOINT_ENV}")
 
 
-def resolve_device(device: str = "auto") -> str:
-    """"auto" -> "cuda" when a GPU is usable, else "cpu"; other values are returned as given."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but no CUDA GPU is available to torch (use cpu or auto)")
-    return device
-
-
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
 
@@ -210,7 +197,7 @@ class Predictor:
     """Photo -> list of :class:`FaceResult`. Holds the network (state), so a class.
 
     model: a module mapping (B, 3, S, S) RGB in [0, 1] to ``(depth, corr, mask_logits)`` (see
-    :class:`facevision.model.DualUnetGenerator`); it is put in eval mode on ``device``.
+    :class:`facevision.model.generator.DualUnetGenerator`); it is put in eval mode on ``device``.
     """
 
     def __init__(self, model: Any, config: PredictConfig | None = None, device: str = "cpu",
@@ -248,7 +235,7 @@ class Predictor:
         dev = resolve_device(device)
 
         def load() -> Any:
-            from facevision.train.checkpoint import load_generator
+            from facevision.model.checkpoint import load_generator  # imports smp, timm, torchvision: seconds
 
             return load_generator(path, dev)  # its config records the crop size it was trained on
 
@@ -289,19 +276,15 @@ class Predictor:
         if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"crops must be (B, {self.size}, {self.size}, 3), got {crops.shape}")
         bs = int(batch_size or self.config.batch_size)
-        thr = float(np.log(self.config.mask_threshold / (1.0 - self.config.mask_threshold)))
         depths, corrs, masks = [], [], []
         with torch.inference_mode():
             for i in range(0, len(crops), bs):
                 x = torch.from_numpy(np.ascontiguousarray(crops[i:i + bs])).to(self.device)
                 x = x.permute(0, 3, 1, 2).float().div_(255.0)
-                out = self.model(x)
-                m = out[2] > thr
-                depth = (out[0] * self.size * m)[:, 0]
-                corr = (out[1] * m).permute(0, 2, 3, 1)
-                depths.append(depth.float().cpu().numpy())
-                corrs.append(corr.float().cpu().numpy())
-                masks.append(m[:, 0].cpu().numpy())
+                depth, corr, m = decode_outputs(self.model(x), self.size, self.config.mask_threshold)
+                depths.append(depth)
+                corrs.append(corr)
+                masks.append(m)
         if not depths:
             s = self.size
             return np.zeros((0, s, s), np.float32), np.zeros((0, s, s, 3), np.float32), np.zeros((0, s, s), bool)
@@ -312,10 +295,14 @@ class Predictor:
                     index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0) -> FaceResult:
         """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
 
-        A face whose maps cannot be used (too small a mask, meshing failure) gets ``error`` set.
+        Maps follow :mod:`meshing.conventions` (checked: a ValueError names what is wrong). A face whose maps
+        cannot be used (too small a mask, meshing failure) gets ``error`` set.
         """
         from meshing import MeshingError, mesh_from_maps
 
+        shape = check_depth_px(depth_px, "postprocess: depth_px").shape
+        check_corr(corr, shape, "postprocess: corr")
+        check_mask(mask, shape, "postprocess: mask")
         timings = dict(timings or {})
         crop_box = tuple(int(v) for v in crop_box)
         bbox = tuple(float(v) for v in (bbox if bbox is not None else crop_box))

@@ -34,12 +34,17 @@ from data_prep.io import atomic_write_bytes, atomic_write_json, atomic_write_png
 from facevision.data import AugmentConfig, FaceMapsDataset
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb, image_grid
 from facevision.train.curves import plot_log
-from facevision.model import DualUnetGenerator, ModelConfig, PatchDiscriminator
-from facevision.train.checkpoint import (CheckpointError, checked_model_config, load_training_state, save_generator,
-                                         save_training_state)
+from facevision.model.config import ModelConfig
+from facevision.model.discriminator import PatchDiscriminator
+from facevision.model.generator import DualUnetGenerator
+from facevision.model.checkpoint import CheckpointError, checked_model_config, save_generator
+from facevision.train.checkpoint import load_training_state, save_training_state
 from facevision.train.config import TrainConfig
 from facevision.train.step import gan_step
-from facevision.train.metrics import MapMetrics
+from facevision.evaluate import MapMetrics
+from facevision.model.device import resolve_device
+from facevision.model.outputs import decode_outputs, depth_to_network
+from facevision.data.dataset import decode_labels
 
 
 class RunFolderError(ValueError):
@@ -55,15 +60,6 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is available")
-    return torch.device(device)
 
 
 def _init_distributed(device: torch.device) -> Dist:
@@ -125,20 +121,15 @@ def validate(generator: torch.nn.Module, loader: DataLoader, device: torch.devic
     for batch in loader:
         batch = _to(batch, device)
         out = _unwrap(generator)(batch["image"])
-        mask_prob = torch.sigmoid(out.mask_logits)
-        metrics.add((out.depth[:, 0].float() * size).cpu().numpy(), out.corr.float().permute(0, 2, 3, 1).cpu().numpy(),
-                    (mask_prob[:, 0] > 0.5).cpu().numpy(), (batch["depth"][:, 0] * size).cpu().numpy(),
-                    batch["corr"].permute(0, 2, 3, 1).cpu().numpy(), (batch["mask"][:, 0] > 0.5).cpu().numpy())
+        depth, corr, mask = decode_outputs(out, size, masked=False)
+        label_depth, label_corr, label_mask = decode_labels(batch, size)
+        metrics.add(depth, corr, mask, label_depth, label_corr, label_mask)
         for i in range(batch["image"].shape[0]):
             if int(batch["index"][i]) not in vis_indices:
                 continue
             vis_imgs.append((batch["image"][i].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8))
-            vis_rows.append({
-                "depth_label": batch["depth"][i, 0].cpu().numpy(), "mask": batch["mask"][i, 0].cpu().numpy() > 0.5,
-                "depth_pred": out.depth[i, 0].float().cpu().numpy(), "mask_pred": mask_prob[i, 0].cpu().numpy() > 0.5,
-                "corr_label": batch["corr"][i].permute(1, 2, 0).cpu().numpy(),
-                "corr_pred": out.corr[i].float().permute(1, 2, 0).cpu().numpy(),
-            })
+            vis_rows.append({"depth_label": label_depth[i], "mask": label_mask[i], "depth_pred": depth[i],
+                             "mask_pred": mask[i], "corr_label": label_corr[i], "corr_pred": corr[i]})
     generator.train()
     grid = _visual_grid(vis_imgs, vis_rows) if vis_rows else None
     return metrics.result(), grid
@@ -154,7 +145,7 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, decay_epochs: int) -
 
 def validation_score(m: dict[str, float], size: int) -> float:
     """Lower is better: depth MAE as a fraction of the crop + correspondence MAE + (1 - mask IoU)."""
-    return m["depth_mae_px"] / size + m["corr_mae"] + (1.0 - m["mask_iou"])
+    return depth_to_network(m["depth_mae_px"], size) + m["corr_mae"] + (1.0 - m["mask_iou"])
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
@@ -186,7 +177,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     """
     cfg = config or TrainConfig()
     out = Path(out)
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     dist = _init_distributed(dev)
     if dist.world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
@@ -203,7 +194,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
         raise RunFolderError(f"{out}: already holds a training run (last.pt); pass --resume to continue it or choose a new --out")
     init_state = None
     if init_generator is not None and state is None:
-        from facevision.train.checkpoint import load_generator
+        from facevision.model.checkpoint import load_generator
 
         init_model = load_generator(init_generator, "cpu")
         model_config, init_state = init_model.config, init_model.state_dict()

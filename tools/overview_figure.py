@@ -1,4 +1,4 @@
-"""``python -m facevision.predict.figure PHOTO... -o FIGURE.png``: the README's overview figure.
+"""``python tools/overview_figure.py PHOTO... -o FIGURE.png``: the README's overview figure.
 
 One preview row per photo (photo with crop box and landmarks | crop | depth | correspondence |
 shaded mesh from the front and turned 60 degrees), made by the prediction pipeline itself.

@@ -1,9 +1,10 @@
-"""``python -m facevision.train.export RUN/last.pt OUT.safetensors``: generator weights for inference."""
+"""``python tools/export_generator.py RUN/last.pt OUT.safetensors``: generator weights for inference."""
 from __future__ import annotations
 
 import argparse
 
-from facevision.train.checkpoint import export_generator, read_generator_metadata
+from facevision.model.checkpoint import read_generator_metadata
+from facevision.train.checkpoint import export_generator
 
 
 def main() -> None:

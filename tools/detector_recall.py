@@ -1,4 +1,4 @@
-"""Measure face-detector recall on LFW: ``python -m data_prep.detector_recall [--root R] [--count 500]``.
+"""Measure face-detector recall on LFW: ``python tools/detector_recall.py [--root R] [--count 500]``.
 
 LFW's named person is the face at the image centre (deep-funneled 250x250 photos), so a detection
 counts as a hit when its box contains the image centre. Also reports how often exactly one / more

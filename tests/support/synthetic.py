@@ -16,9 +16,9 @@ import numpy as np
 from data_prep.dataset_format import DEPTH_BASE_PX
 from data_prep.rasterize import rasterize
 from data_prep.reference import ReferenceFace, load_reference
-from facevision.maps.pose import REFERENCE_PITCH_DEG, angles_to_rotation, reference_tilt
+from facevision.maps.pose import REFERENCE_PITCH_DEG
 
-__all__ = ["SyntheticFace", "render_reference", "fixed_maps_model", "drawn_face_photo"]
+__all__ = ["SyntheticFace", "known_rotation", "render_reference", "fixed_maps_model", "drawn_face_photo"]
 
 
 @dataclass
@@ -35,6 +35,14 @@ class SyntheticFace:
     scale: float
 
 
+def known_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Ground-truth (3, 3) rotation for head angles in degrees, built with scipy, not with the code under test:
+    ``R = Rz(roll) @ Ry(yaw) @ Rx(-pitch)`` about the mesh axes (the convention of :mod:`facevision.maps.pose`)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler("ZYX", [roll, yaw, -pitch], degrees=True).as_matrix()
+
+
 def render_reference(size: int = 128, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0,
                      scale: float | None = None, centre: tuple[float, float] | None = None,
                      reference: ReferenceFace | None = None,
@@ -47,7 +55,7 @@ def render_reference(size: int = 128, yaw: float = 0.0, pitch: float = 0.0, roll
     reference = reference or load_reference()
     scale = 0.3 * size if scale is None else float(scale)
     cx, cy = ((size - 1) / 2.0, (size - 1) / 2.0) if centre is None else centre
-    rot = angles_to_rotation(yaw, pitch, roll) @ reference_tilt(reference_pitch_deg)
+    rot = known_rotation(yaw, pitch, roll) @ known_rotation(0.0, reference_pitch_deg, 0.0)
     xyz = scale * reference.raw_vertices @ rot.T
     pix = np.stack([xyz[:, 0] + cx, cy - xyz[:, 1], xyz[:, 2]], 1)
     depth, corr, mask = rasterize(pix, reference.triangles, size, size, reference.vertices)
@@ -61,18 +69,20 @@ def render_reference(size: int = 128, yaw: float = 0.0, pitch: float = 0.0, roll
 def fixed_maps_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray):
     """A stand-in network (torch module) that returns the given maps for every input crop.
 
-    Outputs follow :class:`facevision.model.DualUnetGenerator`: depth / S, corr, mask logits (+-10).
+    Outputs follow :class:`facevision.model.generator.DualUnetGenerator`: depth / S, corr, mask logits (+-10).
     Lets the whole per-face path run on known maps (tests, demos) without a trained checkpoint.
     """
     import torch
     from torch import nn
+
+    from facevision.model.outputs import depth_to_network
 
     size = int(depth_px.shape[0])
 
     class FixedMaps(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.register_buffer("depth", torch.from_numpy(np.asarray(depth_px, np.float32) / size)[None, None])
+            self.register_buffer("depth", torch.from_numpy(depth_to_network(np.asarray(depth_px, np.float32), size))[None, None])
             self.register_buffer("corr", torch.from_numpy(np.asarray(corr, np.float32)).permute(2, 0, 1)[None])
             self.register_buffer("logits", torch.from_numpy(np.where(mask, 10.0, -10.0).astype(np.float32))[None, None])
 

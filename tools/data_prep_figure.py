@@ -1,6 +1,6 @@
 """README figure: photos with their depth and correspondence labels.
 
-``python -m data_prep.figure DATASET -o docs/figures/data_prep_examples.jpg [--count 6]``
+``python tools/data_prep_figure.py DATASET -o docs/figures/data_prep_examples.jpg [--count 6]``
 Each tile: crop | depth (gray, brighter = closer) | correspondence (u, v, w as R, G, B).
 """
 from __future__ import annotations

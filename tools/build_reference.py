@@ -1,6 +1,6 @@
 """Build the reference face asset ``data_prep/assets/reference_face.npz``.
 
-``python -m data_prep.build_reference [--root LFW] [--count 3000] [--workers 2]``
+``python tools/build_reference.py [--root LFW] [--count 3000] [--workers 2]``
 
 1. Face Mesh landmarks (468, photo px, y down, z larger = closer) on ``count`` train-split LFW photos
    that have exactly one detected face (photos taken in a fixed-seed order).
@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.ibug68 import IBUG68_FROM_MEDIAPIPE
-from data_prep.mirror import check_mirror_with_mediapipe, mirror_permutation, similarity_fit
+from data_prep.mirror import check_mirror_with_mediapipe, mirror_permutation
+from meshing.geometry import similarity_fit
 from data_prep.reference import REFERENCE_PATH
 
 DEFAULT_ROOT = "/work/shared/datasets/lfw/images_deepfunneled"

@@ -1,9 +1,9 @@
 """Figure and timing for :mod:`data_prep.profile` (3D-profiled large-pose views).
 
-``python -m data_prep.profile_demo figure -o docs/figures/profile_examples.png [DATASET]``
+``python tools/profile_demo.py figure -o docs/figures/profile_examples.png [DATASET]``
     a few samples (rows) and their rotated views (columns); each cell is image | depth over
     corr | mask. DATASET defaults to $FACEVISION_LFW_DATASET, else generated toy samples.
-``python -m data_prep.profile_demo bench [DATASET] [--count 20 --views 4]``
+``python tools/profile_demo.py bench [DATASET] [--count 20 --views 4]``
     milliseconds per sample for the lift and per view for the render (single process).
 """
 from __future__ import annotations

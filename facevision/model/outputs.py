@@ -1,0 +1,58 @@
+"""The network's output units, stated once, and the one decoder of its outputs into maps.
+
+The generator (:class:`facevision.model.generator.DualUnetGenerator`) returns ``(depth, corr, mask_logits)``,
+each (B, C, S, S) for (B, 3, S, S) RGB crops in [0, 1]:
+
+* ``depth`` is depth in crop pixels divided by the crop side S (:func:`depth_to_network`), so the numbers
+  stay O(1) whatever the crop size; :func:`depth_from_network` turns it back into crop px. The maps'
+  conventions (larger = closer, 0 = background) are :mod:`meshing.conventions`'.
+* ``corr`` is the correspondence map (u, v, w), channels first.
+* ``mask_logits``: a pixel is face where its probability sigmoid(logit) is above the mask threshold
+  (:func:`mask_logit_threshold`: the same test on the logit, no sigmoid needed).
+
+Used by ``predict`` (:meth:`facevision.predict.predictor.Predictor.run_network`), ``evaluate`` and
+training's validation, and by the dataset reader for the other direction.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["depth_to_network", "depth_from_network", "mask_logit_threshold", "decode_outputs"]
+
+
+def depth_to_network(depth_px: Any, size: int) -> Any:
+    """Depth in crop px (numpy or torch) -> the network's depth unit (crop px / S)."""
+    return depth_px / size
+
+
+def depth_from_network(depth: Any, size: int) -> Any:
+    """The network's depth (crop px / S; numpy or torch) -> depth in crop px."""
+    return depth * size
+
+
+def mask_logit_threshold(mask_threshold: float) -> float:
+    """The logit of a face-probability threshold in (0, 1): ``logit > this`` <=> ``sigmoid(logit) > p``."""
+    p = float(mask_threshold)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"mask threshold must be in (0, 1), got {mask_threshold!r}")
+    return math.log(p / (1.0 - p))
+
+
+def decode_outputs(out: Sequence[Any], size: int, mask_threshold: float = 0.5, masked: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network's ``(depth, corr, mask_logits)`` torch tensors for a batch -> numpy maps.
+
+    Returns depth_px (B, S, S) float32 in crop px, corr (B, S, S, 3) float32, mask (B, S, S) bool.
+    masked: depth and corr are 0 outside the mask (what predict returns); False keeps the raw values
+    everywhere (what the metrics score over the *label* mask).
+    """
+    thr = mask_logit_threshold(mask_threshold)
+    m = out[2] > thr
+    depth, corr = depth_from_network(out[0], size), out[1]
+    if masked:
+        depth, corr = depth * m, corr * m
+    return (depth[:, 0].float().cpu().numpy(), corr.permute(0, 2, 3, 1).float().cpu().numpy(),
+            m[:, 0].cpu().numpy())

@@ -1,0 +1,252 @@
+"""Atomic file writing, the one implementation every package uses (``data_prep.io`` re-exports it).
+
+It lives in ``meshing``, the package with the fewest dependencies (numpy only), so that ``meshing`` stays
+importable alone and ``data_prep`` builds on it. A file appears complete or not at all: data is written to a
+temporary name in the target folder (``.<stem>.<pid>-<random>.tmp<suffix>``), checked (size, the writer's
+return value, an optional read-back check), flushed to disk and then renamed over the final name
+(``os.replace`` is atomic on POSIX). A failed write leaves nothing under the final name and raises
+:class:`OutputWriteError` naming the final file and the reason ("disk full" for ENOSPC). Temporaries left by
+a killed process are removed by :func:`remove_stale_temporaries`. Also here: :func:`native_stderr_silenced`,
+for native libraries (Open3D, MediaPipe) that print to file descriptor 2.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = ["OutputWriteError", "write_error", "temp_prefix", "remove_stale_temporaries", "fsync_file", "atomic_write",
+           "atomic_write_bytes", "png_complete", "native_stderr_silenced"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+class OutputWriteError(OSError):
+    """An output could not be written completely; the message names the final file and the reason.
+
+    Nothing is left under the final name. ``errno`` is the OS error number when there was one.
+    """
+
+
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def write_error(path: str | os.PathLike, exc: BaseException | None = None, problem: str = "") -> OutputWriteError:
+    """One-line :class:`OutputWriteError` for ``path``: from an OS error, or a ``problem`` found by a check."""
+    code = getattr(exc, "errno", None)
+    if code in _NO_SPACE:
+        reason = "no space left on device (disk full)"
+    elif isinstance(exc, OSError):
+        reason = f"cannot write ({exc.strerror or exc})"
+    else:
+        reason = f"{problem or 'incomplete write'}; {_space_hint(Path(path).parent)}"
+    err = OutputWriteError(f"{path}: {reason}")
+    err.errno = code
+    return err
+
+
+def _space_hint(folder: Path) -> str:
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        return "is the disk full?"
+    if free < (1 << 20):
+        return f"the disk is full ({free} bytes free)"
+    return f"the writer failed (disk full? {free // (1 << 20)} MiB free)"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_prefix(path: Path) -> str:
+    """Prefix of this process's temporary names for ``path``: ``.<stem>.<pid>-`` (see module docstring)."""
+    return f".{path.stem}.{os.getpid()}-"
+
+
+# .<stem>.<pid>-<8 random chars>.tmp[.suffix]; older versions wrote .<stem>.<8 random chars>.tmp[.suffix]
+_TEMP_NAME = re.compile(r"^\..*\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.[A-Za-z0-9]+)?$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2**31  # exists but belongs to someone else / not a valid pid at all
+    return True
+
+
+def _stale_temporary(name: str) -> bool:
+    m = _TEMP_NAME.match(name)
+    if m is None:
+        return False
+    pid = m.group("pid")
+    return pid is None or (int(pid) != os.getpid() and not _process_alive(int(pid)))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, max_depth: int = 2) -> list[Path]:
+    """Delete temporaries of our naming left by killed processes in ``folder`` and its subfolders down to
+    ``max_depth`` levels (symlinks are not followed; live processes' temporaries are kept). Returns them."""
+    root = Path(folder)
+    removed: list[Path] = []
+    if not root.is_dir() or root.is_symlink():
+        return removed
+    for here, dirs, files in os.walk(root):
+        depth = len(Path(here).relative_to(root).parts)
+        for name in [d for d in dirs if _stale_temporary(d)] + [f for f in files if _stale_temporary(f)]:
+            p = Path(here) / name
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                removed.append(p)
+            except OSError:
+                pass  # not ours to fight over: a later run tries again
+        dirs[:] = [] if depth >= max_depth else [d for d in dirs if not _stale_temporary(d)]
+    return removed
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _new_temp(path: Path) -> tuple[int, Path]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    return fd, Path(tmp)
+
+
+def _commit(tmp: Path, path: Path, check: Callable[[Path], str | None] | None, allow_empty: bool) -> None:
+    """Check the finished temporary, give it normal permissions and rename it to ``path``."""
+    if not allow_empty and tmp.stat().st_size == 0:
+        raise write_error(path, problem="the writer left an empty file")
+    problem = check(tmp) if check is not None else None
+    if problem:
+        raise write_error(path, problem=problem)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+    os.replace(tmp, path)
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _temporary(path: Path) -> Iterator[tuple[int, Path]]:
+    """A new temporary beside ``path`` (open fd, its path), removed when the block fails; an OSError
+    becomes a one-line :class:`OutputWriteError` naming ``path``."""
+    fd, tmp = _new_temp(path)
+    try:
+        yield fd, tmp
+    except OutputWriteError:
+        _discard(tmp)
+        raise
+    except OSError as exc:
+        _discard(tmp)
+        raise write_error(path, exc) from None
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any],
+                 check: Callable[[Path], str | None] | None = None, allow_empty: bool = False) -> Path:
+    """Call ``write(tmp_path)`` and rename the result to ``path`` atomically.
+
+    The temporary file lives in the same folder (same file system) and keeps the final suffix so
+    that libraries choosing a format by extension still work. The write fails (nothing is left under
+    ``path``, :class:`OutputWriteError` is raised) when ``write`` raises an OSError or returns
+    ``False``, the file is empty (unless ``allow_empty``) or ``check(tmp_path)`` returns a problem.
+    """
+    path = Path(path)
+    with _temporary(path) as (fd, tmp):
+        os.close(fd)
+        if write(tmp) is False:
+            raise write_error(path, problem="the writer reported a failure")
+        fsync_file(tmp)
+        _commit(tmp, path, check, allow_empty)
+    return path
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        view = view[n:]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memoryview) -> Path:
+    """Write ``data`` to ``path`` atomically (size checked after the flush)."""
+    path = Path(path)
+    with _temporary(path) as (fd, tmp):
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        size, expected = tmp.stat().st_size, memoryview(data).nbytes
+        if size != expected:
+            raise write_error(path, problem=f"only {size} of {expected} bytes were written")
+        _commit(tmp, path, None, allow_empty=True)
+    return path
+
+
+def png_complete(path: str | os.PathLike) -> str | None:
+    """Cheap completeness check of a PNG file (signature, IHDR, IEND trailer): None if fine, else the problem."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            size = os.fstat(fh.fileno()).st_size
+            if size < len(PNG_SIGNATURE) + 25 + len(_PNG_END):
+                return "empty or truncated PNG" if size else "empty file"
+            fh.seek(size - len(_PNG_END))
+            tail = fh.read(len(_PNG_END))
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return "not a PNG file (bad signature)"
+    if tail != _PNG_END:
+        return "truncated PNG (no end chunk)"
+    return None
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: native code prints there what Python cannot catch
+    (MediaPipe's TFLite/absl start-up lines; Open3D's PLY library, a line per failed field on a full disk),
+    while the caller reports any failure itself in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

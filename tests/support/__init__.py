@@ -1,0 +1,1 @@
+"""Test support: synthetic surfaces, faces and FLAME-format models with known ground truth (not shipped)."""
