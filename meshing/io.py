@@ -80,8 +80,15 @@ def _face_rows(faces: np.ndarray, corner: str) -> str:
     faces = np.asarray(faces, dtype=np.int64)
     if faces.size == 0:
         return ""
-    tokens = np.array([corner.format(i) for i in range(1, int(faces.max()) + 2)], dtype=object)
+    n = int(faces.max()) + 1
+    tokens = _CORNER_TOKENS.get(corner)
+    if tokens is None or len(tokens) < n:  # made once per corner style, grown for larger meshes
+        tokens = np.array([corner.format(i) for i in range(1, max(n, 8192) + 1)], dtype=object)
+        _CORNER_TOKENS[corner] = tokens
     return ("f %s %s %s\n" * len(faces)) % tuple(tokens[faces].ravel().tolist())
+
+
+_CORNER_TOKENS: dict[str, np.ndarray] = {}  # corner style -> its text for vertices 1..n (read-only once made)
 
 
 def obj_text(mesh: FaceMesh, material: str | None = None, comment: str = "", decimals: int = 4) -> str:

@@ -15,12 +15,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Reconstruct every photo given (files, folders searched recursively, or globs): per face "
                     "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
                     "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), fit_mesh.obj, preview.png and result.json "
-                    "(--outputs picks some; bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); OUT/summary.json lists every "
-                    "input. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
+                    "(--outputs picks some; bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); "
+                    "OUT/summary.json lists every input. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
                     "photo px), so they overlay the photo; --mesh-frame crop keeps the 128-px crop's frame. "
                     "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
                     "OUT. A progress bar shows photos/s and ETA (-q: none; -v: one line per input). "
-                    "--shard K/N splits a collection over N jobs or machines. Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint).",
+                    "--shard K/N splits a collection over N jobs or machines. "
+                    "Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
@@ -71,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("GLOG_minloglevel", "2")
+    threads = args.threads
+    if threads is None and args.writers != 0 and not str(args.device).startswith("cuda"):
+        # writer threads keep the other cores busy: one thread per library call is faster than torch's and
+        # OpenBLAS's pools spinning on the same cores (measured: 30 s instead of 46 s for 200 LFW photos)
+        threads = 1
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")  # read when numpy and torch load (the imports below)
     from dataclasses import replace
 
     from data_prep.detect import DetectConfig
@@ -109,13 +117,6 @@ def run(args: argparse.Namespace) -> int:
     except OutputFolderError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    threads = args.threads
-    if threads is None and args.writers != 0 and not str(args.device).startswith("cuda"):
-        # writer threads keep the other cores busy: one thread per library call is faster than torch's and
-        # OpenBLAS's pools spinning on the same cores (measured: 26 s instead of 46 s for 200 LFW photos)
-        threads = 1
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "1")  # read when numpy / torch load, which is below
     if threads is not None:
         import torch
 
