@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "shard that finds all N in OUT, or later by `facevision merge-shards OUT`")
     p.add_argument("--writers", type=int, default=None, metavar="N",
                    help="threads that finish faces (mesh, files) while the next photos are detected and run "
-                        "(default: one per CPU core beyond the first, 1 to 4; 0 = one after another)")
+                        "(default: one per CPU core, 1 to 4; 0 = one after another)")
     p.add_argument("--mesh-frame", choices=("photo", "crop"), default="photo",
                    help="coordinates of mesh.ply / mesh.obj: photo = photo pixels, X = column, Y = height - 1 - row, "
                         "Z = depth in photo px, so the mesh overlays the photo (like fit_mesh.obj and 3DDFA_V2); "

@@ -22,14 +22,15 @@ __all__ = ["WriterConfig", "WriterPool", "default_workers"]
 
 
 def default_workers() -> int:
-    """Writer threads when not chosen: one per CPU core beyond the first, at least one, at most four."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """Writer threads when not chosen: one per CPU core, at most four (the calling thread mostly waits on them:
+    on 2 cores the network and detection take ~20 ms of a photo's ~100 ms of CPU work)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
 class WriterConfig:
     """workers: threads finishing inputs (0 = in the calling thread, one after another; None = one per CPU
-    core beyond the first, 1 to 4); max_pending: inputs queued or being finished at most (None = 2 per
+    core, 1 to 4); max_pending: inputs queued or being finished at most (None = 2 per
     worker, at least 2)."""
 
     workers: int | None = None
