@@ -302,3 +302,32 @@ def test_per_photo_lines_only_with_log(predictor, photos, tmp_path, capsys):
     run_batch(predictor, [str(p) for p in photos[:2]], tmp_path / "b", BatchConfig(log=True))
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all("1 face(s) ->" in line for line in out)
+
+
+def test_network_batches_span_photos_while_writers_finish_earlier_ones(photos, tmp_path):
+    """The --device cuda path's logic, on CPU: faces of several photos share one network call of --batch-size,
+    and writer threads finish earlier photos while later ones are run."""
+    f = render_reference(128, 10, 0, 0)
+    calls: list[int] = []
+    finishing: list[int] = []
+
+    class Counting(_StubDetector):
+        def run_network(self, crops, batch_size=None):
+            calls.append(len(crops))
+            finishing.append(busy[0])
+            return super().run_network(crops, batch_size)
+
+        def postprocess(self, *a, **kw):
+            with lock:
+                busy[0] += 1
+            time.sleep(0.05)  # a slow writer: the next batch is run meanwhile
+            with lock:
+                busy[0] -= 1
+            return super().postprocess(*a, **kw)
+
+    busy = [0]
+    lock = threading.Lock()
+    p = Counting(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig(batch_size=3))
+    s = run_batch(p, [str(x) for x in photos], tmp_path / "o", BatchConfig(log=False, writer=WriterConfig(workers=2)))
+    assert s["counts"]["ok"] == 7 and calls == [3, 3, 1]
+    assert max(finishing) > 0  # a network call ran while a writer was finishing an earlier photo
