@@ -16,10 +16,10 @@ from PIL import Image
 from facevision.predict.batch import BatchConfig, run_batch
 from facevision.predict.outputs import write_face
 from facevision.predict.predictor import PredictConfig
-from support.synthetic import fixed_maps_model, render_reference
 from facevision.predict.writer import WriterConfig
+from support.outputs import output_files as _files
 from support.stub_detector import StubDetector as _StubDetector
-from test_predict_throughput import _files
+from support.synthetic import fixed_maps_model, render_reference
 
 N_LFW = 24
 

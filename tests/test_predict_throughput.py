@@ -25,9 +25,10 @@ from facevision.predict.outputs import DEFAULT_OUTPUTS, OUTPUT_FILES, OutputConf
 from facevision.predict.predictor import PredictConfig
 from facevision.predict.shards import (ShardMergeError, merge_shard_summaries, parse_shard, shard_of,
                                        shard_summary_name)
-from support.synthetic import fixed_maps_model, render_reference
 from facevision.predict.writer import WriterConfig, WriterPool
+from support.outputs import output_files as _files
 from support.stub_detector import StubDetector as _StubDetector
+from support.synthetic import fixed_maps_model, render_reference
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +46,6 @@ def photos(tmp_path_factory) -> list[Path]:
         Image.fromarray(arr).save(d / f"p{i}.jpg")
         out.append(d / f"p{i}.jpg")
     return out
-
-
-def _files(out: Path) -> dict[str, bytes]:
-    """Every file under OUT (summary.json and result.json without their timings, which differ run to run)."""
-    got = {}
-    for p in sorted(out.rglob("*")):
-        if not p.is_file() or p.name.startswith("summary"):
-            continue
-        data = p.read_bytes()
-        if p.name == "result.json":
-            r = json.loads(data)
-            r.pop("timings_ms")
-            data = json.dumps(r, sort_keys=True).encode()
-        got[str(p.relative_to(out))] = data
-    return got
 
 
 # ----------------------------------------------------------------------------- writer threads
