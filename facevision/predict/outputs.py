@@ -1,6 +1,7 @@
 """Files written per face and per batch by ``facevision predict`` (all atomic: complete or absent).
 
-``OUT/<name>/face<k>/`` (every file by default; ``OutputConfig.outputs`` / ``--outputs`` picks some): crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
+``OUT/<name>/face<k>/`` (every file by default; ``OutputConfig.outputs`` / ``--outputs`` picks some):
+crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
 depth_vis.png, corr.png (16-bit RGB, round(c * 65535)), mask.png (255 = face), mesh.ply,
 mesh.obj + mesh.mtl + mesh_0.png (meshes in the photo frame by default, :mod:`facevision.predict.mesh_frame`;
 texture = the same, possibly turned, crop cut from the photo at ``OutputConfig.texture_size``),
