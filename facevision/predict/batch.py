@@ -385,7 +385,10 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         except Exception as exc:  # an unexpected failure fails this input, not the batch
             _fail(p.record, f"prediction failed ({type(exc).__name__}: {exc})")
             return
-        _finish(p, results, config, flame_fit)
+        try:
+            _finish(p, results, config, flame_fit)  # handles write failures itself
+        except Exception as exc:  # noqa: BLE001 - anything else still fails only this input
+            _fail(p.record, f"writing outputs failed ({type(exc).__name__}: {exc})")
 
     def flush(pool: WriterPool) -> None:
         nonlocal n_pending
