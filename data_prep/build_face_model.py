@@ -114,6 +114,8 @@ def _load_split(root: Path, manifest: dict, split: str, reference: ReferenceFace
 def build_face_model(dataset: str | Path, config: FaceModelBuildConfig = FaceModelBuildConfig(),
                      reference: ReferenceFace | None = None) -> tuple[FaceModel, dict[str, Any]]:
     """Dataset folder -> (model, model card dict)."""
+    if not config.id_grid or not config.exp_grid or min(config.id_grid + config.exp_grid) < 1:
+        raise ValueError(f"mode counts must be >= 1, got identity {config.id_grid}, expression {config.exp_grid}")
     t0 = time.time()
     root = Path(dataset)
     reference = reference or load_reference()

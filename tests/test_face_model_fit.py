@@ -48,16 +48,18 @@ def test_fit_recovers_pose_shape_and_hidden_landmarks(yaw, pitch, roll):
     rng = np.random.default_rng(int(yaw) + 100)
     id_c, exp_c = rng.normal(0, 0.7, model.n_id), rng.normal(0, 0.7, model.n_exp)
     depth, corr, mask, lm, hidden = render_face_model(model, id_c, exp_c, yaw, pitch, roll)
-    fit = fit_face_model(depth, corr, mask, model, FitConfig(noise_px=0.3))
+    # exact maps: a weak prior and enough rounds to converge (15 identity modes leave a half-hidden face
+    # less determined than the 5 of the first model did)
+    fit = fit_face_model(depth, corr, mask, model, FitConfig(noise_px=0.3, iterations=12))
     assert fit.pose.yaw == pytest.approx(yaw, abs=2.0)
     assert fit.pose.pitch == pytest.approx(pitch, abs=2.0)
     assert fit.pose.roll == pytest.approx(roll, abs=2.0)
     err = np.linalg.norm(fit.landmarks68 - lm, axis=1)
-    assert err.mean() < 1.0 and err.max() < 3.0  # crop px, for all 68 points
+    assert err.mean() < 1.25 and err.max() < 3.5  # crop px, for all 68 points
     if (hidden == 1).any():
-        assert err[hidden == 1].mean() < 1.5  # points the face hides are placed too
+        assert err[hidden == 1].mean() < 2.0  # points the face hides are placed too
     clear = hidden != 0  # points on a silhouette may go either way
-    assert (fit.visible[clear] == (hidden[clear] < 0)).mean() >= 0.95
+    assert (fit.visible[clear] == (hidden[clear] < 0)).mean() >= 0.94  # at most ~3 of ~56 wrong
     truth = model.shape(id_c, exp_c)
     got = model.shape(fit.id_coeffs, fit.exp_coeffs)
     mean_err = np.sqrt(((model.mean - truth) ** 2).sum(1).mean())
@@ -90,11 +92,9 @@ def test_fit_refuses_maps_without_a_face():
         fit_face_model(np.zeros((S, S)), np.zeros((S, S, 3)), np.zeros((S, S), bool))
 
 
-def test_build_recovers_a_known_model(tmp_path):
-    """A dataset of shapes drawn from a known model: the build finds its mean and enough modes."""
-    from data_prep.build_face_model import FaceModelBuildConfig, build_face_model, save_face_model
+def _dataset_of_known_model(root) -> None:
+    """40 people x 3 shapes drawn from the shipped model, posed and written as a dataset (6 people val)."""
     from data_prep.dataset_format import write_face_mesh
-    from data_prep.face_model import load_face_model as load
 
     true = load_face_model()
     rng = np.random.default_rng(3)
@@ -107,10 +107,19 @@ def test_build_recovers_a_known_model(tmp_path):
             crop = (40.0 * shape @ rot.T + [64, 60, 0]) * [1, -1, 1]  # crop px, y down
             split = "val" if person >= 34 else "train"
             sid = f"p{person:02d}_{k}"
-            write_face_mesh(tmp_path, sid, crop)
+            write_face_mesh(root, sid, crop)
             samples.append({"id": sid, "identity": f"p{person:02d}", "split": split})
-    (tmp_path / "manifest.json").write_text(json.dumps({"format": "facevision-dataset", "version": 1, "size": 128,
-                                                        "samples": samples}))
+    (root / "manifest.json").write_text(json.dumps({"format": "facevision-dataset", "version": 1, "size": 128,
+                                                    "samples": samples}))
+
+
+def test_build_recovers_a_known_model(tmp_path):
+    """A dataset of shapes drawn from a known model: the build finds its mean and enough modes."""
+    from data_prep.build_face_model import FaceModelBuildConfig, build_face_model, save_face_model
+    from data_prep.face_model import load_face_model as load
+
+    true = load_face_model()
+    _dataset_of_known_model(tmp_path)
     model, card = build_face_model(tmp_path, FaceModelBuildConfig(id_grid=(2, 5, 10), exp_grid=(2, 5)))
     assert card["train_shapes"] == 34 * 3 and card["val_shapes"] == 6 * 3
     assert card["val_rms"] < 0.5 * card["val_rms_mean_only"]
@@ -118,6 +127,19 @@ def test_build_recovers_a_known_model(tmp_path):
     path = save_face_model(tmp_path / "m.npz", model, card)
     again = load(path)
     assert again.n_id == model.n_id and np.allclose(again.mean, model.mean, atol=1e-6)
+
+
+def test_build_command_keeps_the_mode_counts_asked_for(tmp_path, capsys):
+    from data_prep.face_model import load_face_model as load
+    from facevision.cli import main
+
+    _dataset_of_known_model(tmp_path)
+    out = tmp_path / "m.npz"
+    assert main(["prepare", "face-model", str(tmp_path), "-o", str(out), "--id-modes", "3", "--exp-modes", "2"]) == 0
+    model = load(out)
+    assert (model.n_id, model.n_exp) == (3, 2)
+    assert main(["prepare", "face-model", str(tmp_path), "-o", str(out), "--id-modes", "0"]) == 2
+    assert "mode counts must be >= 1" in capsys.readouterr().err
 
 
 def test_shared_identity_over_several_photos_beats_single_photo_fits():

@@ -41,6 +41,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     fm.add_argument("-o", "--output", metavar="NPZ", default=None,
                     help="where to write the model (default: the package asset data_prep/assets/face_model.npz)")
     fm.add_argument("--limit", type=int, default=None, help="only the first N samples per split (quick runs)")
+    fm.add_argument("--id-modes", type=int, default=None, metavar="K",
+                    help="keep exactly K identity modes instead of choosing by val reconstruction error")
+    fm.add_argument("--exp-modes", type=int, default=None, metavar="K",
+                    help="keep exactly K expression modes instead of choosing by val reconstruction error")
     fm.set_defaults(func=run_face_model)
     toy = sub.add_parser(
         "toy", help="a generated toy dataset (shaded ellipsoids with exact labels), no photos needed",
@@ -98,7 +102,12 @@ def run_face_model(args: argparse.Namespace) -> int:
     from data_prep.face_model import FACE_MODEL_PATH
 
     try:
-        model, card = build_face_model(args.dataset, FaceModelBuildConfig(limit=args.limit))
+        grids = {}
+        if args.id_modes is not None:
+            grids["id_grid"] = (args.id_modes,)
+        if args.exp_modes is not None:
+            grids["exp_grid"] = (args.exp_modes,)
+        model, card = build_face_model(args.dataset, FaceModelBuildConfig(limit=args.limit, **grids))
         out = save_face_model(args.output or FACE_MODEL_PATH, model, card)
     except (ValueError, DatasetFormatError, OSError) as exc:
         print(f"facevision prepare face-model: {exc}", file=sys.stderr)
