@@ -7,12 +7,12 @@ same run, and the ratio of the batch's time to it (``extra_info``; the issue's t
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from facevision.benchmark.throughput import in_memory_seconds_per_photo
 from facevision.predict.batch import BatchConfig, run_batch
 from facevision.predict.outputs import write_face
 from facevision.predict.predictor import PredictConfig
@@ -75,11 +75,7 @@ def test_bench_batch_end_to_end_lfw(benchmark, lfw_root, tmp_path):
         pytest.skip(f"fewer than {N_LFW} LFW photos under {lfw_root}")
     p = Predictor.from_pretrained(device="cpu", config=PredictConfig())
     images = [read_photo(x) for x in paths]
-    p(images[0])
-    t = time.perf_counter()
-    for im in images:
-        p(im)
-    in_memory = (time.perf_counter() - t) / len(images)
+    in_memory = in_memory_seconds_per_photo(p, images)
     serial = run_batch(p, [str(x) for x in paths], tmp_path / "serial",
                        BatchConfig(log=False, writer=WriterConfig(workers=0)))
     runs = iter(range(1000))

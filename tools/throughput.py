@@ -42,16 +42,13 @@ def main() -> int:
     import torch
 
     from data_prep.io import read_photo
+    from facevision.benchmark.throughput import in_memory_seconds_per_photo
     from facevision.predict.predictor import Predictor
 
     torch.set_num_threads(1)
     predictor = Predictor.from_pretrained(device="cpu")
     images = [read_photo(p) for p in photos]
-    predictor(images[0])
-    t = time.perf_counter()
-    for image in images:
-        predictor(image)
-    in_memory = (time.perf_counter() - t) / len(images)
+    in_memory = in_memory_seconds_per_photo(predictor, images)
 
     cmd = [sys.executable, "-m", "facevision", "predict", "-q", *args.predict_args]
     t = time.perf_counter()

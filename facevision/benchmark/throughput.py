@@ -1,0 +1,21 @@
+"""In-memory time per photo of the prediction pipeline: the yardstick ``facevision predict``'s wall time is
+compared with (``tools/throughput.py``, ``tests/test_bench_batch.py``)."""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["in_memory_seconds_per_photo"]
+
+
+def in_memory_seconds_per_photo(predictor: Any, images: Sequence[np.ndarray]) -> float:
+    """Mean seconds per photo of ``predictor(image)`` over ``images`` (RGB), after one warm-up call on the first."""
+    if not images:
+        raise ValueError("no photos to time")
+    predictor(images[0])
+    t = time.perf_counter()
+    for image in images:
+        predictor(image)
+    return (time.perf_counter() - t) / len(images)
