@@ -1,5 +1,5 @@
-"""Issue #12 (throughput) of ``facevision predict``: writer threads give the serial path's files and lose nothing
-when one write fails, ``--outputs`` writes exactly the chosen files, ``--shard K/N`` covers every input exactly
+"""Issue #12 (throughput) of ``facevision predict``: writer processes and threads give the serial path's files and
+lose nothing when one write fails, a writer process that dies fails only its input (and is replaced), ``--outputs`` writes exactly the chosen files, ``--shard K/N`` covers every input exactly
 once, the frozen network's disk cache is exact, keyed and refuses files it cannot trust, the OBJ text is
 np.savetxt's, the progress bar and ``-v`` lines.
 
@@ -11,6 +11,7 @@ import errno
 import io
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from facevision.predict.outputs import DEFAULT_OUTPUTS, OUTPUT_FILES, OutputConf
 from facevision.predict.predictor import PredictConfig
 from facevision.predict.shards import (ShardMergeError, merge_shard_summaries, parse_shard, shard_of,
                                        shard_summary_name)
-from facevision.predict.writer import WriterConfig, WriterPool
+from facevision.predict.writer import WriterConfig, open_writer
 from support.outputs import output_files as _files
 from support.stub_detector import StubDetector as _StubDetector
 from support.synthetic import fixed_maps_model, render_reference
@@ -48,35 +49,28 @@ def photos(tmp_path_factory) -> list[Path]:
     return out
 
 
-# ----------------------------------------------------------------------------- writer threads
-def test_threaded_writer_gives_the_serial_files(predictor, photos, tmp_path):
+# ----------------------------------------------------------------------------- writer processes and threads
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_writer_pool_gives_the_serial_files(predictor, photos, tmp_path, kind):
     serial = run_batch(predictor, [str(p) for p in photos], tmp_path / "serial",
                        BatchConfig(log=False, writer=WriterConfig(workers=0)))
-    threaded = run_batch(predictor, [str(p) for p in photos], tmp_path / "threads",
-                         BatchConfig(log=False, writer=WriterConfig(workers=3, max_pending=2)))
-    assert serial["counts"] == threaded["counts"] == {"ok": 7, "failed": 0, "skipped": 0}
-    a, b = _files(tmp_path / "serial"), _files(tmp_path / "threads")
+    pooled = run_batch(predictor, [str(p) for p in photos], tmp_path / kind,
+                       BatchConfig(log=False, writer=WriterConfig(workers=3, max_pending=2, kind=kind)))
+    assert serial["counts"] == pooled["counts"] == {"ok": 7, "failed": 0, "skipped": 0}
+    a, b = _files(tmp_path / "serial"), _files(tmp_path / kind)
     assert len(a) == 7 * (sum(len(v) for v in OUTPUT_FILES.values()) + 2)  # + result.json, image.json
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
-    assert [r["input"] for r in serial["inputs"]] == [r["input"] for r in threaded["inputs"]]  # input order kept
+    assert [r["input"] for r in serial["inputs"]] == [r["input"] for r in pooled["inputs"]]  # input order kept
+    assert serial["inputs"] == pooled["inputs"]  # the same records in summary.json
 
 
-def test_one_failing_write_loses_no_other_photo(predictor, photos, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "out"
-    real = os.write
-
-    def write(fd, data):  # the disk is full for p3's files only
-        if f"{out}/p3/" in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(fd, data)
-
-    monkeypatch.setattr(os, "write", write)
-    s = run_batch(predictor, [str(p) for p in photos], out, BatchConfig(log=False, writer=WriterConfig(workers=3)))
-    assert s["counts"] == {"ok": 6, "failed": 1, "skipped": 0}
-    summary = json.loads((out / "summary.json").read_text())
-    bad = [r for r in summary["inputs"] if r["status"] == "failed"]
-    assert len(bad) == 1 and bad[0]["output"] == "p3" and "disk full" in bad[0]["reason"]
+def _assert_only_p3_lost(out: Path, photos: list[Path], summary: dict, reason: str, err: str) -> None:
+    """p3 failed with ``reason`` in summary.json and one stderr line; nothing of it left; every other input complete."""
+    assert summary["counts"] == {"ok": 6, "failed": 1, "skipped": 0}
+    on_disk = json.loads((out / "summary.json").read_text())
+    bad = [r for r in on_disk["inputs"] if r["status"] == "failed"]
+    assert len(bad) == 1 and bad[0]["output"] == "p3" and reason in bad[0]["reason"] and bad[0]["faces"] == []
     assert not (out / "p3").exists() or list((out / "p3").iterdir()) == []
     for p in photos:
         if p.stem != "p3":
@@ -84,41 +78,128 @@ def test_one_failing_write_loses_no_other_photo(predictor, photos, tmp_path, mon
             names = json.loads((face / "result.json").read_text())["files"]
             assert all((face / n).is_file() and (face / n).stat().st_size > 0 for n in names)
             assert sorted(n for n in os.listdir(face)) == sorted(names)  # complete, no temporaries
+            assert json.loads((out / p.stem / "image.json").read_text())["status"] == "ok"
+    lines = [e for e in err.splitlines() if e.strip()]
+    assert len(lines) == 1 and "p3.jpg" in lines[0] and reason in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_one_failing_write_loses_no_other_photo(predictor, photos, tmp_path, monkeypatch, capsys, kind):
+    out = tmp_path / "out"
+    real = os.write
+
+    def write(fd, data):  # the disk is full for p3's files only (inherited by the forked writer processes)
+        if f"{out}/p3/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    s = run_batch(predictor, [str(p) for p in photos], out,
+                  BatchConfig(log=False, writer=WriterConfig(workers=3, kind=kind)))
+    _assert_only_p3_lost(out, photos, s, "disk full", capsys.readouterr().err)
+
+
+def test_an_unwritable_target_fails_only_its_photo_in_the_process_pool(predictor, photos, tmp_path, capsys):
+    """p3's face folder cannot be created (a file stands where OUT/p3/face0 must go): p3 fails, 6 complete."""
+    out = tmp_path / "out"
+    (out / "p3").mkdir(parents=True)
+    (out / "p3" / "image.json").write_text(json.dumps({"source": str(photos[3].resolve()), "status": "failed"}))
+    (out / "p3" / "face0").write_text("in the way")
+    s = run_batch(predictor, [str(p) for p in photos], out,
+                  BatchConfig(log=False, writer=WriterConfig(workers=2, kind="process")))
+    assert s["counts"] == {"ok": 6, "failed": 1, "skipped": 0}
+    bad = [r for r in s["inputs"] if r["status"] == "failed"]
+    assert [r["output"] for r in bad] == ["p3"] and "cannot write outputs" in bad[0]["reason"]
+    assert all((out / p.stem / "face0" / "result.json").is_file() for p in photos if p.stem != "p3")
     err = [e for e in capsys.readouterr().err.splitlines() if e.strip()]
-    assert len(err) == 1 and "p3.jpg" in err[0] and "disk full" in err[0]
+    assert len(err) == 1 and "p3.jpg" in err[0]
 
 
-def test_writer_pool_is_bounded_and_keeps_an_escaped_error():
-    running, most = 0, 0
+def test_a_writer_process_that_dies_fails_only_its_photo(predictor, photos, tmp_path, monkeypatch, capsys):
+    """The worker finishing p3 is killed (SIGKILL, as the OOM killer does) after writing p3's face files and one
+    temporary: p3 is failed with the reason, its files are removed, a new worker finishes the rest."""
+    import signal
+
+    import facevision.predict.batch as batch
+
+    out = tmp_path / "out"
+    real = batch.write_face
+
+    def write_face(face_dir, *a, **kw):
+        data = real(face_dir, *a, **kw)
+        if f"{out}/p3/" in f"{face_dir}/":
+            (Path(face_dir) / f".crop.{os.getpid()}-abcdefgh.tmp.png").write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return data
+
+    monkeypatch.setattr(batch, "write_face", write_face)
+    t = time.monotonic()
+    s = run_batch(predictor, [str(p) for p in photos], out,
+                  BatchConfig(log=False, writer=WriterConfig(workers=2, kind="process")))
+    assert time.monotonic() - t < 120  # no hang
+    _assert_only_p3_lost(out, photos, s, "writer process was killed by SIGKILL", capsys.readouterr().err)
+
+
+def _pool_job(state, task):
+    """A writer task for the pool tests: sleeps a little; task 2 raises, task "die" ends its process."""
+    import signal
+
+    time.sleep(0.01)
+    if task == 2:
+        raise RuntimeError("boom")
+    if task == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    torch = sys.modules.get("torch")
+    return state, task, os.getpid(), None if torch is None else torch.get_num_threads()
+
+
+@pytest.mark.parametrize("kind", ["process", "thread", "inline"])
+def test_writer_pool_is_bounded_and_reports_every_task(kind):
     lock = threading.Lock()
-    done = []
+    results: dict[int, tuple] = {}
+    lost: dict[int, str] = {}
+    submitted = 0
+    most = 0
 
-    def job(i):
-        nonlocal running, most
+    def on_result(key, result):
         with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.01)
-        with lock:
-            running -= 1
-        if i == 2:
-            raise RuntimeError("boom")
-        done.append(i)
+            results[key] = result
 
-    pool = WriterPool(WriterConfig(workers=2, max_pending=3))
-    for i in range(10):
-        pool.submit(lambda i=i: job(i))
-        assert pool._slots._value >= 0
-    with pytest.raises(RuntimeError, match="boom"):
-        pool.close()
-    assert sorted(done) == [i for i in range(10) if i != 2] and most <= 2  # every other job ran
-    serial = WriterPool(WriterConfig(workers=0))
-    serial.submit(lambda: done.append("inline"))
-    assert done[-1] == "inline"
-    serial.close()
+    def on_lost(key, reason):
+        with lock:
+            lost[key] = reason
+
+    config = WriterConfig(workers=0 if kind == "inline" else 2, max_pending=3,
+                          kind="thread" if kind == "inline" else kind)
+    with open_writer(config, _pool_job, on_result, on_lost, setup=lambda: "state", tasks=10) as pool:
+        for i in range(10):
+            pool.submit(i, i)
+            submitted += 1
+            with lock:
+                most = max(most, submitted - len(results) - len(lost))
+    assert most <= 3  # never more than max_pending queued or running
+    assert sorted(results) == [i for i in range(10) if i != 2] and lost == {2: "RuntimeError: boom"}
+    assert {r[0] for r in results.values()} == {"state"}
+    if kind == "process":  # workers are other processes, and torch (imported here) runs on one thread there
+        assert os.getpid() not in {r[2] for r in results.values()}
+        assert {r[3] for r in results.values()} <= {None, 1}
     with pytest.raises(ValueError):
         WriterConfig(workers=-1)
+    with pytest.raises(ValueError):
+        WriterConfig(kind="fibres")
 
+
+def test_process_pool_replaces_a_dead_worker_and_reports_its_task():
+    results: dict = {}
+    lost: dict = {}
+    config = WriterConfig(workers=1, max_pending=2, kind="process")
+    with open_writer(config, _pool_job, results.__setitem__, lost.__setitem__, setup=lambda: "s", tasks=5) as pool:
+        first = pool.pids
+        for key, task in enumerate([0, "die", 1, 3, 4]):
+            pool.submit(key, task)
+    assert sorted(results) == [0, 2, 3, 4] and list(lost) == [1]
+    assert "killed by SIGKILL" in lost[1] and "while finishing this input" in lost[1]
+    assert {r[2] for r in results.values()} - set(first)  # a new worker finished the later tasks
 
 # ----------------------------------------------------------------------------- --outputs
 def test_parse_outputs():

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU if available), cpu or cuda[:N] (default auto)")
     p.add_argument("--batch-size", type=int, default=8, help="faces per network call (default 8)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for the network (default: 1 on CPU while writer threads run, as they keep the other "
+                   help="CPU threads for the network (default: 1 on CPU while writers run, as they keep the other "
                         "cores busy; else torch's choice; 1 is also faster when other jobs load the CPU)")
     p.add_argument("--all-faces", action="store_true", help="every detected face (default: only the largest)")
     p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
@@ -44,8 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "every job); writes OUT/summary.shard-K-of-N.json, merged into OUT/summary.json by the "
                         "shard that finds all N in OUT, or later by `facevision merge-shards OUT`")
     p.add_argument("--writers", type=int, default=None, metavar="N",
-                   help="threads that finish faces (mesh, files) while the next photos are detected and run "
-                        "(default: one per CPU core, 1 to 4; 0 = one after another)")
+                   help="processes that finish faces (face-model fit, mesh, files) while the next photos are detected "
+                        "and run (threads where processes cannot be forked; default: one per CPU core plus one, at "
+                        "most 8; 0 = one after another in this process; a single photo never starts any)")
     p.add_argument("--mesh-frame", choices=("photo", "crop"), default="photo",
                    help="coordinates of mesh.ply / mesh.obj: photo = photo pixels, X = column, Y = height - 1 - row, "
                         "Z = depth in photo px, so the mesh overlays the photo (like fit_mesh.obj and 3DDFA_V2); "
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     threads = args.threads
     if threads is None and args.writers != 0 and not str(args.device).startswith("cuda"):
-        # writer threads keep the other cores busy: one thread per library call is faster than torch's and
-        # OpenBLAS's pools spinning on the same cores (measured: 30 s instead of 46 s for 200 LFW photos)
+        # writers keep the other cores busy: one thread per library call is faster than torch's and OpenBLAS's
+        # pools spinning on the same cores (measured with writer threads: 30 s instead of 46 s for 200 LFW photos)
         threads = 1
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")  # read when numpy and torch load (the imports below)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from data_prep.crop import crop_to_original
 from data_prep.reference import ReferenceFace, load_reference
@@ -71,6 +70,8 @@ def landmarks_from_corr(corr: np.ndarray, mask: np.ndarray, reference: Reference
     raw = reference.from_uvw(corr[rows, cols, :3])
     targets = reference.raw_vertices[reference.ibug68]
     k = int(min(config.k, len(rows)))
+    from scipy.spatial import cKDTree  # here: predict's default path (the face-model fit) never needs it
+
     tree = cKDTree(raw, balanced_tree=False, compact_nodes=False)  # ~2x faster to build, same answers
     dist, idx = tree.query(targets, k=k)
     dist = dist.reshape(len(targets), k)

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,11 +35,11 @@ import numpy as np
 from data_prep.io import (ImageReadError, OutputWriteError, ScaledPhoto, atomic_write_json, read_photo_scaled,
                           remove_stale_temporaries, temp_prefix)
 from facevision.predict.outputs import IMAGE_RECORD, SUMMARY_NAME, OutputConfig, face_dir_name, write_face
-from facevision.predict.predictor import Predictor
+from facevision.predict.predictor import PredictConfig, Postprocessor, Predictor
 from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
 from facevision.predict.shards import SHARD_SUMMARY, merge_shard_summaries, shard_of, shard_summary_name
-from facevision.predict.writer import WriterConfig, WriterPool
+from facevision.predict.writer import WriterConfig, WriterPool, open_writer
 
 __all__ = ["BatchConfig", "IMAGE_SUFFIXES", "expand_inputs", "run_batch", "output_names", "safe_stem",
            "check_output_folder", "OutputFolderError", "DEFAULT_MAX_PIXELS", "RESERVED_NAMES"]
@@ -60,8 +60,9 @@ class BatchConfig:
     stdout line per input (``-v``); progress: one progress bar on stderr with photos/s and ETA (shown on a
     terminal only); max_pixels: photos with more pixels are reduced to this many before detection (bounds
     memory: a 13,000 x 13,000 photo would need several GB); results are mapped back to original pixels.
-    None: off. writer: threads that finish inputs (maps -> mesh -> files) while the next photos are detected
-    and run (:class:`facevision.predict.writer.WriterConfig`; workers=0: one after another). shard: (K, N):
+    None: off. writer: the processes (threads where fork is unavailable) that finish inputs (maps -> face-model
+    fit, mesh -> files) while the next photos are detected and run (:class:`facevision.predict.writer.WriterConfig`;
+    workers=0: one after another in the calling thread, as for a single input). shard: (K, N):
     only the K-th of N deterministic parts of the inputs (:mod:`facevision.predict.shards`); its summary is
     ``OUT/summary.shard-K-of-N.json``, merged into ``OUT/summary.json`` once all N are in OUT."""
 
@@ -298,7 +299,10 @@ def _finished(out_dir: Path, source: Path) -> dict[str, Any] | None:
 
 @dataclass
 class _Pending:
-    record: dict[str, Any]
+    """One input read, detected and cropped, waiting for the network (in the calling process); ``key``: its
+    record's index."""
+
+    key: int
     path: Path
     out_dir: Path
     photo: ScaledPhoto
@@ -307,6 +311,91 @@ class _Pending:
     faces: list
     timings: list
     angles: list
+
+
+@dataclass
+class _WriteJob:
+    """Everything needed to finish one input, as plain data (sent to a writer process as it is).
+
+    Per face (F of them): crops (F, S, S, 3) uint8, depth (F, S, S) float32 crop px, corr (F, S, S, 3) float32,
+    mask (F, S, S) bool (:mod:`meshing.conventions`), boxes: integer crop boxes and faces: detector boxes
+    (photo px), angles: crop angles (degrees), timings: ms per stage so far; network_ms: the network's ms per face.
+    """
+
+    path: Path
+    out_dir: Path
+    photo: ScaledPhoto
+    crops: np.ndarray
+    boxes: list
+    faces: list
+    timings: list
+    angles: list
+    depth: np.ndarray
+    corr: np.ndarray
+    mask: np.ndarray
+    network_ms: float
+
+
+@dataclass
+class _Outcome:
+    """What finishing one input reports back to the calling process: its record's ``status``, ``faces`` and
+    ``reason``; ``errors``: the reasons of its error lines, in order; ``done``: its ``-v`` line, if any."""
+
+    status: str = "failed"
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+    errors: list[str] = field(default_factory=list)
+    done: str | None = None
+
+    def fail(self, reason: str) -> None:
+        self.status, self.reason = "failed", reason
+        self.errors.append(reason)
+
+
+@dataclass(frozen=True)
+class _WriteSetup:
+    """What a writer needs besides its jobs (picklable); calling it makes a writer's state once: its own
+    :class:`Postprocessor` (face model, reference, mesh settings) and FLAME model."""
+
+    predict: PredictConfig
+    output: OutputConfig
+    render: RenderConfig
+    log: bool
+    flame_model: str | None
+
+    def __call__(self) -> "_WriteState":
+        flame_fit, _ = _flame_setup(self.flame_model)
+        return _WriteState(Postprocessor(self.predict).postprocess, self, flame_fit)
+
+
+@dataclass
+class _WriteState:
+    """A writer's state: postprocess(crop, depth, corr, mask, crop_box, bbox, score, ...) -> FaceResult, the
+    settings, and fit_and_save(face_dir, result) of FLAME or None."""
+
+    postprocess: Callable[..., Any]
+    setup: _WriteSetup
+    flame_fit: Callable | None
+
+
+def _write_input(state: _WriteState, job: _WriteJob) -> _Outcome:
+    """Maps of one input's faces -> results -> files; runs in a writer (process, thread or the calling thread)."""
+    out = _Outcome()
+    try:
+        results = []
+        for j in range(len(job.faces)):
+            tm = dict(job.timings[j], network=job.network_ms)
+            results.append(state.postprocess(job.crops[j], job.depth[j], job.corr[j], job.mask[j], job.boxes[j],
+                                             job.faces[j].box, job.faces[j].score, index=j, timings=tm,
+                                             crop_angle=float(job.angles[j])))
+    except Exception as exc:  # an unexpected failure fails this input, not the batch
+        out.fail(f"prediction failed ({type(exc).__name__}: {exc})")
+        return out
+    try:
+        _finish(job, results, state, out)  # handles write failures itself
+    except Exception as exc:  # noqa: BLE001 - anything else still fails only this input
+        out.fail(f"writing outputs failed ({type(exc).__name__}: {exc})")
+    return out
 
 
 def _flame_setup(model_path: str | None) -> tuple[Callable | None, str | None]:
@@ -364,31 +453,42 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         files, names = [files[i] for i in mine], [names[i] for i in mine]
         if k != 1:
             records = []  # arguments that matched nothing are recorded by shard 1 only (reported by all)
-    if files:
-        _warm_up_quietly(predictor)
     flame_fit, flame_off = _flame_setup(config.flame_model)
     if flame_off:
         print(f"facevision predict: warning: {flame_off}; continuing without FLAME", file=sys.stderr)
+    setup = _WriteSetup(predictor.config, config.output, config.render, config.log,
+                        config.flame_model if flame_fit is not None else None)
+    writer = config.writer
+    if writer.resolved_kind == "process" and type(predictor).postprocess is not Predictor.postprocess:
+        writer = replace(writer, kind="thread")  # a subclass's own postprocess runs where the predictor lives
     pending: list[_Pending] = []
     n_pending = 0
     bar = _progress_bar(config, len(files))
 
-    def finish_input(p: _Pending, depth: np.ndarray, corr: np.ndarray, mask: np.ndarray, network_ms: float) -> None:
-        """Maps of one input's faces -> results -> files (runs on a writer thread)."""
-        try:
-            results = []
-            for j in range(len(p.faces)):
-                tm = dict(p.timings[j], network=network_ms)
-                results.append(predictor.postprocess(p.crops[j], depth[j], corr[j], mask[j], p.boxes[j],
-                                                     p.faces[j].box, p.faces[j].score, index=j, timings=tm,
-                                                     crop_angle=float(p.angles[j])))
-        except Exception as exc:  # an unexpected failure fails this input, not the batch
-            _fail(p.record, f"prediction failed ({type(exc).__name__}: {exc})")
-            return
-        try:
-            _finish(p, results, config, flame_fit)  # handles write failures itself
-        except Exception as exc:  # noqa: BLE001 - anything else still fails only this input
-            _fail(p.record, f"writing outputs failed ({type(exc).__name__}: {exc})")
+    def finished(key: int, outcome: _Outcome) -> None:
+        """A writer finished input ``key``: its record as the writer left it, its lines printed here."""
+        rec = records[key]
+        rec.update(status=outcome.status, faces=outcome.faces)
+        if outcome.reason is None:
+            rec.pop("reason", None)
+        else:
+            rec["reason"] = outcome.reason
+        for reason in outcome.errors:
+            _err(rec["input"], reason)
+        if outcome.done:
+            _print(outcome.done, sys.stdout)
+        bar.update()
+
+    def lost(key: int, reason: str) -> None:
+        """A writer could not report on input ``key`` (its process died): remove what it left, fail the input."""
+        rec = records[key]
+        out_dir = out / rec["output"]
+        _remove_faces(out, out_dir, record=True)
+        if out_dir.is_dir() and not out_dir.is_symlink() and _inside(out, out_dir):
+            remove_stale_temporaries(out_dir, max_depth=2)
+        rec["faces"] = []
+        _fail(rec, f"{reason}; its outputs were removed")
+        bar.update()
 
     def flush(pool: WriterPool) -> None:
         nonlocal n_pending
@@ -401,7 +501,7 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
             network_ms = (time.perf_counter() - t) * 1e3 / max(len(crops), 1)
         except Exception as exc:  # a network failure fails these inputs, not the batch
             for p in pending:
-                _fail(p.record, f"prediction failed ({type(exc).__name__}: {exc})")
+                _fail(records[p.key], f"prediction failed ({type(exc).__name__}: {exc})")
                 bar.update()
             pending.clear()
             n_pending = 0
@@ -409,12 +509,16 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         i = 0
         for p in pending:
             j = i + len(p.faces)
-            pool.submit(lambda p=p, i=i, j=j: finish_input(p, depth[i:j], corr[i:j], mask[i:j], network_ms))
+            pool.submit(p.key, _WriteJob(p.path, p.out_dir, p.photo, p.crops, p.boxes, p.faces, p.timings, p.angles,
+                                         depth[i:j], corr[i:j], mask[i:j], network_ms))
             i = j
         pending.clear()
         n_pending = 0
 
-    with bar, WriterPool(config.writer, on_done=bar.update) as pool:
+    state = None if writer.resolved_kind == "process" else _WriteState(predictor.postprocess, setup, flame_fit)
+    with bar, open_writer(writer, _write_input, finished, lost, setup, state, tasks=len(files)) as pool:
+        if files:  # after the writer processes started: they set up while the detector does
+            _warm_up_quietly(predictor)
         for path, name in zip(files, names):
             out_dir = out / name
             rec: dict[str, Any] = {"input": str(path), "output": name, "status": "failed", "faces": []}
@@ -455,7 +559,7 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
                 continue
             if config.overwrite:
                 _remove_faces(out, out_dir)
-            pending.append(_Pending(rec, path, out_dir, photo, crops, boxes, faces,
+            pending.append(_Pending(len(records) - 1, path, out_dir, photo, crops, boxes, faces,
                                     [{"detect": t_det, "crop": t_crop} for _ in faces], angles))
             n_pending += len(faces)
             if n_pending >= predictor.config.batch_size:
@@ -579,50 +683,49 @@ def _fail(rec: dict[str, Any], reason: str) -> None:
     _err(rec["input"], reason)
 
 
-def _finish(p: _Pending, results: list, config: BatchConfig, flame_fit: Callable | None) -> None:
-    """Write one input's faces and its image.json; set its record's status."""
-    rec = p.record
-    root = p.out_dir.parent
+def _finish(job: _WriteJob, results: list, state: _WriteState, outcome: _Outcome) -> None:
+    """Write one input's faces and its image.json; set ``outcome`` (status, faces, reason, lines)."""
+    setup = state.setup
+    root = job.out_dir.parent
     faces = []
     try:
         for k, res in enumerate(results):
             res.index = k
-            face_dir = p.out_dir / face_dir_name(k)
+            face_dir = job.out_dir / face_dir_name(k)
             if face_dir.is_symlink() or not _inside(root, face_dir):
                 raise OutputWriteError(f"{face_dir}: refusing to write outside the output folder {root}")
             extra: dict[str, Any] = {}
-            if flame_fit is not None and res.ok and res.mesh is not None:
+            if state.flame_fit is not None and res.ok and res.mesh is not None:
                 try:
-                    extra["flame"] = flame_fit(face_dir, res)
+                    extra["flame"] = state.flame_fit(face_dir, res)
                 except Exception as exc:
                     extra["flame"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            data = write_face(face_dir, res, p.photo.image, str(p.path), config.render, extra,
-                              photo_scale=p.photo.scale, output=config.output)
+            data = write_face(face_dir, res, job.photo.image, str(job.path), setup.render, extra,
+                              photo_scale=job.photo.scale, output=setup.output)
             faces.append({"dir": face_dir.name, "status": data["status"], **({"error": res.error} if res.error else {})})
     except OSError as exc:  # OutputWriteError names the file and says "disk full" when it is
-        _remove_faces(root, p.out_dir, record=True)
-        _fail(rec, f"cannot write outputs: {exc}")
+        _remove_faces(root, job.out_dir, record=True)
+        outcome.fail(f"cannot write outputs: {exc}")
         return
     except Exception as exc:
-        _remove_faces(root, p.out_dir, record=True)
-        _fail(rec, f"writing outputs failed ({type(exc).__name__}: {exc})")
+        _remove_faces(root, job.out_dir, record=True)
+        outcome.fail(f"writing outputs failed ({type(exc).__name__}: {exc})")
         return
-    rec["faces"] = faces
+    outcome.faces = faces
     ok = [f for f in faces if f["status"] == "ok"]
     if ok:
-        rec["status"] = "ok"
-        rec.pop("reason", None)
+        outcome.status, outcome.reason = "ok", None
     else:
-        _fail(rec, faces[0].get("error", "no usable face"))
-    image_record = {"source": str(p.path.resolve()), "input": str(p.path), "status": rec["status"], "faces": faces,
-                    "image_size": list(p.photo.original_size)}
-    if p.photo.scale != (1.0, 1.0):
-        image_record["processed_size"] = [int(p.photo.image.shape[1]), int(p.photo.image.shape[0])]
+        outcome.fail(faces[0].get("error", "no usable face"))
+    image_record = {"source": str(job.path.resolve()), "input": str(job.path), "status": outcome.status,
+                    "faces": faces, "image_size": list(job.photo.original_size)}
+    if job.photo.scale != (1.0, 1.0):
+        image_record["processed_size"] = [int(job.photo.image.shape[1]), int(job.photo.image.shape[0])]
     try:
-        atomic_write_json(p.out_dir / IMAGE_RECORD, image_record)
+        atomic_write_json(job.out_dir / IMAGE_RECORD, image_record)
     except OSError as exc:
-        _remove_faces(root, p.out_dir, record=True)
-        _fail(rec, f"cannot write outputs: {exc}")
+        _remove_faces(root, job.out_dir, record=True)
+        outcome.fail(f"cannot write outputs: {exc}")
         return
-    if rec["status"] == "ok":
-        _log(config, f"{p.path}: {len(ok)} face(s) -> {p.out_dir}")
+    if outcome.status == "ok" and setup.log:
+        outcome.done = f"{job.path}: {len(ok)} face(s) -> {job.out_dir}"

@@ -32,7 +32,7 @@ from facevision.model.outputs import decode_outputs
 from meshing.conventions import check_corr, check_depth_px, check_mask
 from meshing.types import MeshConfig
 
-__all__ = ["PredictConfig", "FaceResult", "Predictor", "default_checkpoint", "checkpoint_candidates",
+__all__ = ["PredictConfig", "FaceResult", "Predictor", "Postprocessor", "default_checkpoint", "checkpoint_candidates",
            "CHECKPOINT_ENV", "CHECKPOINT_NAME"]
 
 CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
@@ -159,6 +159,93 @@ class FaceResult:
         return out
 
 
+class Postprocessor:
+    """Maps of one face -> :class:`FaceResult`: face-model fit (landmarks, visibility, pose), the direct read-out
+    where the fit is off or fails, and the mesh. numpy, scipy and Open3D only, never torch: this is the part of
+    the pipeline that ``facevision predict``'s writer processes run (:mod:`facevision.predict.writer`), each with
+    its own instance (the face model and reference are loaded once per instance).
+
+    config: the pipeline's settings (fit, landmarks, pose, mesh, refine_visible; the crop size comes from the
+    crops given).
+    """
+
+    def __init__(self, config: PredictConfig | None = None) -> None:
+        from data_prep.reference import load_reference
+
+        self.config = config or PredictConfig()
+        self.reference = load_reference()
+        self.face_model = None
+        if self.config.fit is not None:
+            from data_prep.face_model import load_face_model
+
+            self.face_model = load_face_model()
+
+    def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
+                    crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
+                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0) -> FaceResult:
+        """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
+
+        Maps follow :mod:`meshing.conventions` (checked: a ValueError names what is wrong). A face whose maps
+        cannot be used (too small a mask, meshing failure) gets ``error`` set.
+        """
+        from meshing import MeshingError, mesh_from_maps
+
+        size = int(depth_px.shape[0])
+        shape = check_depth_px(depth_px, "postprocess: depth_px").shape
+        check_corr(corr, shape, "postprocess: corr")
+        check_mask(mask, shape, "postprocess: mask")
+        timings = dict(timings or {})
+        crop_box = tuple(int(v) for v in crop_box)
+        bbox = tuple(float(v) for v in (bbox if bbox is not None else crop_box))
+        res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
+                         corr=corr, mask=mask, timings=timings, crop_angle=float(crop_angle))
+        try:
+            fit = None
+            if self.config.fit is not None:
+                t = time.perf_counter()
+                try:
+                    fit = fit_face_model(depth_px, corr, mask, self.face_model, self.config.fit, self.reference)
+                except ValueError:
+                    fit = None  # too little of the face model in view: the direct read-out stands in
+                timings["fit"] = _ms(t)
+            if fit is None or self.config.refine_visible:
+                t = time.perf_counter()
+                lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
+                res.landmarks68_crop = lm.points
+                res.landmark_residual = lm.residual
+                timings["landmarks"] = _ms(t)
+            if fit is not None:
+                self._use_fit(res, fit)
+            else:
+                t = time.perf_counter()
+                res.pose = pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose)
+                timings["pose"] = _ms(t)
+            res.landmarks68 = landmarks_to_original(res.landmarks68_crop, crop_box, size, crop_angle)
+            res.pose = photo_pose(res.pose, crop_angle)
+            if self.config.mesh is not None:
+                t = time.perf_counter()
+                res.mesh = mesh_from_maps(depth_px, mask=mask, image=crop, corr=corr, config=self.config.mesh)
+                timings["mesh"] = _ms(t)
+        except (ValueError, MeshingError) as exc:
+            res.error = f"no usable face surface in the prediction ({exc})"
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        return res
+
+    def _use_fit(self, res: FaceResult, fit: ModelFit) -> None:
+        """Landmarks, visibility and pose of ``res`` from the face-model fit (crop frame)."""
+        lm = fit.landmarks68.copy()
+        if self.config.refine_visible:
+            sure = fit.visible & (res.landmark_residual < 0.1)
+            lm[sure] = res.landmarks68_crop[sure]
+        res.model_fit = fit
+        res.landmarks68_crop = lm
+        res.landmarks68_visible = fit.visible.copy()
+        p3 = np.column_stack([fit.landmarks68, fit.landmarks68_3d[:, 2]])
+        res.landmarks68_3d = crop_to_original(p3, res.crop_box, int(res.crop.shape[0]), res.crop_angle)
+        res.landmarks_source = "model_fit"
+        res.pose = fit.pose
+
+
 def checkpoint_candidates() -> list[Path]:
     """Where :func:`default_checkpoint` looks, in order (after ``$FACEVISION_CHECKPOINT``):
     ``facevision/checkpoints/`` (package data) and ``<checkout>/checkpoints/`` (editable install)."""
@@ -216,14 +303,9 @@ class Predictor:
             from facevision.model.inference import freeze_for_inference
 
             self.model = freeze_for_inference(self.model, size, self.device)
-        from data_prep.reference import load_reference
-
-        self.reference = load_reference()
-        self.face_model = None
-        if config.fit is not None:
-            from data_prep.face_model import load_face_model
-
-            self.face_model = load_face_model()
+        self.postprocessor = Postprocessor(config)
+        self.reference = self.postprocessor.reference
+        self.face_model = self.postprocessor.face_model
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
@@ -293,66 +375,9 @@ class Predictor:
     def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
                     crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
                     index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0) -> FaceResult:
-        """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
-
-        Maps follow :mod:`meshing.conventions` (checked: a ValueError names what is wrong). A face whose maps
-        cannot be used (too small a mask, meshing failure) gets ``error`` set.
-        """
-        from meshing import MeshingError, mesh_from_maps
-
-        shape = check_depth_px(depth_px, "postprocess: depth_px").shape
-        check_corr(corr, shape, "postprocess: corr")
-        check_mask(mask, shape, "postprocess: mask")
-        timings = dict(timings or {})
-        crop_box = tuple(int(v) for v in crop_box)
-        bbox = tuple(float(v) for v in (bbox if bbox is not None else crop_box))
-        res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
-                         corr=corr, mask=mask, timings=timings, crop_angle=float(crop_angle))
-        try:
-            fit = None
-            if self.config.fit is not None:
-                t = time.perf_counter()
-                try:
-                    fit = fit_face_model(depth_px, corr, mask, self.face_model, self.config.fit, self.reference)
-                except ValueError:
-                    fit = None  # too little of the face model in view: the direct read-out stands in
-                timings["fit"] = _ms(t)
-            if fit is None or self.config.refine_visible:
-                t = time.perf_counter()
-                lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
-                res.landmarks68_crop = lm.points
-                res.landmark_residual = lm.residual
-                timings["landmarks"] = _ms(t)
-            if fit is not None:
-                self._use_fit(res, fit)
-            else:
-                t = time.perf_counter()
-                res.pose = pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose)
-                timings["pose"] = _ms(t)
-            res.landmarks68 = landmarks_to_original(res.landmarks68_crop, crop_box, self.size, crop_angle)
-            res.pose = photo_pose(res.pose, crop_angle)
-            if self.config.mesh is not None:
-                t = time.perf_counter()
-                res.mesh = mesh_from_maps(depth_px, mask=mask, image=crop, corr=corr, config=self.config.mesh)
-                timings["mesh"] = _ms(t)
-        except (ValueError, MeshingError) as exc:
-            res.error = f"no usable face surface in the prediction ({exc})"
-        timings["total"] = sum(v for k, v in timings.items() if k != "total")
-        return res
-
-    def _use_fit(self, res: FaceResult, fit: ModelFit) -> None:
-        """Landmarks, visibility and pose of ``res`` from the face-model fit (crop frame)."""
-        lm = fit.landmarks68.copy()
-        if self.config.refine_visible:
-            sure = fit.visible & (res.landmark_residual < 0.1)
-            lm[sure] = res.landmarks68_crop[sure]
-        res.model_fit = fit
-        res.landmarks68_crop = lm
-        res.landmarks68_visible = fit.visible.copy()
-        p3 = np.column_stack([fit.landmarks68, fit.landmarks68_3d[:, 2]])
-        res.landmarks68_3d = crop_to_original(p3, res.crop_box, self.size, res.crop_angle)
-        res.landmarks_source = "model_fit"
-        res.pose = fit.pose
+        """Maps of one face -> :class:`FaceResult` (:meth:`Postprocessor.postprocess`: landmarks, pose, mesh)."""
+        return self.postprocessor.postprocess(crop, depth_px, corr, mask, crop_box, bbox, score, index, timings,
+                                              crop_angle)
 
     def predict_crops(self, crops: np.ndarray, crop_boxes: Sequence[Sequence[int]],
                       bboxes: Sequence[Sequence[float]] | None = None, scores: Sequence[float | None] | None = None,

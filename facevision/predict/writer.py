@@ -1,100 +1,439 @@
-"""Off the critical path: a bounded pool of threads that finishes inputs (maps -> mesh -> files) while the
+"""Off the critical path: a bounded pool that finishes inputs (maps -> face-model fit, mesh -> files) while the
 calling thread reads, detects and runs the network on the next photos.
 
-Jobs are plain callables that handle their own failures (``facevision.predict.batch`` turns any exception of
-one input into that input's failure record); an exception that still escapes a job is kept and re-raised by
-:meth:`WriterPool.close`, so nothing is lost silently. At most ``max_pending`` jobs are queued or running:
-:meth:`WriterPool.submit` blocks while the pool is full, which bounds memory (each job holds a photo and its
-maps). ``workers=0`` runs each job at once in the calling thread (the serial path, same files).
+A task is plain data (numpy arrays, paths, dataclasses: picklable). ``handle(state, task) -> result`` does the
+work; ``state`` holds what every task needs (the postprocessing objects), made once per worker by ``setup()``.
+Each task's outcome comes back to the calling process: ``on_result(key, result)``, or ``on_lost(key, reason)``
+when the task raised or its worker died. Both callbacks run in the calling process (in a pool thread: keep them
+short and thread-safe). At most ``max_pending`` tasks are queued or running: :meth:`WriterPool.submit` blocks
+while the pool is full, which bounds memory (each task holds a photo and its maps).
 
-Threads, not processes: the heavy parts (PNG and zlib encoding, file writes and fsync, numpy, Open3D and
-the network) release the GIL, and jobs need no pickling of photos and maps.
+Kinds (:class:`WriterConfig`):
+
+* **process** (the default on Linux): worker processes started with ``fork`` (cheap: the modules the parent has
+  imported and the assets it has loaded are shared, nothing is pickled at start). The finishing work is ~90 %
+  Python-level numpy, text formatting and PNG encoding, which threads cannot run in parallel (the GIL kept a
+  thread pool at ~1.2 of 2 cores). Tasks and results are pickled through one pipe per worker, so the parent
+  knows which task each worker holds: a worker that dies (killed, out of memory) fails exactly that task, with
+  its signal in the reason, and is replaced; the others go on. Workers never run torch (the postprocessing is
+  numpy, scipy, OpenCV and Open3D); if a task imports torch anyway (FLAME registration) it runs on one thread.
+  Workers ignore Ctrl-C (the parent stops them) and end when the parent's end of their pipe closes.
+* **thread**: worker threads in the calling process (no pickling; the GIL limits them to about one core).
+* ``workers=0``, or a batch of one input: each task runs at once in the calling thread (the serial path: no
+  pool to start, same files).
 """
 from __future__ import annotations
 
+import collections
+import multiprocessing
 import os
+import signal
+import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from multiprocessing.connection import wait
+from typing import Any, Callable
 
-__all__ = ["WriterConfig", "WriterPool", "default_workers"]
+__all__ = ["WriterConfig", "WriterPool", "InlinePool", "ThreadPool", "ProcessPool", "open_writer", "default_workers",
+           "WRITER_KINDS"]
+
+WRITER_KINDS = ("auto", "process", "thread")
+Handle = Callable[[Any, Any], Any]  # (state, task) -> result; a module-level function (picklable by name)
+OnResult = Callable[[int, Any], None]
+OnLost = Callable[[int, str], None]
 
 
-def default_workers() -> int:
-    """Writer threads when not chosen: one per CPU core, at most four (the calling thread mostly waits on them:
-    on 2 cores the network and detection take ~20 ms of a photo's ~100 ms of CPU work)."""
-    return max(1, min(4, os.cpu_count() or 1))
+def fork_available() -> bool:
+    """True where worker processes are started with ``fork`` (Linux): cheap to start, nothing pickled at start."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def default_workers(kind: str = "process") -> int:
+    """Workers when not chosen. Processes: one per CPU core plus one, at most 8 (a worker waits on fsync for about
+    a quarter of its time; the calling thread's detection and network take ~20 ms of a photo's ~90 ms of CPU).
+    Threads: one per core, 1 to 4."""
+    cores = os.cpu_count() or 1
+    return max(1, min(8, cores + 1)) if kind == "process" else max(1, min(4, cores))
 
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """workers: threads finishing inputs (0 = in the calling thread, one after another; None = one per CPU
-    core, 1 to 4); max_pending: inputs queued or being finished at most (None = 2 per
-    worker, at least 2)."""
+    """workers: processes or threads finishing inputs (0 = in the calling thread, one after another; None =
+    :func:`default_workers`); max_pending: inputs queued or being finished at most (None = 2 per worker, at
+    least 2); kind: "process", "thread" or "auto" (processes where ``fork`` is available, i.e. Linux; threads
+    elsewhere, where a process would have to import everything again)."""
 
     workers: int | None = None
     max_pending: int | None = None
+    kind: str = "auto"
 
     def __post_init__(self) -> None:
         if self.workers is not None and int(self.workers) < 0:
             raise ValueError(f"WriterConfig.workers must be >= 0, got {self.workers!r}")
         if self.max_pending is not None and int(self.max_pending) < 1:
             raise ValueError(f"WriterConfig.max_pending must be >= 1, got {self.max_pending!r}")
+        if self.kind not in WRITER_KINDS:
+            raise ValueError(f"WriterConfig.kind must be one of {WRITER_KINDS}, got {self.kind!r}")
+
+    @property
+    def resolved_kind(self) -> str:
+        """"process" or "thread"."""
+        if self.kind == "auto":
+            return "process" if fork_available() else "thread"
+        return self.kind
 
     @property
     def n_workers(self) -> int:
-        return default_workers() if self.workers is None else int(self.workers)
+        return default_workers(self.resolved_kind) if self.workers is None else int(self.workers)
+
+    @property
+    def limit(self) -> int:
+        """Tasks queued or running at most."""
+        return int(self.max_pending) if self.max_pending is not None else max(2, 2 * self.n_workers)
 
 
 class WriterPool:
-    """``submit(job)`` runs ``job()`` on a worker thread (bounded queue); ``close()`` waits for all of them.
+    """``submit(key, task)``; ``close()`` waits for every task (use as a context manager). Subclasses: where the
+    tasks run. An exception raised by ``on_result`` / ``on_lost`` is kept and re-raised by :meth:`close`."""
 
-    Use as a context manager. ``on_done`` (optional) is called in the worker after each job, e.g. to move a
-    progress bar.
-    """
-
-    def __init__(self, config: WriterConfig = WriterConfig(), on_done: Callable[[], None] | None = None) -> None:
-        self.workers = config.n_workers
-        limit = config.max_pending if config.max_pending is not None else max(2, 2 * self.workers)
-        self._slots = threading.BoundedSemaphore(limit)
-        self._on_done = on_done
+    def __init__(self, handle: Handle, on_result: OnResult, on_lost: OnLost) -> None:
+        self._handle = handle
+        self._on_result = on_result
+        self._on_lost = on_lost
         self._errors: list[BaseException] = []
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="facevision-writer") \
-            if self.workers > 0 else None
 
-    def _run(self, job: Callable[[], None]) -> None:
+    def _report(self, key: int, result: Any = None, lost: str | None = None) -> None:
         try:
-            job()
-        except BaseException as exc:  # noqa: BLE001 - kept and re-raised by close(); other jobs go on
+            if lost is None:
+                self._on_result(key, result)
+            else:
+                self._on_lost(key, lost)
+        except BaseException as exc:  # noqa: BLE001 - kept and re-raised by close(); other tasks go on
             self._errors.append(exc)
-        finally:
-            self._slots.release()
-            if self._on_done is not None:
-                self._on_done()
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` (blocks while ``max_pending`` jobs are queued or running)."""
-        self._slots.acquire()
-        if self._executor is None:
-            self._run(job)
+    def _run_here(self, state: Any, key: int, task: Any) -> None:
+        """Run one task in this thread and report it."""
+        try:
+            result = self._handle(state, task)
+        except Exception as exc:  # noqa: BLE001 - this task is lost, not the pool
+            self._report(key, lost=f"{type(exc).__name__}: {exc}")
             return
-        self._executor.submit(self._run, job)
+        self._report(key, result)
+
+    def submit(self, key: int, task: Any) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
-        """Wait for every job; re-raise the first exception a job let escape (after all jobs finished)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Wait for every task; re-raise the first exception a callback let escape (after all tasks finished)."""
+        self._shutdown(wait=True)
         if self._errors:
             raise self._errors[0]
+
+    def _shutdown(self, wait: bool) -> None:
+        pass
 
     def __enter__(self) -> "WriterPool":
         return self
 
     def __exit__(self, *exc) -> None:
-        if exc[0] is not None and self._executor is not None:  # already failing: wait, keep the first error
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if exc[0] is not None:  # already failing: stop without waiting for queued tasks, keep the first error
+            self._shutdown(wait=False)
             return
         self.close()
+
+
+class InlinePool(WriterPool):
+    """Each task runs at once in the calling thread (``workers=0``; also for a batch of one input)."""
+
+    def __init__(self, state: Any, handle: Handle, on_result: OnResult, on_lost: OnLost) -> None:
+        super().__init__(handle, on_result, on_lost)
+        self._state = state
+
+    def submit(self, key: int, task: Any) -> None:
+        self._run_here(self._state, key, task)
+
+
+class ThreadPool(WriterPool):
+    """Tasks run on ``workers`` threads of this process, sharing ``state``."""
+
+    def __init__(self, workers: int, limit: int, state: Any, handle: Handle, on_result: OnResult,
+                 on_lost: OnLost) -> None:
+        super().__init__(handle, on_result, on_lost)
+        self._state = state
+        self._slots = threading.BoundedSemaphore(limit)
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(workers, thread_name_prefix="facevision-writer")
+
+    def _run(self, key: int, task: Any) -> None:
+        try:
+            self._run_here(self._state, key, task)
+        finally:
+            self._slots.release()
+
+    def submit(self, key: int, task: Any) -> None:
+        """Queue ``task`` (blocks while ``limit`` tasks are queued or running)."""
+        self._slots.acquire()
+        assert self._executor is not None, "submit after close"
+        self._executor.submit(self._run, key, task)
+
+    def _shutdown(self, wait: bool) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=not wait)
+            self._executor = None
+
+
+# ----------------------------------------------------------------------------- processes
+def _death_reason(exitcode: int | None) -> str:
+    """Why a worker process ended, in words."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"writer process was killed by {name}{hint}"
+    return f"writer process exited unexpectedly (exit code {exitcode})"
+
+
+def _quiet_worker() -> None:
+    """In a new worker process: ignore Ctrl-C (the parent stops the workers), one thread per library."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # for libraries a task imports later
+    torch = sys.modules.get("torch")
+    if torch is not None:  # imported by the parent before the fork: never use its thread pool here
+        torch.set_num_threads(1)
+
+
+def _worker_main(conn, setup: Callable[[], Any], handle: Handle) -> None:
+    """A worker process: ``state = setup()`` once, then answer each task received with ``("ok", result)`` or
+    ``("error", reason)``, until ``None`` or the parent's end of the pipe closes."""
+    _quiet_worker()
+    try:
+        state, broken = setup(), None
+    except Exception as exc:  # noqa: BLE001 - every task is answered with it
+        state, broken = None, f"writer set-up failed ({type(exc).__name__}: {exc})"
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if task is None:
+            return
+        if broken is not None:
+            reply: tuple[str, Any] = ("error", broken)
+        else:
+            try:
+                reply = ("ok", handle(state, task))
+            except Exception as exc:  # noqa: BLE001 - this task is lost, not the worker
+                reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled
+            conn.send(("error", f"result not transferable ({type(exc).__name__}: {exc})"))
+
+
+class _Worker:
+    """One worker process, the parent's end of its pipe and the task it holds (key, or None when idle)."""
+
+    def __init__(self, ctx, setup: Callable[[], Any], handle: Handle) -> None:
+        parent_end, child_end = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_worker_main, args=(child_end, setup, handle), daemon=True,
+                                   name="facevision-writer")
+        with warnings.catch_warnings():  # Python >= 3.12 warns about fork in a threaded process; the worker
+            warnings.simplefilter("ignore", DeprecationWarning)  # uses none of the parent's threads
+            self.process.start()
+        child_end.close()
+        self.conn = parent_end
+        self.key: int | None = None
+        self.dead = False
+
+
+class ProcessPool(WriterPool):
+    """Tasks run in ``workers`` processes, each with its own ``state = setup()`` (see the module docstring).
+
+    One collector thread in the calling process hands queued tasks to idle workers, receives results and
+    notices dead workers (their process sentinel); the callbacks run on it.
+    """
+
+    def __init__(self, workers: int, limit: int, setup: Callable[[], Any], handle: Handle, on_result: OnResult,
+                 on_lost: OnLost, start_method: str | None = None) -> None:
+        super().__init__(handle, on_result, on_lost)
+        self._ctx = multiprocessing.get_context(start_method or ("fork" if fork_available() else "spawn"))
+        self._setup = setup
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._queue: collections.deque[tuple[int, Any]] = collections.deque()
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._closing = False
+        self._abort = False
+        self._stopped = "writer pool stopped"
+        self._workers = [_Worker(self._ctx, setup, handle) for _ in range(max(1, workers))]
+        self._thread = threading.Thread(target=self._collect, name="facevision-writer-collector", daemon=True)
+        self._thread.start()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (tests kill one)."""
+        return [w.process.pid for w in self._workers if not w.dead]
+
+    def submit(self, key: int, task: Any) -> None:
+        """Queue ``task`` (blocks while ``limit`` tasks are queued or running)."""
+        self._slots.acquire()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("submit after close")
+            stopped = self._abort
+            if not stopped:
+                self._queue.append((key, task))
+        if stopped:  # the pool gave up (see _fail_everything): say so for this task too
+            self._done(key, lost=self._stopped)
+            return
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send_bytes(b".")
+        except OSError:
+            pass
+
+    # -- collector thread
+    def _collect(self) -> None:
+        try:
+            while self._step():
+                pass
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not hang the batch: fail what is left
+            self._errors.append(exc)
+            self._fail_everything(f"writer pool failed ({type(exc).__name__}: {exc})")
+        finally:
+            self._stop_workers()
+
+    def _step(self) -> bool:
+        """Dispatch, wait for one event, handle it; False when finished."""
+        self._dispatch()
+        with self._lock:
+            busy = [w for w in self._workers if w.key is not None]
+            if self._abort or (self._closing and not self._queue and not busy):
+                return False
+        watched: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
+        for w in self._workers:
+            watched[w.process.sentinel] = ("died", w)
+            if w.key is not None:
+                watched[w.conn] = ("reply", w)
+        for ready in wait(list(watched)):
+            what, w = watched[ready]
+            if what == "wake":
+                while self._wake_r.poll():
+                    self._wake_r.recv_bytes()
+            elif what == "reply" and w is not None and not w.dead:
+                self._receive(w)
+            elif what == "died" and w is not None and not w.dead:
+                if w.key is not None and w.conn.poll():  # it answered before it ended
+                    self._receive(w)
+                if not w.dead:
+                    self._bury(w)
+        return True
+
+    def _dispatch(self) -> None:
+        """Hand queued tasks to idle workers."""
+        for w in list(self._workers):
+            with self._lock:
+                if w.dead or w.key is not None or not self._queue or self._abort:
+                    continue
+                key, task = self._queue.popleft()
+                w.key = key
+            try:
+                w.conn.send(task)
+            except (OSError, EOFError):  # it died before or while receiving: its death is noticed below
+                self._bury(w)
+            except Exception as exc:  # noqa: BLE001 - the task cannot be pickled: lose it, keep the worker
+                w.key = None
+                self._done(key, lost=f"cannot hand the input to a writer process ({type(exc).__name__}: {exc})")
+
+    def _receive(self, w: _Worker) -> None:
+        try:
+            status, payload = w.conn.recv()
+        except (EOFError, OSError):
+            self._bury(w)
+            return
+        key, w.key = w.key, None
+        if key is None:
+            return
+        if status == "ok":
+            self._done(key, payload)
+        else:
+            self._done(key, lost=str(payload))
+
+    def _done(self, key: int, result: Any = None, lost: str | None = None) -> None:
+        self._report(key, result, lost)
+        self._slots.release()
+
+    def _bury(self, w: _Worker) -> None:
+        """A worker ended: fail its task (after the process is reaped, so its temporaries count as stale), start
+        another one unless the pool is finishing with nothing left to do."""
+        w.dead = True
+        w.process.join(timeout=5)
+        w.conn.close()
+        key, w.key = w.key, None
+        with self._lock:
+            self._workers.remove(w)
+            need = not self._abort and (bool(self._queue) or not self._closing)  # more tasks to come
+        if key is not None:
+            self._done(key, lost=f"{_death_reason(w.process.exitcode)} while finishing this input")
+        if need:
+            try:
+                self._workers.append(_Worker(self._ctx, self._setup, self._handle))
+            except OSError as exc:  # cannot start processes any more (fork refused): fail what is left
+                self._fail_everything(f"cannot start a writer process ({exc.strerror or exc})")
+
+    def _fail_everything(self, reason: str) -> None:
+        with self._lock:
+            self._abort = True
+            self._stopped = reason
+            left = [k for k, _ in self._queue] + [w.key for w in self._workers if w.key is not None]
+            self._queue.clear()
+            for w in self._workers:
+                w.key = None
+        for key in left:
+            self._done(key, lost=reason)
+
+    def _stop_workers(self) -> None:
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except (OSError, EOFError):
+                pass
+        for w in self._workers:
+            w.process.join(timeout=0.5 if self._abort else 10)
+            if w.process.is_alive():
+                w.process.terminate()
+                w.process.join(timeout=5)
+            w.conn.close()
+
+    def _shutdown(self, wait: bool) -> None:
+        with self._lock:
+            self._closing = True
+            if not wait:
+                self._abort = True
+        self._wake()
+        self._thread.join()
+        with self._lock:
+            self._queue.clear()  # not empty only when stopped without waiting (the caller is failing anyway)
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def open_writer(config: WriterConfig, handle: Handle, on_result: OnResult, on_lost: OnLost,
+                setup: Callable[[], Any], state: Any = None, tasks: int | None = None) -> WriterPool:
+    """The pool ``config`` asks for. ``setup()`` makes the workers' state (in each worker process; once in this
+    process for threads and the inline path, unless ``state`` is given). ``tasks``: how many will be submitted,
+    if known: with one or none, the tasks run in the calling thread (no pool to start)."""
+    n = config.n_workers
+    if n == 0 or (tasks is not None and tasks <= 1):
+        return InlinePool(setup() if state is None else state, handle, on_result, on_lost)
+    if config.resolved_kind == "thread":
+        return ThreadPool(n, config.limit, setup() if state is None else state, handle, on_result, on_lost)
+    return ProcessPool(n, config.limit, setup, handle, on_result, on_lost)
