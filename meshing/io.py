@@ -27,6 +27,7 @@ import numpy as np
 
 from meshing.fileio import (OutputWriteError, atomic_write, fsync_file, native_stderr_silenced, png_complete, temp_prefix,
                             write_error)
+from meshing.fixed_text import fixed_rows
 from meshing.types import FaceMesh, MeshingError
 
 __all__ = ["save_mesh", "load_mesh", "obj_text", "MeshIOError", "MESH_SUFFIXES"]
@@ -65,15 +66,6 @@ def _to_o3d(mesh: FaceMesh):
     return m
 
 
-def _rows(arr: np.ndarray, fmt: str) -> str:
-    """Rows of ``arr`` formatted by ``fmt`` (a whole-row format string), one line each: the text
-    ``np.savetxt`` writes, made by one formatting call over all rows instead of one call per row."""
-    arr = np.asarray(arr)
-    if arr.size == 0:
-        return ""
-    return ((fmt + "\n") * len(arr)) % tuple(arr.ravel().tolist())
-
-
 def _face_rows(faces: np.ndarray, corner: str) -> str:
     """``f a b c`` lines of 0-based triangles, each corner written as ``corner.format(index + 1)``
     (e.g. ``"{0}/{0}/{0}"``): every vertex's corner text is made once and reused by all its triangles."""
@@ -107,12 +99,12 @@ def obj_text(mesh: FaceMesh, material: str | None = None, comment: str = "", dec
     parts = ["\n".join(head) + "\n"]
     if mesh.colors is not None:
         c = np.clip(np.nan_to_num(np.asarray(mesh.colors, dtype=np.float64)), 0, 1)
-        parts.append(_rows(np.hstack([v, c]), f"v %.{decimals}f %.{decimals}f %.{decimals}f %.4f %.4f %.4f"))
+        parts.append(fixed_rows(np.hstack([v, c]), "v", (decimals,) * 3 + (4, 4, 4)))
     else:
-        parts.append(_rows(v, f"v %.{decimals}f %.{decimals}f %.{decimals}f"))
-    parts.append(_rows(vertex_normals(v, f - 1), "vn %.5f %.5f %.5f"))
+        parts.append(fixed_rows(v, "v", (decimals,) * 3))
+    parts.append(fixed_rows(vertex_normals(v, f - 1), "vn", (5, 5, 5)))
     if material:
-        parts.append(_rows(np.asarray(mesh.uvs, dtype=np.float64), "vt %.6f %.6f"))
+        parts.append(fixed_rows(np.asarray(mesh.uvs, dtype=np.float64), "vt", (6, 6)))
         parts.append(f"usemtl {material}_0\n")
         parts.append(_face_rows(f - 1, "{0}/{0}/{0}"))
     else:

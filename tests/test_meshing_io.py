@@ -108,3 +108,36 @@ def test_overwrite_is_atomic_and_complete(tmp_path, textured):
     meshing.save_mesh(target, mesh, texture=image)  # replaces in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.mtl", "face.obj", "face_0.png"]
     assert meshing.load_mesh(target).n_faces == mesh.n_faces
+
+
+def _printf_rows(arr: np.ndarray, prefix: str, decimals: tuple[int, ...]) -> str:
+    """Ground truth: Python's own %-formatting, row by row."""
+    fmt = prefix + "".join(f" %.{d}f" for d in decimals) + "\n"
+    return "".join(fmt % tuple(float(v) for v in row) for row in arr)
+
+
+def test_fixed_rows_is_printf_byte_for_byte():
+    """The OBJ text's numbers: random magnitudes, exact ties (k / 2**m, e.g. 0.03125 -> 0.0312 by half-to-even),
+    the floats next to them, decimal half-units, zeros and negative zeros ("-0.0000"), mixed decimals."""
+    from meshing.fixed_text import fixed_rows
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    random = rng.choice([-1.0, 1.0], (n, 3)) * 10.0 ** rng.uniform(-9, 5, (n, 3)) * rng.random((n, 3))
+    ties = rng.integers(-10**6, 10**6, (n, 3)) / 2.0 ** rng.integers(0, 20, (n, 3))
+    arr = np.where(rng.random((n, 3)) < 0.5, random, ties)
+    arr[::7, 0] = np.nextafter(arr[::7, 0], np.inf)
+    arr[::11, 1] = np.nextafter(arr[::11, 1], -np.inf)
+    arr[::13, 2] = (rng.integers(-10**5, 10**5, len(arr[::13, 2])) + 0.5) / 10**4
+    arr[::17, 0] = -0.0
+    arr[::19, 1] = 0.0
+    arr[::23, 2] = -1e-7
+    for decimals in [(4, 4, 4), (5, 5, 5), (6, 6, 6), (1, 3, 6), (6, 4, 2)]:
+        assert fixed_rows(arr, "v", decimals) == _printf_rows(arr, "v", decimals)
+    assert fixed_rows(np.array([[0.03125, -0.03125, 2.5]]), "vt", (4, 4, 1)) == "vt 0.0312 -0.0312 2.5\n"
+    # what it leaves to Python: non-finite and huge values, no rows
+    for odd in ([np.nan, 1.0, 2.0], [np.inf, 1.0, 2.0], [1e300, 1.0, 2.0]):
+        assert fixed_rows(np.array([odd]), "v", (4, 4, 4)) == _printf_rows(np.array([odd]), "v", (4, 4, 4))
+    assert fixed_rows(np.zeros((0, 3)), "v", (4, 4, 4)) == ""
+    with pytest.raises(ValueError):
+        fixed_rows(np.zeros((2, 3)), "v", (4, 4))
