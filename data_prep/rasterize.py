@@ -8,8 +8,8 @@ coordinates, which is exact for an orthographic projection, the one used by all 
 
 How it works, without a Python loop over triangles: every triangle's integer bounding box is
 expanded into candidate pixels (``np.repeat`` + offsets), barycentric coordinates of all candidates
-are computed at once, candidates outside are discarded, and the z-test is a lexicographic sort by
-(pixel, -z) keeping the first entry per pixel.
+are computed at once, candidates outside are discarded, and the z-test keeps per pixel the candidate with
+the largest z (the first of equal ones): a per-pixel maximum, then the first candidate reaching it.
 """
 from __future__ import annotations
 
@@ -86,24 +86,36 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, height: int, width: int,
     w1 = ((px - x0) * (y2 - y0) - (x2 - x0) * (py - y0)) / a
     w2 = ((x1 - x0) * (py - y0) - (px - x0) * (y1 - y0)) / a
     w0 = 1.0 - w1 - w2
-    inside = (w0 >= -_EPS) & (w1 >= -_EPS) & (w2 >= -_EPS)
-    if not inside.any():
+    inside = np.flatnonzero((w0 >= -_EPS) & (w1 >= -_EPS) & (w2 >= -_EPS))
+    if not len(inside):
         return depth, out_attr, mask
-    tri, px, py = tri[inside], px[inside], py[inside]
-    w = np.stack([w0[inside], w1[inside], w2[inside]], 1)
-    z = w[:, 0] * p0[tri, 2] + w[:, 1] * p1[tri, 2] + w[:, 2] * p2[tri, 2]
+    tri, pix = tri[inside], (py * width + px)[inside]
+    w0, w1, w2 = w0[inside], w1[inside], w2[inside]
+    z = w0 * p0[tri, 2] + w1 * p1[tri, 2] + w2 * p2[tri, 2]
 
-    pix = py * width + px
-    order = np.lexsort((-z, pix))  # by pixel, nearest (largest z) first
-    pix_sorted = pix[order]
-    first = np.ones(len(order), bool)
-    first[1:] = pix_sorted[1:] != pix_sorted[:-1]
-    win = order[first]
+    win = _nearest(pix, z, height * width)
     wp = pix[win]
     depth.reshape(-1)[wp] = z[win]
     mask.reshape(-1)[wp] = True
     if n_ch:
         fv = f[tri[win]]  # (K, 3)
-        vals = np.einsum("kj,kjc->kc", w[win], attr[fv])
+        vals = np.einsum("kj,kjc->kc", np.stack([w0[win], w1[win], w2[win]], 1), attr[fv])
         out_attr.reshape(-1, n_ch)[wp] = vals
     return depth, out_attr, mask
+
+
+def _nearest(pix: np.ndarray, z: np.ndarray, n_pixels: int) -> np.ndarray:
+    """Index of the winning candidate per covered pixel: the largest ``z``, the first candidate among equal ones
+    (what a stable sort by (pixel, -z) keeps first, without sorting: the per-pixel maximum, then the first
+    candidate reaching it)."""
+    if not np.isfinite(z).all():  # NaN and infinities: the sort's order decides
+        order = np.lexsort((-z, pix))
+        first = np.ones(len(order), bool)
+        first[1:] = pix[order][1:] != pix[order][:-1]
+        return order[first]
+    top = np.full(n_pixels, -np.inf)
+    np.maximum.at(top, pix, z)
+    reach = np.flatnonzero(z == top[pix])
+    first = np.full(n_pixels, len(z))
+    np.minimum.at(first, pix[reach], reach)
+    return first[first < len(z)]

@@ -108,3 +108,42 @@ def test_bad_shapes_raise():
         rasterize(np.zeros((3, 2)), np.array([[0, 1, 2]]), 8, 8)
     with pytest.raises(ValueError):
         rasterize(np.zeros((3, 3)), np.array([[0, 1, 2]]), 8, 8, np.zeros((2, 1)))
+
+
+def _sorted_z_test(pix: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The z-test as a stable sort states it: by pixel, largest z first, the first candidate among equal ones."""
+    order = np.lexsort((-z, pix))
+    first = np.ones(len(order), bool)
+    first[1:] = pix[order][1:] != pix[order][:-1]
+    return order[first]
+
+
+def test_z_test_keeps_what_a_stable_sort_keeps():
+    """The per-pixel maximum (np.maximum.at) picks the same candidates as the sort, exact ties (the same triangle
+    twice, coplanar neighbours, +0.0 against -0.0) and non-finite depths included."""
+    from data_prep.rasterize import _nearest
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n = 5000
+        pix = rng.integers(0, 900, n)
+        z = np.round(rng.normal(size=n), 1)  # many exact ties
+        z[::97] = -0.0
+        z[1::97] = 0.0
+        if trial % 5 == 4:
+            z[::211] = np.nan
+            z[3::307] = np.inf
+        np.testing.assert_array_equal(np.sort(_nearest(pix, z, 900)), np.sort(_sorted_z_test(pix, z)))
+    # whole renders: a mesh drawn twice over itself (every depth tied) keeps the first copy's attributes
+    xy, faces = _grid_mesh(np.linspace(3, 60, 9), np.linspace(2, 58, 8))
+    verts = np.column_stack([xy, 0.01 * xy[:, 0] ** 2])
+    twice = np.concatenate([faces, faces])
+    attr = np.concatenate([np.zeros(len(verts)), np.ones(len(verts))])[:, None]
+    _, vals, cover = rasterize(np.concatenate([verts, verts]), np.concatenate([faces, faces + len(verts)]),
+                               64, 64, attr)
+    assert cover.sum() > 2500 and (vals[cover] == 0).all()
+    d1, a1, m1 = rasterize(verts, twice, 64, 64, verts[:, :1])
+    d2, a2, m2 = rasterize(verts, faces, 64, 64, verts[:, :1])
+    np.testing.assert_array_equal(d1, d2)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(m1, m2)
