@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     from facevision.predict.outputs import OutputConfig, parse_outputs
     from facevision.predict.predictor import PredictConfig, Predictor
     from facevision.predict.shards import parse_shard, shard_summary_name
-    from facevision.predict.writer import WriterConfig
+    from facevision.predict.writer import WriterConfig, retain_freed_memory
+
+    retain_freed_memory()  # our own process: numpy's large temporaries reuse freed memory (no page faults)
 
     prog = "facevision predict"
     if args.batch_size < 1:
