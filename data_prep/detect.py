@@ -9,13 +9,16 @@ cached, because creating them costs far more than one detection.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
 import numpy as np
 
 from meshing.fileio import native_stderr_silenced
+from meshing.lazy_modules import deferred
 
-__all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "native_stderr_silenced"]
+__all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "native_stderr_silenced", "import_mediapipe"]
 
 
 @dataclass(frozen=True)
@@ -57,14 +60,25 @@ class FaceBox:
         return (0.5 * (self.box[0] + self.box[2]), 0.5 * (self.box[1] + self.box[3]))
 
 
+MEDIAPIPE_UNUSED = ("matplotlib", "matplotlib.pyplot")  # mediapipe's plotting helper, never used here
+
+
+def import_mediapipe() -> ModuleType:
+    """``import mediapipe``, without matplotlib (which its drawing helpers import) until something uses it
+    (:func:`meshing.lazy_modules.deferred`; ~0.5 s of a one-photo run)."""
+    if "mediapipe" not in sys.modules:
+        with deferred(MEDIAPIPE_UNUSED):
+            import mediapipe  # noqa: F401
+    return sys.modules["mediapipe"]
+
+
 @lru_cache(maxsize=4)
 def _mediapipe_detector(min_score: float, model_selection: int):
     """The detector, created and run once on a blank image with native stderr silenced (its start-up lines
     come at creation and at the first detection)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     with native_stderr_silenced():
-        import mediapipe as mp
-
+        mp = import_mediapipe()
         det = mp.solutions.face_detection.FaceDetection(model_selection=model_selection,
                                                         min_detection_confidence=min_score)
         det.process(np.zeros((64, 64, 3), np.uint8))

@@ -30,7 +30,9 @@ class FaceMeshConfig:
 
 @lru_cache(maxsize=4)
 def _face_mesh(min_score: float, max_faces: int):
-    import mediapipe as mp
+    from data_prep.detect import import_mediapipe
+
+    mp = import_mediapipe()
 
     return mp.solutions.face_mesh.FaceMesh(
         static_image_mode=True, max_num_faces=max_faces, refine_landmarks=False,

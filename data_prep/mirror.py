@@ -34,7 +34,9 @@ def mirror_permutation(shape: np.ndarray, iterations: int = 5) -> np.ndarray:
 
 def check_mirror_with_mediapipe(perm: np.ndarray) -> None:
     """Raise ValueError unless perm is an involution that swaps MediaPipe's left and right eye/brow contours."""
-    import mediapipe as mp
+    from data_prep.detect import import_mediapipe
+
+    mp = import_mediapipe()
 
     fm = mp.solutions.face_mesh
     if not np.array_equal(perm[perm], np.arange(len(perm))):

@@ -28,6 +28,7 @@ import numpy as np
 from meshing.fileio import (OutputWriteError, atomic_write, fsync_file, native_stderr_silenced, png_complete, temp_prefix,
                             write_error)
 from meshing.fixed_text import fixed_rows
+from meshing.lazy_modules import import_open3d
 from meshing.types import FaceMesh, MeshingError
 
 __all__ = ["save_mesh", "load_mesh", "obj_text", "MeshIOError", "MESH_SUFFIXES"]
@@ -56,7 +57,7 @@ def _texture_u8(texture: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _to_o3d(mesh: FaceMesh):
-    import open3d as o3d
+    o3d = import_open3d()
 
     m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(mesh.vertices, dtype=np.float64)),
                                   o3d.utility.Vector3iVector(np.asarray(mesh.faces, dtype=np.int32)))
@@ -152,7 +153,7 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
         MeshIOError: unknown suffix, invalid mesh, texture without uvs.
         meshing.fileio.OutputWriteError (an OSError): the files could not be written completely (disk full...).
     """
-    import open3d as o3d
+    o3d = import_open3d()
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -270,7 +271,7 @@ def load_mesh(path: str | os.PathLike) -> FaceMesh:
     those of the file, but Open3D's OBJ reader numbers vertices in order of first use by the
     faces, so OBJ vertex order may differ from the file's (PLY keeps it). Raises MeshIOError.
     """
-    import open3d as o3d
+    o3d = import_open3d()
 
     path = Path(path)
     if path.suffix.lower() not in MESH_SUFFIXES:

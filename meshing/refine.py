@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from meshing.cleanup import boundary_vertices
+from meshing.lazy_modules import import_open3d
 from meshing.lift import bilinear
 from meshing.types import FaceMesh, MeshingError
 
@@ -38,7 +39,7 @@ def smooth_laplacian(vertices: np.ndarray, faces: np.ndarray, iterations: int = 
     v, f = _validated(vertices, faces)
     if iterations == 0 or lam == 0:
         return v.astype(np.float32)
-    import open3d as o3d
+    o3d = import_open3d()
 
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f.astype(np.int32)))
     if not pin_boundary:

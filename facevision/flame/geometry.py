@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from meshing.lazy_modules import import_open3d
+
 __all__ = ["closest_points", "barycentric_points", "write_obj"]
 
 
@@ -19,7 +21,7 @@ def closest_points(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray
     Returns:
         points (Q,3), triangle index (Q,) into ``faces``, barycentric weights (Q,3) of that triangle.
     """
-    import open3d as o3d
+    o3d = import_open3d()
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),

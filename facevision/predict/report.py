@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from data_prep.io import atomic_write_bytes, read_png
+from meshing.lazy_modules import import_open3d
 
 __all__ = ["ReportConfig", "write_report", "REPORT_NAME", "display_mesh", "encode_mesh"]
 
@@ -66,7 +67,7 @@ def display_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | N
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Decimate a mesh for display to at most ``max_triangles`` (Open3D vertex clustering, colours averaged;
     the voxel follows from the surface area, so any frame or unit works). Returns (vertices, faces, colors)."""
-    import open3d as o3d
+    o3d = import_open3d()
 
     v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
     if len(f) <= max_triangles and len(v) < 65536:
