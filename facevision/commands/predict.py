@@ -65,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--flame-model", type=Path, help="FLAME model file (.pkl/.npz; default $FACEVISION_FLAME_MODEL)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="also one line per input on stdout")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, fast_exit=True)  # everything is written and closed when run returns
     return p
 
 
