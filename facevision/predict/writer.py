@@ -25,6 +25,7 @@ Kinds (:class:`WriterConfig`):
 from __future__ import annotations
 
 import collections
+import gc
 import multiprocessing
 import os
 import signal
@@ -299,7 +300,11 @@ class ProcessPool(WriterPool):
         self._closing = False
         self._abort = False
         self._stopped = "writer pool stopped"
-        self._workers = [_Worker(self._ctx, setup, handle) for _ in range(max(1, workers))]
+        gc.freeze()  # the parent's objects are left alone by the workers' garbage collector: their pages stay
+        try:  # shared instead of being copied into every worker as the collector writes their headers
+            self._workers = [_Worker(self._ctx, setup, handle) for _ in range(max(1, workers))]
+        finally:
+            gc.unfreeze()
         self._thread = threading.Thread(target=self._collect, name="facevision-writer-collector", daemon=True)
         self._thread.start()
 
@@ -455,13 +460,18 @@ class ProcessPool(WriterPool):
 
 
 def open_writer(config: WriterConfig, handle: Handle, on_result: OnResult, on_lost: OnLost,
-                setup: Callable[[], Any], state: Any = None, tasks: int | None = None) -> WriterPool:
+                setup: Callable[[], Any], state: Any = None, tasks: int | None = None,
+                preload: Callable[[], None] | None = None) -> WriterPool:
     """The pool ``config`` asks for. ``setup()`` makes the workers' state (in each worker process; once in this
     process for threads and the inline path, unless ``state`` is given). ``tasks``: how many will be submitted,
-    if known: with one or none, the tasks run in the calling thread (no pool to start)."""
+    if known: with one or none, the tasks run in the calling thread (no pool to start). ``preload()``: run here
+    before worker processes are forked (imports they need, then shared by all of them instead of repeated in
+    each); it must not start threads (no Open3D or OpenMP work)."""
     n = config.n_workers
     if n == 0 or (tasks is not None and tasks <= 1):
         return InlinePool(setup() if state is None else state, handle, on_result, on_lost)
     if config.resolved_kind == "thread":
         return ThreadPool(n, config.limit, setup() if state is None else state, handle, on_result, on_lost)
+    if preload is not None and fork_available():
+        preload()
     return ProcessPool(n, config.limit, setup, handle, on_result, on_lost)
