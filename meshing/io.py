@@ -9,8 +9,8 @@
 
 Every file appears complete or not at all: the set is written into a hidden temporary folder
 beside the target (PLY: a temporary file), checked (Open3D's return value, then the PLY size
-against its header, the OBJ's vertex, uv and face lines, the MTL and the texture PNG's end chunk:
-a writer can report success for a file a full disk cut short), flushed, and each file is renamed
+against its header; each file of an OBJ set against the size of the bytes meant for it, and the texture
+PNG's end chunk: a writer can report success for a file a full disk cut short), flushed, and each file is renamed
 into place (texture and material first, the OBJ last), so a complete OBJ always finds its
 material and texture. A failed write leaves nothing under the final names and raises
 ``meshing.fileio.OutputWriteError`` (an ``OSError``) naming the file and the reason.
@@ -31,7 +31,7 @@ from meshing.fixed_text import fixed_rows
 from meshing.lazy_modules import import_open3d
 from meshing.types import FaceMesh, MeshingError
 
-__all__ = ["save_mesh", "load_mesh", "obj_text", "MeshIOError", "MESH_SUFFIXES"]
+__all__ = ["save_mesh", "load_mesh", "obj_text", "encode_texture", "MeshIOError", "MESH_SUFFIXES"]
 
 MESH_SUFFIXES = (".ply", ".obj")
 
@@ -124,23 +124,39 @@ def _write_file(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _write_obj_set(target: Path, mesh: FaceMesh, texture: np.ndarray | None, comment: str = "",
-                   decimals: int = 4) -> None:
-    """``target`` (.obj) and, with a texture, ``<stem>.mtl`` + ``<stem>_0.png`` (the texture, top row first)."""
+def encode_texture(texture: np.ndarray) -> bytes:
+    """A texture (H, W[, 3|4]) uint8, uint16 or float [0, 1] as the PNG file :func:`save_mesh` writes next to an
+    OBJ; give it to several ``save_mesh`` calls (``texture_png``) when their meshes share one texture."""
+    return _png(_texture_u8(texture, Path("texture")), Path("texture"))
+
+
+def _png(texture: np.ndarray, path: Path) -> bytes:
+    """(H, W, 3) uint8 RGB -> PNG file bytes (OpenCV's default settings)."""
     import cv2
 
+    ok, png = cv2.imencode(".png", cv2.cvtColor(texture, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise MeshIOError(f"{path}: PNG encoding of the texture failed")
+    return png.tobytes()
+
+
+def _write_obj_set(target: Path, mesh: FaceMesh, texture_png: bytes | None, comment: str = "",
+                   decimals: int = 4) -> dict[str, int]:
+    """``target`` (.obj) and, with a texture, ``<stem>.mtl`` + ``<stem>_0.png`` (the texture, top row first).
+    Returns the bytes meant for each file, by name (the check after the write compares them)."""
     stem = target.stem
-    if texture is not None:
-        ok, png = cv2.imencode(".png", cv2.cvtColor(texture, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise write_error(target.with_name(f"{stem}_0.png"), problem="PNG encoding failed")
-        _write_file(target.with_name(f"{stem}_0.png"), png.tobytes())
-        _write_file(target.with_name(f"{stem}.mtl"), _mtl_text(stem).encode())
-    _write_file(target, obj_text(mesh, stem if texture is not None else None, comment, decimals).encode())
+    files: dict[str, bytes] = {}
+    if texture_png is not None:
+        files[f"{stem}_0.png"] = texture_png
+        files[f"{stem}.mtl"] = _mtl_text(stem).encode()
+    files[target.name] = obj_text(mesh, stem if texture_png is not None else None, comment, decimals).encode()
+    for name, data in files.items():
+        _write_file(target.with_name(name), data)
+    return {name: len(data) for name, data in files.items()}
 
 
 def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | None = None, comment: str = "",
-              decimals: int = 4) -> Path:
+              decimals: int = 4, texture_png: bytes | None = None) -> Path:
     """Write ``mesh`` to ``path`` (.ply or .obj) atomically; returns the path.
 
     Args:
@@ -148,13 +164,12 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
             OBJ only: written as ``<stem>_0.png`` and referenced from ``<stem>.mtl``.
             Ignored for PLY (PLY keeps the vertex colours).
         comment, decimals: OBJ only, see :func:`obj_text`.
+        texture_png: the texture already encoded by :func:`encode_texture` (instead of ``texture``).
 
     Raises:
         MeshIOError: unknown suffix, invalid mesh, texture without uvs.
         meshing.fileio.OutputWriteError (an OSError): the files could not be written completely (disk full...).
     """
-    o3d = import_open3d()
-
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
@@ -163,14 +178,16 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
         mesh.validate()
     except MeshingError as exc:
         raise MeshIOError(f"{path}: invalid mesh ({exc})") from None
-    with_uvs = suffix == ".obj" and texture is not None
+    with_uvs = suffix == ".obj" and (texture is not None or texture_png is not None)
     if with_uvs and mesh.uvs is None:
         raise MeshIOError(f"{path}: a texture needs texture coordinates (mesh.uvs is None)")
-    tex = _texture_u8(texture, path) if with_uvs else None
     if suffix == ".obj":
-        _save_file_set(path, lambda target: _write_obj_set(target, mesh, tex, comment, decimals),
-                       lambda f: _obj_set_problem(f, mesh, with_uvs))
+        if with_uvs and texture_png is None:
+            texture_png = _png(_texture_u8(texture, path), path)
+        _save_file_set(path, lambda target: _write_obj_set(target, mesh, texture_png if with_uvs else None, comment,
+                                                           decimals))
         return path
+    o3d = import_open3d()
     m = _to_o3d(mesh)
 
     def write(target: Path) -> None:
@@ -184,19 +201,20 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
     return path
 
 
-def _save_file_set(path: Path, write: Callable[[Path], None], problem: Callable[[Path], str | None]) -> None:
+def _save_file_set(path: Path, write: Callable[[Path], dict[str, int]]) -> None:
     """Write a set of files (OBJ + MTL + texture) into a temporary folder, check, flush and rename each
-    (the file named ``path`` last); on any failure nothing is renamed and the folder is removed."""
+    (the file named ``path`` last); on any failure nothing is renamed and the folder is removed. ``write``
+    returns the size meant for each file, by name: a writer can report success for a file a full disk cut short."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise write_error(path, exc) from None
     try:
-        write(tmp_dir / path.name)
+        sizes = write(tmp_dir / path.name)
         files = sorted(tmp_dir.iterdir(), key=lambda p: p.name == path.name)  # the OBJ last
         for f in files:
-            why = problem(f)
+            why = _set_file_problem(f, sizes)
             if why:
                 raise write_error(path.parent / f.name, problem=why)
             fsync_file(f)
@@ -240,27 +258,15 @@ def _ply_problem(file: Path, n_vertices: int, n_faces: int) -> str | None:
     return None if size == expected else f"PLY has {size} bytes, expected {expected} (truncated)"
 
 
-def _obj_set_problem(file: Path, mesh: FaceMesh, textured: bool) -> str | None:
-    """One file of an OBJ set: the OBJ has every vertex and face line, the MTL its material, PNGs their end."""
-    suffix = file.suffix.lower()
-    if suffix == ".png":
-        return png_complete(file)
-    data = file.read_bytes()
-    if not data:
-        return "the writer left an empty file"
-    if suffix == ".mtl":
-        return None if b"newmtl" in data and (not textured or b"map_Kd" in data) else "incomplete material file"
-    if suffix == ".obj":
-        lines = b"\n" + data
-        n_v, n_f = lines.count(b"\nv "), lines.count(b"\nf ")
-        if (n_v, n_f) != (mesh.n_vertices, mesh.n_faces) or not data.endswith(b"\n"):
-            return f"OBJ has {n_v} vertices and {n_f} faces, expected {mesh.n_vertices} and {mesh.n_faces} (truncated)"
-        n_vt = lines.count(b"\nvt ")
-        if textured and n_vt != mesh.n_vertices:
-            return f"OBJ has {n_vt} texture coordinates, expected {mesh.n_vertices} (truncated)"
-    return None
-
-
+def _set_file_problem(file: Path, sizes: dict[str, int]) -> str | None:
+    """One file of an OBJ set: it has every byte meant for it (and a PNG its end chunk); None if so."""
+    want = sizes.get(file.name)
+    if want is None:
+        return "not a file of this set"
+    size = file.stat().st_size
+    if size != want:
+        return "the writer left an empty file" if size == 0 else f"only {size} of {want} bytes were written"
+    return png_complete(file) if file.suffix.lower() == ".png" else None
 
 
 def load_mesh(path: str | os.PathLike) -> FaceMesh:

@@ -25,6 +25,7 @@ from data_prep.io import atomic_write_json, atomic_write_png
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb
 from facevision.predict.predictor import FaceResult
 from facevision.predict.render import RenderConfig, preview_sheet
+from meshing.io import encode_texture, save_mesh
 
 __all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_RECORD", "SUMMARY_NAME",
            "to_original_pixels", "OutputConfig", "texture_side", "face_texture", "OUTPUTS", "OUTPUT_FILES",
@@ -182,24 +183,23 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     height = int(round(photo.shape[0] / photo_scale[1]))  # the original photo's
     meshes = result.mesh is not None
     texture = face_texture(photo, result, output.texture_size) if meshes and want & {"obj", "fit_mesh"} else None
+    texture_png = encode_texture(texture) if texture is not None else None  # mesh_0.png = fit_mesh_0.png
     if meshes and want & {"ply", "obj"}:
         from facevision.predict.mesh_frame import photo_frame_mesh
-        from meshing import save_mesh
 
         mesh = photo_frame_mesh(result, height, photo_scale) if output.mesh_frame == "photo" else result.mesh
         if "ply" in want:
             save_mesh(face_dir / "mesh.ply", mesh)
             files += list(OUTPUT_FILES["ply"])
         if "obj" in want:
-            save_mesh(face_dir / "mesh.obj", mesh, texture=texture)
+            save_mesh(face_dir / "mesh.obj", mesh, texture_png=texture_png)
             files += list(OUTPUT_FILES["obj"])
     if result.model_fit is not None and meshes and "fit_mesh" in want:  # --no-mesh: no meshes at all
         from facevision.fit.fit_mesh import fit_mesh
-        from meshing import save_mesh
 
         fm = fit_mesh(result.model_fit, _fit_triangles(), result.crop_box, result.crop.shape[0], result.crop_angle,
                       height, photo_scale)
-        save_mesh(face_dir / "fit_mesh.obj", fm, texture=texture)
+        save_mesh(face_dir / "fit_mesh.obj", fm, texture_png=texture_png)
         files += list(FIT_MESH_FILES)
     if "preview" in want:
         sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
