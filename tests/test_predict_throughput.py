@@ -23,7 +23,7 @@ from PIL import Image
 from facevision.cli import main
 from facevision.predict.batch import BatchConfig, output_names, run_batch
 from facevision.predict.outputs import DEFAULT_OUTPUTS, OUTPUT_FILES, OutputConfig, parse_outputs
-from facevision.predict.predictor import PredictConfig
+from facevision.predict.predictor import PredictConfig, Predictor
 from facevision.predict.shards import (ShardMergeError, merge_shard_summaries, parse_shard, shard_of,
                                        shard_summary_name)
 from facevision.predict.writer import WriterConfig, open_writer
@@ -138,6 +138,26 @@ def test_a_writer_process_that_dies_fails_only_its_photo(predictor, photos, tmp_
                   BatchConfig(log=False, writer=WriterConfig(workers=2, kind="process")))
     assert time.monotonic() - t < 120  # no hang
     _assert_only_p3_lost(out, photos, s, "writer process was killed by SIGKILL", capsys.readouterr().err)
+
+
+def test_a_single_input_starts_no_writer_pool(predictor, photos, tmp_path, monkeypatch):
+    """One photo is finished in the calling thread, by the predictor's own postprocess: no process to start."""
+    import facevision.predict.writer as writer
+
+    def no_pool(*a, **kw):
+        raise AssertionError("a pool was started for a single input")
+
+    monkeypatch.setattr(writer, "ProcessPool", no_pool)
+    monkeypatch.setattr(writer, "ThreadPool", no_pool)
+    calls = []
+
+    def postprocess(self, *a, **kw):
+        calls.append(1)
+        return Predictor.postprocess(self, *a, **kw)
+
+    monkeypatch.setattr(type(predictor), "postprocess", postprocess)
+    s = run_batch(predictor, [str(photos[0])], tmp_path / "o", BatchConfig(log=False))
+    assert s["counts"]["ok"] == 1 and calls == [1]
 
 
 def _pool_job(state, task):

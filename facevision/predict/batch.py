@@ -528,8 +528,8 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         pending.clear()
         n_pending = 0
 
-    state = None if writer.resolved_kind == "process" else _WriteState(predictor.postprocess, setup, flame_fit)
-    with bar, open_writer(writer, _write_input, finished, lost, setup, state, tasks=len(files),
+    here = _WriteState(predictor.postprocess, setup, flame_fit)  # for writing in this process (threads, one input)
+    with bar, open_writer(writer, _write_input, finished, lost, setup, here, tasks=len(files),
                           preload=setup.preload) as pool:
         if files:  # after the writer processes started: they set up while the detector does
             _warm_up_quietly(predictor)
