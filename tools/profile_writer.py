@@ -1,0 +1,151 @@
+"""CPU time per photo of each stage of ``facevision predict``, in one process, one thread (issue #12):
+``python tools/profile_writer.py LFW_ROOT [--photos 30] [--out /tmp/fv_profile]``.
+
+The first ``--photos`` LFW photos (one per person, sorted) go through the calling side (read, detect, crop,
+network) and the writer side (face-model fit, mesh, every default file) as a writer process runs them (one torch
+and BLAS thread, freed memory kept for reuse where this checkout has :func:`retain_freed_memory`). Each stage's
+CPU time (``time.process_time``, nested stages subtracted) is summed over the photos after one warm-up photo and
+printed in ms per photo. CPU time, not wall time: it means something on a busy machine too (fsync waits are
+not in it). Runs on older checkouts too (``PYTHONPATH=OTHER_CHECKOUT python tools/profile_writer.py ...``):
+stages whose function is missing there are left out.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+# (module, function, stage): the writer's stages as the functions that do them
+WRITER_STAGES = (
+    ("facevision.predict.predictor", "fit_face_model", "fit: face model"),
+    ("meshing", "mesh_from_maps", "mesh: from maps"),
+    ("facevision.predict.outputs", "depth_to_rgb", "maps: colour images"),
+    ("facevision.predict.outputs", "corr_to_rgb", "maps: colour images"),
+    ("facevision.predict.outputs", "encode_depth", "maps: 16-bit encoding"),
+    ("facevision.predict.outputs", "encode_corr", "maps: 16-bit encoding"),
+    ("facevision.predict.outputs", "atomic_write_png", "PNG files: encode + write"),
+    ("facevision.predict.render", "render_mesh", "preview: two mesh renders"),
+    ("facevision.predict.outputs", "preview_sheet", "preview: photo tile, layout"),
+    ("facevision.predict.outputs", "face_texture", "mesh files: texture crop + PNG"),
+    ("facevision.predict.outputs", "encode_texture", "mesh files: texture crop + PNG"),
+    ("facevision.predict.mesh_frame", "photo_frame_mesh", "mesh files: photo frame"),
+    ("facevision.fit.fit_mesh", "fit_mesh", "mesh files: photo frame"),
+    ("meshing.io", "obj_text", "mesh files: OBJ text"),
+    ("meshing", "save_mesh", "mesh files: PLY + OBJ sets, write"),
+    ("facevision.predict.outputs", "save_mesh", "mesh files: PLY + OBJ sets, write"),
+    ("facevision.predict.outputs", "atomic_write_json", "result.json"),
+)
+
+
+class StageClock:
+    """CPU time per stage; a stage running inside another is subtracted from the outer one."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._inner: list[float] = []
+
+    def wrap(self, fn: Callable, stage: str) -> Callable:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.process_time()
+            self._inner.append(0.0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inner = self._inner.pop()
+                spent = time.process_time() - t
+                self.ms[stage] = self.ms.get(stage, 0.0) + (spent - inner) * 1e3
+                if self._inner:
+                    self._inner[-1] += spent
+
+        return timed
+
+    def install(self, stages: tuple[tuple[str, str, str], ...]) -> list[str]:
+        """Wrap every function found; returns the stages left out (function missing in this checkout)."""
+        missing = []
+        for module, name, stage in stages:
+            mod = importlib.import_module(module)
+            fn = getattr(mod, name, None)
+            if fn is None:
+                missing.append(f"{module}.{name}")
+                continue
+            setattr(mod, name, self.wrap(fn, stage))
+        return missing
+
+
+def lfw_photos(root: Path, n: int) -> list[Path]:
+    """First ``n`` people's first photo, sorted."""
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    return [sorted(p.glob("*.jpg"))[0] for p in people if any(p.glob("*.jpg"))][:n]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("lfw_root", type=Path, help="LFW images_deepfunneled folder (<Person>/<Person>_NNNN.jpg)")
+    ap.add_argument("--photos", type=int, default=30, help="photos to profile (default 30)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/fv_profile"), help="work folder (emptied first)")
+    args = ap.parse_args()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # as predict's command line sets them, before numpy and torch load
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        from facevision.predict.writer import retain_freed_memory
+
+        retain_freed_memory()
+    except ImportError:
+        pass
+    from data_prep.io import read_photo
+    from facevision.predict import outputs
+    from facevision.predict.predictor import Predictor
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    photos = lfw_photos(args.lfw_root, args.photos + 1)
+    predictor = Predictor.from_pretrained(device="cpu")
+    clock = StageClock()
+    calling = StageClock()
+    missing = clock.install(WRITER_STAGES)
+    done = 0
+    for i, path in enumerate(photos):
+        if i == 1:  # the first photo warms up (first calls, caches)
+            clock.ms.clear()
+            calling.ms.clear()
+        t = time.process_time()
+        image = read_photo(path)
+        faces = predictor.detect(image)
+        if not faces:
+            continue
+        crops, boxes, angles = predictor.crop_faces(image, faces)
+        calling.ms["read, detect, crop"] = calling.ms.get("read, detect, crop", 0.0) + (time.process_time() - t) * 1e3
+        t = time.process_time()
+        depth, corr, mask = predictor.run_network(crops)
+        calling.ms["network"] = calling.ms.get("network", 0.0) + (time.process_time() - t) * 1e3
+        t = time.process_time()
+        result = predictor.postprocess(crops[0], depth[0], corr[0], mask[0], boxes[0], faces[0].box, faces[0].score,
+                                       crop_angle=float(angles[0]))
+        outputs.write_face(args.out / path.stem / "face0", result, image, str(path))
+        clock.ms["writer: total"] = clock.ms.get("writer: total", 0.0) + (time.process_time() - t) * 1e3
+        done += i > 0
+    n = max(done, 1)
+    total = clock.ms.pop("writer: total", 0.0)
+    print(f"CPU ms per photo over {done} LFW photos (one thread):")
+    for stage, ms in calling.ms.items():
+        print(f"  calling process  {stage:34s} {ms / n:7.1f}")
+    for stage, ms in sorted(clock.ms.items(), key=lambda kv: -kv[1]):
+        print(f"  writer           {stage:34s} {ms / n:7.1f}")
+    print(f"  writer           {'other (JSON, files, fsync, glue)':34s} {(total - sum(clock.ms.values())) / n:7.1f}")
+    print(f"  writer           {'TOTAL':34s} {total / n:7.1f}")
+    if missing:
+        print(f"(not in this checkout: {', '.join(missing)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
