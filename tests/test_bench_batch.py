@@ -1,7 +1,7 @@
 """Benchmarks of ``facevision predict``'s write path and of a whole batch (issue #12).
 
 Measure with ``pytest tests/test_bench_batch.py --benchmark-enable``; in CI they run once as ordinary tests and
-still check the outputs: complete, and the same bytes from the threaded writer as from the serial one. The
+still check the outputs: complete, and the same bytes from the writer processes as from the serial path. The
 end-to-end case on real LFW photos records the in-memory per-photo time of the same photos, measured in the
 same run, and the ratio of the batch's time to it (``extra_info``; the issue's target is <= 1.6, the goal 1.2).
 """
@@ -50,8 +50,9 @@ def test_bench_write_one_face(benchmark, predictor, photos, tmp_path):
     assert all(png_complete(tmp_path / "face0" / n) is None for n in data["files"] if n.endswith(".png"))
 
 
-def test_bench_batch_threaded_writer(benchmark, predictor, photos, tmp_path):
-    """A batch of 8 photos (stub detector, known maps) with writer threads; same bytes as the serial path."""
+def test_bench_batch_writer_processes(benchmark, predictor, photos, tmp_path):
+    """A batch of 8 photos (stub detector, known maps) with the default writers (processes on Linux); same bytes
+    as the serial path."""
     paths = [str(p) for p in photos]
     run_batch(predictor, paths, tmp_path / "serial", BatchConfig(log=False, writer=WriterConfig(workers=0)))
     runs = iter(range(1000))
@@ -65,7 +66,7 @@ def test_bench_batch_threaded_writer(benchmark, predictor, photos, tmp_path):
 
 
 def test_bench_batch_end_to_end_lfw(benchmark, lfw_root, tmp_path):
-    """LFW photos through the shipped checkpoint, every default output, writer threads: wall time against the
+    """LFW photos through the shipped checkpoint, every default output, default writers: wall time against the
     in-memory per-photo time (detect, crop, network, fit, mesh) measured here on the same photos."""
     from data_prep.io import read_photo
     from facevision.predict.predictor import Predictor

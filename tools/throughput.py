@@ -3,7 +3,7 @@
 
 1. In memory: the first ``--photos`` LFW photos (one per person, sorted) are read, then each goes through
    ``Predictor(image)`` (detect, crop, network, face-model fit, mesh; CPU, one torch thread as the CLI uses
-   with writer threads); the mean per photo is the reference time.
+   with writers); the mean per photo is the reference time.
 2. End to end: ``python -m facevision predict`` on a folder of links to the same photos, every default output,
    wall clock of the whole process (start-up included), then again on one photo (network cache warm).
 

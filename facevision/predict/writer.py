@@ -10,15 +10,18 @@ while the pool is full, which bounds memory (each task holds a photo and its map
 
 Kinds (:class:`WriterConfig`):
 
-* **process** (the default on Linux): worker processes started with ``fork`` (cheap: the modules the parent has
-  imported and the assets it has loaded are shared, nothing is pickled at start). The finishing work is ~90 %
-  Python-level numpy, text formatting and PNG encoding, which threads cannot run in parallel (the GIL kept a
-  thread pool at ~1.2 of 2 cores). Tasks and results are pickled through one pipe per worker, so the parent
-  knows which task each worker holds: a worker that dies (killed, out of memory) fails exactly that task, with
-  its signal in the reason, and is replaced; the others go on. Workers never run torch (the postprocessing is
-  numpy, scipy, OpenCV and Open3D); if a task imports torch anyway (FLAME registration) it runs on one thread.
-  Workers ignore Ctrl-C (the parent stops them) and end when the parent's end of their pipe closes.
-* **thread**: worker threads in the calling process (no pickling; the GIL limits them to about one core).
+* **process** (the default on Linux): worker processes forked from the calling process, so the modules it
+  imported and the assets it loaded are shared and nothing is pickled at start (``preload`` imports the rest
+  once before the fork; ``gc.freeze`` keeps the workers' garbage collector off the shared pages). Processes,
+  not threads: finishing a face is ~90 ms of CPU, most of it numpy, text formatting, PNG encoding and Open3D
+  with the GIL held, so writer threads used ~1.2 of 2 cores. Tasks and results go through one pipe per worker,
+  so the calling process knows which task each worker holds: a worker that dies (killed, out of memory) fails
+  exactly that task, with its signal in the reason, and is replaced; the others go on. Workers never run torch
+  (the postprocessing is numpy, scipy, OpenCV and Open3D); should a task use it anyway (FLAME registration) it
+  runs on one thread. Workers ignore Ctrl-C (the calling process stops them), keep freed memory for reuse
+  (:func:`retain_freed_memory`) and end when the calling process's end of their pipe closes.
+* **thread**: worker threads in the calling process (no pickling; the GIL limits them to about one core). Where
+  processes cannot be forked (not Linux), and for a Predictor subclass with its own ``postprocess``.
 * ``workers=0``, or a batch of one input: each task runs at once in the calling thread (the serial path: no
   pool to start, same files).
 """
