@@ -303,9 +303,17 @@ class ProcessPool(WriterPool):
         self._closing = False
         self._abort = False
         self._stopped = "writer pool stopped"
+        self._workers: list[_Worker] = []
         gc.freeze()  # the parent's objects are left alone by the workers' garbage collector: their pages stay
         try:  # shared instead of being copied into every worker as the collector writes their headers
-            self._workers = [_Worker(self._ctx, setup, handle) for _ in range(max(1, workers))]
+            for _ in range(max(1, workers)):
+                self._workers.append(_Worker(self._ctx, setup, handle))
+        except BaseException:
+            self._abort = True
+            self._stop_workers()
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
         finally:
             gc.unfreeze()
         self._thread = threading.Thread(target=self._collect, name="facevision-writer-collector", daemon=True)
@@ -477,4 +485,9 @@ def open_writer(config: WriterConfig, handle: Handle, on_result: OnResult, on_lo
         return ThreadPool(n, config.limit, setup() if state is None else state, handle, on_result, on_lost)
     if preload is not None and fork_available():
         preload()
-    return ProcessPool(n, config.limit, setup, handle, on_result, on_lost)
+    try:
+        return ProcessPool(n, config.limit, setup, handle, on_result, on_lost)
+    except OSError as exc:  # no processes to be had (a process limit): the same work on threads
+        warnings.warn(f"cannot start writer processes ({exc.strerror or exc}); using threads", RuntimeWarning,
+                      stacklevel=2)
+        return ThreadPool(n, config.limit, setup() if state is None else state, handle, on_result, on_lost)
