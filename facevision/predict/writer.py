@@ -58,9 +58,9 @@ def retain_freed_memory() -> bool:
 
     By default every numpy temporary above 128 kB is its own mmap, returned on free: the next one page-faults
     its memory in again. The writer's rasterizer, PNG encoder and mesh code allocate such temporaries by the
-    dozen per face, which cost ~20 ms of system CPU per photo of ~90 ms (measured on 30 LFW photos; with this,
-    ~0). Call it in a process of our own (a writer process, the command line), not in a library user's
-    process. Returns False where it does not apply (not glibc)."""
+    dozen per face: writing one face's files took 25 ms of system CPU, 9 ms with this (the file operations;
+    measured on LFW photos). Call it in a process of our own (a writer process, the command line), not in a
+    library user's process. Returns False where it does not apply (not glibc)."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes
@@ -81,9 +81,9 @@ def fork_available() -> bool:
 
 
 def default_workers(kind: str = "process") -> int:
-    """Workers when not chosen. Processes: one per CPU core plus one, at most 8 (a worker waits on fsync for about
-    a quarter of its time; the calling thread's detection and network take ~20 ms of a photo's ~90 ms of CPU).
-    Threads: one per core, 1 to 4."""
+    """Workers when not chosen. Processes: one per CPU core plus one, at most 8 (each writer also waits ~40 ms
+    per photo on its files' fsync on the development machine's disk, next to ~80 ms of CPU; the calling
+    process's reading, detection and network take ~18 ms). Threads: one per core, 1 to 4."""
     cores = os.cpu_count() or 1
     return max(1, min(8, cores + 1)) if kind == "process" else max(1, min(4, cores))
 
