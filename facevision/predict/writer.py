@@ -304,6 +304,7 @@ class ProcessPool(WriterPool):
         self._abort = False
         self._stopped = "writer pool stopped"
         self._workers: list[_Worker] = []
+        frozen_before = gc.get_freeze_count()
         gc.freeze()  # the parent's objects are left alone by the workers' garbage collector: their pages stay
         try:  # shared instead of being copied into every worker as the collector writes their headers
             for _ in range(max(1, workers)):
@@ -315,7 +316,8 @@ class ProcessPool(WriterPool):
             self._wake_w.close()
             raise
         finally:
-            gc.unfreeze()
+            if not frozen_before:  # the caller's own frozen objects stay frozen
+                gc.unfreeze()
         self._thread = threading.Thread(target=self._collect, name="facevision-writer-collector", daemon=True)
         self._thread.start()
 
