@@ -27,8 +27,10 @@ def main() -> int:
     ap.add_argument("lfw_root", type=Path, help="LFW images_deepfunneled folder (<Person>/<Person>_NNNN.jpg)")
     ap.add_argument("--photos", type=int, default=200, help="photos to run (default 200)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/fv_throughput"), help="work folder (emptied first)")
-    ap.add_argument("predict_args", nargs="*", help="extra options for facevision predict (after --)")
-    args = ap.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)  # what follows "--" goes to predict, unparsed
+    args = ap.parse_args(argv[:cut])
+    args.predict_args = argv[cut + 1:]
     shutil.rmtree(args.out, ignore_errors=True)
     photos_dir = args.out / "photos"
     photos_dir.mkdir(parents=True)
