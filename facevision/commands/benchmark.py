@@ -26,7 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--method", choices=("network", "labeler"), default="network",
                    help="network: the full predict pipeline (default); labeler: MediaPipe Face Mesh, the training labels' ceiling")
     a.add_argument("--mirror-average", action="store_true",
-                   help="with --method labeler: average Face Mesh on the photo and on its mirror image")
+                   help="average over the photo and its mirror image: the network's maps (as predict "
+                        "--mirror-average) or, with --method labeler, Face Mesh")
     a.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
     a.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     a.add_argument("--limit", type=int, help="score only the first N photos (sorted by name)")
@@ -137,13 +138,15 @@ def run_aflw2000(args: argparse.Namespace) -> int:
         else:
             from facevision.predict.predictor import PredictConfig, Predictor
 
-            pred = Predictor.from_pretrained(args.checkpoint, device=args.device, config=PredictConfig(mesh=None))
+            pred = Predictor.from_pretrained(args.checkpoint, device=args.device, 
+                                             config=PredictConfig(mesh=None, mirror_average=args.mirror_average))
             method = network_method(pred, cfg)
         summary, records = run_benchmark(args.root, method, cfg, progress=not (args.quiet or args.json))
     except (FileNotFoundError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     summary["method"] = args.method
+    summary["mirror_average"] = bool(args.mirror_average)
     if args.csv:
         buf = io.StringIO()
         keys = ["photo", "yaw_gt", "pitch_gt", "roll_gt", "nme", "yaw", "pitch", "roll", "fallback"]

@@ -12,6 +12,10 @@ each (B, C, S, S) for (B, 3, S, S) RGB crops in [0, 1]:
 
 Used by ``predict`` (:meth:`facevision.predict.predictor.Predictor.run_network`), ``evaluate`` and
 training's validation, and by the dataset reader for the other direction.
+
+Mirror averaging (``PredictConfig.mirror_average``): the outputs for a mirrored crop, mirrored back
+(:func:`unmirror_outputs`: columns reversed, u -> 1 - u, since the reference face is symmetric about
+u = 0.5, :mod:`data_prep.reference`), are averaged with the crop's own (:func:`mirror_averaged`).
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["depth_to_network", "depth_from_network", "mask_logit_threshold", "decode_outputs"]
+__all__ = ["depth_to_network", "depth_from_network", "mask_logit_threshold", "decode_outputs", "unmirror_outputs",
+           "mirror_averaged"]
 
 
 def depth_to_network(depth_px: Any, size: int) -> Any:
@@ -56,3 +61,26 @@ def decode_outputs(out: Sequence[Any], size: int, mask_threshold: float = 0.5, m
         depth, corr = depth * m, corr * m
     return (depth[:, 0].float().cpu().numpy(), corr.permute(0, 2, 3, 1).float().cpu().numpy(),
             m[:, 0].cpu().numpy())
+
+
+def unmirror_outputs(out: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """The network's ``(depth, corr, mask_logits)`` torch tensors for mirrored crops -> the same maps in the
+    crops' own frame: columns reversed, and u -> 1 - u (the mirror image of reference point (u, v, w) is
+    (1 - u, v, w)); depth and mask logits only change place."""
+    import torch
+
+    depth, corr, logits = (t.flip(-1) for t in out)
+    return depth, torch.cat([1.0 - corr[:, :1], corr[:, 1:]], 1), logits
+
+
+def mirror_averaged(model: Any, x: Any) -> tuple[Any, Any, Any]:
+    """``model``'s raw outputs for (B, 3, S, S) crops ``x``, averaged with its outputs for the mirrored crops
+    mirrored back (one network call on 2B crops). Errors of the network that are not mirror symmetric (one
+    side of the face drawn differently from the other) partly cancel; costs a second network pass."""
+    import torch
+
+    b = x.shape[0]
+    out = model(torch.cat([x, x.flip(-1)]))
+    own = [t[:b] for t in out]
+    back = unmirror_outputs([t[b:] for t in out])
+    return tuple(0.5 * (a + m) for a, m in zip(own, back))
