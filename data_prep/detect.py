@@ -9,14 +9,13 @@ cached, because creating them costs far more than one detection.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
 import numpy as np
 
 from meshing.fileio import native_stderr_silenced
-from meshing.lazy_modules import deferred
+from meshing.lazy_modules import import_deferring
 
 __all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "native_stderr_silenced", "import_mediapipe"]
 
@@ -65,11 +64,8 @@ MEDIAPIPE_UNUSED = ("matplotlib", "matplotlib.pyplot")  # mediapipe's plotting h
 
 def import_mediapipe() -> ModuleType:
     """``import mediapipe``, without matplotlib (which its drawing helpers import) until something uses it
-    (:func:`meshing.lazy_modules.deferred`; ~0.5 s of a one-photo run)."""
-    if "mediapipe" not in sys.modules:
-        with deferred(MEDIAPIPE_UNUSED):
-            import mediapipe  # noqa: F401
-    return sys.modules["mediapipe"]
+    (:func:`meshing.lazy_modules.import_deferring`; ~0.5 s of a one-photo run)."""
+    return import_deferring("mediapipe", MEDIAPIPE_UNUSED)
 
 
 @lru_cache(maxsize=4)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import types
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-__all__ = ["deferred", "import_open3d", "OPEN3D_UNUSED"]
+__all__ = ["deferred", "import_deferring", "import_open3d", "OPEN3D_UNUSED"]
 
 OPEN3D_UNUSED = ("open3d.visualization.draw_plotly",)  # dash + plotly + IPython: Open3D's web viewer
 _MISSING = object()
+_IMPORTING = threading.RLock()  # one deferred import at a time (the stand-ins live in the shared sys.modules)
 
 
 def _real(name: str) -> types.ModuleType:
@@ -96,9 +98,17 @@ def deferred(names: Iterable[str]) -> Iterator[None]:
                 del sys.modules[name]
 
 
+def import_deferring(name: str, unused: Iterable[str]) -> types.ModuleType:
+    """``import name`` with the modules ``unused`` deferred (:func:`deferred`) if it is not imported yet. Safe from
+    several threads: one imports, the others wait for the finished module (never a half-imported one)."""
+    if name not in sys.modules:
+        with _IMPORTING:
+            if name not in sys.modules:
+                with deferred(unused):
+                    return importlib.import_module(name)
+    return importlib.import_module(name)  # waits while another thread is still importing it
+
+
 def import_open3d() -> types.ModuleType:
     """``import open3d``, without its plotly/dash web viewer until something uses it."""
-    if "open3d" not in sys.modules:
-        with deferred(OPEN3D_UNUSED):
-            import open3d  # noqa: F401
-    return sys.modules["open3d"]
+    return import_deferring("open3d", OPEN3D_UNUSED)

@@ -63,3 +63,21 @@ def test_mediapipe_without_matplotlib_until_used():
         print(mp.solutions.drawing_utils.plt.figure is plt.figure, type(sys.modules["matplotlib"]).__name__)
     """)
     assert out.splitlines() == ["False True", "True module"]
+
+
+def test_threads_importing_at_once_all_get_the_finished_module(tmp_path):
+    (tmp_path / "slowmod.py").write_text("import time\ntime.sleep(0.5)\nVALUE = 7\n")
+    out = _run("""
+        import threading
+        from meshing.lazy_modules import import_deferring
+        got = []
+        def run():
+            got.append(getattr(import_deferring("slowmod", ["slowmod_viewer"]), "VALUE", None))
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(got)
+    """, tmp_path)
+    assert out.strip() == "[7, 7, 7, 7]"

@@ -221,6 +221,50 @@ def test_process_pool_replaces_a_dead_worker_and_reports_its_task():
     assert "killed by SIGKILL" in lost[1] and "while finishing this input" in lost[1]
     assert {r[2] for r in results.values()} - set(first)  # a new worker finished the later tasks
 
+def _gone(pid: int) -> bool:
+    """The process has ended (absent, or a zombie nobody reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="writer processes are forked on Linux only")
+def test_writer_processes_end_when_the_calling_process_is_killed(tmp_path):
+    """predict killed (SIGKILL, the out-of-memory killer) mid-batch: its writer processes do not live on."""
+    import signal
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys, time
+        from facevision.predict.writer import WriterConfig, open_writer
+        def job(state, task):
+            time.sleep(60)
+        pool = open_writer(WriterConfig(workers=2, kind="process"), job, print, print, setup=lambda: None, tasks=4)
+        pool.submit(0, 0)
+        pool.submit(1, 1)
+        print(" ".join(str(p) for p in pool.pids), flush=True)
+        time.sleep(60)
+    """)
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2 and not any(_gone(p) for p in pids)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(p) for p in pids), "writer processes outlived the killed calling process"
+    finally:
+        proc.kill()
+        proc.stdout.close()
+
+
 # ----------------------------------------------------------------------------- --outputs
 def test_parse_outputs():
     assert parse_outputs("all") == DEFAULT_OUTPUTS

@@ -169,8 +169,7 @@ class Postprocessor:
     the pipeline that ``facevision predict``'s writer processes run (:mod:`facevision.predict.writer`), each with
     its own instance (the face model and reference are loaded once per instance).
 
-    config: the pipeline's settings (fit, landmarks, pose, mesh, refine_visible; the crop size comes from the
-    crops given).
+    config: the pipeline's settings (fit, landmarks, pose, mesh, refine_visible; the crop size is the maps' side).
     """
 
     def __init__(self, config: PredictConfig | None = None) -> None:

@@ -29,13 +29,15 @@ class RenderConfig:
 
 
 def render_mesh(vertices: np.ndarray, faces: np.ndarray, size: int, yaw_deg: float = 0.0,
-                config: RenderConfig = RenderConfig()) -> np.ndarray:
-    """(N, 3) mesh-frame vertices + (F, 3) faces -> (size, size, 3) uint8 grey shaded render on black."""
+                config: RenderConfig = RenderConfig(), normals: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) mesh-frame vertices + (F, 3) faces -> (size, size, 3) uint8 grey shaded render on black.
+    normals: the mesh's unit vertex normals (:func:`meshing.refine.vertex_normals`) if already known (several
+    views of one mesh: computed once, turned with the mesh)."""
     v = np.asarray(vertices, dtype=np.float64)
     a = np.radians(yaw_deg)
     rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
     v = (v - v.mean(0)) @ rot.T
-    n = vertex_normals(v, faces)
+    n = vertex_normals(v, faces) if normals is None else np.asarray(normals, dtype=np.float64) @ rot.T
     lo, hi = v[:, :2].min(0), v[:, :2].max(0)
     scale = (1.0 - 2 * config.margin) * size / max(float((hi - lo).max()), 1e-6)
     centre = 0.5 * (lo + hi)
@@ -96,5 +98,6 @@ def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, co
     shown = annotate_photo(photo, crop_box, landmarks68, crop_angle) if crop_box is not None else photo
     tiles = [_fit_tile(shown, s), near(crop), near(depth_rgb), near(corr_rgb)]
     if mesh is not None:
-        tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config) for yaw in config.views]
+        normals = vertex_normals(mesh.vertices, mesh.faces)
+        tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config, normals) for yaw in config.views]
     return image_grid([tiles], labels=preview_labels(config, mesh is not None) if labels else None)

@@ -19,7 +19,7 @@ Kinds (:class:`WriterConfig`):
   exactly that task, with its signal in the reason, and is replaced; the others go on. Workers never run torch
   (the postprocessing is numpy, scipy, OpenCV and Open3D); should a task use it anyway (FLAME registration) it
   runs on one thread. Workers ignore Ctrl-C (the calling process stops them), keep freed memory for reuse
-  (:func:`retain_freed_memory`) and end when the calling process's end of their pipe closes.
+  (:func:`retain_freed_memory`) and end with the calling process, however it ends (:func:`_end_with_parent`).
 * **thread**: worker threads in the calling process (no pickling; the GIL limits them to about one core). Where
   processes cannot be forked (not Linux), and for a Predictor subclass with its own ``postprocess``.
 * ``workers=0``, or a batch of one input: each task runs at once in the calling thread (the serial path: no
@@ -37,7 +37,8 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
 from typing import Any, Callable
 
 __all__ = ["WriterConfig", "WriterPool", "InlinePool", "ThreadPool", "ProcessPool", "open_writer", "default_workers",
@@ -198,6 +199,9 @@ class ThreadPool(WriterPool):
     def _run(self, key: int, task: Any) -> None:
         try:
             self._run_here(self._state, key, task)
+        except BaseException as exc:  # noqa: BLE001 - not an Exception (SystemExit, ...): fail it, re-raise in close()
+            self._errors.append(exc)
+            self._report(key, lost=f"{type(exc).__name__}: {exc}")
         finally:
             self._slots.release()
 
@@ -226,9 +230,27 @@ def _death_reason(exitcode: int | None) -> str:
     return f"writer process exited unexpectedly (exit code {exitcode})"
 
 
-def _quiet_worker() -> None:
-    """In a new worker process: ignore Ctrl-C (the parent stops the workers), one thread per library, freed
-    memory kept for reuse (:func:`retain_freed_memory`)."""
+_PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when the thread that forked it ends
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """In a new worker process: end when the calling process ends, however it ends (killed, out of memory,
+    Ctrl-C while stopping): SIGTERM from the kernel where prctl exists (Linux); gone already, end now."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _quiet_worker(parent_pid: int) -> None:
+    """In a new worker process: end with the parent (:func:`_end_with_parent`), ignore Ctrl-C (the parent stops
+    the workers), one thread per library, freed memory kept for reuse (:func:`retain_freed_memory`)."""
+    _end_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     retain_freed_memory()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -238,10 +260,10 @@ def _quiet_worker() -> None:
         torch.set_num_threads(1)
 
 
-def _worker_main(conn, setup: Callable[[], Any], handle: Handle) -> None:
+def _worker_main(conn: Connection, setup: Callable[[], Any], handle: Handle, parent_pid: int) -> None:
     """A worker process: ``state = setup()`` once, then answer each task received with ``("ok", result)`` or
-    ``("error", reason)``, until ``None`` or the parent's end of the pipe closes."""
-    _quiet_worker()
+    ``("error", reason)``, until ``None``, the pipe breaks or the parent ends."""
+    _quiet_worker(parent_pid)
     try:
         state, broken = setup(), None
     except Exception as exc:  # noqa: BLE001 - every task is answered with it
@@ -271,14 +293,19 @@ def _worker_main(conn, setup: Callable[[], Any], handle: Handle) -> None:
 class _Worker:
     """One worker process, the parent's end of its pipe and the task it holds (key, or None when idle)."""
 
-    def __init__(self, ctx, setup: Callable[[], Any], handle: Handle) -> None:
+    def __init__(self, ctx: BaseContext, setup: Callable[[], Any], handle: Handle) -> None:
         parent_end, child_end = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, args=(child_end, setup, handle), daemon=True,
-                                   name="facevision-writer")
-        with warnings.catch_warnings():  # Python >= 3.12 warns about fork in a threaded process; the worker
-            warnings.simplefilter("ignore", DeprecationWarning)  # uses none of the parent's threads
-            self.process.start()
-        child_end.close()
+        try:
+            self.process = ctx.Process(target=_worker_main, args=(child_end, setup, handle, os.getpid()),
+                                       daemon=True, name="facevision-writer")
+            with warnings.catch_warnings():  # Python >= 3.12 warns about fork in a threaded process; the worker
+                warnings.simplefilter("ignore", DeprecationWarning)  # uses none of the parent's threads
+                self.process.start()
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
         self.conn = parent_end
         self.key: int | None = None
         self.dead = False
@@ -393,7 +420,10 @@ class ProcessPool(WriterPool):
                 w.key = key
             try:
                 w.conn.send(task)
-            except (OSError, EOFError):  # it died before or while receiving: its death is noticed below
+            except (OSError, EOFError):  # it died before receiving: the task goes to another worker
+                with self._lock:
+                    self._queue.appendleft((key, task))
+                    w.key = None
                 self._bury(w)
             except Exception as exc:  # noqa: BLE001 - the task cannot be pickled: lose it, keep the worker
                 w.key = None
@@ -436,6 +466,8 @@ class ProcessPool(WriterPool):
                 self._fail_everything(f"cannot start a writer process ({exc.strerror or exc})")
 
     def _fail_everything(self, reason: str) -> None:
+        """Give up: stop the workers first (none may still write an input reported lost), then fail every input
+        queued or held."""
         with self._lock:
             self._abort = True
             self._stopped = reason
@@ -443,6 +475,7 @@ class ProcessPool(WriterPool):
             self._queue.clear()
             for w in self._workers:
                 w.key = None
+        self._stop_workers()
         for key in left:
             self._done(key, lost=reason)
 
