@@ -364,7 +364,9 @@ class _WriteSetup:
     flame_model: str | None
 
     def __call__(self) -> "_WriteState":
-        flame_fit, _ = _flame_setup(self.flame_model)
+        flame_fit, flame_off = _flame_setup(self.flame_model)
+        if self.flame_model is not None and flame_fit is None:  # loaded in the calling process, not here: say so
+            raise RuntimeError(f"{flame_off} (in a writer)")
         return _WriteState(Postprocessor(self.predict).postprocess, self, flame_fit)
 
     def preload(self) -> None:
