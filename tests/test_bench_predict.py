@@ -120,6 +120,13 @@ def test_bench_face_after_detection(benchmark, generator, face, crop, with_mesh)
     assert res[0].ok and (res[0].mesh is not None) == with_mesh
 
 
+def test_bench_face_after_detection_mirror_average(benchmark, generator, face, crop):
+    """The same without the mesh, with ``--mirror-average`` (the network on the crop and its mirror image)."""
+    p = Predictor(_costly_fixed_maps(generator, face), PredictConfig(mesh=None, mirror_average=True))
+    res = benchmark(p.predict_crops, crop[None], [BOX])
+    assert res[0].ok and res[0].pose is not None
+
+
 def test_bench_whole_path_on_a_photo(benchmark, lfw_root, generator, face):
     """Photo -> detect -> crop -> network -> maps -> landmarks -> pose -> mesh (the issue's per-face path)."""
     from data_prep.io import read_photo
