@@ -138,7 +138,7 @@ def run_aflw2000(args: argparse.Namespace) -> int:
         else:
             from facevision.predict.predictor import PredictConfig, Predictor
 
-            pred = Predictor.from_pretrained(args.checkpoint, device=args.device, 
+            pred = Predictor.from_pretrained(args.checkpoint, device=args.device,
                                              config=PredictConfig(mesh=None, mirror_average=args.mirror_average))
             method = network_method(pred, cfg)
         summary, records = run_benchmark(args.root, method, cfg, progress=not (args.quiet or args.json))
