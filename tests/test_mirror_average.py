@@ -10,7 +10,7 @@ import torch
 
 from facevision.model.outputs import depth_to_network, unmirror_outputs
 from facevision.predict.predictor import PredictConfig, Predictor
-from support.synthetic import render_reference
+from support.synthetic import fixed_maps_model, render_reference
 
 S = 128
 POSE = (20.0, -5.0, 8.0)
@@ -18,11 +18,8 @@ TILT_PX = 6.0  # the stand-in network's one-sided error: depth + TILT_PX * (colu
 
 
 def _raw(face) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A synthetic face's maps as the network's raw outputs (batch of 1)."""
-    depth = torch.from_numpy(depth_to_network(face.depth.astype(np.float32), S))[None, None]
-    corr = torch.from_numpy(face.corr).permute(2, 0, 1)[None]
-    logits = torch.from_numpy(np.where(face.mask, 10.0, -10.0).astype(np.float32))[None, None]
-    return depth, corr, logits
+    """A synthetic face's maps as the network's raw outputs (batch of 1), as the stand-in network gives them."""
+    return tuple(t.clone() for t in fixed_maps_model(face.depth, face.corr, face.mask)(torch.zeros(1, 3, S, S)))
 
 
 @pytest.fixture(scope="module")

@@ -221,6 +221,7 @@ def test_process_pool_replaces_a_dead_worker_and_reports_its_task():
     assert "killed by SIGKILL" in lost[1] and "while finishing this input" in lost[1]
     assert {r[2] for r in results.values()} - set(first)  # a new worker finished the later tasks
 
+
 def _gone(pid: int) -> bool:
     """The process has ended (absent, or a zombie nobody reaped yet)."""
     try:
