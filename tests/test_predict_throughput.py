@@ -207,6 +207,8 @@ def test_writer_pool_is_bounded_and_reports_every_task(kind):
         WriterConfig(workers=-1)
     with pytest.raises(ValueError):
         WriterConfig(kind="fibres")
+    with pytest.raises(ValueError):
+        WriterConfig(start_timeout_s=0)
 
 
 def test_process_pool_replaces_a_dead_worker_and_reports_its_task():
@@ -220,6 +222,64 @@ def test_process_pool_replaces_a_dead_worker_and_reports_its_task():
     assert sorted(results) == [0, 2, 3, 4] and list(lost) == [1]
     assert "killed by SIGKILL" in lost[1] and "while finishing this input" in lost[1]
     assert {r[2] for r in results.values()} - set(first)  # a new worker finished the later tasks
+
+
+def _run_pool_in_thread(config: WriterConfig, setup, tasks: list) -> tuple[dict, dict, float]:
+    """Submit ``tasks`` to a pool and close it, in a thread that must finish within 60 s (a hang fails)."""
+    results: dict = {}
+    lost: dict = {}
+    errors: list = []
+
+    def run() -> None:
+        try:
+            with open_writer(config, _pool_job, results.__setitem__, lost.__setitem__, setup=setup,
+                             tasks=len(tasks)) as pool:
+                for key, task in enumerate(tasks):
+                    pool.submit(key, task)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t0 = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the writer pool hung"
+    assert not errors, errors
+    return results, lost, time.monotonic() - t0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="writer processes are forked on Linux only")
+def test_a_writer_whose_set_up_hangs_is_ended_and_replaced(tmp_path):
+    """One worker hangs in its set-up (as a process forked while another thread held a lock can): it gets no
+    task, is ended after start_timeout_s and replaced; every input is written."""
+    marker = tmp_path / "first"
+
+    def setup():
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return "s"
+        time.sleep(3600)  # the first worker to start never gets ready
+
+    config = WriterConfig(workers=2, max_pending=4, kind="process", start_timeout_s=1.5)
+    results, lost, _ = _run_pool_in_thread(config, setup, [0, 1, 3, 4, 5, 6])
+    assert sorted(results) == [0, 1, 2, 3, 4, 5] and not lost
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="writer processes are forked on Linux only")
+@pytest.mark.parametrize("how", ["hangs", "crashes"])
+def test_writers_that_never_start_fail_every_input_with_the_reason(how):
+    def setup():
+        if how == "hangs":
+            time.sleep(3600)
+        os._exit(3)
+
+    config = WriterConfig(workers=2, max_pending=3, kind="process", start_timeout_s=1.0)
+    results, lost, took = _run_pool_in_thread(config, setup, [0, 1, 3, 4])
+    assert not results and sorted(lost) == [0, 1, 2, 3]
+    reason = "set-up gave no sign within 1 s" if how == "hangs" else "exited unexpectedly (exit code 3)"
+    assert all("writer processes do not start" in r and reason in r for r in lost.values()), lost
+    assert took < 30
 
 
 def _gone(pid: int) -> bool:

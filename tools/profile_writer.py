@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import os
 import shutil
 import sys
 import time
@@ -79,20 +78,15 @@ class StageClock:
         return missing
 
 
-def lfw_photos(root: Path, n: int) -> list[Path]:
-    """First ``n`` people's first photo, sorted."""
-    people = sorted(p for p in root.iterdir() if p.is_dir())
-    return [sorted(p.glob("*.jpg"))[0] for p in people if any(p.glob("*.jpg"))][:n]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("lfw_root", type=Path, help="LFW images_deepfunneled folder (<Person>/<Person>_NNNN.jpg)")
     ap.add_argument("--photos", type=int, default=30, help="photos to profile (default 30)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/fv_profile"), help="work folder (emptied first)")
     args = ap.parse_args()
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"  # as predict's command line sets them, before numpy and torch load
+    from facevision.predict.writer import one_thread_per_library
+
+    one_thread_per_library()  # as predict's command line does, before numpy and torch load
     import torch
 
     torch.set_num_threads(1)
@@ -103,11 +97,12 @@ def main() -> int:
     except ImportError:
         pass
     from data_prep.io import read_photo
+    from facevision.benchmark.throughput import first_photo_per_person
     from facevision.predict import outputs
     from facevision.predict.predictor import Predictor
 
     shutil.rmtree(args.out, ignore_errors=True)
-    photos = lfw_photos(args.lfw_root, args.photos + 1)
+    photos = first_photo_per_person(args.lfw_root, args.photos + 1)
     predictor = Predictor.from_pretrained(device="cpu")
     clock = StageClock()
     calling = StageClock()

@@ -31,16 +31,17 @@ def main() -> int:
     cut = argv.index("--") if "--" in argv else len(argv)  # what follows "--" goes to predict, unparsed
     args = ap.parse_args(argv[:cut])
     args.predict_args = argv[cut + 1:]
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     shutil.rmtree(args.out, ignore_errors=True)
     photos_dir = args.out / "photos"
     photos_dir.mkdir(parents=True)
-    people = sorted(p for p in args.lfw_root.iterdir() if p.is_dir())
-    photos = [sorted(p.glob("*.jpg"))[0] for p in people if any(p.glob("*.jpg"))][:args.photos]
+    from facevision.benchmark.throughput import first_photo_per_person  # imports numpy: after the thread setting
+
+    photos = first_photo_per_person(args.lfw_root, args.photos)
     for p in photos:
         (photos_dir / p.name).symlink_to(p.resolve())
     load_before = os.getloadavg()[0]
 
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import torch
 
     from data_prep.io import read_photo

@@ -3,11 +3,20 @@ compared with (``tools/throughput.py``, ``tests/test_bench_batch.py``)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["in_memory_seconds_per_photo"]
+__all__ = ["in_memory_seconds_per_photo", "first_photo_per_person"]
+
+
+def first_photo_per_person(lfw_root: str | Path, n: int) -> list[Path]:
+    """The first ``n`` people's first photo (both sorted by name) of an LFW tree ``<Person>/<Person>_NNNN.jpg``:
+    the photo set of the throughput figures."""
+    people = sorted(p for p in Path(lfw_root).iterdir() if p.is_dir())
+    firsts = (sorted(p.glob("*.jpg")) for p in people)
+    return [jpgs[0] for jpgs in firsts if jpgs][:n]
 
 
 def in_memory_seconds_per_photo(predictor: Any, images: Sequence[np.ndarray]) -> float:

@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
         # writers keep the other cores busy: one thread per library call is faster than torch's and OpenBLAS's
         # pools spinning on the same cores (measured with writer threads: 30 s instead of 46 s for 200 LFW photos)
         threads = 1
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "1")  # read when numpy and torch load (the imports below)
+        from facevision.predict.writer import one_thread_per_library  # imports neither numpy nor torch
+
+        one_thread_per_library(override=False)  # read when numpy and torch load (the imports below)
     from dataclasses import replace
 
     from data_prep.detect import DetectConfig

@@ -34,6 +34,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,12 +43,27 @@ from multiprocessing.context import BaseContext
 from typing import Any, Callable
 
 __all__ = ["WriterConfig", "WriterPool", "InlinePool", "ThreadPool", "ProcessPool", "open_writer", "default_workers",
-           "WRITER_KINDS", "retain_freed_memory", "MALLOC_MMAP_THRESHOLD", "MALLOC_TRIM_THRESHOLD"]
+           "WRITER_KINDS", "retain_freed_memory", "one_thread_per_library", "MALLOC_MMAP_THRESHOLD", "MALLOC_TRIM_THRESHOLD"]
 
 WRITER_KINDS = ("auto", "process", "thread")
 Handle = Callable[[Any, Any], Any]  # (state, task) -> result; a module-level function (picklable by name)
 OnResult = Callable[[int, Any], None]
 OnLost = Callable[[int, str], None]
+
+
+LIBRARY_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_REAP_S = 5.0  # seconds to wait for a process that ended or was terminated to be reaped
+_ABORT_STOP_S = 0.5  # stop_timeout_s when the pool is giving up
+
+
+def one_thread_per_library(override: bool = True) -> None:
+    """Ask OpenMP, OpenBLAS and MKL for one thread each (read when numpy and torch load, so call this before
+    importing them); ``override=False`` keeps values the user set."""
+    for var in LIBRARY_THREAD_VARS:
+        if override:
+            os.environ[var] = "1"
+        else:
+            os.environ.setdefault(var, "1")
 
 
 MALLOC_MMAP_THRESHOLD = 32 << 20  # bytes: blocks below come from the heap, not from their own mmap (glibc's maximum)
@@ -94,11 +110,18 @@ class WriterConfig:
     """workers: processes or threads finishing inputs (0 = in the calling thread, one after another; None =
     :func:`default_workers`); max_pending: inputs queued or being finished at most (None = 2 per worker, at
     least 2); kind: "process", "thread" or "auto" (processes where ``fork`` is available, i.e. Linux; threads
-    elsewhere, where a process would have to import everything again)."""
+    elsewhere, where a process would have to import everything again).
+
+    Processes only: start_timeout_s: a new worker must finish its ``setup()`` and say so within this time, else
+    it is ended and replaced (a process forked while another thread held a lock can hang before it runs
+    anything); after two such in a row none is started, and with no worker ready every input left fails. stop_timeout_s: on close, how long a worker may take over its last input before
+    it is terminated (0.5 s when the pool is giving up)."""
 
     workers: int | None = None
     max_pending: int | None = None
     kind: str = "auto"
+    start_timeout_s: float = 120.0
+    stop_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.workers is not None and int(self.workers) < 0:
@@ -107,6 +130,8 @@ class WriterConfig:
             raise ValueError(f"WriterConfig.max_pending must be >= 1, got {self.max_pending!r}")
         if self.kind not in WRITER_KINDS:
             raise ValueError(f"WriterConfig.kind must be one of {WRITER_KINDS}, got {self.kind!r}")
+        if not (self.start_timeout_s > 0 and self.stop_timeout_s > 0):
+            raise ValueError(f"WriterConfig timeouts must be > 0, got {self.start_timeout_s!r}, {self.stop_timeout_s!r}")
 
     @property
     def resolved_kind(self) -> str:
@@ -253,21 +278,24 @@ def _quiet_worker(parent_pid: int) -> None:
     _end_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     retain_freed_memory()
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"  # for libraries a task imports later
+    one_thread_per_library()  # for libraries a task imports later
     torch = sys.modules.get("torch")
     if torch is not None:  # imported by the parent before the fork: never use its thread pool here
         torch.set_num_threads(1)
 
 
 def _worker_main(conn: Connection, setup: Callable[[], Any], handle: Handle, parent_pid: int) -> None:
-    """A worker process: ``state = setup()`` once, then answer each task received with ``("ok", result)`` or
-    ``("error", reason)``, until ``None``, the pipe breaks or the parent ends."""
+    """A worker process: ``state = setup()`` once, then ``("ready", None)``, then answer each task received with
+    ``("ok", result)`` or ``("error", reason)``, until ``None``, the pipe breaks or the parent ends."""
     _quiet_worker(parent_pid)
     try:
         state, broken = setup(), None
     except Exception as exc:  # noqa: BLE001 - every task is answered with it
         state, broken = None, f"writer set-up failed ({type(exc).__name__}: {exc})"
+    try:
+        conn.send(("ready", None))
+    except (EOFError, OSError):
+        return
     while True:
         try:
             task = conn.recv()
@@ -309,6 +337,8 @@ class _Worker:
         self.conn = parent_end
         self.key: int | None = None
         self.dead = False
+        self.ready = False  # it said its set-up is done; only then does it get tasks
+        self.started = time.monotonic()
 
 
 class ProcessPool(WriterPool):
@@ -319,8 +349,11 @@ class ProcessPool(WriterPool):
     """
 
     def __init__(self, workers: int, limit: int, setup: Callable[[], Any], handle: Handle, on_result: OnResult,
-                 on_lost: OnLost, start_method: str | None = None) -> None:
+                 on_lost: OnLost, start_method: str | None = None, start_timeout_s: float = 120.0,
+                 stop_timeout_s: float = 10.0) -> None:
         super().__init__(handle, on_result, on_lost)
+        self._start_timeout_s, self._stop_timeout_s = float(start_timeout_s), float(stop_timeout_s)
+        self._start_failures = 0  # workers in a row that did not say they were ready in time
         self._ctx = multiprocessing.get_context(start_method or ("fork" if fork_available() else "spawn"))
         self._setup = setup
         self._slots = threading.BoundedSemaphore(limit)
@@ -392,11 +425,20 @@ class ProcessPool(WriterPool):
             if self._abort or (self._closing and not self._queue and not busy):
                 return False
         watched: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
+        deadline = None
         for w in self._workers:
             watched[w.process.sentinel] = ("died", w)
-            if w.key is not None:
+            if w.key is not None or not w.ready:
                 watched[w.conn] = ("reply", w)
-        for ready in wait(list(watched)):
+            if not w.ready:
+                due = w.started + self._start_timeout_s
+                deadline = due if deadline is None else min(deadline, due)
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        events = wait(list(watched), timeout=timeout)
+        if not events:
+            self._end_late_starters()
+            return True
+        for ready in events:
             what, w = watched[ready]
             if what == "wake":
                 while self._wake_r.poll():
@@ -411,10 +453,10 @@ class ProcessPool(WriterPool):
         return True
 
     def _dispatch(self) -> None:
-        """Hand queued tasks to idle workers."""
+        """Hand queued tasks to idle workers that are ready."""
         for w in list(self._workers):
             with self._lock:
-                if w.dead or w.key is not None or not self._queue or self._abort:
+                if w.dead or not w.ready or w.key is not None or not self._queue or self._abort:
                     continue
                 key, task = self._queue.popleft()
                 w.key = key
@@ -435,6 +477,10 @@ class ProcessPool(WriterPool):
         except (EOFError, OSError):
             self._bury(w)
             return
+        if status == "ready":
+            w.ready = True
+            self._start_failures = 0
+            return
         key, w.key = w.key, None
         if key is None:
             return
@@ -447,18 +493,38 @@ class ProcessPool(WriterPool):
         self._report(key, result, lost)
         self._slots.release()
 
-    def _bury(self, w: _Worker) -> None:
+    def _end_late_starters(self) -> None:
+        """End the workers whose set-up has not reported within ``start_timeout_s``."""
+        now = time.monotonic()
+        for w in list(self._workers):
+            if not (w.ready or w.dead) and now >= w.started + self._start_timeout_s:
+                w.process.terminate()
+                self._bury(w, f"set-up gave no sign within {self._start_timeout_s:g} s")
+
+    def _bury(self, w: _Worker, why: str = "") -> None:
         """A worker ended: fail its task (after the process is reaped, so its temporaries count as stale), start
-        another one unless the pool is finishing with nothing left to do."""
+        another one unless the pool is finishing with nothing left to do. After two workers in a row that ended
+        before their set-up reported (hung or crashed) none is started: the ready ones carry on, and where none
+        is left every input left fails with the reason."""
         w.dead = True
-        w.process.join(timeout=5)
+        w.process.join(timeout=_REAP_S)
         w.conn.close()
         key, w.key = w.key, None
         with self._lock:
-            self._workers.remove(w)
+            if w in self._workers:
+                self._workers.remove(w)
             need = not self._abort and (bool(self._queue) or not self._closing)  # more tasks to come
         if key is not None:
             self._done(key, lost=f"{_death_reason(w.process.exitcode)} while finishing this input")
+        if not w.ready:
+            self._start_failures += 1
+            if self._start_failures >= 2 and need:  # no more new workers: the ready ones carry on, if any
+                with self._lock:
+                    carry_on = any(x.ready for x in self._workers)
+                if not carry_on:
+                    reason = why or _death_reason(w.process.exitcode)
+                    self._fail_everything(f"writer processes do not start ({reason}, twice in a row)")
+                return
         if need:
             try:
                 self._workers.append(_Worker(self._ctx, self._setup, self._handle))
@@ -480,16 +546,20 @@ class ProcessPool(WriterPool):
             self._done(key, lost=reason)
 
     def _stop_workers(self) -> None:
-        for w in self._workers:
+        """Ask every worker to end, terminate the ones that do not, reap them all; a second call finds none."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for w in workers:
             try:
                 w.conn.send(None)
             except (OSError, EOFError):
                 pass
-        for w in self._workers:
-            w.process.join(timeout=0.5 if self._abort else 10)
+        for w in workers:
+            w.process.join(timeout=_ABORT_STOP_S if self._abort else self._stop_timeout_s)
             if w.process.is_alive():
                 w.process.terminate()
-                w.process.join(timeout=5)
+                w.process.join(timeout=_REAP_S)
+            w.dead = True
             w.conn.close()
 
     def _shutdown(self, wait: bool) -> None:
@@ -521,7 +591,8 @@ def open_writer(config: WriterConfig, handle: Handle, on_result: OnResult, on_lo
     if preload is not None and fork_available():
         preload()
     try:
-        return ProcessPool(n, config.limit, setup, handle, on_result, on_lost)
+        return ProcessPool(n, config.limit, setup, handle, on_result, on_lost,
+                           start_timeout_s=config.start_timeout_s, stop_timeout_s=config.stop_timeout_s)
     except OSError as exc:  # no processes to be had (a process limit): the same work on threads
         warnings.warn(f"cannot start writer processes ({exc.strerror or exc}); using threads", RuntimeWarning,
                       stacklevel=2)
