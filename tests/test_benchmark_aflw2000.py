@@ -91,7 +91,10 @@ def test_fallback_box_and_nearest_box():
     b = fallback_box(lm, AflwConfig(fallback_scale=1.0, fallback_shift=(0.0, 0.0)))
     assert b == pytest.approx((0.0, -25.0, 100.0, 75.0))
     assert nearest_box([(500, 500, 600, 600), (10, 0, 90, 50)], lm) == 1
+    assert nearest_box([(0, 0, 60, 60), (20, 0, 90, 50)], lm) == 1  # both hold the centre (50, 25): nearest
     assert nearest_box([], lm) is None
+    # another person's face beside this one is no detection of it: the fallback box stands in
+    assert nearest_box([(110, 0, 200, 50), (-100, -100, 40, 20)], lm) is None
 
 
 def test_run_benchmark_with_a_known_method(tmp_path):

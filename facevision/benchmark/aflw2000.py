@@ -10,8 +10,9 @@ Protocol (3DDFA, 3DDFA_V2, SynergyNet, ...): for each photo ``imageNNNNN.jpg`` w
   angles all lie within +-99 degrees.
 
 Faces come from the project's own detector (the detection whose box centre is nearest the
-ground-truth landmarks' centre); where it finds none, a box derived from the ground-truth landmarks
-stands in (the protocol provides boxes), and the run reports how many photos needed it.
+ground-truth landmarks' centre, among those whose box contains that centre); where it finds none (or only
+other people's faces), a box derived from the ground-truth landmarks stands in (the protocol provides
+boxes), and the run reports how many photos needed it.
 
 Angle conventions. ``Pose_Para`` holds (pitch, yaw, roll) in radians in 3DDFA's convention, where
 yaw > 0 turns the nose towards the image *left* and roll > 0 turns the face clockwise as the viewer
@@ -153,13 +154,15 @@ def fallback_box(landmarks: np.ndarray, config: AflwConfig = AflwConfig()) -> tu
 
 
 def nearest_box(boxes: Sequence[Sequence[float]], landmarks: np.ndarray) -> int | None:
-    """Index of the box whose centre is nearest the landmarks' box centre (None for no boxes)."""
-    if not len(boxes):
-        return None
+    """Index of the box (x0, y0, x1, y1) whose centre is nearest the landmarks' box centre, among the boxes that
+    contain that centre; None when none does (no detection of this face: another person's face is not one)."""
     lm = np.asarray(landmarks, np.float64)
     c = 0.5 * (lm.min(0) + lm.max(0))
-    centres = np.array([[0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3])] for b in boxes])
-    return int(np.argmin(np.linalg.norm(centres - c, axis=1)))
+    inside = [i for i, b in enumerate(boxes) if b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]]
+    if not inside:
+        return None
+    centres = np.array([[0.5 * (boxes[i][0] + boxes[i][2]), 0.5 * (boxes[i][1] + boxes[i][3])] for i in inside])
+    return inside[int(np.argmin(np.linalg.norm(centres - c, axis=1)))]
 
 
 def list_photos(root: str | Path) -> list[Path]:
@@ -278,8 +281,9 @@ def network_method(predictor, config: AflwConfig = AflwConfig()) -> Method:
 def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = False) -> Method:
     """The training labeler (MediaPipe Face Mesh + the reference's iBUG-68 vertices), run on the photo:
     the ceiling the network learns from. Pose: a similarity fit of the reference face to the 468
-    landmarks, reported like :mod:`facevision.maps.pose`. Face Mesh's own detector finds the face; when
-    it finds none in the photo it is run on the fallback crop. ``mirror_average``: the labeler's
+    landmarks, reported like :mod:`facevision.maps.pose`. Face Mesh's own detector finds the face (the mesh
+    chosen like a detection, :func:`nearest_box`); when it finds none of this face, it is run on the fallback
+    crop. ``mirror_average``: the labeler's
     photo + mirrored photo average (:class:`data_prep.landmarks.FaceMeshConfig`)."""
     from data_prep.crop import CropConfig, crop_image, crop_to_original, square_crop_box
     from data_prep.landmarks import FaceMeshConfig, face_mesh_landmarks
@@ -293,9 +297,9 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
     def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
         meshes = face_mesh_landmarks(image, mesh_cfg)
         fallback = False
-        if meshes:
-            lm = meshes[nearest_box([(m[:, 0].min(), m[:, 1].min(), m[:, 0].max(), m[:, 1].max()) for m in meshes],
-                                    ann.landmarks)]
+        i = nearest_box([(m[:, 0].min(), m[:, 1].min(), m[:, 0].max(), m[:, 1].max()) for m in meshes], ann.landmarks)
+        if i is not None:
+            lm = meshes[i]
         else:
             fallback = True
             box = square_crop_box(fallback_box(ann.landmarks, config), CropConfig(size=256))
