@@ -4,7 +4,7 @@ A dataset written by ``facevision prepare lfw`` (labeler ``mediapipe``) keeps, p
 Mesh vertices its labels were rendered from (``face_mesh.npy``). The labels are a pure function of those
 vertices (:func:`data_prep.label_mediapipe.render_labels`), so a pack stores only:
 
-* the RGB crop as WebP (lossy, ``quality``; about 2.7 KB at 128 px and quality 88);
+* the RGB crop as WebP (``quality``: about 2.6 KB at 128 px and quality 88; above 100 lossless);
 * the vertices as a least-squares affine map of the pack's mean mesh (12 float32) plus the residual in
   steps of 1/``mesh_steps_per_px`` crop px (int16, LZMA-compressed; 8 by default, so the rounding error
   is at most 1/16 px, far below Face Mesh's own noise);
@@ -48,7 +48,7 @@ __all__ = ["PackConfig", "pack_dataset", "unpack_dataset", "PACK_FORMAT"]
 
 @dataclass(frozen=True)
 class PackConfig:
-    """splits: which splits go into the pack. quality: WebP quality of the RGB crops (1-100).
+    """splits: which splits go into the pack. quality: WebP quality of the RGB crops (1-100; above 100: lossless).
     mesh_steps_per_px: resolution of the stored vertices (steps per crop px)."""
 
     splits: tuple[str, ...] = ("train", "val", "test")
@@ -75,7 +75,8 @@ def pack_dataset(src: str | Path, pack: str | Path, cfg: PackConfig = PackConfig
     for s in samples:
         v = read_face_mesh(src, s["id"])
         if v is None:
-            raise DatasetFormatError(f"{sample_dir(src, s['id'])}: no face_mesh.npy (a pack needs the Face Mesh vertices)")
+            raise DatasetFormatError(f"{sample_dir(src, s['id'])}: no face_mesh.npy "
+                                     "(a pack needs the Face Mesh vertices)")
         meshes.append(np.asarray(v, np.float64))
         image = cv2.imread(str(sample_dir(src, s["id"]) / "image.png"), cv2.IMREAD_COLOR)
         if image is None:
@@ -115,7 +116,8 @@ def _read_pack(pack: Path) -> tuple[dict[str, Any], np.ndarray, list[np.ndarray]
             if header.get("format") != PACK_FORMAT or header.get("version") != PACK_VERSION:
                 raise DatasetFormatError(f"{pack}: not a {PACK_FORMAT} v{PACK_VERSION} file")
             n, nv = len(header["samples"]), int(header["vertices"])
-            steps = np.frombuffer(lzma.decompress(z["residual"].tobytes()), np.int16).reshape(nv, 3, n).transpose(2, 0, 1)
+            raw = lzma.decompress(z["residual"].tobytes())
+            steps = np.frombuffer(raw, np.int16).reshape(nv, 3, n).transpose(2, 0, 1)
             basis = _affine_basis(z["mean"].astype(np.float64))
             verts = basis[None] @ z["affine"].astype(np.float64) + steps / float(header["mesh_steps_per_px"])
             images, offsets = z["images"], z["offsets"]
@@ -161,14 +163,15 @@ def unpack_dataset(pack: str | Path, out: str | Path, workers: int = 2) -> dict[
     m = header["manifest"]
     size = int(m["size"])
     tasks = [(s["id"], blobs[i], verts[i]) for i, s in enumerate(header["samples"])]
-    if workers > 1:
+    if workers > 1 and "fork" in mp.get_all_start_methods():
         with mp.get_context("fork").Pool(workers, _init_worker, (str(out), size)) as pool:
             problems = [p for p in pool.imap_unordered(_unpack_one, tasks, chunksize=64) if p]
     else:
         _init_worker(str(out), size)
         problems = [p for p in map(_unpack_one, tasks) if p]
     if problems:
-        raise DatasetFormatError(f"{pack}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DatasetFormatError(f"{pack}: {problems[0]}{more}")
     extra = {k: v for k, v in m.items() if k not in ("format", "version", "size", "depth_scale", "corr_scale",
                                                         "label_source", "correspondence_space")}
     extra["unpacked_from"] = {"pack": pack.name, "webp_quality": header["webp_quality"],
@@ -193,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.cmd == "pack":
-            res = pack_dataset(args.dataset, args.pack, PackConfig(tuple(args.splits.split(",")), args.quality,
-                                                                                args.mesh_steps_per_px))
+            cfg = PackConfig(tuple(args.splits.split(",")), args.quality, args.mesh_steps_per_px)
+            res = pack_dataset(args.dataset, args.pack, cfg)
         else:
             res = unpack_dataset(args.pack, args.dataset, max(1, args.workers))
     except DatasetFormatError as exc:

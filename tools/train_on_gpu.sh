@@ -42,8 +42,8 @@ python3 -m facevision train --data "$WORK/data" --out "$WORK/bench" --init "$INI
 IPS=$(python3 -c "import csv,sys; print(list(csv.DictReader(open(sys.argv[1])))[-1]['images_per_s'])" "$WORK/bench/log.csv")
 say "timing run: $IPS images/s"
 
-python3 -m facevision prepare profile "$WORK/data" -o "$WORK/data_lp" --views 2 --seed 2 --include-originals --no-progress --workers "$CORES" 2>&1 \
-  | tee -a "$LOG"
+python3 -m facevision prepare profile "$WORK/data" -o "$WORK/data_lp" --views 2 --seed 2 --include-originals \
+  --no-progress --workers "$CORES" 2>&1 | tee -a "$LOG"
 say "profiled"
 
 # epochs that fit: each costs SPE * BATCH / IPS seconds plus ~8 s of validation and saving, where SPE is

@@ -43,7 +43,8 @@ from multiprocessing.context import BaseContext
 from typing import Any, Callable
 
 __all__ = ["WriterConfig", "WriterPool", "InlinePool", "ThreadPool", "ProcessPool", "open_writer", "default_workers",
-           "WRITER_KINDS", "retain_freed_memory", "one_thread_per_library", "MALLOC_MMAP_THRESHOLD", "MALLOC_TRIM_THRESHOLD"]
+           "WRITER_KINDS", "retain_freed_memory", "one_thread_per_library", "MALLOC_MMAP_THRESHOLD",
+           "MALLOC_TRIM_THRESHOLD"]
 
 WRITER_KINDS = ("auto", "process", "thread")
 Handle = Callable[[Any, Any], Any]  # (state, task) -> result; a module-level function (picklable by name)
@@ -114,8 +115,9 @@ class WriterConfig:
 
     Processes only: start_timeout_s: a new worker must finish its ``setup()`` and say so within this time, else
     it is ended and replaced (a process forked while another thread held a lock can hang before it runs
-    anything); after two such in a row none is started, and with no worker ready every input left fails. stop_timeout_s: on close, how long a worker may take over its last input before
-    it is terminated (0.5 s when the pool is giving up)."""
+    anything); after two such in a row none is started, and with no worker ready every input left fails.
+    stop_timeout_s: on close, how long a worker may take over its last input before it is terminated (0.5 s
+    when the pool is giving up)."""
 
     workers: int | None = None
     max_pending: int | None = None
@@ -131,7 +133,8 @@ class WriterConfig:
         if self.kind not in WRITER_KINDS:
             raise ValueError(f"WriterConfig.kind must be one of {WRITER_KINDS}, got {self.kind!r}")
         if not (self.start_timeout_s > 0 and self.stop_timeout_s > 0):
-            raise ValueError(f"WriterConfig timeouts must be > 0, got {self.start_timeout_s!r}, {self.stop_timeout_s!r}")
+            raise ValueError(f"WriterConfig timeouts must be > 0, got start {self.start_timeout_s!r}, "
+                             f"stop {self.stop_timeout_s!r}")
 
     @property
     def resolved_kind(self) -> str:
@@ -353,7 +356,7 @@ class ProcessPool(WriterPool):
                  stop_timeout_s: float = 10.0) -> None:
         super().__init__(handle, on_result, on_lost)
         self._start_timeout_s, self._stop_timeout_s = float(start_timeout_s), float(stop_timeout_s)
-        self._start_failures = 0  # workers in a row that did not say they were ready in time
+        self._start_failures = 0  # workers in a row that ended before they said they were ready
         self._ctx = multiprocessing.get_context(start_method or ("fork" if fork_available() else "spawn"))
         self._setup = setup
         self._slots = threading.BoundedSemaphore(limit)
