@@ -7,16 +7,17 @@
 # per photo, so the whole labelled LFW travels in ~40 MB). On the GPU machine this script
 #   1. unpacks it into a dataset folder (labels re-rendered from the Face Mesh vertices),
 #   2. times a short training run on it (images/s, also a smoke test before the long steps),
-#   3. adds two profiled views per photo (`facevision prepare profile --views 2 --seed 2 --include-originals`),
+#   3. adds VIEWS profiled views per photo (`facevision prepare profile --views VIEWS --seed VIEW_SEED --include-originals`),
 #   4. fine-tunes INIT for as many steps as the rest of BUDGET_S allows, with the learning rate decaying
 #      linearly to 0 over the run, validating and saving every "epoch" of STEPS_PER_EPOCH steps (or one pass),
 #      in float32 (on an H200 bf16 autocast made the small network's forward pass 2.8x slower),
 # and copies best/last weights, log.csv, curves.png, the last validation grid and its own log to OUT.
 # Settings (environment): BATCH (64), LR (1.5e-4), STEPS_PER_EPOCH (1200), BENCH_STEPS (300), WORKERS (cores - 2),
-# WORK (/tmp/fv).
+# VIEWS (2) and VIEW_SEED (2) of the profiled views, WORK (/tmp/fv).
 set -euo pipefail
 PACK=$1; INIT=$2; OUT=$3; BUDGET=$4; DEVICE=${5:-cuda}
 BATCH=${BATCH:-64}; LR=${LR:-1.5e-4}; STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-1200}; BENCH_STEPS=${BENCH_STEPS:-300}
+VIEWS=${VIEWS:-2}; VIEW_SEED=${VIEW_SEED:-2}
 CORES=$(nproc); WORKERS=${WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}; WORK=${WORK:-/tmp/fv}
 T0=$(date +%s)
 mkdir -p "$OUT" "$WORK"
@@ -42,7 +43,7 @@ python3 -m facevision train --data "$WORK/data" --out "$WORK/bench" --init "$INI
 IPS=$(python3 -c "import csv,sys; print(list(csv.DictReader(open(sys.argv[1])))[-1]['images_per_s'])" "$WORK/bench/log.csv")
 say "timing run: $IPS images/s"
 
-python3 -m facevision prepare profile "$WORK/data" -o "$WORK/data_lp" --views 2 --seed 2 --include-originals \
+python3 -m facevision prepare profile "$WORK/data" -o "$WORK/data_lp" --views "$VIEWS" --seed "$VIEW_SEED" --include-originals \
   --no-progress --workers "$CORES" 2>&1 | tee -a "$LOG"
 say "profiled"
 
