@@ -352,8 +352,9 @@ class ProcessPool(WriterPool):
     """
 
     def __init__(self, workers: int, limit: int, setup: Callable[[], Any], handle: Handle, on_result: OnResult,
-                 on_lost: OnLost, start_method: str | None = None, start_timeout_s: float = 120.0,
-                 stop_timeout_s: float = 10.0) -> None:
+                 on_lost: OnLost, start_method: str | None = None,
+                 start_timeout_s: float = WriterConfig.start_timeout_s,
+                 stop_timeout_s: float = WriterConfig.stop_timeout_s) -> None:
         super().__init__(handle, on_result, on_lost)
         self._start_timeout_s, self._stop_timeout_s = float(start_timeout_s), float(stop_timeout_s)
         self._start_failures = 0  # workers in a row that ended before they said they were ready
