@@ -46,7 +46,7 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _inference_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
-    """The frozen-network cache (facevision.model.inference_cache) of the test session lives in a temporary
+    """The inference-network cache (facevision.model.inference_cache) of the test session lives in a temporary
     folder, not in the user's ~/.cache (subprocesses inherit it)."""
     from facevision.model.inference_cache import CACHE_ENV
 

@@ -4,7 +4,9 @@ Measure with ``pytest tests/test_bench_predict.py --benchmark-enable``; in CI th
 tests. Target on a 2-core CPU: whole per-face path (detect, crop, network, maps, landmarks, pose, mesh)
 under 100 ms, under 30 ms without the mesh; writing files is measured separately.
 
-The network is the real generator architecture with random weights (same cost as trained weights);
+The network is the real generator architecture with random weights (same cost as trained weights), run as
+``predict`` runs it on a CPU (``onnx``: exported to ONNX, ONNX Runtime; the default) or as its fallback
+(``torchscript``: the TorchScript-frozen copy);
 the maps after it are a rendered reference face (realistic mask size, unlike random weights' output),
 so landmarks, pose and meshing cost what they cost on a real face.
 """
@@ -58,6 +60,18 @@ def _costly_fixed_maps(generator, face):
     return Costly()
 
 
+RUNTIMES = ["onnx", "torchscript"]
+
+
+def _predictor(model, config: PredictConfig, runtime: str) -> Predictor:
+    """``model`` (torch) in a Predictor as ``predict`` runs it on a CPU: exported to ONNX, or TorchScript-frozen."""
+    if runtime == "onnx":
+        from facevision.model.onnx_network import OnnxNetwork, export_onnx
+
+        return Predictor(OnnxNetwork(export_onnx(model, S), config.threads), config)
+    return Predictor(model, config)
+
+
 @pytest.fixture(scope="module")
 def photo():
     return np.random.default_rng(0).integers(0, 255, (300, 330, 3), dtype=np.uint8)
@@ -68,15 +82,17 @@ def crop(photo):
     return crop_image(photo, BOX, S)
 
 
-def test_bench_network(benchmark, generator, crop):
-    p = Predictor(generator, PredictConfig(mesh=None))
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_bench_network(benchmark, generator, crop, runtime):
+    p = _predictor(generator, PredictConfig(mesh=None), runtime)
     d, c, m = benchmark(p.run_network, crop[None])
     assert d.shape == (1, S, S)
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("batch", [8])
-def test_bench_network_batched_per_call(benchmark, generator, crop, batch):
-    p = Predictor(generator, PredictConfig(mesh=None, batch_size=batch))
+def test_bench_network_batched_per_call(benchmark, generator, crop, batch, runtime):
+    p = _predictor(generator, PredictConfig(mesh=None, batch_size=batch), runtime)
     crops = np.repeat(crop[None], batch, axis=0)
     d, _, _ = benchmark(p.run_network, crops)
     assert d.shape == (batch, S, S)
@@ -110,12 +126,14 @@ def test_bench_detect(benchmark, lfw_root):
     assert len(faces) == 1
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("with_mesh", [False, True], ids=["no_mesh", "mesh"])
-def test_bench_face_after_detection(benchmark, generator, face, crop, with_mesh):
+def test_bench_face_after_detection(benchmark, generator, face, crop, with_mesh, runtime):
     """crop -> network -> maps -> landmarks -> pose (-> mesh): everything but detect and crop."""
     from meshing import MeshConfig
 
-    p = Predictor(_costly_fixed_maps(generator, face), PredictConfig(mesh=MeshConfig() if with_mesh else None))
+    p = _predictor(_costly_fixed_maps(generator, face), PredictConfig(mesh=MeshConfig() if with_mesh else None),
+                   runtime)
     res = benchmark(p.predict_crops, crop[None], [BOX])
     assert res[0].ok and (res[0].mesh is not None) == with_mesh
 

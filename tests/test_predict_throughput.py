@@ -1,6 +1,6 @@
 """Issue #12 (throughput) of ``facevision predict``: writer processes and threads give the serial path's files and
 lose nothing when one write fails, a writer process that dies fails only its input (and is replaced), ``--outputs`` writes exactly the chosen files, ``--shard K/N`` covers every input exactly
-once, the frozen network's disk cache is exact, keyed and refuses files it cannot trust, the OBJ text is
+once, the inference network's disk cache (ONNX) is exact, keyed and refuses files it cannot trust, the OBJ text is
 np.savetxt's, the progress bar and ``-v`` lines.
 
 Same stubbed detector and known maps as test_predict_cli (MediaPipe does not fire on generated images).
@@ -415,50 +415,119 @@ def test_shard_names_do_not_depend_on_out(photos, tmp_path):
 
 
 # ----------------------------------------------------------------------------- network cache
-def test_frozen_network_cache_is_exact_keyed_and_refuses_foreign_files(random_checkpoint, tmp_path, monkeypatch):
+def test_network_cache_is_exact_keyed_and_refuses_foreign_files(random_checkpoint, tmp_path, monkeypatch):
     import shutil
 
     import torch
 
     from facevision.model import inference_cache as ic
-    from facevision.model.inference import freeze_for_inference
-    from facevision.model.checkpoint import load_generator
+    from facevision.model.checkpoint import load_generator, save_generator
+    from facevision.model.onnx_network import OnnxNetwork
 
     monkeypatch.setenv(ic.CACHE_ENV, str(tmp_path / "cache"))
     ckpt = tmp_path / "g.safetensors"
     shutil.copy(random_checkpoint, ckpt)
-    eager = load_generator(ckpt)
-    fresh = freeze_for_inference(eager, 128)
+    eager = load_generator(ckpt).eval()
     assert ic.load_cached(ckpt) is None  # nothing cached yet
-    first = ic.cached_frozen_generator(ckpt, lambda: load_generator(ckpt))
+    first = ic.inference_network(ckpt, lambda: load_generator(ckpt), threads=1)
+    assert isinstance(first, OnnxNetwork)
     files = list((tmp_path / "cache").iterdir())
-    assert len(files) == 1 and oct(os.stat(tmp_path / "cache").st_mode & 0o777) == "0o700"
-    loaded = ic.cached_frozen_generator(ckpt, lambda: pytest.fail("the cache should have answered"))
+    assert len(files) == 1 and files[0].suffix == ".onnx"
+    assert oct(os.stat(tmp_path / "cache").st_mode & 0o777) == "0o700"
+    loaded = ic.inference_network(ckpt, lambda: pytest.fail("the cache should have answered"))
     assert loaded.config.image_size == first.config.image_size == 128
     x = torch.rand(2, 3, 128, 128)
     with torch.inference_mode():
-        for a, b, c in zip(fresh(x), loaded(x), eager(x)):
-            assert torch.equal(a, b) and torch.allclose(a, c, atol=1e-4)
-    # another checkpoint at the same path: a new key, the stale file is replaced
+        want = eager(x)
+    for a, b, c in zip(first(x.numpy()), loaded(x.numpy()), want):
+        assert np.array_equal(a, b) and np.allclose(a, c.numpy(), atol=1e-4)
+    # another checkpoint at the same path: a new key, the stale file (of either format) is replaced
+    old_format = tmp_path / "cache" / f"generator-{ic._path_id(ckpt)}-{'0' * 32}.pt"
+    old_format.write_bytes(b"a TorchScript file of the cache's first format")
     g = load_generator(ckpt)
     with torch.no_grad():
-        g.depth_head[0].bias.add_(1.0) if hasattr(g, "depth_head") else next(g.parameters()).add_(1.0)
-    from facevision.model.checkpoint import save_generator
-
+        next(g.parameters()).add_(1.0)
     save_generator(ckpt, g)
     assert ic.load_cached(ckpt) is None
-    ic.cached_frozen_generator(ckpt, lambda: load_generator(ckpt))
+    ic.inference_network(ckpt, lambda: load_generator(ckpt))
     files2 = list((tmp_path / "cache").iterdir())
     assert len(files2) == 1 and files2 != files
-    # a file others may write, or a corrupt one, is not loaded
+    # a file others may write, a corrupt one, or one recording another key is not loaded
     os.chmod(files2[0], 0o666)
     assert ic.load_cached(ckpt) is None
     os.chmod(files2[0], 0o644)
     assert ic.load_cached(ckpt) is not None
-    files2[0].write_bytes(b"not a zip")
+    good = files2[0].read_bytes()
+    files2[0].write_bytes(b"not an ONNX graph")
+    assert ic.load_cached(ckpt) is None
+    files2[0].write_bytes(good.replace(ic.cache_key(ckpt).encode(), b"f" * 32))
     assert ic.load_cached(ckpt) is None
     monkeypatch.setenv(ic.CACHE_ENV, "off")
-    assert ic.cache_dir() is None and ic.store(ckpt, first, 128) is None
+    assert ic.cache_dir() is None and ic.store(ckpt, good) is None
+
+
+def test_network_falls_back_to_torchscript_without_onnx_runtime(random_checkpoint, tmp_path, monkeypatch):
+    """No onnxruntime (or an export that fails): the TorchScript-frozen network, nothing cached, same maps."""
+    import builtins
+
+    import torch
+
+    from facevision.model import inference_cache as ic
+    from facevision.model.checkpoint import load_generator
+
+    monkeypatch.setenv(ic.CACHE_ENV, str(tmp_path / "cache"))
+    real_import = builtins.__import__
+
+    def no_ort(name, *args, **kwargs):
+        if name.split(".")[0] in ("onnxruntime", "onnx"):
+            raise ImportError(f"No module named {name!r} (test)")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    net = ic.inference_network(random_checkpoint, lambda: load_generator(random_checkpoint))
+    assert isinstance(net, torch.jit.ScriptModule) and net.config.image_size == 128
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+    x = torch.rand(1, 3, 128, 128)
+    with torch.inference_mode():
+        for a, b in zip(net(x), load_generator(random_checkpoint).eval()(x)):
+            assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_onnx_and_torch_predictors_give_the_same_maps(random_checkpoint, monkeypatch):
+    """The ONNX Runtime path (numpy in, numpy out) decodes to the eager torch model's maps, mirror averaging too;
+    a bad graph is a ValueError naming the problem."""
+    from facevision.model.checkpoint import load_generator
+    from facevision.model.onnx_network import OnnxNetwork, export_onnx
+    from facevision.predict.predictor import PredictConfig, Predictor
+
+    eager = load_generator(random_checkpoint)
+    onnx_net = OnnxNetwork(export_onnx(eager, 128, {"image_size": 128}), threads=1)
+    crops = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    for mirror in (False, True):
+        cfg = PredictConfig(freeze=False, mirror_average=mirror, batch_size=2)
+        want = Predictor(load_generator(random_checkpoint), config=cfg, device="cpu").run_network(crops)
+        p = Predictor(onnx_net, config=cfg, device="cpu")
+        assert p.numpy_network and p.size == 128
+        got = p.run_network(crops)
+        assert [g.shape for g in got] == [w.shape for w in want] and [g.dtype for g in got] == [w.dtype for w in want]
+        assert np.allclose(got[0], want[0], atol=2e-3) and np.allclose(got[1], want[1], atol=1e-4)
+        assert (got[2] == want[2]).mean() > 0.999
+    with pytest.raises(ValueError, match="network input must be"):
+        onnx_net(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match="ONNX Runtime cannot load"):
+        OnnxNetwork(b"garbage")
+
+
+def test_auto_device_needs_no_torch_without_a_gpu_driver(monkeypatch):
+    import sys
+
+    from facevision.model import device
+
+    monkeypatch.setattr(device.os.path, "exists", lambda p: False)
+    monkeypatch.setattr(device.sys, "platform", "linux")
+    assert not device.gpu_driver_present()
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # restored by monkeypatch
+    assert device.resolve_device("auto") == "cpu" and "torch" not in sys.modules
 
 
 # ----------------------------------------------------------------------------- OBJ text

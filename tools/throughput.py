@@ -2,8 +2,8 @@
 ``python tools/throughput.py LFW_ROOT [--photos 200] [--out /tmp/fv_throughput] [-- PREDICT OPTIONS...]``.
 
 1. In memory: the first ``--photos`` LFW photos (one per person, sorted) are read, then each goes through
-   ``Predictor(image)`` (detect, crop, network, face-model fit, mesh; CPU, one torch thread as the CLI uses
-   with writers); the mean per photo is the reference time.
+   ``Predictor(image)`` (detect, crop, network, face-model fit, mesh; CPU, one network thread as the CLI
+   uses with writers); the mean per photo is the reference time.
 2. End to end: ``python -m facevision predict`` on a folder of links to the same photos, every default output,
    wall clock of the whole process (start-up included), then again on one photo (network cache warm).
 
@@ -42,14 +42,15 @@ def main() -> int:
         (photos_dir / p.name).symlink_to(p.resolve())
     load_before = os.getloadavg()[0]
 
-    import torch
-
     from data_prep.io import read_photo
     from facevision.benchmark.throughput import in_memory_seconds_per_photo
-    from facevision.predict.predictor import Predictor
+    from facevision.predict.predictor import PredictConfig, Predictor
 
-    torch.set_num_threads(1)
-    predictor = Predictor.from_pretrained(device="cpu")
+    predictor = Predictor.from_pretrained(device="cpu", config=PredictConfig(threads=1))
+    if "torch" in sys.modules:  # a torch network (no ONNX Runtime): one thread too
+        import torch
+
+        torch.set_num_threads(1)
     images = [read_photo(p) for p in photos]
     in_memory = in_memory_seconds_per_photo(predictor, images)
 

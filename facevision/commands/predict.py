@@ -31,7 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="faces per network call (default 8)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for the network (default: 1 on CPU while writers run, as they keep the other "
-                        "cores busy; else torch's choice; 1 is also faster when other jobs load the CPU)")
+                        "cores busy; else the library's choice: ONNX Runtime's, or torch's on a GPU; 1 is also "
+                        "faster when other jobs load the CPU)")
     p.add_argument("--all-faces", action="store_true", help="every detected face (default: only the largest)")
     p.add_argument("--mirror-average", action="store_true",
                    help="average the network's maps of each crop and of its mirror image: better landmarks and pose "
@@ -124,11 +125,8 @@ def run(args: argparse.Namespace) -> int:
     except OutputFolderError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-    config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces, mirror_average=args.mirror_average)
+    config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces, mirror_average=args.mirror_average,
+                           threads=None if threads is None else max(1, threads))
     if args.no_mesh or not output.needs_mesh:
         config.mesh = None
     if args.min_score is not None:
@@ -139,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
         # segmentation-models-pytorch, timm and torchvision, seconds at start, which a cached network does not need)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    if threads is not None and "torch" in sys.modules:  # a torch network (GPU, or no ONNX Runtime)
+        import torch
+
+        torch.set_num_threads(max(1, threads))
     flame_model = None
     if args.flame or args.flame_model:
         flame_model = str(args.flame_model) if args.flame_model else os.environ.get("FACEVISION_FLAME_MODEL", "")

@@ -1,18 +1,20 @@
 """The CPU inference network prepared once and kept on disk: a fast start for ``facevision predict``.
 
-Preparing the network costs seconds at every start (importing segmentation-models-pytorch, timm and
-torchvision, building the generator, loading its weights, tracing and freezing it,
-:func:`facevision.model.inference.freeze_for_inference`); loading the frozen TorchScript copy back takes
-about 25 ms and needs only torch. The cache file is ``<cache dir>/generator-<path id>-<key>.pt`` where
-``key`` hashes the checkpoint's sha256, the torch and facevision versions, the crop size and this module's
-format number, so a changed checkpoint or library makes a new file (the stale one of the same checkpoint path
-is removed when the new one is written).
+Preparing the network costs seconds at every start (importing torch, segmentation-models-pytorch, timm and
+torchvision, building the generator, loading its weights, exporting it to ONNX,
+:func:`facevision.model.onnx_network.export_onnx`); loading the ONNX copy back into ONNX Runtime takes
+~0.1 s (import included) and needs no torch at all. The cache file is
+``<cache dir>/generator-<path id>-<key>.onnx`` where ``key`` hashes the checkpoint's sha256, the torch,
+onnxruntime and facevision versions, the crop size and this module's format number, so a changed checkpoint or
+library makes a new file (the stale one of the same checkpoint path is removed when the new one is written).
+Where the export is impossible (no ``onnx`` or ``onnxruntime`` installed, an operator the exporter lacks), the
+network runs as the TorchScript-frozen copy of :mod:`facevision.model.inference`, prepared at every start.
 
-Safety: the file is a TorchScript archive (``torch.jit.save``): TorchScript code and tensors, no pickled
-Python objects, loaded by ``torch.jit.load`` which runs no Python code. It is read only when it lies in a
-folder and is a file owned by the current user that nobody else can write (the folder is made with mode
-0700), and its recorded key must match; anything else (missing, stale, corrupt, foreign) is ignored and the
-network is prepared from the checkpoint as before. Written atomically (temporary file + rename).
+Safety: the file is an ONNX graph (a protobuf message: operators and tensors, no Python code), parsed by ONNX
+Runtime. It is read only when it lies in a folder and is a file owned by the current user that nobody else can
+write (the folder is made with mode 0700), and the key recorded in it must match; anything else (missing,
+stale, corrupt, foreign) is ignored and the network is prepared from the checkpoint as before. Written
+atomically (temporary file + rename).
 
 Where: ``$FACEVISION_CACHE_DIR`` if set (``off`` disables the cache), else
 ``$XDG_CACHE_HOME/facevision/inference`` (``~/.cache/facevision/inference``). Not beside the checkpoint: the
@@ -22,19 +24,18 @@ or show up in ``git status``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
-import warnings
+from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
-__all__ = ["CACHE_ENV", "cache_dir", "cache_key", "cache_path", "load_cached", "store", "cached_frozen_generator"]
+__all__ = ["CACHE_ENV", "cache_dir", "cache_key", "cache_path", "load_cached", "store", "inference_network"]
 
 CACHE_ENV = "FACEVISION_CACHE_DIR"
-FORMAT = 1
-_META = "facevision.json"
+FORMAT = 2  # 1: TorchScript archives (.pt), 2: ONNX graphs
+_SUFFIX = ".onnx"
 _OFF = ("", "0", "off", "none", "no", "false")
 
 
@@ -55,13 +56,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(checkpoint: str | Path, size: int = 0) -> str:
-    """Key of the frozen network of ``checkpoint``: its sha256, torch and facevision versions, format."""
-    import torch
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "none"
 
+
+def cache_key(checkpoint: str | Path, size: int = 0) -> str:
+    """Key of the inference network of ``checkpoint``: its sha256, the torch, onnxruntime and facevision
+    versions (read from the installed packages' metadata: nothing is imported), format, crop size."""
     from facevision import __version__
 
-    text = f"{_sha256(Path(checkpoint))}|torch {torch.__version__}|facevision {__version__}|format {FORMAT}|{size}"
+    text = (f"{_sha256(Path(checkpoint))}|torch {_version('torch')}|onnxruntime {_version('onnxruntime')}"
+            f"|facevision {__version__}|format {FORMAT}|{size}")
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -71,7 +79,7 @@ def _path_id(checkpoint: Path) -> str:
 
 def cache_path(checkpoint: str | Path, key: str) -> Path | None:
     folder = cache_dir()
-    return None if folder is None else folder / f"generator-{_path_id(Path(checkpoint))}-{key}.pt"
+    return None if folder is None else folder / f"generator-{_path_id(Path(checkpoint))}-{key}{_SUFFIX}"
 
 
 def _trusted(path: Path) -> bool:
@@ -86,74 +94,64 @@ def _trusted(path: Path) -> bool:
     return True
 
 
-def load_cached(checkpoint: str | Path) -> Any | None:
-    """The frozen network of ``checkpoint`` from the cache (with ``.config.image_size`` set), or None."""
-    import torch
-
+def load_cached(checkpoint: str | Path, threads: int | None = None) -> Any | None:
+    """The ONNX Runtime network of ``checkpoint`` from the cache
+    (:class:`~facevision.model.onnx_network.OnnxNetwork`, ``threads`` per call), or None."""
     try:
+        from facevision.model.onnx_network import OnnxNetwork
+
         key = cache_key(checkpoint)
-    except OSError:
-        return None
-    path = cache_path(checkpoint, key)
-    if path is None or not path.is_file() or not _trusted(path):
-        return None
-    extra = {_META: ""}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        meta = json.loads(extra[_META])
-        if meta.get("key") != key:
+        path = cache_path(checkpoint, key)
+        if path is None or not path.is_file() or not _trusted(path):
             return None
-        model.config = SimpleNamespace(image_size=int(meta["image_size"]))
-    except Exception:  # noqa: BLE001 - corrupt or foreign file: prepare the network from the checkpoint
+        network = OnnxNetwork(path.read_bytes(), threads)
+    except Exception:  # noqa: BLE001 - unreadable, corrupt or foreign file, no onnxruntime: prepare it anew
         return None
-    return model.eval()
+    return network if network.metadata.get("key") == key else None
 
 
-def store(checkpoint: str | Path, frozen: Any, image_size: int) -> Path | None:
-    """Write ``frozen`` (a TorchScript module) to the cache atomically; None when the cache is off or the
-    write fails (the cache only saves time)."""
-    import io
-
-    import torch
-
+def store(checkpoint: str | Path, model_bytes: bytes) -> Path | None:
+    """Write ONNX ``model_bytes`` (made by :func:`export_onnx` with this checkpoint's key in its metadata) to
+    the cache atomically; None when the cache is off or the write fails (the cache only saves time)."""
     from data_prep.io import atomic_write_bytes
 
     key = cache_key(checkpoint)
     path = cache_path(checkpoint, key)
     if path is None:
         return None
-    meta = {"key": key, "checkpoint": str(Path(checkpoint).resolve()), "image_size": int(image_size),
-            "torch": torch.__version__, "format": FORMAT}
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 points to torch.export: not for this
-            torch.jit.save(frozen, buf, _extra_files={_META: json.dumps(meta)})
-        atomic_write_bytes(path, buf.getvalue())
-        for old in path.parent.glob(f"generator-{_path_id(Path(checkpoint))}-*.pt"):
-            if old != path:
-                old.unlink(missing_ok=True)  # the same checkpoint path's stale network
-    except Exception:  # noqa: BLE001 - read-only home, disk full, unsavable module: run without the cache
+        atomic_write_bytes(path, model_bytes)
+        for old in path.parent.glob(f"generator-{_path_id(Path(checkpoint))}-*"):
+            if old != path and old.suffix in (".pt", _SUFFIX):
+                old.unlink(missing_ok=True)  # the same checkpoint path's stale network (either format)
+    except Exception:  # noqa: BLE001 - read-only home, disk full: run without the cache
         return None
     return path
 
 
-def cached_frozen_generator(checkpoint: str | Path, load: Callable[[], Any]) -> Any:
-    """The CPU inference network of ``checkpoint``: from the cache, else ``load()`` (the eager generator)
-    frozen by :func:`facevision.model.inference.freeze_for_inference` and stored for the next start."""
-    model = load_cached(checkpoint)
-    if model is not None:
-        return model
-    from facevision.model.inference import freeze_for_inference
-
+def inference_network(checkpoint: str | Path, load: Callable[[], Any], threads: int | None = None) -> Any:
+    """The CPU inference network of ``checkpoint``: the cached ONNX Runtime network; else ``load()`` (the eager
+    generator) exported to ONNX, stored for the next start and loaded; else (no export possible) ``load()``
+    frozen by :func:`facevision.model.inference.freeze_for_inference`. ``threads``: CPU threads of the
+    ONNX Runtime network (None = its default); the torch fallback uses torch's setting."""
+    network = load_cached(checkpoint, threads)
+    if network is not None:
+        return network
     eager = load()
     size = int(eager.config.image_size)
-    frozen = freeze_for_inference(eager, size, "cpu")
-    if frozen is eager:  # could not be frozen: nothing to cache
-        return eager
-    store(checkpoint, frozen, size)
-    frozen.config = SimpleNamespace(image_size=size)
-    return frozen
+    try:
+        from facevision.model.onnx_network import OnnxNetwork, export_onnx
+
+        data = export_onnx(eager.cpu(), size, {"key": cache_key(checkpoint), "image_size": size, "format": FORMAT,
+                                                "checkpoint": str(Path(checkpoint).resolve())})
+        network = OnnxNetwork(data, threads)
+    except Exception:  # noqa: BLE001 - no onnx/onnxruntime, or a graph the exporter cannot write: torch it is
+        from facevision.model.inference import freeze_for_inference
+
+        frozen = freeze_for_inference(eager, size, "cpu")
+        if frozen is not eager:
+            frozen.config = SimpleNamespace(image_size=size)
+        return frozen
+    store(checkpoint, data)
+    return network

@@ -48,7 +48,8 @@ def mask_logit_threshold(mask_threshold: float) -> float:
 
 def decode_outputs(out: Sequence[Any], size: int, mask_threshold: float = 0.5, masked: bool = True
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The network's ``(depth, corr, mask_logits)`` torch tensors for a batch -> numpy maps.
+    """The network's ``(depth, corr, mask_logits)`` for a batch (torch tensors, or numpy arrays from
+    :class:`facevision.model.onnx_network.OnnxNetwork`) -> numpy maps.
 
     Returns depth_px (B, S, S) float32 in crop px, corr (B, S, S, 3) float32, mask (B, S, S) bool.
     masked: depth and corr are 0 outside the mask (what predict returns); False keeps the raw values
@@ -59,14 +60,20 @@ def decode_outputs(out: Sequence[Any], size: int, mask_threshold: float = 0.5, m
     depth, corr = depth_from_network(out[0], size), out[1]
     if masked:
         depth, corr = depth * m, corr * m
+    if isinstance(depth, np.ndarray):
+        return (depth[:, 0].astype(np.float32), np.ascontiguousarray(corr.transpose(0, 2, 3, 1), dtype=np.float32),
+                m[:, 0])
     return (depth[:, 0].float().cpu().numpy(), corr.permute(0, 2, 3, 1).float().cpu().numpy(),
             m[:, 0].cpu().numpy())
 
 
 def unmirror_outputs(out: Sequence[Any]) -> tuple[Any, Any, Any]:
-    """The network's ``(depth, corr, mask_logits)`` torch tensors for mirrored crops -> the same maps in the
-    crops' own frame: columns reversed, and u -> 1 - u (the mirror image of reference point (u, v, w) is
-    (1 - u, v, w)); depth and mask logits only change place."""
+    """The network's ``(depth, corr, mask_logits)`` (torch tensors or numpy arrays) for mirrored crops -> the
+    same maps in the crops' own frame: columns reversed, and u -> 1 - u (the mirror image of reference point
+    (u, v, w) is (1 - u, v, w)); depth and mask logits only change place."""
+    if isinstance(out[0], np.ndarray):
+        depth, corr, logits = (a[..., ::-1] for a in out)
+        return depth, np.concatenate([1.0 - corr[:, :1], corr[:, 1:]], 1), logits
     import torch
 
     depth, corr, logits = (t.flip(-1) for t in out)
@@ -74,13 +81,17 @@ def unmirror_outputs(out: Sequence[Any]) -> tuple[Any, Any, Any]:
 
 
 def mirror_averaged(model: Any, x: Any) -> tuple[Any, Any, Any]:
-    """``model``'s raw outputs for (B, 3, S, S) crops ``x``, averaged with its outputs for the mirrored crops
-    mirrored back (one network call on 2B crops). Errors of the network that are not mirror symmetric (one
-    side of the face drawn differently from the other) partly cancel; costs a second network pass."""
-    import torch
-
+    """``model``'s raw outputs for (B, 3, S, S) crops ``x`` (a torch tensor, or a numpy array for a numpy
+    network), averaged with its outputs for the mirrored crops mirrored back (one network call on 2B crops).
+    Errors of the network that are not mirror symmetric (one side of the face drawn differently from the
+    other) partly cancel; costs a second network pass."""
     b = x.shape[0]
-    out = model(torch.cat([x, x.flip(-1)]))
+    if isinstance(x, np.ndarray):
+        out = model(np.concatenate([x, x[..., ::-1]]))
+    else:
+        import torch
+
+        out = model(torch.cat([x, x.flip(-1)]))
     own = [t[:b] for t in out]
     back = unmirror_outputs([t[b:] for t in out])
     return tuple(0.5 * (a + m) for a, m in zip(own, back))
