@@ -99,11 +99,15 @@ def main() -> int:
     from data_prep.io import read_photo
     from facevision.benchmark.throughput import first_photo_per_person
     from facevision.predict import outputs
-    from facevision.predict.predictor import Predictor
+    from facevision.predict.predictor import PredictConfig, Predictor
 
     shutil.rmtree(args.out, ignore_errors=True)
     photos = first_photo_per_person(args.lfw_root, args.photos + 1)
-    predictor = Predictor.from_pretrained(device="cpu")
+    try:
+        config = PredictConfig(threads=1)  # the ONNX Runtime network's threads, as predict runs it with writers
+    except TypeError:  # an older checkout: torch's setting above rules
+        config = PredictConfig()
+    predictor = Predictor.from_pretrained(device="cpu", config=config)
     clock = StageClock()
     calling = StageClock()
     missing = clock.install(WRITER_STAGES)
