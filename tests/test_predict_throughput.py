@@ -457,6 +457,16 @@ def test_network_cache_is_exact_keyed_and_refuses_foreign_files(random_checkpoin
     assert ic.load_cached(ckpt) is None
     os.chmod(files2[0], 0o644)
     assert ic.load_cached(ckpt) is not None
+    os.chmod(tmp_path / "cache", 0o777)  # a folder others may write
+    assert ic.load_cached(ckpt) is None
+    os.chmod(tmp_path / "cache", 0o700)
+    real = tmp_path / "real.onnx"  # a link in the file's place is not followed
+    files2[0].rename(real)
+    files2[0].symlink_to(real)
+    assert ic.load_cached(ckpt) is None
+    files2[0].unlink()
+    real.rename(files2[0])
+    assert ic.load_cached(ckpt) is not None
     good = files2[0].read_bytes()
     files2[0].write_bytes(b"not an ONNX graph")
     assert ic.load_cached(ckpt) is None

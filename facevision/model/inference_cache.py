@@ -11,8 +11,9 @@ Where the export is impossible (no ``onnx`` or ``onnxruntime`` installed, an ope
 network runs as the TorchScript-frozen copy of :mod:`facevision.model.inference`, prepared at every start.
 
 Safety: the file is an ONNX graph (a protobuf message: operators and tensors, no Python code), parsed by ONNX
-Runtime. It is read only when it lies in a folder and is a file owned by the current user that nobody else can
-write (the folder is made with mode 0700), and the key recorded in it must match; anything else (missing,
+Runtime. It is read only when it lies in a folder and is a regular file (not a link; checked on the descriptor
+it is read from), both owned by the current user and writable by nobody else (the folder is made with mode
+0700), and the key recorded in it must match; anything else (missing,
 stale, corrupt, foreign) is ignored and the network is prepared from the checkpoint as before. Written
 atomically (temporary file + rename).
 
@@ -82,16 +83,25 @@ def cache_path(checkpoint: str | Path, key: str) -> Path | None:
     return None if folder is None else folder / f"generator-{_path_id(Path(checkpoint))}-{key}{_SUFFIX}"
 
 
-def _trusted(path: Path) -> bool:
-    """A regular file and its folder, both owned by the current user and writable by nobody else."""
+def _owned_by_me(st: os.stat_result) -> bool:
+    return st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _read_trusted(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file in a folder, both owned by the current user and writable by
+    nobody else (the file is checked on the descriptor it is read from, links not followed), else None."""
     try:
-        for p, want in ((path.parent, stat.S_ISDIR), (path, stat.S_ISREG)):
-            st = os.lstat(p)
-            if not want(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                return False
+        folder = os.lstat(path.parent)
+        if not stat.S_ISDIR(folder.st_mode) or not _owned_by_me(folder):
+            return None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
-        return False
-    return True
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or not _owned_by_me(st):
+            return None
+        return fh.read()
 
 
 def load_cached(checkpoint: str | Path, threads: int | None = None) -> Any | None:
@@ -102,9 +112,10 @@ def load_cached(checkpoint: str | Path, threads: int | None = None) -> Any | Non
 
         key = cache_key(checkpoint)
         path = cache_path(checkpoint, key)
-        if path is None or not path.is_file() or not _trusted(path):
+        data = None if path is None else _read_trusted(path)
+        if data is None:
             return None
-        network = OnnxNetwork(path.read_bytes(), threads)
+        network = OnnxNetwork(data, threads)
     except Exception:  # noqa: BLE001 - unreadable, corrupt or foreign file, no onnxruntime: prepare it anew
         return None
     return network if network.metadata.get("key") == key else None
