@@ -13,9 +13,8 @@ network runs as the TorchScript-frozen copy of :mod:`facevision.model.inference`
 Safety: the file is an ONNX graph (a protobuf message: operators and tensors, no Python code), parsed by ONNX
 Runtime. It is read only when it lies in a folder and is a regular file (not a link; checked on the descriptor
 it is read from), both owned by the current user and writable by nobody else (the folder is made with mode
-0700), and the key recorded in it must match; anything else (missing,
-stale, corrupt, foreign) is ignored and the network is prepared from the checkpoint as before. Written
-atomically (temporary file + rename).
+0700), and the key recorded in it must match; anything else (missing, stale, corrupt, foreign) is ignored and
+the network is prepared from the checkpoint as before. Written atomically (temporary file + rename).
 
 Where: ``$FACEVISION_CACHE_DIR`` if set (``off`` disables the cache), else
 ``$XDG_CACHE_HOME/facevision/inference`` (``~/.cache/facevision/inference``). Not beside the checkpoint: the
