@@ -103,13 +103,14 @@ def _read_trusted(path: Path) -> bytes | None:
         return fh.read()
 
 
-def load_cached(checkpoint: str | Path, threads: int | None = None) -> Any | None:
+def load_cached(checkpoint: str | Path, threads: int | None = None, key: str | None = None) -> Any | None:
     """The ONNX Runtime network of ``checkpoint`` from the cache
-    (:class:`~facevision.model.onnx_network.OnnxNetwork`, ``threads`` per call), or None."""
+    (:class:`~facevision.model.onnx_network.OnnxNetwork`, ``threads`` per call), or None. ``key``: its
+    :func:`cache_key` if already known (hashing the checkpoint once per start)."""
     try:
         from facevision.model.onnx_network import OnnxNetwork
 
-        key = cache_key(checkpoint)
+        key = key or cache_key(checkpoint)
         path = cache_path(checkpoint, key)
         data = None if path is None else _read_trusted(path)
         if data is None:
@@ -120,12 +121,13 @@ def load_cached(checkpoint: str | Path, threads: int | None = None) -> Any | Non
     return network if network.metadata.get("key") == key else None
 
 
-def store(checkpoint: str | Path, model_bytes: bytes) -> Path | None:
-    """Write ONNX ``model_bytes`` (made by :func:`export_onnx` with this checkpoint's key in its metadata) to
-    the cache atomically; None when the cache is off or the write fails (the cache only saves time)."""
+def store(checkpoint: str | Path, model_bytes: bytes, key: str | None = None) -> Path | None:
+    """Write ONNX ``model_bytes`` (made by :func:`export_onnx` with this checkpoint's key, ``key`` if given, in
+    its metadata) to the cache atomically; None when the cache is off or the write fails (the cache only saves
+    time)."""
     from data_prep.io import atomic_write_bytes
 
-    key = cache_key(checkpoint)
+    key = key or cache_key(checkpoint)
     path = cache_path(checkpoint, key)
     if path is None:
         return None
@@ -145,7 +147,8 @@ def inference_network(checkpoint: str | Path, load: Callable[[], Any], threads: 
     generator) exported to ONNX, stored for the next start and loaded; else (no export possible) ``load()``
     frozen by :func:`facevision.model.inference.freeze_for_inference`. ``threads``: CPU threads of the
     ONNX Runtime network (None = its default); the torch fallback uses torch's setting."""
-    network = load_cached(checkpoint, threads)
+    key = cache_key(checkpoint)
+    network = load_cached(checkpoint, threads, key)
     if network is not None:
         return network
     eager = load()
@@ -153,7 +156,7 @@ def inference_network(checkpoint: str | Path, load: Callable[[], Any], threads: 
     try:
         from facevision.model.onnx_network import OnnxNetwork, export_onnx
 
-        data = export_onnx(eager.cpu(), size, {"key": cache_key(checkpoint), "image_size": size, "format": FORMAT,
+        data = export_onnx(eager.cpu(), size, {"key": key, "image_size": size, "format": FORMAT,
                                                 "checkpoint": str(Path(checkpoint).resolve())})
         network = OnnxNetwork(data, threads)
     except Exception:  # noqa: BLE001 - no onnx/onnxruntime, or a graph the exporter cannot write: torch it is
@@ -163,5 +166,5 @@ def inference_network(checkpoint: str | Path, load: Callable[[], Any], threads: 
         if frozen is not eager:
             frozen.config = SimpleNamespace(image_size=size)
         return frozen
-    store(checkpoint, data)
+    store(checkpoint, data, key)
     return network

@@ -381,19 +381,20 @@ class Predictor:
         depth, corr, mask = (np.concatenate(parts) for parts in zip(*maps))
         return depth, corr, mask
 
-    def _run_numpy(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x = crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+    def _maps(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, 3, S, S) RGB in [0, 1] (numpy for a numpy network, else torch) -> decoded maps."""
         out = mirror_averaged(self.model, x) if self.config.mirror_average else self.model(x)
         return decode_outputs(out, self.size, self.config.mask_threshold)
+
+    def _run_numpy(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._maps(crops.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0))
 
     def _run_torch(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            out = mirror_averaged(self.model, x) if self.config.mirror_average else self.model(x)
-            return decode_outputs(out, self.size, self.config.mask_threshold)
+            return self._maps(x.permute(0, 3, 1, 2).float().div_(255.0))
 
     def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
                     crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
