@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IBUG68_FROM_MEDIAPIPE", "IBUG68_MIRROR"]
+__all__ = ["IBUG68_FROM_MEDIAPIPE", "IBUG68_MIRROR", "IBUG68_GROUPS"]
 
 IBUG68_FROM_MEDIAPIPE = np.array([
     # jaw 0-16
@@ -43,4 +43,8 @@ IBUG68_MIRROR = np.array(
     + [64, 63, 62, 61, 60, 67, 66, 65],
     dtype=np.int64,
 )
+# The iBUG order's point groups (index ranges, end exclusive), for per-part error reports.
+IBUG68_GROUPS: dict[str, tuple[int, int]] = {"jaw": (0, 17), "brows": (17, 27), "nose": (27, 36), "eyes": (36, 48),
+                                             "mouth": (48, 68)}
+
 assert len(IBUG68_FROM_MEDIAPIPE) == 68 and len(IBUG68_MIRROR) == 68

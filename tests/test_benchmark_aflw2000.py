@@ -118,6 +118,35 @@ def test_run_benchmark_with_a_known_method(tmp_path):
     assert [r["photo"] for r in recs] == sorted(truth)
 
 
+def test_part_errors_and_offsets_towards_the_turn(tmp_path):
+    rng = np.random.default_rng(4)
+    lm = _landmarks(rng)
+    # AFLW yaw -0.2 rad is facevision's +11.5 deg (bin 0, nose to the image right); +0.8 rad is -45.8 deg (bin 1)
+    _write_photo(tmp_path, "image00000", lm, 0.0, -0.2, 0.0)
+    _write_photo(tmp_path, "image00001", lm, 0.0, 0.8, 0.0)
+
+    def method(image, ann):
+        out = ann.landmarks.copy()
+        out[48:68] += [3.0, 2.0]  # the mouth only: 3 px to the image right, 2 px down
+        return AflwPrediction(landmarks=out)
+
+    s, recs = run_benchmark(tmp_path, method)
+    norm = math.sqrt(100 * 80)
+    for name, sign in (("[0,30)", 1.0), ("[30,60)", -1.0)):
+        assert s["nme_groups"][name]["mouth"] == pytest.approx(100 * math.sqrt(13) / norm, abs=1e-3)
+        assert s["offset_groups"][name]["mouth"] == pytest.approx([sign * 300 / norm, 200 / norm], abs=1e-3)
+        for part in ("jaw", "brows", "nose", "eyes"):
+            assert s["nme_groups"][name][part] == 0.0 and s["offset_groups"][name][part] == [0.0, 0.0]
+    assert "[60,90]" not in s["nme_groups"]
+    assert s["nme_bins"]["[0,30)"] == pytest.approx(100 * math.sqrt(13) / norm * 20 / 68, abs=1e-3)
+    from facevision.commands.benchmark import format_table
+
+    table = format_table(s)
+    mouth = 100 * math.sqrt(13) / norm
+    assert f"mouth {mouth:.2f} (+{300 / norm:.1f}, +{200 / norm:.1f})" in table
+    assert f"mouth {mouth:.2f} (-{300 / norm:.1f}, +{200 / norm:.1f})" in table
+
+
 def test_cli_json_on_generated_photos_uses_fallback_boxes(tmp_path, random_checkpoint):
     from facevision.cli import main
 

@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
-           "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "yaw_bin", "fallback_box", "nearest_box", "list_photos",
+           "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box", "nearest_box", "list_photos",
            "summarize", "run_benchmark", "network_method", "labeler_method"]
 
 #: (yaw, pitch, roll) sign factors from 3DDFA's Pose_Para to facevision's convention.
@@ -136,6 +136,23 @@ def nme(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.linalg.norm(pred - gt, axis=1).mean() / norm)
 
 
+def group_errors(pred: np.ndarray, gt: np.ndarray, yaw_deg: float) -> dict[str, dict[str, float]]:
+    """Per iBUG part (:data:`data_prep.ibug68.IBUG68_GROUPS`): ``nme`` (as :func:`nme`, over the part's points)
+    and the mean signed offset ``dx``, ``dy`` of prediction minus ground truth (same normaliser, fractions),
+    with ``dx > 0`` towards the side the face turns to (the nose side: image right for yaw >= 0 in
+    facevision's convention) and ``dy > 0`` down. A part-wide offset that grows with |yaw| is a
+    difference of landmark definition in depth, not noise (README, Benchmarks)."""
+    from data_prep.ibug68 import IBUG68_GROUPS
+
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    w, h = gt.max(0) - gt.min(0)
+    norm = math.sqrt(max(w * h, 1e-12))
+    d = (pred - gt) / norm
+    d[:, 0] *= -1.0 if yaw_deg < 0 else 1.0
+    return {name: {"nme": float(np.linalg.norm(d[a:b], axis=1).mean()), "dx": float(d[a:b, 0].mean()),
+                   "dy": float(d[a:b, 1].mean())} for name, (a, b) in IBUG68_GROUPS.items()}
+
+
 def yaw_bin(yaw_deg: float) -> int:
     """Index of the |yaw| bin (0: [0, 30), 1: [30, 60), 2: [60, 90] and beyond)."""
     a = abs(float(yaw_deg))
@@ -179,7 +196,8 @@ def list_photos(root: str | Path) -> list[Path]:
 
 def summarize(records: Iterable[dict], config: AflwConfig = AflwConfig()) -> dict:
     """Per-photo records (``yaw_gt``, ``pitch_gt``, ``roll_gt``, ``nme`` or None, ``yaw``, ``pitch``,
-    ``roll`` or None, ``fallback``) -> the benchmark's figures. NMEs in %, angles in degrees.
+    ``roll`` or None, ``fallback``, optionally ``groups`` from :func:`group_errors`) -> the benchmark's
+    figures. NMEs in %, angles in degrees; per-part NME and offsets per bin where records carry ``groups``.
 
     A photo without landmarks (method failed) is counted in ``failed`` and left out of the NME.
     """
@@ -213,7 +231,23 @@ def summarize(records: Iterable[dict], config: AflwConfig = AflwConfig()) -> dic
         "pose_mae": {k: round(v, 3) for k, v in pose.items()},
         "pose_mae_mean": round(pose_mean, 3),
         "pose_photos": len(err["yaw"]),
+        **_group_summary(records),
     }
+
+
+def _group_summary(records: list[dict]) -> dict:
+    """``nme_groups`` (bin -> part -> NME %) and ``offset_groups`` (bin -> part -> [dx, dy] %) of the records
+    that carry ``groups`` (:func:`group_errors`); empty bins are left out."""
+    nmes: dict[str, dict[str, float]] = {}
+    offsets: dict[str, dict[str, list[float]]] = {}
+    for i, name in enumerate(BIN_NAMES):
+        parts = [r["groups"] for r in records if r.get("groups") and yaw_bin(r["yaw_gt"]) == i]
+        if not parts:
+            continue
+        nmes[name] = {g: round(100.0 * float(np.mean([p[g]["nme"] for p in parts])), 4) for g in parts[0]}
+        offsets[name] = {g: [round(100.0 * float(np.mean([p[g][k] for p in parts])), 4) for k in ("dx", "dy")]
+                         for g in parts[0]}
+    return {"nme_groups": nmes, "offset_groups": offsets}
 
 
 Method = Callable[[np.ndarray, AflwAnnotation], AflwPrediction]
@@ -249,6 +283,7 @@ def run_benchmark(root: str | Path, method: Method, config: AflwConfig = AflwCon
         rec["fallback"] = pred.fallback
         if pred.landmarks is not None:
             rec["nme"] = nme(pred.landmarks, ann.landmarks)
+            rec["groups"] = group_errors(pred.landmarks, ann.landmarks, ann.yaw)
             if pred.yaw is not None:
                 rec.update(yaw=pred.yaw, pitch=pred.pitch, roll=pred.roll)
         else:

@@ -123,6 +123,13 @@ def format_table(summary: dict) -> str:
              "photos     " + "  ".join(f"{v:8d}" for v in counts.values()),
              "pose MAE   yaw {yaw:.2f}  pitch {pitch:.2f}  roll {roll:.2f}".format(**summary["pose_mae"])
              + f"  mean {summary['pose_mae_mean']:.2f} deg over {summary['pose_photos']} photos"]
+    groups, offsets = summary.get("nme_groups") or {}, summary.get("offset_groups") or {}
+    if groups:
+        parts = list(next(iter(groups.values())))
+        lines.append("by part    NME % (offset dx, dy %: dx towards the nose side, dy down)")
+        for name, by_part in groups.items():
+            lines.append(f"  {name:9}" + "  ".join(f"{p} {by_part[p]:.2f} ({offsets[name][p][0]:+.1f}, "
+                                                   f"{offsets[name][p][1]:+.1f})" for p in parts))
     return "\n".join(lines)
 
 
