@@ -37,6 +37,7 @@ class PrepareConfig:
 
     labeler: str = "mediapipe"
     mirror_average: bool = False
+    depth_scale: float = 1.0
     size: int = 128
     workers: int = 2
     limit: int | None = None
@@ -60,7 +61,8 @@ def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
         from data_prep.landmarks import FaceMeshConfig
 
         _WORKER["label_config"] = LabelConfig(crop=CropConfig(size=cfg["size"]),
-                                              mesh=FaceMeshConfig(mirror_average=bool(cfg.get("mirror_average"))))
+                                              mesh=FaceMeshConfig(mirror_average=bool(cfg.get("mirror_average")),
+                                                                  depth_scale=float(cfg.get("depth_scale", 1.0))))
         _WORKER["reference"] = load_reference()
 
 
@@ -127,7 +129,7 @@ def _is_done(out: Path, rec: dict[str, Any] | None, entry: PhotoEntry) -> bool:
 
 def _run_pool(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig) -> Iterator[dict[str, Any]]:
     wcfg = {"labeler": cfg.labeler, "size": cfg.size, "labels_3ddfa": cfg.labels_3ddfa,
-            "mirror_average": cfg.mirror_average}
+            "mirror_average": cfg.mirror_average, "depth_scale": cfg.depth_scale}
     if cfg.workers <= 1:
         _init_worker(str(root), str(out), wcfg)
         for e in todo:
@@ -200,6 +202,7 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
         "root": str(root),
         "labeler": cfg.labeler,
         "mirror_average": cfg.mirror_average,
+        "depth_scale": cfg.depth_scale,
         "size": cfg.size,
         "files_listed": len(entries),
         "images_read": len(entries) - dropped[UNREADABLE],

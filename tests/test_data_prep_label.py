@@ -113,3 +113,22 @@ def test_mirror_average_pairs_each_face_with_its_mirror_twin():
     out = _average_with_mirror(face, [far, biased], width)
     assert np.allclose(out[:, 1:], face[:, 1:]) and np.allclose(out[:, 0], face[:, 0] - 0.5)
     assert np.array_equal(_average_with_mirror(face, [], width), face)
+
+
+def test_depth_scale_deepens_face_mesh_z_only(lfw_root):
+    from data_prep.landmarks import FaceMeshConfig, face_mesh_landmarks
+
+    img = read_photo(lfw_root / PHOTOS[0])
+    plain = face_mesh_landmarks(img, FaceMeshConfig(max_faces=1))[0]
+    deep = face_mesh_landmarks(img, FaceMeshConfig(max_faces=1, depth_scale=1.17))[0]
+    assert np.allclose(deep[:, :2], plain[:, :2])
+    assert np.allclose(deep[:, 2], 1.17 * plain[:, 2])
+    assert np.ptp(plain[:, 2]) > 10.0  # a real face has depth to scale
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, 11.0])
+def test_depth_scale_must_be_positive_and_sane(bad):
+    from data_prep.landmarks import FaceMeshConfig
+
+    with pytest.raises(ValueError, match="depth_scale"):
+        FaceMeshConfig(depth_scale=bad)

@@ -26,6 +26,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     lfw.add_argument("--mirror-average", action="store_true",
                      help="MediaPipe labels: average Face Mesh on each photo and its mirror image (AFLW2000-3D NME "
                           "of the labeler 7.53 -> 7.39 %%; twice the labelling time)")
+    lfw.add_argument("--depth-scale", type=float, default=1.0, metavar="K",
+                     help="MediaPipe labels: multiply Face Mesh's depth by K (default 1; structure from motion on "
+                          "LFW says about 1.17, see docs/DEVELOPING.md)")
     lfw.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
     lfw.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     lfw.add_argument("--limit", type=int, default=None, help="only the first N files (sorted), for a quick run")
@@ -138,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"facevision prepare: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
-    cfg = PrepareConfig(labeler=args.labeler, mirror_average=args.mirror_average, size=args.size, workers=args.workers, limit=args.limit,
+    if not (0.0 < args.depth_scale <= 10.0):
+        print(f"facevision prepare: --depth-scale must be in (0, 10], got {args.depth_scale}", file=sys.stderr)
+        return 2
+    cfg = PrepareConfig(labeler=args.labeler, mirror_average=args.mirror_average, depth_scale=args.depth_scale,
+                        size=args.size, workers=args.workers, limit=args.limit,
                         labels_3ddfa=args.labels_3ddfa, progress=not args.no_progress)
     try:
         summary = prepare_lfw(args.root, args.output, cfg)
