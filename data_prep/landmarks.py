@@ -23,7 +23,8 @@ class FaceMeshConfig:
         twin (vertices un-mirrored with the reference's left/right map): halves the left/right bias.
     depth_scale: Face Mesh's z is multiplied by this (about its origin; x and y are untouched). Orthographic
         structure from motion on LFW people's photos says Face Mesh's faces are too flat: the 2D evidence
-        wants z about 1.15-1.24 x deeper (``tools/depth_scale_sfm.py``; docs/DEVELOPING.md). 1 = as Face Mesh gives it.
+        wants z about 1.15-1.24 x deeper (``tools/depth_scale_sfm.py``; docs/DEVELOPING.md). 1 = as Face
+        Mesh gives it.
     """
 
     min_score: float = 0.5

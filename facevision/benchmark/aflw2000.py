@@ -38,7 +38,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
-           "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box", "nearest_box", "list_photos",
+           "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box",
+           "nearest_box", "list_photos",
            "summarize", "run_benchmark", "network_method", "labeler_method"]
 
 #: (yaw, pitch, roll) sign factors from 3DDFA's Pose_Para to facevision's convention.
