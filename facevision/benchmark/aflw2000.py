@@ -37,6 +37,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from data_prep.ibug68 import IBUG68_GROUPS
+
 __all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
            "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box",
            "nearest_box", "list_photos",
@@ -127,14 +129,18 @@ def read_annotation(mat_path: str | Path) -> AflwAnnotation:
     return AflwAnnotation(landmarks=pts[:2].T.copy(), yaw=yaw, pitch=pitch, roll=roll)
 
 
-def nme(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean point distance / sqrt(w * h) of the ground truth's bounding box (a fraction, not %)."""
+def _normalized_offsets(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(N, 2) prediction minus ground truth / sqrt(w * h) of the ground truth's bounding box (the NME's normaliser)."""
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     if pred.shape != gt.shape or gt.ndim != 2 or gt.shape[1] != 2:
         raise ValueError(f"landmarks must be two (N, 2) arrays of one shape, got {pred.shape} and {gt.shape}")
     w, h = gt.max(0) - gt.min(0)
-    norm = math.sqrt(max(w * h, 1e-12))
-    return float(np.linalg.norm(pred - gt, axis=1).mean() / norm)
+    return (pred - gt) / math.sqrt(max(w * h, 1e-12))
+
+
+def nme(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean point distance / sqrt(w * h) of the ground truth's bounding box (a fraction, not %)."""
+    return float(np.linalg.norm(_normalized_offsets(pred, gt), axis=1).mean())
 
 
 def group_errors(pred: np.ndarray, gt: np.ndarray, yaw_deg: float) -> dict[str, dict[str, float]]:
@@ -143,12 +149,7 @@ def group_errors(pred: np.ndarray, gt: np.ndarray, yaw_deg: float) -> dict[str, 
     with ``dx > 0`` towards the side the face turns to (the nose side: image right for yaw >= 0 in
     facevision's convention) and ``dy > 0`` down. A part-wide offset that grows with |yaw| is a
     difference of landmark definition in depth, not noise (README, Benchmarks)."""
-    from data_prep.ibug68 import IBUG68_GROUPS
-
-    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
-    w, h = gt.max(0) - gt.min(0)
-    norm = math.sqrt(max(w * h, 1e-12))
-    d = (pred - gt) / norm
+    d = _normalized_offsets(pred, gt)
     d[:, 0] *= -1.0 if yaw_deg < 0 else 1.0
     return {name: {"nme": float(np.linalg.norm(d[a:b], axis=1).mean()), "dx": float(d[a:b, 0].mean()),
                    "dy": float(d[a:b, 1].mean())} for name, (a, b) in IBUG68_GROUPS.items()}
