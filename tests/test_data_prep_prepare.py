@@ -50,6 +50,9 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--labeler", "3ddfa"]) == 2
     assert "--labels-3ddfa" in capsys.readouterr().err
+    assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--depth-scale", "0"]) == 2
+    assert "--depth-scale" in (err := capsys.readouterr().err) and "(0, 10]" in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.lfw

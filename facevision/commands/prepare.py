@@ -141,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"facevision prepare: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
-    if not (0.0 < args.depth_scale <= 10.0):
-        print(f"facevision prepare: --depth-scale must be in (0, 10], got {args.depth_scale}", file=sys.stderr)
+    from data_prep.landmarks import FaceMeshConfig
+
+    try:
+        FaceMeshConfig(depth_scale=args.depth_scale)  # the one bound, checked here before workers start
+    except ValueError as exc:
+        print(f"facevision prepare: --depth-scale: {exc}", file=sys.stderr)
         return 2
     cfg = PrepareConfig(labeler=args.labeler, mirror_average=args.mirror_average, depth_scale=args.depth_scale,
                         size=args.size, workers=args.workers, limit=args.limit,
