@@ -42,7 +42,7 @@ from data_prep.ibug68 import IBUG68_GROUPS
 __all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
            "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box",
            "nearest_box", "list_photos",
-           "summarize", "run_benchmark", "network_method", "labeler_method"]
+           "summarize", "run_benchmark", "network_method", "labeler_method", "tddfa_labeler_method"]
 
 #: (yaw, pitch, roll) sign factors from 3DDFA's Pose_Para to facevision's convention.
 AFLW_SIGNS = (-1.0, 1.0, -1.0)
@@ -348,5 +348,28 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
         _, rot, _ = similarity_fit(ref.raw_vertices, pts)
         yaw, pitch, roll = angles_in_aflw_order(rot @ reference_tilt().T)
         return AflwPrediction(landmarks=lm[ref.ibug68, :2], yaw=yaw, pitch=pitch, roll=roll, fallback=fallback)
+
+    return run
+
+
+def tddfa_labeler_method(tddfa_dir: str | Path, config: AflwConfig = AflwConfig(), mirror_average: bool = False,
+                         passes: int = 2) -> Method:
+    """The 3DDFA_V2 labeler (:mod:`data_prep.label_tddfa`): the project's detector (the detection chosen by
+    :func:`nearest_box`, else the fallback box), 3DDFA_V2's box rule, then ``passes - 1`` passes from the
+    previous landmarks. Pose: the regressor's rotation, decomposed in AFLW's order."""
+    from data_prep.detect import DetectConfig, detect_faces
+    from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
+
+    labeler = TddfaLabeler(tddfa_dir, TddfaConfig(passes=passes, mirror_average=mirror_average))
+    detect = DetectConfig()
+
+    def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
+        faces = detect_faces(image, detect)
+        i = nearest_box([f.box for f in faces], ann.landmarks)
+        fallback = i is None
+        box = fallback_box(ann.landmarks, config) if fallback else faces[i].box
+        fit = labeler.fit_face(image, box)
+        yaw, pitch, roll = angles_in_aflw_order(fit.rotation)
+        return AflwPrediction(landmarks=fit.landmarks[:, :2], yaw=yaw, pitch=pitch, roll=roll, fallback=fallback)
 
     return run

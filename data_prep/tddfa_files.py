@@ -1,0 +1,158 @@
+"""The 3DDFA / 3DDFA_V2 files a user passes with ``--tddfa-dir DIR``, read into plain arrays.
+
+Nothing here is shipped: the folder holds the regressor's weights and a face model derived from the Basel
+Face Model (non-commercial research use; see the folder's SOURCE.md). Files read (all npz or safetensors):
+
+* ``tddfa_v2_mb05_120x120.safetensors``: the regressor (:mod:`data_prep.tddfa_net`);
+* ``tddfa_v2_param_mean_std_62d.npz``: ``mean``, ``std`` (62,): parameters = network output * std + mean;
+* ``bfm_paf_4096.npz``: the face model on a 64 x 64 grid of points (``mu``, ``w_shp`` (40), ``w_exp`` (10));
+* ``bfm_53215_mean.npz``: the 53,215-vertex mean and the flat indices of the 68 iBUG landmarks;
+* ``tddfa_v2_bfm_noneck_v3_meta.npz``: 3DDFA_V2's face vertices (``indices``), whose per-axis range
+  defines 3DDFA's normalized coordinate code (PNCC): the correspondence space of these labels.
+
+Model frame ("BFM units"): x right, y up, z towards the viewer; one face is ~146,000 units wide.
+Grid order: point ``i * 64 + j`` is column ``i`` (left to right as seen) and row ``j`` (top to bottom).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TddfaFiles", "load_tddfa_files", "TddfaFilesError", "FILES", "GRID", "grid_triangles",
+           "LANDMARK_NEIGHBOURS"]
+
+FILES = {"weights": "tddfa_v2_mb05_120x120.safetensors", "param_stats": "tddfa_v2_param_mean_std_62d.npz",
+         "grid_model": "bfm_paf_4096.npz", "mean_53215": "bfm_53215_mean.npz",
+         "meta": "tddfa_v2_bfm_noneck_v3_meta.npz"}
+GRID = 64
+#: Grid points whose bases are blended (inverse-square distance) into each landmark's basis: the 68
+#: landmarks are not grid points (nearest at a median of ~1,900 units). 6 measured best of 1 / 4 / 6 / 12
+#: on the AFLW2000-3D labeler benchmark (docs/data_prep.md).
+LANDMARK_NEIGHBOURS = 6
+
+
+class TddfaFilesError(ValueError):
+    """A file of the 3DDFA folder is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class TddfaFiles:
+    """The arrays of a 3DDFA folder.
+
+    param_mean, param_std: (62,). grid_mean: (4096, 3); grid_shape (4096 * 3, 40), grid_exp (4096 * 3, 10):
+    flat interleaved x0 y0 z0 x1 ... like ``grid_mean.reshape(-1)``. lm_mean (68, 3), lm_shape (204, 40),
+    lm_exp (204, 10): the iBUG-68 landmarks, mean exact, bases interpolated from the grid.
+    ncc_min, ncc_max: (3,) per-axis range of 3DDFA_V2's face vertices: PNCC = (p - min) / (max - min).
+    weights: path of the regressor's safetensors file.
+    """
+
+    folder: Path
+    weights: Path
+    param_mean: np.ndarray
+    param_std: np.ndarray
+    grid_mean: np.ndarray
+    grid_shape: np.ndarray
+    grid_exp: np.ndarray
+    lm_mean: np.ndarray
+    lm_shape: np.ndarray
+    lm_exp: np.ndarray
+    ncc_min: np.ndarray
+    ncc_max: np.ndarray
+
+    def shape(self, alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(40,) shape and (10,) expression coefficients -> grid points (4096, 3), landmarks (68, 3), model frame."""
+        a, b = np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
+        grid = self.grid_mean.reshape(-1) + self.grid_shape @ a + self.grid_exp @ b
+        lms = self.lm_mean.reshape(-1) + self.lm_shape @ a + self.lm_exp @ b
+        return grid.reshape(-1, 3), lms.reshape(-1, 3)
+
+    def to_ncc(self, points: np.ndarray) -> np.ndarray:
+        """Model-frame points -> 3DDFA's normalized coordinate code (PNCC), per axis in [0, 1] on its face."""
+        return (np.asarray(points, np.float64) - self.ncc_min) / (self.ncc_max - self.ncc_min)
+
+
+def grid_triangles(n: int = GRID) -> np.ndarray:
+    """(2 (n-1)^2, 3) triangles of the n x n grid (point ``i * n + j``), counter-clockwise as seen (y up)."""
+    i, j = np.meshgrid(np.arange(n - 1), np.arange(n - 1), indexing="ij")
+    a = (i * n + j).ravel()
+    b, c, d = a + n, a + 1, a + n + 1  # b: right of a; c: below a; d: below-right
+    return np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)]).astype(np.int64)
+
+
+def _npz(folder: Path, key: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    path = folder / FILES[key]
+    if not path.is_file():
+        raise TddfaFilesError(f"{path}: missing (the 3DDFA folder needs {', '.join(FILES.values())})")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [n for n in names if n not in z.files]
+            if missing:
+                raise TddfaFilesError(f"{path}: lacks {missing}")
+            return {n: np.asarray(z[n]) for n in names}
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, TddfaFilesError):
+            raise
+        raise TddfaFilesError(f"{path}: not a readable npz file ({exc})") from exc
+
+
+def _check(path: Path, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None:
+    if arr.shape != shape or not np.isfinite(arr).all():
+        raise TddfaFilesError(f"{path}: {name} must be finite with shape {shape}, got {arr.shape}")
+
+
+def load_tddfa_files(folder: str | Path) -> TddfaFiles:
+    """Read and check a 3DDFA folder (cached per folder). TddfaFilesError names the file that is wrong."""
+    return _load(str(Path(folder).resolve()))
+
+
+@lru_cache(maxsize=2)
+def _load(folder_s: str) -> TddfaFiles:
+    folder = Path(folder_s)
+    if not folder.is_dir():
+        raise TddfaFilesError(f"{folder}: 3DDFA folder not found (pass the folder with {FILES['weights']})")
+    weights = folder / FILES["weights"]
+    if not weights.is_file():
+        raise TddfaFilesError(f"{weights}: missing (the 3DDFA_V2 regressor's weights)")
+    stats = _npz(folder, "param_stats", ("mean", "std"))
+    grid = _npz(folder, "grid_model", ("mu", "w_shp", "w_exp"))
+    big = _npz(folder, "mean_53215", ("u_shp", "u_exp", "keypoints"))
+    meta = _npz(folder, "meta", ("indices",))
+    n = GRID * GRID
+    for name, arr, shape in (("mean", stats["mean"], (62,)), ("std", stats["std"], (62,)),
+                             ("mu", grid["mu"], (3 * n,)), ("w_shp", grid["w_shp"], (3 * n, 40)),
+                             ("w_exp", grid["w_exp"], (3 * n, 10)), ("keypoints", big["keypoints"], (204,))):
+        _check(folder / name, name, arr.astype(np.float64), shape)
+    mean_big = (big["u_shp"].astype(np.float64) + big["u_exp"].astype(np.float64))
+    if mean_big.ndim != 1 or len(mean_big) % 3:
+        raise TddfaFilesError(f"{folder / FILES['mean_53215']}: u_shp + u_exp must be a flat (3 V,) vector")
+    verts = mean_big.reshape(-1, 3)
+    kp = big["keypoints"].astype(np.int64)
+    idx = meta["indices"].astype(np.int64)
+    if kp.max() >= len(mean_big) or idx.max() >= len(verts) or kp.min() < 0 or idx.min() < 0:
+        raise TddfaFilesError(f"{folder}: landmark or face indices point outside the 53,215-vertex mean")
+    lm_mean = mean_big[kp].reshape(68, 3)
+    gmean = grid["mu"].astype(np.float64).reshape(n, 3)
+    w_shp, w_exp = grid["w_shp"].astype(np.float64), grid["w_exp"].astype(np.float64)
+    lm_shape, lm_exp = _landmark_bases(lm_mean, gmean, w_shp, w_exp, LANDMARK_NEIGHBOURS)
+    face = verts[idx]
+    return TddfaFiles(folder=folder, weights=weights, param_mean=stats["mean"].astype(np.float64),
+                      param_std=stats["std"].astype(np.float64), grid_mean=gmean, grid_shape=w_shp, grid_exp=w_exp,
+                      lm_mean=lm_mean, lm_shape=lm_shape, lm_exp=lm_exp, ncc_min=face.min(0), ncc_max=face.max(0))
+
+
+def _landmark_bases(lm_mean: np.ndarray, grid_mean: np.ndarray, w_shp: np.ndarray, w_exp: np.ndarray,
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each landmark's basis rows as the inverse-square-distance blend of its k nearest grid points' rows."""
+    from scipy.spatial import cKDTree
+
+    dist, near = cKDTree(grid_mean).query(lm_mean, k=k)
+    dist, near = dist.reshape(68, k), near.reshape(68, k)
+    w = 1.0 / np.maximum(dist, 1e-6) ** 2
+    w /= w.sum(1, keepdims=True)
+    rows = (3 * near[..., None] + np.arange(3)).reshape(68, k, 3)  # flat rows of x, y, z per neighbour
+    shp = np.einsum("lk,lkcm->lcm", w, w_shp[rows]).reshape(204, -1)
+    exp = np.einsum("lk,lkcm->lcm", w, w_exp[rows]).reshape(204, -1)
+    return shp, exp
