@@ -8,8 +8,12 @@ Layout::
       samples/<id>/depth.png        # uint16 relative depth, see DEPTH_SCALE
       samples/<id>/corr.png         # uint16 RGB correspondence map, see CORR_SCALE
       samples/<id>/mask.png         # uint8 face mask, 255 = face, 0 = background
-      samples/<id>/face_mesh.npy    # optional: (468, 3) float32 Face Mesh vertices the labels came from
-                                    # (crop px: x = column, y = row, z larger = closer, origin the face centre)
+      samples/<id>/face_mesh.npy    # optional: (N, 3) float32 vertices of the labeler's face the labels were
+                                    # rendered from: 468 Face Mesh vertices (label_source "mediapipe") or the
+                                    # 4,096 grid points of the 3DDFA face (label_source "3ddfa-v2"); crop px:
+                                    # x = column, y = row, z larger = closer (origin: the face centre / arbitrary)
+      samples/<id>/label_fit.npz    # optional, "3ddfa-v2": params (62,) de-normalized 3DDFA_V2 parameters,
+                                    # roi (4,) the photo-px square they refer to, landmarks (68, 3) crop px
 
 Conventions: the maps' conventions (depth in crop px, larger = closer, 0 = background; correspondence
 (u, v, w) in [0, 1]; mask) are stated once in :mod:`meshing.conventions` and checked there
@@ -23,7 +27,7 @@ RGB ``round(c * CORR_SCALE)``; mask 255 inside.
 
     {"format": "facevision-dataset", "version": 1, "size": 128,
      "depth_scale": 256, "corr_scale": 65535,
-     "label_source": "mediapipe" | "3ddfa" | "synthetic",
+     "label_source": "mediapipe" | "3ddfa-v2" | "synthetic" | "<source>+profile",
      "correspondence_space": "facevision-reference-v1" | "3ddfa-bfm-pncc" | ...,
      "split_counts": {"train": n, "val": n, "test": n},
      "samples": [{"id": "Aaron_Eckhart_0001", "identity": "Aaron_Eckhart",
@@ -68,6 +72,9 @@ __all__ = [
     "write_manifest",
     "write_face_mesh",
     "read_face_mesh",
+    "write_label_fit",
+    "read_label_fit",
+    "check_same_space",
     "read_manifest",
     "check_depth_px",
     "check_corr",
@@ -159,7 +166,8 @@ FACE_MESH_FILE = "face_mesh.npy"
 
 
 def write_face_mesh(root: str | Path, sample_id: str, vertices: np.ndarray) -> Path:
-    """Keep the (468, 3) Face Mesh vertices (crop px, z larger = closer) a sample's labels were rendered from."""
+    """Keep the (N, 3) vertices of the labeler's face (crop px, z larger = closer) a sample's labels were rendered
+    from: 468 Face Mesh vertices or 4,096 3DDFA grid points."""
     import io
 
     from data_prep.io import atomic_write_bytes
@@ -181,6 +189,42 @@ def read_face_mesh(root: str | Path, sample_id: str) -> np.ndarray | None:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DatasetFormatError(f"{path}: unreadable face mesh ({exc})") from exc
+
+
+LABEL_FIT_FILE = "label_fit.npz"
+
+
+def write_label_fit(root: str | Path, sample_id: str, **arrays: np.ndarray) -> Path:
+    """Keep a model-based labeler's fit beside a sample (``label_fit.npz``: float64 arrays, no pickles)."""
+    import io
+
+    from data_prep.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v, np.float64) for k, v in arrays.items()})
+    return atomic_write_bytes(sample_dir(root, sample_id) / LABEL_FIT_FILE, buf.getvalue())
+
+
+def read_label_fit(root: str | Path, sample_id: str) -> dict[str, np.ndarray] | None:
+    """The sample's ``label_fit.npz`` arrays, or None when the dataset does not keep them."""
+    path = sample_dir(root, sample_id) / LABEL_FIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise DatasetFormatError(f"{path}: unreadable label fit ({exc})") from exc
+
+
+def check_same_space(manifests: dict[str, dict[str, Any]]) -> str:
+    """The one correspondence space of several datasets' manifests (folder -> manifest); DatasetFormatError
+    naming the folders when they differ: maps of two spaces cannot be learned or compared as one."""
+    spaces = {str(root): m.get("correspondence_space", "unknown") for root, m in manifests.items()}
+    if len(set(spaces.values())) > 1:
+        raise DatasetFormatError("datasets with different correspondence spaces cannot be mixed: "
+                                 + ", ".join(f"{r} ({s})" for r, s in spaces.items()))
+    return next(iter(spaces.values()), "unknown")
 
 
 def read_sample(root: str | Path, sample_id: str, meta: dict[str, Any] | None = None) -> Sample:

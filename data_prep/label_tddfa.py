@@ -11,8 +11,8 @@ scale and corner give photo pixels (x right, y down, z larger = closer, photo px
 
 Dense labels (:func:`label_photo_tddfa`): the 64 x 64 grid is triangulated and rendered with
 :func:`data_prep.rasterize.rasterize` into the project's crop (the same crop ``predict`` cuts: detector box,
-:func:`data_prep.crop.face_crop`); correspondence = 3DDFA's normalized coordinate code (PNCC) of the model's
-mean shape at each point (space ``3ddfa-bfm-pncc``); depth as for every labeler (:mod:`meshing.conventions`,
+:func:`data_prep.crop.face_crop`); correspondence = the normalized coordinate code of the model's mean shape
+at each point, 3DDFA's PNCC on the grid (space ``3ddfa-bfm4096-ncc``, :mod:`data_prep.tddfa_files`); depth as for every labeler (:mod:`meshing.conventions`,
 re-based so the farthest face pixel sits at ``DEPTH_BASE_PX``).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["TddfaConfig", "TddfaFit", "TddfaLabeler", "roi_from_box", "roi_from_
            "LABEL_SOURCE", "CORRESPONDENCE_SPACE", "label_photo_tddfa", "render_grid_labels"]
 
 LABEL_SOURCE = "3ddfa-v2"
-CORRESPONDENCE_SPACE = "3ddfa-bfm-pncc"
+CORRESPONDENCE_SPACE = "3ddfa-bfm4096-ncc"
 _SIZE = 120
 
 
@@ -246,7 +246,7 @@ class TddfaLabel:
 
 def render_grid_labels(points_crop: np.ndarray, triangles: np.ndarray, ncc: np.ndarray,
                        size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(4096, 3) crop-px grid points (z larger = closer) -> depth (base DEPTH_BASE_PX), PNCC corr, mask."""
+    """(4096, 3) crop-px grid points (z larger = closer) -> depth (base DEPTH_BASE_PX), corr (the points' code), mask."""
     depth, corr, mask = rasterize(points_crop, triangles, size, size, ncc)
     if mask.any():
         zmin = depth[mask].min()

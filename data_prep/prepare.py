@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from data_prep.dataset_format import SPLITS, sample_complete, write_manifest
 from data_prep.drops import DROP_REASONS, LABELER_FAILURE, UNREADABLE
 from data_prep.io import atomic_write_json
@@ -28,7 +30,7 @@ __all__ = ["PrepareConfig", "prepare_lfw", "RECORDS_NAME", "SUMMARY_NAME"]
 
 RECORDS_NAME = "records.jsonl"
 SUMMARY_NAME = "summary.json"
-LABELERS = ("mediapipe", "3ddfa")
+LABELERS = ("mediapipe", "3ddfa-v2")
 
 
 @dataclass
@@ -36,12 +38,13 @@ class PrepareConfig:
     """Options of one ``prepare`` run (see ``facevision prepare lfw --help``)."""
 
     labeler: str = "mediapipe"
+    tddfa_dir: str | None = None
+    passes: int = 2
     mirror_average: bool = False
     depth_scale: float = 1.0
     size: int = 128
     workers: int = 2
     limit: int | None = None
-    labels_3ddfa: str | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
     progress: bool = True
 
@@ -64,6 +67,13 @@ def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
                                               mesh=FaceMeshConfig(mirror_average=bool(cfg.get("mirror_average")),
                                                                   depth_scale=float(cfg.get("depth_scale", 1.0))))
         _WORKER["reference"] = load_reference()
+    else:
+        from data_prep.crop import CropConfig
+        from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
+
+        tcfg = TddfaConfig(crop=CropConfig(size=cfg["size"]), passes=int(cfg["passes"]),
+                           mirror_average=bool(cfg.get("mirror_average")))
+        _WORKER["tddfa"] = TddfaLabeler(cfg["tddfa_dir"], tcfg, threads=1)
 
 
 def _process(entry: PhotoEntry) -> dict[str, Any]:
@@ -73,7 +83,8 @@ def _process(entry: PhotoEntry) -> dict[str, Any]:
     from data_prep.io import ImageReadError, read_photo
 
     root, out, cfg = _WORKER["root"], _WORKER["out"], _WORKER["cfg"]
-    rec: dict[str, Any] = {"id": entry.id, "identity": entry.identity, "source": entry.source}
+    rec: dict[str, Any] = {"id": entry.id, "identity": entry.identity, "source": entry.source,
+                           "labeler": cfg["labeler"]}
     try:
         image = read_photo(root / entry.source)
         if cfg["labeler"] == "mediapipe":
@@ -84,10 +95,15 @@ def _process(entry: PhotoEntry) -> dict[str, Any]:
             rec["crop_angle"] = round(res.crop_angle, 3)
             write_face_mesh(out, entry.id, res.landmarks_crop)
         else:
-            from data_prep.import_3ddfa import label_photo_3ddfa
+            from data_prep.dataset_format import write_label_fit
+            from data_prep.label_tddfa import label_photo_tddfa
 
-            sample, box = label_photo_3ddfa(image, entry, Path(cfg["labels_3ddfa"]), cfg["size"])
-            rec["crop_angle"] = round(float(sample.meta.get("crop_angle", 0.0)), 3)
+            lab = label_photo_tddfa(image, _WORKER["tddfa"])
+            sample, box = lab.sample, lab.crop_box
+            rec["crop_angle"] = round(lab.crop_angle, 3)
+            write_face_mesh(out, entry.id, lab.points_crop)
+            write_label_fit(out, entry.id, params=lab.fit.params, roi=np.asarray(lab.fit.roi, np.float64),
+                            landmarks=lab.landmarks_crop)
         write_sample(out, entry.id, sample)
         rec.update(status="kept", crop_box=[int(v) for v in box])
         if "detection_score" in sample.meta:
@@ -128,7 +144,7 @@ def _is_done(out: Path, rec: dict[str, Any] | None, entry: PhotoEntry) -> bool:
 
 
 def _run_pool(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig) -> Iterator[dict[str, Any]]:
-    wcfg = {"labeler": cfg.labeler, "size": cfg.size, "labels_3ddfa": cfg.labels_3ddfa,
+    wcfg = {"labeler": cfg.labeler, "size": cfg.size, "tddfa_dir": cfg.tddfa_dir, "passes": cfg.passes,
             "mirror_average": cfg.mirror_average, "depth_scale": cfg.depth_scale}
     if cfg.workers <= 1:
         _init_worker(str(root), str(out), wcfg)
@@ -140,18 +156,36 @@ def _run_pool(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig)
         yield from pool.imap_unordered(_process, todo, chunksize=8)
 
 
+def _check_same_labeler(out: Path, labeler: str) -> None:
+    """A dataset folder is resumed only with the labeler that began it (labels of two spaces never mix)."""
+    before = {r.get("labeler", "mediapipe") for r in read_records(out).values()}
+    if (out / SUMMARY_NAME).is_file():
+        try:
+            before.add(json.loads((out / SUMMARY_NAME).read_text()).get("labeler", "mediapipe"))
+        except (OSError, ValueError, AttributeError):
+            pass
+    before.discard(labeler)
+    if before:
+        before = sorted(before)[0]
+        raise ValueError(f"{out}: this dataset was labelled with {before!r}; it cannot be resumed with {labeler!r} "
+                         "(use another output folder)")
+
+
 def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig()) -> dict[str, Any]:
     """Build (or resume) a dataset from an LFW-style tree; returns the summary (also saved as summary.json)."""
     from data_prep.reference import CORRESPONDENCE_SPACE
 
     if cfg.labeler not in LABELERS:
         raise ValueError(f"unknown labeler {cfg.labeler!r}; choose one of {LABELERS}")
-    if cfg.labeler == "3ddfa":
-        if not cfg.labels_3ddfa:
-            raise ValueError("--labeler 3ddfa needs --labels-3ddfa DIR (the 3DDFA_V2 outputs)")
-        if not Path(cfg.labels_3ddfa).is_dir():
-            raise FileNotFoundError(f"{cfg.labels_3ddfa}: 3DDFA_V2 label folder does not exist")
+    if cfg.labeler == "3ddfa-v2":
+        from data_prep.tddfa_files import load_tddfa_files
+        from data_prep.tddfa_net import load_regressor
+
+        if not cfg.tddfa_dir:
+            raise ValueError("--labeler 3ddfa-v2 needs --tddfa-dir DIR (the 3DDFA_V2 regressor and face model)")
+        load_regressor(load_tddfa_files(cfg.tddfa_dir).weights)  # a bad folder fails here, named, before any worker
     root, out = Path(root), Path(out)
+    _check_same_labeler(out, cfg.labeler)
     t0 = time.time()
     entries = list_lfw(root)
     split = split_identities(Counter(e.identity for e in entries), cfg.split)
@@ -195,14 +229,18 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
         kept.append({"id": e.id, "identity": e.identity, "split": s, "source": e.source,
                      "crop_box": r.get("crop_box"), "crop_angle": r.get("crop_angle", 0.0)})
     label_source = cfg.labeler
-    space = CORRESPONDENCE_SPACE if cfg.labeler == "mediapipe" else "3ddfa-bfm-pncc"
+    if cfg.labeler == "mediapipe":
+        space = CORRESPONDENCE_SPACE
+    else:
+        from data_prep.label_tddfa import CORRESPONDENCE_SPACE as space
     photos_per_split = Counter(split[e.identity] for e in entries)
     elapsed = time.time() - t0
     summary = {
         "root": str(root),
         "labeler": cfg.labeler,
         "mirror_average": cfg.mirror_average,
-        "depth_scale": cfg.depth_scale,
+        "depth_scale": cfg.depth_scale if cfg.labeler == "mediapipe" else None,
+        "passes": cfg.passes if cfg.labeler == "3ddfa-v2" else None,
         "size": cfg.size,
         "files_listed": len(entries),
         "images_read": len(entries) - dropped[UNREADABLE],

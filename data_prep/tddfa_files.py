@@ -7,8 +7,13 @@ Face Model (non-commercial research use; see the folder's SOURCE.md). Files read
 * ``tddfa_v2_param_mean_std_62d.npz``: ``mean``, ``std`` (62,): parameters = network output * std + mean;
 * ``bfm_paf_4096.npz``: the face model on a 64 x 64 grid of points (``mu``, ``w_shp`` (40), ``w_exp`` (10));
 * ``bfm_53215_mean.npz``: the 53,215-vertex mean and the flat indices of the 68 iBUG landmarks;
-* ``tddfa_v2_bfm_noneck_v3_meta.npz``: 3DDFA_V2's face vertices (``indices``), whose per-axis range
-  defines 3DDFA's normalized coordinate code (PNCC): the correspondence space of these labels.
+* ``tddfa_v2_bfm_noneck_v3_meta.npz``: 3DDFA_V2's face vertices (``indices``), checked to lie in the mean.
+
+Correspondence space ``3ddfa-bfm4096-ncc`` (:meth:`TddfaFiles.to_ncc`): the normalized coordinate code of the
+4,096-point mean shape, 3DDFA's PNCC idea on the grid the labels are rendered from: v and w span the mean's
+range in y and z, u spans [-a, a] in x with a the mean's largest |x|, so the mirror image of a point (x -> -x
+in the model frame) has u -> 1 - u exactly. (3DDFA_V2's own PNCC normalizes over its 38,365 face vertices; the
+grid reaches past them at the ears and chin, 16 % of the range in z, so its code would leave [0, 1].)
 
 Model frame ("BFM units"): x right, y up, z towards the viewer; one face is ~146,000 units wide.
 Grid order: point ``i * 64 + j`` is column ``i`` (left to right as seen) and row ``j`` (top to bottom).
@@ -45,7 +50,7 @@ class TddfaFiles:
     param_mean, param_std: (62,). grid_mean: (4096, 3); grid_shape (4096 * 3, 40), grid_exp (4096 * 3, 10):
     flat interleaved x0 y0 z0 x1 ... like ``grid_mean.reshape(-1)``. lm_mean (68, 3), lm_shape (204, 40),
     lm_exp (204, 10): the iBUG-68 landmarks, mean exact, bases interpolated from the grid.
-    ncc_min, ncc_max: (3,) per-axis range of 3DDFA_V2's face vertices: PNCC = (p - min) / (max - min).
+    ncc_min, ncc_max: (3,) the normalization of the correspondence space: ncc = (p - min) / (max - min).
     weights: path of the regressor's safetensors file.
     """
 
@@ -70,7 +75,7 @@ class TddfaFiles:
         return grid.reshape(-1, 3), lms.reshape(-1, 3)
 
     def to_ncc(self, points: np.ndarray) -> np.ndarray:
-        """Model-frame points -> 3DDFA's normalized coordinate code (PNCC), per axis in [0, 1] on its face."""
+        """Model-frame points -> normalized coordinate code (``3ddfa-bfm4096-ncc``), in [0, 1] on the mean shape."""
         return (np.asarray(points, np.float64) - self.ncc_min) / (self.ncc_max - self.ncc_min)
 
 
@@ -137,10 +142,12 @@ def _load(folder_s: str) -> TddfaFiles:
     gmean = grid["mu"].astype(np.float64).reshape(n, 3)
     w_shp, w_exp = grid["w_shp"].astype(np.float64), grid["w_exp"].astype(np.float64)
     lm_shape, lm_exp = _landmark_bases(lm_mean, gmean, w_shp, w_exp, LANDMARK_NEIGHBOURS)
-    face = verts[idx]
+    a = float(np.abs(gmean[:, 0]).max())
+    lo, hi = gmean.min(0), gmean.max(0)
     return TddfaFiles(folder=folder, weights=weights, param_mean=stats["mean"].astype(np.float64),
                       param_std=stats["std"].astype(np.float64), grid_mean=gmean, grid_shape=w_shp, grid_exp=w_exp,
-                      lm_mean=lm_mean, lm_shape=lm_shape, lm_exp=lm_exp, ncc_min=face.min(0), ncc_max=face.max(0))
+                      lm_mean=lm_mean, lm_shape=lm_shape, lm_exp=lm_exp, ncc_min=np.array([-a, lo[1], lo[2]]),
+                      ncc_max=np.array([a, hi[1], hi[2]]))
 
 
 def _landmark_bases(lm_mean: np.ndarray, grid_mean: np.ndarray, w_shp: np.ndarray, w_exp: np.ndarray,
