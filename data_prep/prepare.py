@@ -192,6 +192,11 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
     if cfg.limit is not None:
         entries = entries[: cfg.limit]
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.labeler == "3ddfa-v2":
+        from data_prep.reference import DATASET_REFERENCE_FILE
+        from data_prep.tddfa_reference import write_tddfa_reference
+
+        write_tddfa_reference(out / DATASET_REFERENCE_FILE, load_tddfa_files(cfg.tddfa_dir))
     records = read_records(out)
     todo = [e for e in entries if not _is_done(out, records.get(e.id), e)]
     resumed = len(entries) - len(todo)

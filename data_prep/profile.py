@@ -53,6 +53,8 @@ __all__ = [
     "fill_surface",
     "lattice_faces",
     "lift_surface",
+    "FaceModelSurface",
+    "align_face_model",
     "rotation_matrix",
     "render_view",
     "profile_sample",
@@ -111,6 +113,8 @@ class ProfileSurface:
     attributes: (S*S, 7) float64: RGB (0..255), corr (u, v, w; 0 off the face), face indicator (1/0).
     weight: (S*S,) rotation weight in [0, 1] (1 on the face, 0 on the crop border where the background is anchored).
     center: (3,) head centre (x, y, z) the rotation turns about. size: crop side in pixels.
+    model: the labeler's whole 3D face where the dataset keeps it (a 3DMM's points, :class:`FaceModelSurface`);
+        the views' labels are then rendered from it, hidden parts included, instead of from the visible depth.
     """
 
     vertices: np.ndarray
@@ -119,11 +123,22 @@ class ProfileSurface:
     weight: np.ndarray
     center: np.ndarray
     size: int
+    model: "FaceModelSurface | None" = None
 
     @property
     def face(self) -> np.ndarray:
         """(S*S,) bool: vertices that are face (mask) pixels."""
         return self.attributes[:, 6] > 0.5
+
+
+@dataclass
+class FaceModelSurface:
+    """A labeler's whole face in the crop: points (N, 3) crop px in the depth map's frame (z re-based like the
+    sample's depth), triangles (F, 3), code (N, 3) correspondence per point (the dataset's space)."""
+
+    points: np.ndarray
+    triangles: np.ndarray
+    code: np.ndarray
 
 
 # ----------------------------------------------------------------------------- lifting
@@ -254,8 +269,9 @@ def lattice_faces(mask: np.ndarray) -> np.ndarray:
 
 
 def lift_surface(sample: Sample, cfg: ProfileConfig = ProfileConfig(),
-                 center: np.ndarray | None = None) -> ProfileSurface:
-    """Lift a square sample to a :class:`ProfileSurface` (``center`` overrides the estimated head centre)."""
+                 center: np.ndarray | None = None, model: FaceModelSurface | None = None) -> ProfileSurface:
+    """Lift a square sample to a :class:`ProfileSurface` (``center`` overrides the estimated head centre;
+    ``model``: the labeler's whole face, see :func:`align_face_model`)."""
     mask = np.asarray(sample.mask, dtype=bool)
     size = mask.shape[0]
     if mask.shape != (size, size) or sample.depth.shape != mask.shape or sample.image.shape[:2] != mask.shape:
@@ -272,7 +288,22 @@ def lift_surface(sample: Sample, cfg: ProfileConfig = ProfileConfig(),
     if not cfg.anchor_background:
         weight = np.ones(mask.shape)
     return ProfileSurface(vertices=vertices, faces=lattice_faces(mask), attributes=attributes,
-                          weight=weight.ravel(), center=center, size=size)
+                          weight=weight.ravel(), center=center, size=size, model=model)
+
+
+def align_face_model(sample: Sample, points: np.ndarray, triangles: np.ndarray, code: np.ndarray) -> FaceModelSurface:
+    """The labeler's points (crop px, z larger = closer, any z origin) moved in z onto the sample's depth map
+    (which is re-based, :data:`data_prep.dataset_format.DEPTH_BASE_PX`): the median offset over the face pixels
+    both cover. ProfileError when they do not overlap (points that do not belong to this sample)."""
+    pts = np.asarray(points, np.float64)
+    s = sample.mask.shape[0]
+    z, _, covered = rasterize(pts, triangles, s, s)
+    both = covered & np.asarray(sample.mask, bool)
+    if both.sum() < 0.5 * max(int(np.asarray(sample.mask).sum()), 1):
+        raise ProfileError("the kept face-model points do not cover the sample's face mask")
+    out = pts.copy()
+    out[:, 2] += float(np.median(sample.depth[both] - z[both]))
+    return FaceModelSurface(points=out, triangles=np.asarray(triangles, np.int64), code=np.asarray(code, np.float64))
 
 
 # ----------------------------------------------------------------------------- rotating + rendering
@@ -293,13 +324,18 @@ def _box_center(p: np.ndarray) -> np.ndarray:
 
 
 def _posed_vertices(surf: ProfileSurface, yaw: float, pitch: float,
-                    cfg: ProfileConfig) -> tuple[np.ndarray, float, np.ndarray]:
-    """Vertices after rotation, recentring/rescaling and background anchoring; also scale and (dx, dy)."""
+                    cfg: ProfileConfig) -> tuple[np.ndarray, float, np.ndarray, np.ndarray | None]:
+    """Vertices after rotation, recentring/rescaling and background anchoring; also scale, (dx, dy) and the
+    model's points moved rigidly with the head (None without a model)."""
     v = surf.vertices
+    mp = None if surf.model is None else surf.model.points
     if yaw == 0 and pitch == 0:
-        return v, 1.0, np.zeros(2)
+        return v, 1.0, np.zeros(2), mp
     c = surf.center
-    p = (v - c) @ rotation_matrix(yaw, pitch).T + c
+    rot = rotation_matrix(yaw, pitch)
+    p = (v - c) @ rot.T + c
+    if mp is not None:
+        mp = (mp - c) @ rot.T + c
     face = surf.face
     scale, shift = 1.0, np.zeros(2)
     if cfg.rescale:
@@ -310,27 +346,43 @@ def _posed_vertices(surf: ProfileSurface, yaw: float, pitch: float,
     pivot = np.array([b1[0], b1[1], c[2]])
     if scale != 1.0:
         p = (p - pivot) * scale + pivot
+        mp = None if mp is None else (mp - pivot) * scale + pivot
     if cfg.recenter:
         shift = b0 - b1
         p[:, :2] += shift
+        if mp is not None:
+            mp[:, :2] += shift
     if cfg.anchor_background:
         # image positions blend back to the source (the background stays put); depths keep the rigid
         # motion, so a half-moved background vertex never comes in front of the turned head
         p[:, :2] = v[:, :2] + surf.weight[:, None] * (p[:, :2] - v[:, :2])
-    return p, scale, shift
+    return p, scale, shift, mp
 
 
 def render_view(surf: ProfileSurface, yaw: float, pitch: float, cfg: ProfileConfig = ProfileConfig()) -> Sample:
     """Rotate the lifted surface by ``yaw``/``pitch`` (degrees) and render a new sample.
 
-    Image: interpolated colours, black where nothing is drawn. Labels: see the module docstring.
+    Image: interpolated colours, black where nothing is drawn. Labels: see the module docstring; with a
+    face model (``surf.model``) they are its render instead: exact depth, correspondence and mask of the whole
+    face turned with the head, parts hidden in the source photo included (their image pixels come from the
+    lifted surface, as everywhere).
     ``meta`` holds yaw, pitch (degrees), scale and shift (dx, dy px) of the view.
     Raises ProfileError when fewer than ``cfg.min_face_pixels`` face pixels stay visible.
     """
     s = surf.size
-    p, scale, shift = _posed_vertices(surf, float(yaw), float(pitch), cfg)
+    p, scale, shift, mp = _posed_vertices(surf, float(yaw), float(pitch), cfg)
     z, attrs, covered = rasterize(p, surf.faces, s, s, surf.attributes)
     image = np.clip(np.round(attrs[..., :3]), 0, 255).astype(np.uint8)
+    meta = {"yaw": float(yaw), "pitch": float(pitch), "scale": scale, "shift": [float(shift[0]), float(shift[1])]}
+    if mp is not None:
+        depth, corr, mask = rasterize(mp, surf.model.triangles, s, s, surf.model.code)
+        n = int(mask.sum())
+        if n < cfg.min_face_pixels:
+            raise ProfileError(f"yaw {yaw:g}, pitch {pitch:g}: only {n} face pixel(s) visible "
+                               f"(need {cfg.min_face_pixels})")
+        depth = np.where(mask, depth - float(depth[mask].min()) + DEPTH_BASE_PX, 0.0).astype(np.float32)
+        corr = np.where(mask[..., None], np.clip(corr, 0.0, 1.0), 0.0).astype(np.float32)
+        return Sample(image=image, depth=depth, corr=corr, mask=mask, meta=meta)
     ind = attrs[..., 6]
     mask = covered & (ind >= 1.0 - _FACE_TOL)
     if cfg.open_mask_px > 0 and (yaw != 0 or pitch != 0):
@@ -345,7 +397,6 @@ def render_view(surf: ProfileSurface, yaw: float, pitch: float, cfg: ProfileConf
     corr = np.where(mask[..., None], corr, 0.0).astype(np.float32)
     zmin = float(z[mask].min())
     depth = np.where(mask, z - zmin + DEPTH_BASE_PX, 0.0).astype(np.float32)
-    meta = {"yaw": float(yaw), "pitch": float(pitch), "scale": scale, "shift": [float(shift[0]), float(shift[1])]}
     return Sample(image=image, depth=depth, corr=corr, mask=mask, meta=meta)
 
 
@@ -405,7 +456,32 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(src: str, out: str, cfg: ProfileRunConfig) -> None:
-    _WORKER.update(src=Path(src), out=Path(out), cfg=cfg)
+    _WORKER.update(src=Path(src), out=Path(out), cfg=cfg, model=_dataset_model(Path(src)))
+
+
+def _dataset_model(src: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(triangles, code, points) of a dataset whose reference face has triangles over the points its samples keep
+    (``face_mesh.npy``: the 3DDFA grid); None for datasets labelled from visible depth only (Face Mesh)."""
+    from data_prep.reference import DATASET_REFERENCE_FILE, load_reference
+
+    if not (src / DATASET_REFERENCE_FILE).is_file():
+        return None
+    ref = load_reference(src / DATASET_REFERENCE_FILE)
+    n = int(ref.triangles.max()) + 1
+    return ref.triangles, ref.vertices[:n], n
+
+
+def _sample_model(src: Path, sid: str, sample: Sample) -> FaceModelSurface | None:
+    from data_prep.dataset_format import read_face_mesh
+
+    if _WORKER.get("model") is None:
+        return None
+    tri, code, n = _WORKER["model"]
+    pts = read_face_mesh(src, sid)
+    if pts is None or pts.shape[0] < n:
+        raise ProfileError(f"{sample_dir(src, sid)}: the dataset has a face model but this sample keeps no "
+                           f"{n} face points")
+    return align_face_model(sample, pts[:n], tri, code)
 
 
 def _process(task: tuple[str, list[int]]) -> dict[str, Any]:
@@ -414,7 +490,8 @@ def _process(task: tuple[str, list[int]]) -> dict[str, Any]:
     src, out, cfg = _WORKER["src"], _WORKER["out"], _WORKER["cfg"]
     rec: dict[str, Any] = {"id": sid, "written": 0, "failed": {}}
     try:
-        surf = lift_surface(read_sample(src, sid), cfg.profile)
+        sample = read_sample(src, sid)
+        surf = lift_surface(sample, cfg.profile, model=_sample_model(src, sid, sample))
     except Exception as exc:  # a bad sample must not stop the run; it is counted and reported
         rec["failed"] = {view_id(sid, k): f"{type(exc).__name__}: {exc}" for k in ks}
         return rec
@@ -536,7 +613,11 @@ def profile_dataset(src: str | Path, out: str | Path, cfg: ProfileRunConfig = Pr
         "workers": cfg.workers,
     }
     settings = {"min_yaw": cfg.min_yaw, "max_yaw": cfg.max_yaw, "max_pitch": cfg.max_pitch, "seed": cfg.seed,
-                "config": asdict(cfg.profile)}
+                "config": asdict(cfg.profile), "labels_from": "face model" if _dataset_model(src) else "visible depth"}
+    from data_prep.reference import DATASET_REFERENCE_FILE
+
+    if (src / DATASET_REFERENCE_FILE).is_file():  # the views' maps are in the source's space
+        _link_or_copy(src / DATASET_REFERENCE_FILE, out / DATASET_REFERENCE_FILE)
     written = write_manifest(out, samples, size=manifest["size"],
                              label_source=f"{manifest.get('label_source', 'unknown')}+profile",
                              correspondence_space=manifest.get("correspondence_space", "unknown"),

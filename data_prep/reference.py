@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ReferenceFace", "load_reference", "REFERENCE_PATH", "CORRESPONDENCE_SPACE"]
+__all__ = ["ReferenceFace", "load_reference", "dataset_reference", "REFERENCE_PATH", "CORRESPONDENCE_SPACE",
+           "DATASET_REFERENCE_FILE"]
 
 REFERENCE_PATH = Path(__file__).with_name("assets") / "reference_face.npz"
 CORRESPONDENCE_SPACE = "facevision-reference-v1"
+#: A dataset whose maps are in another space keeps that space's reference face in this file at its root.
+DATASET_REFERENCE_FILE = "reference.npz"
 
 
 @dataclass(frozen=True)
@@ -72,4 +75,20 @@ def _load(path: str) -> ReferenceFace:
         ibug68=arrays["ibug68"].astype(np.int64),
         mirror=arrays["mirror"].astype(np.int64),
         raw_vertices=arrays["raw_vertices"].astype(np.float64),
+        name=str(data["space"]) if "space" in data else CORRESPONDENCE_SPACE,
     )
+
+
+def dataset_reference(root: str | Path, manifest: dict) -> ReferenceFace:
+    """The reference face of a dataset's correspondence space: ``root/reference.npz`` where the dataset has one,
+    else the package's (space ``facevision-reference-v1``). ValueError naming the folder when the manifest's space
+    and the reference's differ, or when no reference of the manifest's space exists."""
+    space = manifest.get("correspondence_space", CORRESPONDENCE_SPACE)
+    path = Path(root) / DATASET_REFERENCE_FILE
+    ref = load_reference(path) if path.is_file() else load_reference() if space == CORRESPONDENCE_SPACE else None
+    if ref is None:
+        raise ValueError(f"{root}: maps in correspondence space {space!r} need {DATASET_REFERENCE_FILE} beside the "
+                         "manifest (written by `facevision prepare`)")
+    if ref.name != space:
+        raise ValueError(f"{path}: reference face of space {ref.name!r}, but the manifest says {space!r}")
+    return ref

@@ -30,6 +30,7 @@ import numpy as np
 
 from data_prep.dataset_format import DatasetFormatError, read_manifest, read_sample
 from data_prep.io import atomic_write_bytes
+from data_prep.reference import dataset_reference
 from facevision.maps.landmarks import landmarks_from_corr
 from facevision.model.outputs import decode_outputs
 
@@ -88,8 +89,9 @@ def landmark_nme(pred: np.ndarray, label: np.ndarray) -> float:
 class MapScores(MapMetrics):
     """:class:`MapMetrics` plus the 68-landmark NME (numpy; maps in dataset conventions)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reference=None) -> None:
         super().__init__()
+        self.reference = reference
         self.nme: list[float] = []
         self.landmark_failures = 0
 
@@ -99,7 +101,7 @@ class MapScores(MapMetrics):
         if label_lm is None:
             return
         try:
-            lm = landmarks_from_corr(corr, mask).points
+            lm = landmarks_from_corr(corr, mask, self.reference).points
         except ValueError:
             self.landmark_failures += 1
             return
@@ -182,7 +184,8 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
     base_depth = np.where(base_mask, base["depth"], 0.0).astype(np.float32)
     base_corr = np.where(base_mask[..., None], base["corr"], 0.0).astype(np.float32)
     model = model.to(device).eval()
-    ours, baseline = MapScores(), MapScores()
+    reference = dataset_reference(root, manifest)
+    ours, baseline = MapScores(reference), MapScores(reference)
     for i in range(0, len(ids), config.batch_size):
         samples = [read_sample(root, sid) for sid in ids[i:i + config.batch_size]]
         x = torch.from_numpy(np.stack([s.image for s in samples])).to(device).permute(0, 3, 1, 2).float() / 255.0
@@ -191,7 +194,7 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
         depth, corr, mask = decode_outputs(out, size, config.mask_threshold, masked=False)
         for k, s in enumerate(samples):
             try:
-                label_lm = landmarks_from_corr(s.corr, s.mask).points
+                label_lm = landmarks_from_corr(s.corr, s.mask, reference).points
             except ValueError:
                 label_lm = None
             ours.add(depth[k], corr[k], mask[k], s, label_lm)

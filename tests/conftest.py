@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 LFW_ENV = "FACEVISION_LFW_ROOT"
+TDDFA_ENV = "FACEVISION_TDDFA_DIR"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -26,6 +27,20 @@ def lfw_root() -> Path:
     root = Path(value)
     if not root.is_dir():
         pytest.skip(f"{LFW_ENV}={value} is not a folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tddfa_dir() -> Path:
+    """Folder of the 3DDFA / 3DDFA_V2 files (regressor and face model; CI sets it to the shared copy, which is
+    never copied into the repository)."""
+    value = os.environ.get(TDDFA_ENV)
+    if not value:
+        pytest.skip(f"{TDDFA_ENV} is not set: point it at a folder with the 3DDFA_V2 files (docs/data_prep.md) "
+                    "to run the 3DDFA_V2 labeler tests")
+    root = Path(value)
+    if not root.is_dir():
+        pytest.skip(f"{TDDFA_ENV}={value} is not a folder")
     return root
 
 

@@ -48,8 +48,11 @@ def test_drop_accounting_on_bad_files(tmp_path):
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert cli_main(["prepare", "lfw", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--labeler", "3ddfa"]) == 2
-    assert "--labels-3ddfa" in capsys.readouterr().err
+    assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--labeler", "3ddfa-v2"]) == 2
+    assert "--tddfa-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # the old importer's labeler name is gone
+        cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--labeler", "3ddfa"])
+    assert exc.value.code == 2 and "invalid choice: '3ddfa'" in capsys.readouterr().err
     assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--depth-scale", "0"]) == 2
     assert "--depth-scale" in (err := capsys.readouterr().err) and "(0, 10]" in err
     assert not (tmp_path / "o").exists()

@@ -119,7 +119,7 @@ def test_labels_only_where_the_face_is_the_nearest_surface() -> None:
     # a render of the face triangles alone (all three vertices face) reaches pixels the label leaves out
     from data_prep.profile import _posed_vertices
 
-    p, _, _ = _posed_vertices(surf, -60.0, 0.0, EXACT)
+    p, _, _, _ = _posed_vertices(surf, -60.0, 0.0, EXACT)
     face_tris = surf.faces[surf.face[surf.faces].all(1)]
     z_face, _, cover_face = rasterize(p, face_tris, S, S)
     z_all, _, _ = rasterize(p, surf.faces, S, S)

@@ -24,7 +24,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "none, a box derived from the ground-truth landmarks stands in (counted as fallback_boxes).")
     a.add_argument("root", type=Path, help="folder with imageNNNNN.jpg + imageNNNNN.mat (or its images/ subfolder)")
     a.add_argument("--method", choices=("network", "labeler"), default="network",
-                   help="network: the full predict pipeline (default); labeler: MediaPipe Face Mesh, the training labels' ceiling")
+                   help="network: the full predict pipeline (default); labeler: a training labeler (--labeler), the "
+                        "labels' ceiling")
+    a.add_argument("--labeler", choices=("mediapipe", "3ddfa-v2"), default=None,
+                   help="with --method labeler: mediapipe (Face Mesh) or 3ddfa-v2 (needs --tddfa-dir); default "
+                        "3ddfa-v2 when --tddfa-dir is given, else mediapipe")
+    a.add_argument("--tddfa-dir", type=Path, metavar="DIR",
+                   help="folder with the 3DDFA_V2 regressor and face model (see docs/data_prep.md)")
+    a.add_argument("--passes", type=int, default=2,
+                   help="3ddfa-v2: regressor passes, each later one on the previous landmarks (default 2)")
     a.add_argument("--mirror-average", action="store_true",
                    help="average over the photo and its mirror image: the network's maps (as predict "
                         "--mirror-average) or, with --method labeler, Face Mesh")
@@ -135,12 +143,25 @@ def format_table(summary: dict) -> str:
 
 def run_aflw2000(args: argparse.Namespace) -> int:
     from data_prep.io import atomic_write_bytes
-    from facevision.benchmark.aflw2000 import AflwConfig, labeler_method, network_method, run_benchmark
+    from facevision.benchmark.aflw2000 import (AflwConfig, labeler_method, network_method, run_benchmark,
+                                               tddfa_labeler_method)
 
     prog = "facevision benchmark aflw2000"
     cfg = AflwConfig(limit=args.limit)
+    labeler = args.labeler or ("3ddfa-v2" if args.tddfa_dir else "mediapipe")
+    if args.method != "labeler" and args.labeler:
+        print(f"{prog}: error: --labeler needs --method labeler", file=sys.stderr)
+        return 2
+    if args.method == "labeler" and labeler == "3ddfa-v2" and not args.tddfa_dir:
+        print(f"{prog}: error: --labeler 3ddfa-v2 needs --tddfa-dir DIR", file=sys.stderr)
+        return 2
+    if args.passes < 1:
+        print(f"{prog}: error: --passes must be at least 1, got {args.passes}", file=sys.stderr)
+        return 2
     try:
-        if args.method == "labeler":
+        if args.method == "labeler" and labeler == "3ddfa-v2":
+            method = tddfa_labeler_method(args.tddfa_dir, cfg, mirror_average=args.mirror_average, passes=args.passes)
+        elif args.method == "labeler":
             method = labeler_method(cfg, mirror_average=args.mirror_average)
         else:
             from facevision.predict.predictor import PredictConfig, Predictor
@@ -153,6 +174,10 @@ def run_aflw2000(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     summary["method"] = args.method
+    if args.method == "labeler":
+        summary["labeler"] = labeler
+        if labeler == "3ddfa-v2":
+            summary["passes"] = args.passes
     summary["mirror_average"] = bool(args.mirror_average)
     if args.csv:
         buf = io.StringIO()
