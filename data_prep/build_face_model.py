@@ -1,7 +1,9 @@
 """Build the linear face model (:mod:`data_prep.face_model`) from a prepared dataset's Face Mesh vertices.
 
-1. Every sample's 468 vertices (``samples/<id>/face_mesh.npy``, crop px, y down, z larger = closer) go to
-   the reference's raw frame (y up) and are similarity-aligned (Umeyama) to the reference face.
+1. Every sample's vertices (``samples/<id>/face_mesh.npy``, crop px, y down, z larger = closer) go to
+   the reference's raw frame (y up) and are similarity-aligned (Umeyama) to the reference face. The reference
+   is the dataset's (:func:`data_prep.reference.dataset_reference`): Face Mesh's 468 vertices, or for 3DDFA
+   labels the 4,096 grid points followed by the 68 landmarks the sample keeps in ``label_fit.npz``.
 2. Mirror symmetry: every aligned shape also enters mirrored (x -> -x, vertices permuted by the
    reference's left/right map), as a shape of a mirrored person, so the model is symmetric.
 3. Identity modes: PCA of the per-person mean shapes of people with >= ``min_photos`` photos in the
@@ -23,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.dataset_format import read_face_mesh, read_manifest
+from data_prep.dataset_format import read_face_mesh, read_label_fit, read_manifest
 from data_prep.face_model import FACE_MODEL_NAME, FaceModel
 from meshing.geometry import similarity_fit
-from data_prep.reference import ReferenceFace, load_reference
+from data_prep.reference import ReferenceFace, dataset_reference
 
 __all__ = ["FaceModelBuildConfig", "align_to_reference", "mirror_shapes", "rigid_directions", "pca", "reconstruction_rms",
            "build_face_model", "save_face_model"]
@@ -47,7 +49,7 @@ class FaceModelBuildConfig:
 
 
 def align_to_reference(mesh_crop: np.ndarray, reference: ReferenceFace) -> np.ndarray:
-    """(468, 3) crop-px Face Mesh vertices (y down, z larger = closer) -> the reference's raw frame."""
+    """(V, 3) crop-px vertices of the reference's topology (y down, z larger = closer) -> its raw frame."""
     p = np.asarray(mesh_crop, np.float64) * [1.0, -1.0, 1.0]
     s, r, t = similarity_fit(p, reference.raw_vertices)
     return s * p @ r.T + t
@@ -93,13 +95,25 @@ def reconstruction_rms(shapes: np.ndarray, mean: np.ndarray, basis: np.ndarray, 
     return float(np.sqrt((d.reshape(len(shapes), -1, 3) ** 2).sum(-1).mean()))
 
 
+def _sample_points(root: Path, sid: str, n: int) -> np.ndarray | None:
+    """The sample's kept vertices in the reference's topology (the labeler's face points, then the landmarks
+    of ``label_fit.npz`` where the reference has more vertices than the face points); None when not kept."""
+    mesh = read_face_mesh(root, sid)
+    if mesh is None or len(mesh) == n:
+        return mesh
+    fit = read_label_fit(root, sid)
+    if fit is not None and "landmarks" in fit and len(mesh) + len(fit["landmarks"]) == n:
+        return np.concatenate([mesh, fit["landmarks"]])
+    raise ValueError(f"{root / 'samples' / sid}: keeps {len(mesh)} face points, the dataset's reference face has {n}")
+
+
 def _load_split(root: Path, manifest: dict, split: str, reference: ReferenceFace,
                 limit: int | None) -> tuple[np.ndarray, list[str]]:
     shapes, people = [], []
     for s in manifest["samples"]:
         if s["split"] != split:
             continue
-        mesh = read_face_mesh(root, s["id"])
+        mesh = _sample_points(root, s["id"], len(reference.raw_vertices))
         if mesh is None:
             continue
         shapes.append(align_to_reference(mesh, reference))
@@ -118,8 +132,8 @@ def build_face_model(dataset: str | Path, config: FaceModelBuildConfig = FaceMod
         raise ValueError(f"mode counts must be >= 1, got identity {config.id_grid}, expression {config.exp_grid}")
     t0 = time.time()
     root = Path(dataset)
-    reference = reference or load_reference()
     manifest = read_manifest(root)
+    reference = reference or dataset_reference(root, manifest)
     train, people = _load_split(root, manifest, "train", reference, config.limit)
     val, _ = _load_split(root, manifest, "val", reference, config.limit)
     by_person: dict[str, list[int]] = defaultdict(list)
@@ -162,6 +176,7 @@ def build_face_model(dataset: str | Path, config: FaceModelBuildConfig = FaceMod
         "name": FACE_MODEL_NAME,
         "dataset": str(root),
         "label_source": manifest.get("label_source"),
+        "correspondence_space": reference.name,
         "train_shapes": int(len(train)),
         "train_people_used": len(groups),
         "val_shapes": int(len(val)),

@@ -28,7 +28,7 @@ RGB ``round(c * CORR_SCALE)``; mask 255 inside.
     {"format": "facevision-dataset", "version": 1, "size": 128,
      "depth_scale": 256, "corr_scale": 65535,
      "label_source": "mediapipe" | "3ddfa-v2" | "synthetic" | "<source>+profile",
-     "correspondence_space": "facevision-reference-v1" | "3ddfa-bfm-pncc" | ...,
+     "correspondence_space": "facevision-reference-v1" | "3ddfa-bfm4096-ncc" | ...,
      "split_counts": {"train": n, "val": n, "test": n},
      "samples": [{"id": "Aaron_Eckhart_0001", "identity": "Aaron_Eckhart",
                   "split": "train", "source": "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",

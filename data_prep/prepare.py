@@ -73,7 +73,8 @@ def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
 
         tcfg = TddfaConfig(crop=CropConfig(size=cfg["size"]), passes=int(cfg["passes"]),
                            mirror_average=bool(cfg.get("mirror_average")))
-        _WORKER["tddfa"] = TddfaLabeler(cfg["tddfa_dir"], tcfg, threads=1)
+        # one torch thread per worker process; in the caller's own process (one worker) its setting is left alone
+        _WORKER["tddfa"] = TddfaLabeler(cfg["tddfa_dir"], tcfg, threads=1 if cfg.get("pool") else None)
 
 
 def _process(entry: PhotoEntry) -> dict[str, Any]:
@@ -145,6 +146,7 @@ def _is_done(out: Path, rec: dict[str, Any] | None, entry: PhotoEntry) -> bool:
 
 def _run_pool(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig) -> Iterator[dict[str, Any]]:
     wcfg = {"labeler": cfg.labeler, "size": cfg.size, "tddfa_dir": cfg.tddfa_dir, "passes": cfg.passes,
+            "pool": cfg.workers > 1,
             "mirror_average": cfg.mirror_average, "depth_scale": cfg.depth_scale}
     if cfg.workers <= 1:
         _init_worker(str(root), str(out), wcfg)

@@ -126,10 +126,13 @@ def _load(folder_s: str) -> TddfaFiles:
     big = _npz(folder, "mean_53215", ("u_shp", "u_exp", "keypoints"))
     meta = _npz(folder, "meta", ("indices",))
     n = GRID * GRID
-    for name, arr, shape in (("mean", stats["mean"], (62,)), ("std", stats["std"], (62,)),
-                             ("mu", grid["mu"], (3 * n,)), ("w_shp", grid["w_shp"], (3 * n, 40)),
-                             ("w_exp", grid["w_exp"], (3 * n, 10)), ("keypoints", big["keypoints"], (204,))):
-        _check(folder / name, name, arr.astype(np.float64), shape)
+    for key, name, arr, shape in (("param_stats", "mean", stats["mean"], (62,)),
+                                  ("param_stats", "std", stats["std"], (62,)),
+                                  ("grid_model", "mu", grid["mu"], (3 * n,)),
+                                  ("grid_model", "w_shp", grid["w_shp"], (3 * n, 40)),
+                                  ("grid_model", "w_exp", grid["w_exp"], (3 * n, 10)),
+                                  ("mean_53215", "keypoints", big["keypoints"], (204,))):
+        _check(folder / FILES[key], name, arr.astype(np.float64), shape)
     mean_big = (big["u_shp"].astype(np.float64) + big["u_exp"].astype(np.float64))
     if mean_big.ndim != 1 or len(mean_big) % 3:
         raise TddfaFilesError(f"{folder / FILES['mean_53215']}: u_shp + u_exp must be a flat (3 V,) vector")

@@ -46,7 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Writes the .npz asset and prints its model card (JSON).")
     fm.add_argument("dataset", metavar="DATASET", help="dataset folder from `facevision prepare lfw`")
     fm.add_argument("-o", "--output", metavar="NPZ", default=None,
-                    help="where to write the model (default: the package asset data_prep/assets/face_model.npz)")
+                    help="where to write the model (default: the package asset data_prep/assets/face_model.npz for "
+                         "Face Mesh labels; DATASET/face_model.npz, beside its reference.npz, for other spaces)")
     fm.add_argument("--limit", type=int, default=None, help="only the first N samples per split (quick runs)")
     fm.add_argument("--id-modes", type=int, default=None, metavar="K",
                     help="keep exactly K identity modes instead of choosing by val reconstruction error")
@@ -106,7 +107,10 @@ def run_face_model(args: argparse.Namespace) -> int:
 
     from data_prep.build_face_model import FaceModelBuildConfig, build_face_model, save_face_model
     from data_prep.dataset_format import DatasetFormatError
+    from pathlib import Path
+
     from data_prep.face_model import FACE_MODEL_PATH
+    from data_prep.reference import CORRESPONDENCE_SPACE
 
     try:
         grids = {}
@@ -115,7 +119,9 @@ def run_face_model(args: argparse.Namespace) -> int:
         if args.exp_modes is not None:
             grids["exp_grid"] = (args.exp_modes,)
         model, card = build_face_model(args.dataset, FaceModelBuildConfig(limit=args.limit, **grids))
-        out = save_face_model(args.output or FACE_MODEL_PATH, model, card)
+        default = FACE_MODEL_PATH if card["correspondence_space"] == CORRESPONDENCE_SPACE else \
+            Path(args.dataset) / "face_model.npz"
+        out = save_face_model(args.output or default, model, card)
     except (ValueError, DatasetFormatError, OSError) as exc:
         print(f"facevision prepare face-model: {exc}", file=sys.stderr)
         return 2
