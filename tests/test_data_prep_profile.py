@@ -240,3 +240,48 @@ def test_profile_dataset_keeps_going_past_a_bad_sample(tmp_path: Path) -> None:
     summary = profile_dataset(src, tmp_path / "lp", ProfileRunConfig(views=2, workers=1, progress=False))
     assert summary["failed"] == 2 and summary["views"] == 4
     assert all(k.startswith(first) for k in summary["failures"])
+
+
+def ellipsoid_grid(n: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ellipsoid's front cap as an n x n grid of 3D points (the way a 3DMM's face is kept): points (crop px,
+    z larger = closer), triangles, and each point's code (the sample's corr convention)."""
+    from data_prep.tddfa_files import grid_triangles
+
+    i, j = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
+    x, y = i * np.sqrt(CAP), j * np.sqrt(CAP)  # i: left to right, j: top to bottom; the square holds the cap
+    h = np.sqrt(np.clip(1 - x**2 - y**2, 0, None))
+    pts = np.stack([CENTER[0] + RADII[0] * x, CENTER[1] + RADII[1] * y, CENTER[2] + RADII[2] * h], -1)
+    code = np.stack([0.5 + x / 2, 0.5 - y / 2, h], -1)
+    return pts.reshape(-1, 3) + [0.0, 0.0, 17.0], grid_triangles(n), code.reshape(-1, 3)  # any z origin
+
+
+def test_face_model_labels_show_what_the_photo_hid() -> None:
+    """With the whole 3D face kept (3DDFA labels), a view's labels are the exact render of the turned face,
+    including the side that faced away in the photo: at yaw 75 they match the analytic render, while labels
+    from the visible depth map lose the part that was squeezed into the rim."""
+    from data_prep.profile import align_face_model
+
+    sample = ellipsoid_sample()
+    pts, tri, code = ellipsoid_grid()
+    model = align_face_model(sample, pts, tri, code)
+    assert abs(np.median(model.points[:, 2] - pts[:, 2]) + 17.0) < 0.05  # moved onto the sample's depth frame
+    z_true, corr_true, face_true = ellipsoid_truth(75.0, 10.0)
+    face_true &= np.abs(corr_true[..., 0] - 0.5) < 0.5 * np.sqrt(CAP) * 0.97  # the grid's square, not the cap
+    face_true &= np.abs(corr_true[..., 1] - 0.5) < 0.5 * np.sqrt(CAP) * 0.97
+    view = render_view(lift_surface(sample, EXACT, CENTER, model=model), 75.0, 10.0, EXACT)
+    inter = view.mask & face_true
+    assert inter.sum() > 0.97 * face_true.sum(), (inter.sum(), face_true.sum())
+    diff = view.depth[inter] - z_true[inter]
+    err = np.abs(diff - np.median(diff))
+    assert np.percentile(err, 99) < 0.3, np.percentile(err, 99)
+    assert np.percentile(np.abs(view.corr[inter] - corr_true[inter]).max(-1), 99) < 0.01
+    from_depth = profile_sample(sample, 75.0, 10.0, EXACT, center=CENTER)
+    assert from_depth.mask.sum() < view.mask.sum()  # the depth map's labels miss part of the turned face
+
+
+def test_face_model_points_must_cover_the_sample() -> None:
+    from data_prep.profile import align_face_model
+
+    pts, tri, code = ellipsoid_grid()
+    with pytest.raises(ProfileError, match="do not cover"):
+        align_face_model(ellipsoid_sample(), pts + [200.0, 0.0, 0.0], tri, code)

@@ -307,7 +307,9 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
                **{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6),
                "lr": opt_g.param_groups[0]["lr"], "images_per_s": round(n_images / max(elapsed, 1e-9), 2), "epoch_s": round(elapsed, 1)}
         if dist.main:
-            meta = {"epoch": epoch + 1, "val": metrics, "data": str(data)}
+            meta = {"epoch": epoch + 1, "val": metrics, "data": str(data),
+                    "correspondence_space": train_set.manifest.get("correspondence_space", "unknown"),
+                    "label_source": train_set.manifest.get("label_source", "unknown")}
             save_generator(out / "last.safetensors", _unwrap(generator), meta)
             if score < best:
                 best = score
