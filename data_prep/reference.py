@@ -15,10 +15,14 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ReferenceFace", "load_reference", "dataset_reference", "REFERENCE_PATH", "CORRESPONDENCE_SPACE",
-           "DATASET_REFERENCE_FILE"]
+           "DATASET_REFERENCE_FILE", "FACE_MESH_FRONTAL_PITCH_DEG"]
 
 REFERENCE_PATH = Path(__file__).with_name("assets") / "reference_face.npz"
 CORRESPONDENCE_SPACE = "facevision-reference-v1"
+#: Pitch (degrees) at which the Face Mesh reference's raw frame appears in a camera-frontal photo: it keeps the
+#: pitch of the Procrustes mean it was built from (measured on LFW, :mod:`facevision.maps.pose`). A 3DMM's frame
+#: is frontal (0); a reference file records its own value (``frontal_pitch_deg``).
+FACE_MESH_FRONTAL_PITCH_DEG = -16.0
 #: A dataset whose maps are in another space keeps that space's reference face in this file at its root.
 DATASET_REFERENCE_FILE = "reference.npz"
 
@@ -33,6 +37,10 @@ class ReferenceFace:
         (``raw_vertices``: x right, y up, z towards the camera, centred, unit RMS radius).
     ibug68: (68,) indices of the iBUG-68 landmarks among the 468 vertices (0-based iBUG order).
     mirror: (468,) left/right vertex permutation.
+    name: the correspondence space. frontal_pitch_deg: pitch of the raw frame in a camera-frontal view (poses are
+    reported relative to that view, :func:`facevision.maps.pose.reference_tilt`).
+    Other spaces' references (e.g. ``3ddfa-bfm4096-ncc``, :mod:`data_prep.tddfa_reference`) have other vertex
+    counts in the same format.
     """
 
     vertices: np.ndarray
@@ -42,6 +50,7 @@ class ReferenceFace:
     mirror: np.ndarray
     raw_vertices: np.ndarray
     name: str = CORRESPONDENCE_SPACE
+    frontal_pitch_deg: float = FACE_MESH_FRONTAL_PITCH_DEG
 
     def to_uvw(self, raw: np.ndarray) -> np.ndarray:
         """Raw aligned coordinates -> normalized (u, v, w)."""
@@ -76,6 +85,7 @@ def _load(path: str) -> ReferenceFace:
         mirror=arrays["mirror"].astype(np.int64),
         raw_vertices=arrays["raw_vertices"].astype(np.float64),
         name=str(data["space"]) if "space" in data else CORRESPONDENCE_SPACE,
+        frontal_pitch_deg=float(data["frontal_pitch_deg"]) if "frontal_pitch_deg" in data else FACE_MESH_FRONTAL_PITCH_DEG,
     )
 
 

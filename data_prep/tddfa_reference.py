@@ -50,6 +50,7 @@ def tddfa_reference_arrays(files: TddfaFiles) -> dict[str, np.ndarray]:
         "norm_description": np.array(f"{CORRESPONDENCE_SPACE}: uvw = (raw - offset) * scale; raw = 4,096-point "
                                      "3DDFA mean, centred, unit RMS radius"),
         "space": np.array(CORRESPONDENCE_SPACE),
+        "frontal_pitch_deg": np.array(0.0),  # the 3DMM's frame is the frontal pose of its parameters
     }
 
 

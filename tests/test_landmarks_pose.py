@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from data_prep.crop import original_to_crop
+from data_prep.reference import load_reference
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import (PoseConfig, angles_to_rotation, pose_from_maps, reference_tilt,
                                   rotation_to_angles)
@@ -112,7 +113,7 @@ def test_reference_tilt_is_removed_from_the_reported_angles():
     assert np.allclose([p.yaw, p.pitch, p.roll], 0, atol=0.5)
     assert np.allclose(p.fit_rotation, reference_tilt(), atol=0.01)
     raw = pose_from_maps(face.depth, face.corr, face.mask, config=PoseConfig(reference_pitch_deg=0.0))
-    assert raw.pitch == pytest.approx(PoseConfig().reference_pitch_deg, abs=0.5)
+    assert raw.pitch == pytest.approx(load_reference().frontal_pitch_deg, abs=0.5)
     own = render_reference(96, 0, 0, 0, reference_pitch_deg=0.0)  # the reference in its own frame
     q = pose_from_maps(own.depth, own.corr, own.mask, config=PoseConfig(reference_pitch_deg=0.0))
     assert np.allclose([q.yaw, q.pitch, q.roll], 0, atol=0.5)

@@ -285,3 +285,29 @@ def test_python_api_keeps_stderr_clean(random_checkpoint):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.split() == ["0", "0"], r.stderr
     assert r.stderr == "", r.stderr
+
+
+def test_space_files_beside_a_checkpoint_of_another_space(tmp_path) -> None:
+    """A checkpoint trained in another correspondence space names it in its metadata; predict then needs that
+    space's reference and face model beside it, and says which files are missing."""
+    import json
+    from pathlib import Path
+
+    from safetensors.numpy import save_file
+
+    from facevision.predict.predictor import space_files
+
+    def checkpoint(name: str, space: str | None) -> Path:
+        path = tmp_path / name
+        meta = {} if space is None else {"correspondence_space": json.dumps(space)}
+        save_file({"w": np.zeros(2, np.float32)}, str(path), metadata=meta)
+        return path
+
+    assert space_files(checkpoint("old.safetensors", None)) is None
+    assert space_files(checkpoint("v7.safetensors", "facevision-reference-v1")) is None
+    other = checkpoint("v8.safetensors", "3ddfa-bfm4096-ncc")
+    with pytest.raises(ValueError, match=r"3ddfa-bfm4096-ncc.*v8\.reference\.npz and .*v8\.face_model\.npz"):
+        space_files(other)
+    for suffix in (".reference.npz", ".face_model.npz"):
+        (tmp_path / f"v8{suffix}").write_bytes(b"x")
+    assert space_files(other) == (tmp_path / "v8.reference.npz", tmp_path / "v8.face_model.npz")

@@ -1,9 +1,9 @@
 """A figure of a dataset's samples: one row each, crop | depth (brighter = closer) | correspondence | overlay.
 
-    python tools/dataset_figure.py data/lfw128t_lp -o docs/figures/profile_3ddfa_examples.png --rows 6 --views-only
+    python tools/dataset_figure.py data/lfw128t_lp -o docs/figures/profile_3ddfa_examples.jpg --rows 4 --views-only
 
 Samples are taken in manifest order (``--views-only``: only profiled views, ``*_lp<k>``), ``--rows`` per
-column, ``--columns`` columns side by side. Writes a PNG.
+column, ``--columns`` columns side by side. Writes a PNG, or a JPEG (quality 88) for a .jpg name.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.dataset_format import read_manifest, read_sample  # noqa: E402
-from data_prep.io import atomic_write_png  # noqa: E402
+from data_prep.io import atomic_write_bytes  # noqa: E402
 
 
 def row(root: Path, sid: str) -> np.ndarray:
@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     fig = np.concatenate(cols, 1)
     if args.scale != 1.0:
         fig = cv2.resize(fig, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_AREA)
-    atomic_write_png(args.output, fig)
+    ok, buf = cv2.imencode(args.output.suffix or ".png", fig[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        print(f"{args.output}: cannot encode a {args.output.suffix!r} image", file=sys.stderr)
+        return 2
+    atomic_write_bytes(args.output, buf.tobytes())
     print(f"{args.output}: {fig.shape[1]} x {fig.shape[0]}")
     return 0
 

@@ -157,6 +157,7 @@ class _Pairs:
     a0: np.ndarray
     a: np.ndarray
     size: int
+    tilt_deg: float = 0.0  # the reference's frontal pitch (poses are reported relative to a frontal view)
 
 
 def _pairs(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel, config: FitConfig,
@@ -179,7 +180,7 @@ def _pairs(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: Face
     basis = model.basis.reshape(k, -1, 3)
     a0 = np.einsum("nc,ncd->nd", bary, model.mean[idx])
     a = np.einsum("nc,kncd->ndk", bary, basis[:, idx])  # (N, 3, K)
-    return _Pairs(x=x, a0=a0, a=a, size=size)
+    return _Pairs(x=x, a0=a0, a=a, size=size, tilt_deg=float(reference.frontal_pitch_deg))
 
 
 def _similarity(pr: _Pairs, coef: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -214,7 +215,7 @@ def _result(pr: _Pairs, coef: np.ndarray, sim, w: np.ndarray, res: np.ndarray, m
     verts = s * model.shape(coef[: model.n_id], coef[model.n_id:]) @ rot.T + t
     lm3 = verts[model.ibug68]
     vis = _visible(verts, model.triangles, lm3, pr.size, config.visible_tol * s)
-    head = rot @ reference_tilt().T
+    head = rot @ reference_tilt(pr.tilt_deg).T
     yaw, pitch, roll = rotation_to_angles(head)
     pose = Pose(yaw=yaw, pitch=pitch, roll=roll, rotation=head, scale=float(s), translation=t, rms=rms,
                 fit_rotation=rot)

@@ -28,25 +28,26 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.reference import ReferenceFace, load_reference
+from data_prep.reference import FACE_MESH_FRONTAL_PITCH_DEG, ReferenceFace, load_reference
 from meshing.geometry import similarity_fit
 
 __all__ = ["PoseConfig", "Pose", "photo_pose", "REFERENCE_PITCH_DEG", "reference_tilt", "pose_from_maps", "rotation_to_angles", "angles_to_rotation"]
 
 
-REFERENCE_PITCH_DEG = -16.0
+REFERENCE_PITCH_DEG = FACE_MESH_FRONTAL_PITCH_DEG
 
 
 @dataclass(frozen=True)
 class PoseConfig:
     """max_points: face pixels used (evenly subsampled); trim_factor: outlier cut (x median residual),
     0 = no trimming; min_pixels: fewer -> ValueError; reference_pitch_deg: pitch of the reference frame in a
-    camera-frontal view (see the module docstring; 0 = report angles in the reference's own frame)."""
+    camera-frontal view (see the module docstring; None = the reference's own ``frontal_pitch_deg``, 0 = report
+    angles in the reference's own frame)."""
 
     max_points: int = 3000
     trim_factor: float = 3.0
     min_pixels: int = 16
-    reference_pitch_deg: float = REFERENCE_PITCH_DEG
+    reference_pitch_deg: float | None = None
 
 
 @dataclass
@@ -140,7 +141,8 @@ def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, ref
         if 8 <= keep.sum() < len(res):
             s, rot, t = similarity_fit(src[keep], dst[keep])
             res = np.linalg.norm(dst[keep] - (s * src[keep] @ rot.T + t), axis=1)
-    head = rot @ reference_tilt(config.reference_pitch_deg).T
+    tilt = reference.frontal_pitch_deg if config.reference_pitch_deg is None else config.reference_pitch_deg
+    head = rot @ reference_tilt(tilt).T
     yaw, pitch, roll = rotation_to_angles(head)
     return Pose(yaw=yaw, pitch=pitch, roll=roll, rotation=head, scale=float(s), translation=t,
                 rms=float(np.sqrt(np.mean(res**2))), fit_rotation=rot)

@@ -33,7 +33,7 @@ from meshing.conventions import check_corr, check_depth_px, check_mask
 from meshing.types import MeshConfig
 
 __all__ = ["PredictConfig", "FaceResult", "Predictor", "Postprocessor", "default_checkpoint", "checkpoint_candidates",
-           "CHECKPOINT_ENV", "CHECKPOINT_NAME"]
+           "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
 
 CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
 CHECKPOINT_NAME = "facevision_lfw128.safetensors"
@@ -59,6 +59,9 @@ class PredictConfig:
         same outputs as the eager model to ~1e-5.
     threads: CPU threads of one network call (None = the library's default; ``predict`` with writer
         processes uses 1). Applies to the ONNX Runtime network; torch's own setting rules the torch paths.
+    reference, face_model: paths of the reference face and face model of the checkpoint's correspondence space
+        (None: the package's, space ``facevision-reference-v1``). :meth:`Predictor.from_pretrained` fills them
+        from the files beside a checkpoint trained in another space (:func:`space_files`).
     mirror_average: run the network on each crop and on its mirror image and average the maps
         (:func:`facevision.model.outputs.mirror_averaged`; ``--mirror-average``): better landmarks and pose
         (README, AFLW2000-3D), twice the network time, so off by default.
@@ -77,6 +80,8 @@ class PredictConfig:
     freeze: bool = True
     mirror_average: bool = False
     threads: int | None = None
+    reference: str | None = None
+    face_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and int(self.threads) < 1:
@@ -183,12 +188,16 @@ class Postprocessor:
         from data_prep.reference import load_reference
 
         self.config = config or PredictConfig()
-        self.reference = load_reference()
+        self.reference = load_reference(self.config.reference)
         self.face_model = None
         if self.config.fit is not None:
             from data_prep.face_model import load_face_model
 
-            self.face_model = load_face_model()
+            self.face_model = load_face_model(self.config.face_model)
+            if self.face_model.n_vertices != len(self.reference.raw_vertices):
+                raise ValueError(f"face model {self.config.face_model or '(package)'} has {self.face_model.n_vertices} "
+                                 f"vertices, its reference {self.config.reference or '(package)'} "
+                                 f"{len(self.reference.raw_vertices)}: they belong to different spaces")
 
     def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
                     crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
@@ -331,13 +340,19 @@ class Predictor:
         then loaded in ~0.1 s without importing torch)."""
         path = Path(path) if path is not None else default_checkpoint()
         dev = resolve_device(device)
+        cfg = config or PredictConfig()
+        if cfg.reference is None and cfg.face_model is None:
+            files = space_files(path)
+            if files is not None:
+                from dataclasses import replace
+
+                cfg = config = replace(cfg, reference=str(files[0]), face_model=str(files[1]))
 
         def load() -> Any:
             from facevision.model.checkpoint import load_generator  # imports smp, timm, torchvision: seconds
 
             return load_generator(path, dev)  # its config records the crop size it was trained on
 
-        cfg = config or PredictConfig()
         if cfg.freeze and dev == "cpu":
             from facevision.model.inference_cache import inference_network
 
@@ -456,3 +471,31 @@ class Predictor:
         t_crop = _ms(t) / len(faces)
         timings = [{**(timings or {}), "crop": t_crop} for _ in faces]
         return self.predict_crops(crops, boxes, [f.box for f in faces], [f.score for f in faces], timings, angles)
+
+
+def space_files(checkpoint: str | Path) -> tuple[Path, Path] | None:
+    """The reference face and face model a checkpoint's maps need: None for the package's space
+    (``facevision-reference-v1``, or a checkpoint that names none), else ``<stem>.reference.npz`` and
+    ``<stem>.face_model.npz`` beside the checkpoint (ValueError naming them when missing). The space is read from
+    the checkpoint's metadata without importing torch."""
+    import json
+
+    from safetensors import safe_open
+
+    from data_prep.reference import CORRESPONDENCE_SPACE
+
+    checkpoint = Path(checkpoint)
+    try:
+        with safe_open(str(checkpoint), framework="numpy") as f:
+            space = json.loads((f.metadata() or {}).get("correspondence_space", "null"))
+    except Exception:  # noqa: BLE001 - the checkpoint loader reports an unreadable file with its own message
+        return None
+    if space in (None, CORRESPONDENCE_SPACE, "unknown"):
+        return None
+    files = (checkpoint.with_name(checkpoint.stem + ".reference.npz"),
+             checkpoint.with_name(checkpoint.stem + ".face_model.npz"))
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise ValueError(f"{checkpoint}: its maps are in correspondence space {space!r}, which needs "
+                         f"{' and '.join(missing)} (the dataset's reference.npz and its `prepare face-model` output)")
+    return files
