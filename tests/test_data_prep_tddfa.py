@@ -433,3 +433,188 @@ def test_benchmark_aflw2000_with_the_3ddfa_labeler(tddfa_dir, aflw_root):
     assert out["photos"] == 40 and out["failed"] == 0 and min(out["bin_counts"].values()) >= 1
     # measured on the odd half: mean3 3.99 %, pose MAE 2.2 deg (Face Mesh: ~7 % over all photos)
     assert 1.0 < out["nme_mean3"] < 6.0 and out["pose_mae_mean"] < 6.0
+
+
+# ----------------------------------------------------------------------------- face model of a 3DDFA dataset
+_S = 128  # crop side, px
+_N_ID, _N_EXP = 6, 3  # the synthetic model's modes (all closed under the mirror, so the build needs 9)
+
+
+def _mirrored_landmark_weights(n_lm: int = 68) -> np.ndarray:
+    """(68, 4096) bilinear weights of 68 mirror-consistent surface points of the grid: landmark
+    IBUG68_MIRROR[k] sits at landmark k's mirror position (x -> -x), the self-mirrored ones on x = 0
+    (between grid columns 31 and 32: the grid has no centre column)."""
+    from data_prep.ibug68 import IBUG68_MIRROR
+
+    xy = np.random.default_rng(5).uniform(-0.7, 0.7, (n_lm, 2))
+    for k, m in enumerate(IBUG68_MIRROR):
+        if m == k:
+            xy[k, 0] = 0.0
+        elif k < m:
+            xy[m] = (-xy[k, 0], xy[k, 1])
+    fi, fj = (xy[:, 0] + 1.0) / 2.0 * (GRID - 1), (1.0 - xy[:, 1]) / 2.0 * (GRID - 1)  # column, row (y up)
+    i0, j0 = np.floor(fi).astype(int), np.floor(fj).astype(int)
+    wi, wj = fi - i0, fj - j0
+    b = np.zeros((n_lm, GRID * GRID))
+    for di, dj, w in ((0, 0, (1 - wi) * (1 - wj)), (1, 0, wi * (1 - wj)), (0, 1, (1 - wi) * wj), (1, 1, wi * wj)):
+        np.add.at(b, (np.arange(n_lm), (i0 + di) * GRID + j0 + dj), w)
+    return b
+
+
+def _synthetic_model_files(tmp_path: Path) -> TddfaFiles:
+    """:func:`_synthetic_files`' dome with 6 shape and 3 expression modes (smooth displacement fields, each
+    mirror symmetric or antisymmetric) and 68 mirror-consistent landmarks interpolated from the grid."""
+    import dataclasses
+
+    base = _synthetic_files(tmp_path)
+    n, unit = GRID * GRID, 70000.0
+    gx, gy = base.grid_mean[:, 0] / unit, base.grid_mean[:, 1] / unit
+    zero = np.zeros(n)
+
+    def field(dx, dy, dz):
+        return np.column_stack([dx + zero, dy + zero, dz + zero]).ravel() * unit  # x0 y0 z0 x1 ...
+
+    shape_modes = [field(0, 0, 0.08 * np.exp(-(gx ** 2 + (gy - 0.1) ** 2) / 0.05)),  # nose
+                   field(0.06 * gx, 0, 0),  # width
+                   field(0, 0.06 * gy * (1 - gx ** 2), 0),  # height
+                   field(0, 0, 0.06 * gy ** 2),  # profile curvature
+                   field(0, 0, 0.05 * gx * gy),  # antisymmetric twist
+                   field(0, 0.04 * gx * (1 - gy ** 2), 0)]  # antisymmetric shear
+    exp_modes = [field(0, -0.06 * np.clip(-gy, 0, None) ** 2, 0),  # jaw drop
+                 field(0, 0, 0.05 * np.exp(-(gx ** 2 + (gy + 0.5) ** 2) / 0.03)),  # pucker
+                 field(0.05 * gx * np.exp(-(gy + 0.5) ** 2 / 0.05), 0, 0)]  # smile
+    grid_shape, grid_exp = np.zeros((3 * n, 40)), np.zeros((3 * n, 10))
+    grid_shape[:, :_N_ID] = np.stack(shape_modes, 1)
+    grid_exp[:, :_N_EXP] = np.stack(exp_modes, 1)
+    b = _mirrored_landmark_weights()
+
+    def lm_basis(w):
+        return np.einsum("lg,gck->lck", b, w.reshape(n, 3, -1)).reshape(3 * len(b), -1)
+
+    return dataclasses.replace(base, grid_shape=grid_shape, grid_exp=grid_exp, lm_mean=b @ base.grid_mean,
+                               lm_shape=lm_basis(grid_shape), lm_exp=lm_basis(grid_exp))
+
+
+def _posed(files: TddfaFiles, rng: np.random.Generator, alpha: np.ndarray, beta: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Grid points and landmarks of a shape under a random similarity into crop px (y down, z larger = closer)."""
+    grid, lms = files.shape(alpha, beta)
+    s = rng.uniform(5.5e-4, 7e-4)  # px per model unit: the face ~80-100 px wide
+    rot = _rotation(rng.uniform(-20, 20), rng.uniform(-10, 10), rng.uniform(-10, 10))
+    centre = np.array([rng.uniform(60, 68), rng.uniform(58, 66), rng.uniform(20, 80)])  # mesh frame, y up
+    to_crop = lambda p: (s * p @ rot.T + centre) * [1, -1, 1] + [0, _S - 1, 0]  # noqa: E731
+    return to_crop(grid), to_crop(lms)
+
+
+def _coeffs(rng: np.random.Generator, n_used: int, n_all: int) -> np.ndarray:
+    c = np.zeros(n_all)
+    c[:n_used] = rng.normal(0, 1, n_used)
+    return c
+
+
+@pytest.fixture(scope="module")
+def tddfa_face_dataset(tmp_path_factory):
+    """A 3DDFA-style dataset of shapes of the synthetic model: reference.npz, manifest, and per sample
+    face_mesh.npy (4,096 grid points) and label_fit.npz (68 landmarks); no maps (the build reads none).
+    Train: 10 people x 3 photos; val: 4 people x 2. Returns (root, files)."""
+    from data_prep.dataset_format import write_face_mesh, write_manifest
+    from data_prep.label_tddfa import CORRESPONDENCE_SPACE
+    from data_prep.tddfa_reference import write_tddfa_reference
+
+    root = tmp_path_factory.mktemp("tddfa_face_model") / "ds"
+    files = _synthetic_model_files(root.parent)
+    write_tddfa_reference(root / "reference.npz", files)
+    rng = np.random.default_rng(7)
+    samples = []
+    for person, (split, photos) in enumerate([("train", 3)] * 10 + [("val", 2)] * 4):
+        alpha = _coeffs(rng, _N_ID, 40)
+        for k in range(photos):
+            grid, lms = _posed(files, rng, alpha, _coeffs(rng, _N_EXP, 10))
+            sid = f"P{person:02d}_{k + 1:04d}"
+            write_face_mesh(root, sid, grid)
+            write_label_fit(root, sid, params=np.zeros(62), roi=np.array([0.0, 0.0, _S, _S]), landmarks=lms)
+            samples.append({"id": sid, "identity": f"P{person:02d}", "split": split})
+    write_manifest(root, samples, size=_S, label_source="3ddfa-v2", correspondence_space=CORRESPONDENCE_SPACE)
+    return root, files
+
+
+def test_face_model_of_a_3ddfa_dataset_and_its_fit(tddfa_face_dataset):
+    """build_face_model on grid points + landmarks of a known model; the fit of a held-out face's rendered
+    maps with that model and the dataset's reference gives back its 68 landmarks."""
+    import dataclasses
+
+    from data_prep.build_face_model import FaceModelBuildConfig, build_face_model
+    from data_prep.label_tddfa import CORRESPONDENCE_SPACE
+    from data_prep.reference import load_reference
+    from facevision.fit import model_fit
+    from meshing.geometry import similarity_fit
+
+    root, files = tddfa_face_dataset
+    n = GRID * GRID
+    model, card = build_face_model(root, FaceModelBuildConfig(id_grid=(2, 4, 6, 8), exp_grid=(1, 2, 3, 4)))
+    assert model.n_vertices == card["vertices"] == n + 68
+    assert card["correspondence_space"] == CORRESPONDENCE_SPACE and card["label_source"] == "3ddfa-v2"
+    assert card["train_shapes"] == 30 and card["val_shapes"] == 8 and card["train_people_used"] == 10
+    assert model.ibug68.tolist() == list(range(n, n + 68)) and np.array_equal(model.triangles, grid_triangles())
+    # the mean is the synthetic mean (the reference's raw vertices) up to a similarity and sampling noise
+    ref = load_reference(root / "reference.npz")
+    s, r, t = similarity_fit(model.mean, ref.raw_vertices)
+    mean_err = float(np.sqrt(((s * model.mean @ r.T + t - ref.raw_vertices) ** 2).sum(1).mean()))
+    # measured: mean error 0.011 raw units (sampling noise of 30 shapes), val_rms_mean_only 0.058
+    assert mean_err < 0.3 * card["val_rms_mean_only"]
+    # the 9 true directions need 9 modes (measured: 8 + 1; the best 8, 6 + 2, leaves 0.0069, over the limit 0.0038)
+    assert card["identity_modes"] + card["expression_modes"] >= _N_ID + _N_EXP
+    # measured: val_rms 0.0021 = 3.6 % of the mean's; the floor is the Procrustes alignment's own: it shrinks
+    # every shape d by ~|d|^2 along the mean, a scale direction that the build takes out of the modes
+    assert card["val_rms"] < 0.1 * card["val_rms_mean_only"]
+
+    # a held-out face rendered like the labeler renders a sample's maps, fitted with the dataset's reference
+    rng = np.random.default_rng(123)
+    grid, lms = _posed(files, rng, _coeffs(rng, _N_ID, 40), _coeffs(rng, _N_EXP, 10))
+    depth, corr, mask = render_grid_labels(grid, grid_triangles(), ref.vertices[:n], _S)
+    assert 0.3 < mask.mean() < 0.7
+    # uv_lookup caches by layout, not by name alone: a real "3ddfa-bfm4096-ncc" lookup built first must not serve
+    # this synthetic layout of the same name
+    real_like = dataclasses.replace(ref, vertices=ref.vertices[:, ::-1].copy())
+    model_fit.uv_lookup(real_like)
+    assert not np.array_equal(model_fit.uv_lookup(real_like), model_fit.uv_lookup(ref))
+    fit = model_fit.fit_face_model(depth, corr, mask, model, reference=ref)
+    assert fit.vertices.shape == (n + 68, 3) and fit.landmarks68.shape == (68, 2)
+    err = np.linalg.norm(fit.landmarks68 - lms[:, :2], axis=1)
+    # measured (face 104 px wide): mean 0.10 px, max 0.24 px with the default prior (noise_px 5 shrinks the
+    # coefficients); with a weak prior mean 0.0035, max 0.0068 px; the mean shape alone (modes zeroed) 1.06 px
+    assert err.mean() < 0.25 and err.max() < 0.6
+    weak = model_fit.fit_face_model(depth, corr, mask, model, model_fit.FitConfig(noise_px=0.1), reference=ref)
+    err_weak = np.linalg.norm(weak.landmarks68 - lms[:, :2], axis=1)
+    assert err_weak.mean() < 0.02 and err_weak.max() < 0.05
+    rigid = dataclasses.replace(model, id_basis=np.zeros_like(model.id_basis), exp_basis=np.zeros_like(model.exp_basis))
+    err_rigid = np.linalg.norm(model_fit.fit_face_model(depth, corr, mask, rigid, reference=ref).landmarks68
+                               - lms[:, :2], axis=1)
+    assert err_rigid.mean() > 4 * err.mean()  # the modes do the work
+
+
+def test_prepare_face_model_cli_writes_beside_a_3ddfa_dataset(tddfa_face_dataset, tmp_path, monkeypatch, capsys):
+    """Default output of a non-default space: DATASET/face_model.npz, never the package asset."""
+    import data_prep.face_model as face_model_module
+    from data_prep.face_model import FACE_MODEL_PATH, load_face_model
+    from data_prep.label_tddfa import CORRESPONDENCE_SPACE
+
+    root, _ = tddfa_face_dataset
+    out = root / "face_model.npz"
+    out.unlink(missing_ok=True)
+    asset = (FACE_MODEL_PATH.stat().st_mtime_ns, FACE_MODEL_PATH.read_bytes()) if FACE_MODEL_PATH.exists() else None
+    # should the default go wrong, it overwrites a stand-in, not the committed asset
+    stand_in = tmp_path / "asset_face_model.npz"
+    stand_in.write_bytes(b"stand-in")
+    monkeypatch.setattr(face_model_module, "FACE_MODEL_PATH", stand_in)
+    assert cli_main(["prepare", "face-model", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert str(out) in captured.err
+    assert json.loads(captured.out)["correspondence_space"] == CORRESPONDENCE_SPACE
+    assert stand_in.read_bytes() == b"stand-in"
+    now = (FACE_MODEL_PATH.stat().st_mtime_ns, FACE_MODEL_PATH.read_bytes()) if FACE_MODEL_PATH.exists() else None
+    assert now == asset
+    model = load_face_model(out)
+    assert model.n_vertices == GRID * GRID + 68
+    with np.load(out, allow_pickle=False) as z:
+        assert json.loads(str(z["card"]))["correspondence_space"] == CORRESPONDENCE_SPACE

@@ -85,13 +85,17 @@ class ModelFit:
                 "rms_px": round(self.rms_px, 4), "pixels": self.n_pixels}
 
 
-_LOOKUPS: dict[tuple[str, int], np.ndarray] = {}
+_LOOKUPS: dict[tuple[str, str, int], np.ndarray] = {}
 
 
 def uv_lookup(reference: ReferenceFace, size: int = 512) -> np.ndarray:
     """(size, size) triangle index of ``reference``'s (u, v) layout at (u, v) (row = (1 - v) * (size - 1)),
-    -1 outside; built once per reference (by name) and size."""
-    key = (reference.name, int(size))
+    -1 outside; built once per reference layout (its name, (u, v) and triangles) and size."""
+    import hashlib
+
+    layout = hashlib.sha1(np.ascontiguousarray(reference.vertices[:, :2]).tobytes()
+                          + np.ascontiguousarray(reference.triangles).tobytes()).hexdigest()
+    key = (reference.name, layout, int(size))
     if key not in _LOOKUPS:
         from data_prep.rasterize import rasterize
 
