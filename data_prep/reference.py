@@ -89,13 +89,16 @@ def _load(path: str) -> ReferenceFace:
     )
 
 
-def dataset_reference(root: str | Path, manifest: dict) -> ReferenceFace:
+def dataset_reference(root: str | Path, manifest: dict, required: bool = True) -> ReferenceFace | None:
     """The reference face of a dataset's correspondence space: ``root/reference.npz`` where the dataset has one,
     else the package's (space ``facevision-reference-v1``). ValueError naming the folder when the manifest's space
-    and the reference's differ, or when no reference of the manifest's space exists."""
+    and the reference's differ, or when no reference of the manifest's space exists (None then, unless
+    ``required``: generated toy data has no face to read landmarks from)."""
     space = manifest.get("correspondence_space", CORRESPONDENCE_SPACE)
     path = Path(root) / DATASET_REFERENCE_FILE
     ref = load_reference(path) if path.is_file() else load_reference() if space == CORRESPONDENCE_SPACE else None
+    if ref is None and not required:
+        return None
     if ref is None:
         raise ValueError(f"{root}: maps in correspondence space {space!r} need {DATASET_REFERENCE_FILE} beside the "
                          "manifest (written by `facevision prepare`)")

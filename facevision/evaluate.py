@@ -184,7 +184,7 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
     base_depth = np.where(base_mask, base["depth"], 0.0).astype(np.float32)
     base_corr = np.where(base_mask[..., None], base["corr"], 0.0).astype(np.float32)
     model = model.to(device).eval()
-    reference = dataset_reference(root, manifest)
+    reference = dataset_reference(root, manifest, required=False)  # None: no face space, no landmark NME
     ours, baseline = MapScores(reference), MapScores(reference)
     for i in range(0, len(ids), config.batch_size):
         samples = [read_sample(root, sid) for sid in ids[i:i + config.batch_size]]
@@ -194,7 +194,7 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
         depth, corr, mask = decode_outputs(out, size, config.mask_threshold, masked=False)
         for k, s in enumerate(samples):
             try:
-                label_lm = landmarks_from_corr(s.corr, s.mask, reference).points
+                label_lm = None if reference is None else landmarks_from_corr(s.corr, s.mask, reference).points
             except ValueError:
                 label_lm = None
             ours.add(depth[k], corr[k], mask[k], s, label_lm)

@@ -127,3 +127,16 @@ def test_cli_prints_a_table_and_json_on_request(dataset, tmp_path, capsys):
     assert set(out["model"]) >= {"depth_mae_px", "corr_mae", "mask_iou", "landmark_nme"}
     assert json.loads((tmp_path / "e.json").read_text())["model"] == out["model"]
     assert main(["evaluate", "--data", str(tmp_path / "none"), "--checkpoint", str(ckpt)]) == 1
+
+
+def test_cli_refuses_a_checkpoint_of_another_space(dataset, tmp_path, capsys):
+    """A checkpoint trained on maps of another correspondence space is not scored against these labels."""
+    from facevision.cli import main
+    from facevision.model.checkpoint import save_generator
+    from facevision.model.generator import DualUnetGenerator
+
+    ckpt = save_generator(tmp_path / "g8.safetensors", DualUnetGenerator(),
+                          {"correspondence_space": "3ddfa-bfm4096-ncc"})
+    assert main(["evaluate", "--data", str(dataset), "--checkpoint", str(ckpt), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "3ddfa-bfm4096-ncc" in err and "facevision-reference-v1" in err and str(ckpt) in err

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = EvaluateConfig(split=args.split, limit=args.limit, batch_size=args.batch_size,
                          baseline_limit=args.baseline_limit)
     try:
+        _check_same_space(ckpt, args.data)
         result = evaluate(args.data, model, cfg, device=device)
     except (DatasetFormatError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -59,3 +60,16 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         atomic_write_json(args.output, result)
     return 0
+
+
+def _check_same_space(checkpoint, data) -> None:
+    """ValueError when the checkpoint names a correspondence space other than the dataset's (its maps would be
+    scored against labels in another colour code)."""
+    from data_prep.dataset_format import read_manifest
+    from data_prep.reference import CORRESPONDENCE_SPACE
+    from facevision.model.checkpoint import read_generator_metadata
+
+    ours = read_generator_metadata(checkpoint).get("correspondence_space", CORRESPONDENCE_SPACE)
+    theirs = read_manifest(data).get("correspondence_space", CORRESPONDENCE_SPACE)
+    if ours not in (theirs, "unknown"):
+        raise ValueError(f"{checkpoint}: maps in correspondence space {ours!r}, but {data} is labelled in {theirs!r}")
