@@ -185,6 +185,8 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
 
         if not cfg.tddfa_dir:
             raise ValueError("--labeler 3ddfa-v2 needs --tddfa-dir DIR (the 3DDFA_V2 regressor and face model)")
+        if cfg.depth_scale != 1.0:
+            raise ValueError("--depth-scale stretches Face Mesh's depth; 3DDFA_V2's 3DMM faces are to scale")
         load_regressor(load_tddfa_files(cfg.tddfa_dir).weights)  # a bad folder fails here, named, before any worker
     root, out = Path(root), Path(out)
     _check_same_labeler(out, cfg.labeler)

@@ -90,3 +90,12 @@ def test_real_photos_kept_split_and_resumed(lfw_root, tmp_path):
     (out / "samples" / victim / "mask.png").unlink()
     again = prepare_lfw(root, out, PrepareConfig(workers=1, progress=False))
     assert again["processed_this_run"] == 1 and again["kept"] == 2
+
+
+def test_depth_scale_is_refused_for_3ddfa_labels() -> None:
+    """--depth-scale stretches Face Mesh's flat depth; a 3DMM's faces are to scale, so it is an error there."""
+    from data_prep.prepare import PrepareConfig, prepare_lfw
+
+    with pytest.raises(ValueError, match="depth-scale"):
+        prepare_lfw("/nonexistent", "/nonexistent-out",
+                    PrepareConfig(labeler="3ddfa-v2", tddfa_dir="/nonexistent", depth_scale=1.17, progress=False))

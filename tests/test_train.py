@@ -181,3 +181,23 @@ def test_init_starts_a_new_run_from_a_generator(toy_data: Path, tmp_path: Path) 
         if "running" in k or "num_batches" in k:  # batch-norm statistics move even at lr 0
             continue
         assert torch.equal(v, ref[k]), k
+
+
+def test_resume_refuses_data_of_another_correspondence_space(tmp_path, capsys) -> None:
+    """A run keeps learning the space it began with: resuming it on a dataset of another space is refused, naming both."""
+    import json
+
+    from data_prep.toy import make_toy_dataset
+    from facevision.cli import main
+
+    first, second, out = tmp_path / "a", tmp_path / "b", tmp_path / "run"
+    make_toy_dataset(first, count=4, size=64, seed=0)
+    make_toy_dataset(second, count=4, size=64, seed=1)
+    manifest = json.loads((second / "manifest.json").read_text())
+    manifest["correspondence_space"] = "3ddfa-bfm4096-ncc"
+    (second / "manifest.json").write_text(json.dumps(manifest))
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"data": str(first)}))
+    assert main(["train", "--data", str(second), "--out", str(out), "--resume", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "correspondence spaces" in err and str(first) in err and str(second) in err

@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     )
     model_cfg = ModelConfig(encoder_name=args.encoder, encoder_weights=args.encoder_weights)
     try:
+        if args.resume:
+            _check_resume_space(args.out, args.data)
         train(args.data, args.out, cfg, model_cfg, device=args.device, resume=args.resume,
               save_every_steps=args.save_every_steps, init_generator=args.init)
     except (DatasetFormatError, RunFolderError, CheckpointError, ValueError) as exc:
@@ -83,3 +85,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"facevision train: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_resume_space(out: str, data: str) -> None:
+    """A resumed run keeps learning maps of the correspondence space it began with: DatasetFormatError naming both
+    datasets when ``data`` is labelled in another space than the run's first dataset (``OUT/config.json``)."""
+    import json
+    from pathlib import Path
+
+    from data_prep.dataset_format import check_same_space, read_manifest
+
+    try:
+        before = json.loads((Path(out) / "config.json").read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        return  # no record of the run's data: the train loop reports a missing run itself
+    if before and Path(before).resolve() != Path(data).resolve() and (Path(before) / "manifest.json").is_file():
+        check_same_space({before: read_manifest(before), data: read_manifest(data)})
