@@ -24,7 +24,8 @@ __all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "nati
 class DetectConfig:
     """Face detector settings.
 
-    min_score: MediaPipe detection confidence threshold.
+    min_score: detection confidence threshold in [0, 1]: detections scoring below it are dropped. Applied by
+        :func:`detect_faces` itself, because MediaPipe 0.10.21 ignores its own ``min_detection_confidence``.
     model_selection: 0 = short-range model (faces within ~2 m, e.g. LFW, portraits), 1 = full-range.
     min_size_frac: boxes whose longer side is below this fraction of the image's shorter side are
         ignored (tiny background faces are not "a second face" a label could be confused with).
@@ -33,6 +34,10 @@ class DetectConfig:
     min_score: float = 0.5
     model_selection: int = 0
     min_size_frac: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:  # also refuses NaN
+            raise ValueError(f"DetectConfig.min_score must be a confidence in [0, 1], got {self.min_score}")
 
 
 @dataclass(frozen=True)
@@ -96,13 +101,16 @@ def detect_faces(image_rgb: np.ndarray, config: DetectConfig = DetectConfig()) -
     result = det.process(image_rgb)
     faces: list[FaceBox] = []
     for d in result.detections or []:
+        score = float(d.score[0])
+        if score < config.min_score:  # MediaPipe does not apply min_detection_confidence itself
+            continue
         bb = d.location_data.relative_bounding_box
         x0, y0 = bb.xmin * w, bb.ymin * h
         x1, y1 = x0 + bb.width * w, y0 + bb.height * h
         if max(x1 - x0, y1 - y0) < config.min_size_frac * min(h, w):
             continue
         kps = tuple((float(k.x * w - 0.5), float(k.y * h - 0.5)) for k in d.location_data.relative_keypoints)
-        faces.append(FaceBox(box=(float(x0), float(y0), float(x1), float(y1)), score=float(d.score[0]), keypoints=kps))
+        faces.append(FaceBox(box=(float(x0), float(y0), float(x1), float(y1)), score=score, keypoints=kps))
     faces.sort(key=lambda f: -f.score)
     return faces
 

@@ -5,6 +5,12 @@ Identities are shuffled with ``SplitConfig.seed`` and walked in that order: an i
 the rest to ``train``. Identities with more than ``max_eval_photos`` photos always go to train so
 that no single person (LFW has one with 530 photos) dominates an evaluation split. The split
 depends only on the list of (identity, photo count) pairs, never on which photos survive labelling.
+
+Small sets: with at least ``min_identities_for_eval`` identities, test and val each get at least one
+identity even when the fractions give them none (4 people x 5 photos would otherwise all go to train and
+leave nothing to validate on): an empty evaluation split (test first, then val) takes the train identity with
+the fewest photos (the earliest in the shuffled order among equals), preferring those within
+``max_eval_photos``. Sets whose fractions already fill both splits are assigned exactly as before.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ class SplitConfig:
     test_frac: float = 0.045
     val_frac: float = 0.04
     max_eval_photos: int = 20
+    min_identities_for_eval: int = 3  # from this many identities on, test and val never stay empty
 
 
 def split_identities(photo_counts: Mapping[str, int], config: SplitConfig = SplitConfig()) -> dict[str, str]:
@@ -43,4 +50,9 @@ def split_identities(photo_counts: Mapping[str, int], config: SplitConfig = Spli
                     filled[s] += n
                     break
         out[name] = split
+    if len(names) >= config.min_identities_for_eval:
+        for s in ("test", "val"):
+            train = [k for k in names if out[k] == "train"]  # in shuffled order: min() keeps the earliest
+            if s not in out.values() and len(train) > 1:
+                out[min(train, key=lambda k: (photo_counts[k] > config.max_eval_photos, photo_counts[k]))] = s
     return out

@@ -213,3 +213,123 @@ def test_facevision_angles_differ_from_aflw_order_at_large_yaw():
     assert angles_in_aflw_order(angles_to_rotation(10.0, 5.0, 3.0)) == pytest.approx((10.0, 5.0, 3.0), abs=1.5)
     far = angles_in_aflw_order(angles_to_rotation(75.0, 20.0, 10.0))
     assert abs(far[1] - 20.0) > 5.0  # the same rotation, other Euler angles: comparing raw angles would be wrong
+
+
+def _strict_json(text: str) -> dict:
+    """json.loads that refuses NaN / Infinity (which Python's json writes by default, and JSON does not allow)."""
+    def refuse(name):
+        raise ValueError(f"invalid JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _good_and_bad_folder(root: Path) -> None:
+    """image00000: good (|yaw| 11 deg, bin 0 only); image00001: not a .mat file; image00002: wrong pt3d_68 shape;
+    image00003: NaN in the annotation."""
+    rng = np.random.default_rng(5)
+    _write_photo(root, "image00000", _landmarks(rng), 0.0, 0.2, 0.0)
+    _write_photo(root, "image00001", _landmarks(rng), 0.0, 0.2, 0.0)
+    (root / "image00001.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated garbage \x00\x01\x02")
+    _write_photo(root, "image00002", _landmarks(rng), 0.0, 0.2, 0.0)
+    savemat(root / "image00002.mat", {"pt3d_68": np.zeros((3, 5)), "Pose_Para": np.zeros((1, 7))})
+    lm = _landmarks(rng)
+    lm[7] = np.nan
+    _write_photo(root, "image00003", lm, 0.0, 0.2, 0.0)
+
+
+def _exact(image, ann):
+    return AflwPrediction(landmarks=ann.landmarks.copy(), yaw=ann.yaw, pitch=ann.pitch, roll=ann.roll)
+
+
+def test_bad_mat_files_are_skipped_counted_and_named(tmp_path):
+    _good_and_bad_folder(tmp_path)
+    s, recs = run_benchmark(tmp_path, _exact)
+    assert [r["photo"] for r in recs] == ["image00000.jpg"]
+    assert s["photos"] == 1 and s["failed"] == 0 and s["nme_bins"]["[0,30)"] == 0.0
+    assert s["bad_files"] == 3
+    bad = {b["photo"]: b["error"] for b in s["bad_file_errors"]}
+    assert sorted(bad) == ["image00001.jpg", "image00002.jpg", "image00003.jpg"]
+    for name, error in bad.items():
+        assert name.replace(".jpg", ".mat") in error
+    assert "pt3d_68" in bad["image00002.jpg"] and "not finite" in bad["image00003.jpg"]
+
+
+@pytest.mark.parametrize("landmarks", [np.full((68, 2), np.nan), np.full((68, 2), np.inf), np.zeros((5, 2))])
+def test_unusable_landmarks_fail_that_photo_naming_it(tmp_path, landmarks):
+    rng = np.random.default_rng(6)
+    for i in range(2):
+        _write_photo(tmp_path, f"image{i:05d}", _landmarks(rng), 0.0, 0.2, 0.0)
+
+    calls = []
+
+    def method(image, ann):  # the second photo (sorted by name) gets the unusable landmarks
+        calls.append(1)
+        return AflwPrediction(landmarks=landmarks if len(calls) == 2 else ann.landmarks.copy(), yaw=ann.yaw,
+                              pitch=ann.pitch, roll=ann.roll)
+
+    s, recs = run_benchmark(tmp_path, method)
+    assert s["photos"] == 2 and s["failed"] == 1 and s["bad_files"] == 0
+    assert recs[0]["nme"] == 0.0 and recs[1]["nme"] is None and "groups" not in recs[1]
+    assert "image00001.jpg" in recs[1]["error"]
+    assert math.isfinite(s["nme_mean"]) and s["pose_photos"] == 1
+
+
+def test_non_finite_angles_fail_that_photo_naming_it(tmp_path):
+    _write_photo(tmp_path, "image00000", _landmarks(np.random.default_rng(8)), 0.0, 0.2, 0.0)
+
+    def method(image, ann):
+        return AflwPrediction(landmarks=ann.landmarks.copy(), yaw=float("nan"), pitch=0.0, roll=0.0)
+
+    s, recs = run_benchmark(tmp_path, method)
+    assert s["failed"] == 1 and s["pose_photos"] == 0 and "image00000.jpg" in recs[0]["error"]
+    assert "angles" in recs[0]["error"]
+
+
+def test_method_value_error_fails_that_photo_and_the_run_goes_on(tmp_path):
+    rng = np.random.default_rng(7)
+    for i in range(2):
+        _write_photo(tmp_path, f"image{i:05d}", _landmarks(rng), 0.0, 0.2, 0.0)
+    calls = []
+
+    def method(image, ann):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("crop is empty")
+        return _exact(image, ann)
+
+    s, recs = run_benchmark(tmp_path, method)
+    assert s["failed"] == 1 and recs[1]["nme"] == 0.0
+    assert "image00000.jpg" in recs[0]["error"] and "crop is empty" in recs[0]["error"]
+
+
+def _run_cli(argv, monkeypatch, capsys):
+    import facevision.benchmark.aflw2000 as aflw
+    from facevision.cli import main
+
+    monkeypatch.setattr(aflw, "labeler_method", lambda cfg, mirror_average=False: _exact)
+    rc = main(["benchmark", "aflw2000", *argv, "--method", "labeler", "-q"])
+    return rc, capsys.readouterr()
+
+
+def test_cli_reports_bad_files_and_writes_valid_json(tmp_path, monkeypatch, capsys):
+    _good_and_bad_folder(tmp_path)
+    rc, io_ = _run_cli([str(tmp_path), "--json"], monkeypatch, capsys)
+    assert rc == 0
+    out = _strict_json(io_.out)  # empty yaw bins are null, not NaN
+    assert out["nme_bins"] == {"[0,30)": 0.0, "[30,60)": None, "[60,90]": None}
+    assert out["nme_mean3"] is None and out["photos"] == 1 and out["bad_files"] == 3
+    assert [b["photo"] for b in out["bad_file_errors"]] == ["image00001.jpg", "image00002.jpg", "image00003.jpg"]
+    for i in (1, 2, 3):  # stderr names each bad file once
+        assert io_.err.count(f"image0000{i}.mat") == 1
+    rc, io_ = _run_cli([str(tmp_path)], monkeypatch, capsys)
+    assert rc == 0 and "3 bad files skipped" in io_.out.splitlines()[0]
+    assert io_.err.count("image00002.mat") == 1
+
+
+def test_json_safe_replaces_non_finite_numbers_with_null():
+    from facevision.commands.benchmark import json_safe
+
+    got = json_safe({"a": float("nan"), "b": [1.5, float("inf"), {"c": -float("inf")}], "d": (2, None), "e": "nan",
+                     "f": np.float64("nan"), "g": np.float32(0.5), "h": np.int64(3)})
+    assert json.dumps(got, allow_nan=False) == ('{"a": null, "b": [1.5, null, {"c": null}], "d": [2, null], '
+                                                '"e": "nan", "f": null, "g": 0.5, "h": 3}')

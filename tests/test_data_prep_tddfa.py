@@ -427,7 +427,8 @@ def test_benchmark_aflw2000_with_the_3ddfa_labeler(tddfa_dir, aflw_root):
     assert rc == 0
     out = json.loads(buf.getvalue())
     one = {"yaw_gt": 0.0, "pitch_gt": 0.0, "roll_gt": 0.0, "nme": 0.01, "yaw": 0.0, "pitch": 0.0, "roll": 0.0}
-    network_keys = set(summarize([one])) | {"seconds", "method", "mirror_average"}  # what --method network prints
+    network_keys = set(summarize([one])) | {"seconds", "method", "mirror_average", "bad_files",
+                                            "bad_file_errors"}  # what --method network prints
     assert set(out) == network_keys | {"labeler", "passes"}
     assert out["labeler"] == "3ddfa-v2" and out["passes"] == 2 and out["method"] == "labeler"
     assert out["photos"] == 40 and out["failed"] == 0 and min(out["bin_counts"].values()) >= 1

@@ -227,3 +227,47 @@ def test_all_faces_writes_one_folder_per_face(inputs, tmp_path, monkeypatch):
         r0, r1 = (json.loads((tmp_path / "o" / name / f"face{k}" / "result.json").read_text()) for k in (0, 1))
         assert r0["bbox"] == list(boxes[1].box) and r1["bbox"] == list(boxes[0].box)  # largest first
         assert r0["face_index"] == 0 and r1["face_index"] == 1
+
+
+@pytest.mark.parametrize("score", ["1.5", "-0.1", "nan"])
+def test_cli_min_score_out_of_range_is_an_error_naming_the_flag(inputs, tmp_path, capsys, score):
+    rc = main(["predict", str(inputs["rgb"]), "-o", str(tmp_path / "o"), "--min-score", score, "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--min-score" in err and "[0, 1]" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # refused before anything ran
+
+
+def test_cli_flame_without_a_model_is_an_error(inputs, tmp_path, capsys, monkeypatch):
+    from facevision.flame.model import FLAME_MODEL_ENV
+
+    monkeypatch.delenv(FLAME_MODEL_ENV, raising=False)
+    rc = main(["predict", str(inputs["rgb"]), "-o", str(tmp_path / "o"), "--flame", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.splitlines()) == 1  # one line: what is missing and how to give it
+    assert "no FLAME model file" in err and "--flame-model" in err and FLAME_MODEL_ENV in err
+    assert "--flame-optional" in err
+    assert not (tmp_path / "o").exists()  # refused before the network loads
+    # a model file that is not there: the same, naming the file (given by the flag or by the variable)
+    monkeypatch.setenv(FLAME_MODEL_ENV, str(tmp_path / "nowhere.pkl"))
+    assert main(["predict", str(inputs["rgb"]), "-o", str(tmp_path / "o"), "--flame", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere.pkl" in err and FLAME_MODEL_ENV in err and len(err.splitlines()) == 1
+    assert main(["predict", str(inputs["rgb"]), "-o", str(tmp_path / "o"), "--flame-model",
+                 str(tmp_path / "gone.npz"), "-q"]) == 2
+    assert "gone.npz" in capsys.readouterr().err
+
+
+def test_cli_flame_optional_warns_and_goes_on(inputs, tmp_path, capsys, monkeypatch, random_checkpoint):
+    import facevision.predict.predictor as pp
+    from facevision.flame.model import FLAME_MODEL_ENV
+
+    monkeypatch.delenv(FLAME_MODEL_ENV, raising=False)
+    monkeypatch.setattr(pp, "detect_faces", lambda image, config: [FaceBox(FACE_BOX, 0.9)])
+    out = tmp_path / "o"
+    rc = main(["predict", str(inputs["rgb"]), "-o", str(out), "--flame", "--flame-optional", "--no-mesh",
+               "--checkpoint", str(random_checkpoint), "--writers", "0", "--device", "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "warning: no FLAME model file given" in err and "Continuing without FLAME" in err
+    res = json.loads((out / "rgb" / "face0" / "result.json").read_text())
+    assert "flame" not in res and json.loads((out / "summary.json").read_text())["counts"]["ok"] == 1

@@ -96,6 +96,27 @@ def test_display_size_is_configurable(out):
     assert small < big
 
 
+def test_a_photo_name_that_is_not_utf8_is_shown_escaped(tmp_path):
+    """A file named b"caf\\xe9.jpg" (Linux allows any bytes) failed the whole page; its name is now escaped."""
+    import os
+
+    folder = os.fsencode(tmp_path)
+    try:
+        with open(os.path.join(folder, b"caf\xe9.jpg"), "wb") as fh:
+            Image.fromarray(_photo_like()).save(fh, format="JPEG", quality=92)
+        with open(os.path.join(folder, b"bad\xff.jpg"), "wb") as fh:  # fails: its name in the failed list
+            fh.write(b"not an image")
+    except (OSError, UnicodeError) as exc:
+        pytest.skip(f"this file system refuses names that are not UTF-8 ({exc})")
+    f = render_reference(128, 15, 5, 0)
+    p = _OneFace(fixed_maps_model(f.depth, f.corr, f.mask), PredictConfig())
+    photos = [os.fsdecode(os.path.join(folder, n)) for n in (b"caf\xe9.jpg", b"bad\xff.jpg")]
+    s = run_batch(p, photos, tmp_path / "out", BatchConfig(log=False, report=True))
+    assert s["counts"] == {"ok": 1, "failed": 1, "skipped": 0} and "report_error" not in s
+    page = (tmp_path / "out" / "report.html").read_bytes().decode("utf-8")  # strict: the page is valid UTF-8
+    assert page.count("<button") == 1 and "caf\\xe9.jpg" in page and "bad\\xff.jpg" in page
+
+
 def _chromium() -> str:
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:

@@ -201,3 +201,27 @@ def test_resume_refuses_data_of_another_correspondence_space(tmp_path, capsys) -
     assert main(["train", "--data", str(second), "--out", str(out), "--resume", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "correspondence spaces" in err and str(first) in err and str(second) in err
+
+
+def test_a_dataset_without_val_trains_without_validation(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A small dataset whose split gave val nothing: training goes on (one warning), logs no val metrics, and
+    best.safetensors is the last epoch's generator."""
+    data, run = tmp_path / "toy", tmp_path / "run"
+    make_toy_dataset(data, count=4, size=SIZE, seed=0)
+    manifest = json.loads((data / "manifest.json").read_text())
+    for s in manifest["samples"]:
+        s["split"] = "train"
+    manifest.pop("split_counts", None)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "2", "--batch-size", "2",
+                 "--max-steps-per-epoch", "1", "--workers", "0", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no samples in split 'val'") == 1 and "without validation" in err
+    with open(run / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and not any(k.startswith("val_") for k in rows[0])
+    assert not (run / "vis").exists()
+    best, last = load_generator(run / "best.safetensors"), load_generator(run / "last.safetensors")
+    for (k, a), b in zip(best.state_dict().items(), last.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert load_training_state(run / "last.pt")["epoch"] == 2

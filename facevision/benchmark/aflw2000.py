@@ -121,10 +121,15 @@ def read_annotation(mat_path: str | Path) -> AflwAnnotation:
     pts, pose = m.get("pt3d_68"), m.get("Pose_Para")
     if pts is None or pose is None or np.size(pose) < 3:
         raise ValueError(f"{mat_path}: needs pt3d_68 (3 x 68) and Pose_Para (1 x 7)")
-    pts = np.asarray(pts, dtype=np.float64)
+    try:
+        pts = np.asarray(pts, dtype=np.float64)
+        p = np.asarray(pose, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:  # cells, structs or strings where numbers belong
+        raise ValueError(f"{mat_path}: pt3d_68 and Pose_Para must be numeric arrays ({exc})") from exc
     if pts.ndim != 2 or pts.shape[0] < 2 or pts.shape[1] != 68:
         raise ValueError(f"{mat_path}: pt3d_68 has shape {pts.shape}, expected (3, 68)")
-    p = np.asarray(pose, dtype=np.float64).ravel()
+    if not (np.isfinite(pts[:2]).all() and np.isfinite(p[:3]).all()):
+        raise ValueError(f"{mat_path}: pt3d_68 or Pose_Para holds values that are not finite (NaN or inf)")
     yaw, pitch, roll = aflw_angles_to_ours(p[0], p[1], p[2])
     return AflwAnnotation(landmarks=pts[:2].T.copy(), yaw=yaw, pitch=pitch, roll=roll)
 
@@ -255,12 +260,35 @@ def _group_summary(records: list[dict]) -> dict:
 Method = Callable[[np.ndarray, AflwAnnotation], AflwPrediction]
 
 
+def _check_prediction(pred: AflwPrediction, photo: Path) -> AflwPrediction:
+    """``pred`` if its landmarks (when given) are a finite (68, 2) array and its angles (when given) are finite;
+    else a failed prediction whose error names the photo and what was wrong."""
+    if pred.landmarks is None:
+        return pred
+    lm = np.asarray(pred.landmarks)
+    why = None
+    if lm.shape != (68, 2):
+        why = f"the method returned landmarks of shape {lm.shape}, expected (68, 2)"
+    elif not np.isfinite(lm).all():
+        why = "the method returned landmarks that are not finite (NaN or inf)"
+    elif pred.yaw is not None and not all(math.isfinite(float(a)) for a in (pred.yaw, pred.pitch, pred.roll)):
+        why = "the method returned angles that are not finite (NaN or inf)"
+    if why is None:
+        return pred
+    return AflwPrediction(landmarks=None, fallback=pred.fallback, error=f"{photo}: {why}")
+
+
 def run_benchmark(root: str | Path, method: Method, config: AflwConfig = AflwConfig(),
                   progress: bool = False) -> tuple[dict, list[dict]]:
     """Score ``method`` (photo RGB, annotation -> :class:`AflwPrediction`) on every photo under ``root``.
 
     The annotation is given to the method only to pick the detection and the fallback box
     (:func:`nearest_box`, :func:`fallback_box`). Returns (summary, per-photo records).
+
+    A photo whose ``.mat`` is unreadable or malformed is skipped: the summary counts it in ``bad_files`` and
+    lists it in ``bad_file_errors`` (``{"photo": name, "error": message}``). A photo the method fails on (an
+    unreadable photo, a ValueError, landmarks that are not a finite (68, 2) array) is a record with ``nme`` None
+    and an ``error`` naming the photo, counted in ``failed``.
     """
     from data_prep.io import ImageReadError, read_photo
 
@@ -273,15 +301,26 @@ def run_benchmark(root: str | Path, method: Method, config: AflwConfig = AflwCon
 
         it = tqdm(photos, desc="AFLW2000-3D", unit="photo")
     records = []
+    bad_files: list[dict] = []
     t0 = time.perf_counter()
     for photo in it:
-        ann = read_annotation(photo.with_suffix(".mat"))
+        try:
+            ann = read_annotation(photo.with_suffix(".mat"))
+        except ValueError as exc:
+            bad_files.append({"photo": photo.name, "error": str(exc)})
+            continue
         rec: dict = {"photo": photo.name, "yaw_gt": ann.yaw, "pitch_gt": ann.pitch, "roll_gt": ann.roll,
                      "nme": None, "yaw": None, "pitch": None, "roll": None, "fallback": False}
         try:
-            pred = method(read_photo(photo), ann)
+            image = read_photo(photo)
         except ImageReadError as exc:
             pred = AflwPrediction(landmarks=None, error=str(exc))
+        else:
+            try:
+                pred = _check_prediction(method(image, ann), photo)
+            except ValueError as exc:  # the project's errors for one bad input; the run goes on
+                msg = str(exc)
+                pred = AflwPrediction(landmarks=None, error=msg if str(photo) in msg else f"{photo}: {msg}")
         rec["fallback"] = pred.fallback
         if pred.landmarks is not None:
             rec["nme"] = nme(pred.landmarks, ann.landmarks)
@@ -292,6 +331,8 @@ def run_benchmark(root: str | Path, method: Method, config: AflwConfig = AflwCon
             rec["error"] = pred.error or "no landmarks"
         records.append(rec)
     summary = summarize(records, config)
+    summary["bad_files"] = len(bad_files)
+    summary["bad_file_errors"] = bad_files
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary, records
 

@@ -5,8 +5,10 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 NAME = "benchmark"
 
@@ -88,7 +90,7 @@ def run_identity_stability(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"facevision benchmark identity-stability: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(out) if args.json else
+    print(dumps(out) if args.json else
           f"{out['people']} people, {out['photos_per_half']} photos per half: same/different distance ratio "
           f"{out['ratio_single_photo']:.3f} single-photo, {out['ratio_shared']:.3f} shared fit")
     return 0
@@ -111,7 +113,7 @@ def run_lfw_pairs(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(out))
+        print(dumps(out))
     else:
         print(f"LFW pairs: {out['pairs']} pairs, {out['photos']} photos ({out['photos_without_code']} without a code)\n"
               f"accuracy         {out['accuracy']:.2f} % (std {out['accuracy_std']:.2f} over folds)\n"
@@ -119,12 +121,34 @@ def run_lfw_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (Python's or numpy's) replaced by None, numpy scalars by Python
+    numbers and tuples by lists, so that ``json.dumps(..., allow_nan=False)`` writes valid JSON (``null`` where
+    a figure is undefined, e.g. the NME of an empty |yaw| bin)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()  # numpy scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(summary: dict) -> str:
+    """One line of valid JSON (:func:`json_safe`; ``allow_nan=False`` refuses anything it missed)."""
+    return json.dumps(json_safe(summary), allow_nan=False)
+
+
 def format_table(summary: dict) -> str:
     """A short human-readable table of a summary from :func:`facevision.benchmark.aflw2000.summarize`."""
     bins = summary["nme_bins"]
     counts = summary["bin_counts"]
+    bad = summary.get("bad_files", 0)
     lines = [f"AFLW2000-3D: {summary['photos']} photos, {summary['failed']} failed, "
-             f"{summary['fallback_boxes']} with the fallback box",
+             f"{summary['fallback_boxes']} with the fallback box"
+             + (f", {bad} bad file{'s' if bad != 1 else ''} skipped (named on stderr)" if bad else ""),
              "NME %      " + "  ".join(f"{k:>8}" for k in bins) + "    mean3     mean",
              "           " + "  ".join(f"{v:8.2f}" for v in bins.values())
              + f"  {summary['nme_mean3']:7.2f}  {summary['nme_mean']:7.2f}",
@@ -179,12 +203,14 @@ def run_aflw2000(args: argparse.Namespace) -> int:
         if labeler == "3ddfa-v2":
             summary["passes"] = args.passes
     summary["mirror_average"] = bool(args.mirror_average)
+    for bad in summary.get("bad_file_errors", []):
+        print(f"{prog}: warning: skipped {bad['photo']}: {bad['error']}", file=sys.stderr)
     if args.csv:
         buf = io.StringIO()
-        keys = ["photo", "yaw_gt", "pitch_gt", "roll_gt", "nme", "yaw", "pitch", "roll", "fallback"]
+        keys = ["photo", "yaw_gt", "pitch_gt", "roll_gt", "nme", "yaw", "pitch", "roll", "fallback", "error"]
         w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(records)
         atomic_write_bytes(args.csv, buf.getvalue().encode())
-    print(json.dumps(summary) if args.json else format_table(summary))
+    print(dumps(summary) if args.json else format_table(summary))
     return 0

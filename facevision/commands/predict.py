@@ -64,9 +64,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="photos with more pixels are reduced to N before detection, results are given in original "
                         "pixels (default 40,000,000; bounds memory; 0 = never reduce)")
-    p.add_argument("--min-score", type=float, default=None, help="face detector confidence threshold (default 0.5)")
-    p.add_argument("--flame", action="store_true", help="also register FLAME to each face (needs a FLAME model)")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="face detector confidence threshold in [0, 1]: detections scoring below it are ignored "
+                        "(default 0.5)")
+    p.add_argument("--flame", action="store_true",
+                   help="also register FLAME to each face (needs a FLAME model: --flame-model or "
+                        "$FACEVISION_FLAME_MODEL; without one it is an error unless --flame-optional)")
+    # the variable's name is spelled out here, not imported: facevision.flame.model loads numpy, which must not
+    # load before run() sets the thread variables (one_thread_per_library)
     p.add_argument("--flame-model", type=Path, help="FLAME model file (.pkl/.npz; default $FACEVISION_FLAME_MODEL)")
+    p.add_argument("--flame-optional", action="store_true",
+                   help="with --flame: when no FLAME model file is given or found, warn and go on without FLAME "
+                        "instead of stopping with an error")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="also one line per input on stdout")
     p.set_defaults(func=run, fast_exit=True)  # everything is written and closed when run returns
@@ -85,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
         from facevision.predict.writer import one_thread_per_library  # imports neither numpy nor torch
 
         one_thread_per_library(override=False)  # read when numpy and torch load (the imports below)
-    from dataclasses import replace
 
     from data_prep.detect import DetectConfig
     from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, check_output_folder, run_batch
@@ -119,6 +127,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        detect = DetectConfig() if args.min_score is None else DetectConfig(min_score=args.min_score)
+    except ValueError as exc:
+        print(f"{prog}: error: --min-score {args.min_score}: {exc}", file=sys.stderr)
+        return 2
+    flame_model = None
+    if args.flame or args.flame_model:
+        from facevision.flame.model import FLAME_HELP, FlameModelError, FlameModelMissingError, resolve_model_path
+
+        try:  # --flame-model, else $FACEVISION_FLAME_MODEL (facevision.flame.model.FLAME_MODEL_ENV)
+            flame_model = str(resolve_model_path(args.flame_model))
+        except FlameModelError as exc:
+            # nothing given: the command line's message (FLAME_HELP), which names the flag and the variable
+            why = FLAME_HELP if isinstance(exc, FlameModelMissingError) else str(exc)
+            if not args.flame_optional:
+                print(f"{prog}: error: {why} Add --flame-optional to go on without FLAME.", file=sys.stderr)
+                return 2
+            print(f"{prog}: warning: {why} Continuing without FLAME.", file=sys.stderr)
     output = OutputConfig(mesh_frame=args.mesh_frame, texture_size=args.texture_size, outputs=outputs)
     try:
         check_output_folder(args.output)  # before the model loads: a bad OUT is reported at once
@@ -129,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
                            threads=None if threads is None else max(1, threads))
     if args.no_mesh or not output.needs_mesh:
         config.mesh = None
-    if args.min_score is not None:
-        config.detect = replace(DetectConfig(), min_score=args.min_score)
+    config.detect = detect
     try:
         predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, config=config)
     except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError (not imported: it pulls in
@@ -141,13 +166,6 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(max(1, threads))
-    flame_model = None
-    if args.flame or args.flame_model:
-        flame_model = str(args.flame_model) if args.flame_model else os.environ.get("FACEVISION_FLAME_MODEL", "")
-        if not flame_model:
-            from facevision.flame.model import FLAME_HELP
-
-            print(f"{prog}: warning: {FLAME_HELP} Continuing without FLAME.", file=sys.stderr)
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
         summary = run_batch(predictor, list(args.paths), args.output,

@@ -65,6 +65,8 @@ class OnnxNetwork:
     def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        if hasattr(ort, "disable_telemetry_events"):  # no usage events from a library run on users' photos
+            ort.disable_telemetry_events()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 0 if threads is None else max(1, int(threads))
         opts.inter_op_num_threads = 1

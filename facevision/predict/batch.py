@@ -12,10 +12,13 @@ every path written or removed is checked to lie inside OUT; OUT itself and anyth
 read as input; temporaries left in OUT by a killed run are removed on start; a write failure (disk
 full) fails that input with one line naming the file, leaving none of its faces behind; photos above
 ``max_pixels`` are reduced before detection and their results mapped back to original pixels;
-``summary.json`` keeps every input finished in OUT by earlier batches.
+``summary.json`` keeps every input finished in OUT by earlier batches. An OUT so long that ``OUT/<name>``
+or the files under it pass the file system's limits (PATH_MAX) fails each input concerned with one line
+before anything is read or written (:func:`output_folder_problem`); the rest of the batch goes on.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -42,14 +45,18 @@ from facevision.predict.shards import SHARD_SUMMARY, merge_shard_summaries, shar
 from facevision.predict.writer import WriterConfig, WriterPool, open_writer
 
 __all__ = ["BatchConfig", "IMAGE_SUFFIXES", "expand_inputs", "run_batch", "output_names", "safe_stem",
-           "check_output_folder", "OutputFolderError", "DEFAULT_MAX_PIXELS", "RESERVED_NAMES"]
+           "check_output_folder", "OutputFolderError", "DEFAULT_MAX_PIXELS", "RESERVED_NAMES",
+           "output_folder_problem", "one_line"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif", ".pgm", ".ppm")
 DEFAULT_MAX_PIXELS = 40_000_000  # larger photos are reduced to this many pixels before detection
 RESERVED_NAMES = frozenset({SUMMARY_NAME, REPORT_NAME})  # the batch's own files in OUT: never an input's folder
 _NAME_BYTES = 200  # folder names are cut to this many UTF-8 bytes (file systems allow 255)
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # escaped in the lines printed (one_line)
 _FACE_DIR = re.compile(r"^face\d+$")
+# below OUT/<name>: deeper than any path a face writes (face<k>/.fit_mesh_0.<pid>-<8 chars>.tmp.png is ~45 bytes)
+_DEEPEST = os.path.join("face000", "x" * 56)
 
 
 @dataclass
@@ -217,13 +224,34 @@ def _recorded_source(folder: Path) -> str | None:
 
 
 def _usable(out: Path | None, name: str, source: str) -> bool:
-    """``out/name`` may hold this source's results: absent, or a real folder inside OUT of the same source."""
+    """``out/name`` may hold this source's results: absent, or a real folder inside OUT of the same source.
+    A name whose path cannot even be looked up (too long) holds nothing: usable here, failed by run_batch."""
     if out is None:
         return True
     folder = out / name
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or not _inside(out, folder):
-        return False
+    try:
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or not _inside(out, folder):
+            return False
+    except OSError:  # ENAMETOOLONG and the like: output_folder_problem() names it for that input
+        return True
     return _recorded_source(folder) in (None, source)
+
+
+def output_folder_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` (``OUT/<name>``) cannot hold an input's files, or None: its path, or that of the deepest
+    file a face writes under it, is too long for the file system (ENAMETOOLONG) or cannot be looked up."""
+    for path in (out_dir, out_dir / _DEEPEST):
+        try:
+            os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return (f"output folder {out_dir}: its path ({len(os.fsencode(out_dir))} bytes, plus up to "
+                        f"{len(_DEEPEST) + 1} for the files under it) is too long for the file system "
+                        f"({exc.strerror}); use a shorter output folder or file name")
+            return f"output folder {out_dir}: cannot be used ({exc.strerror or exc})"
+    return None
 
 
 def output_names(files: list[Path], out: str | Path | None = None) -> list[str]:
@@ -470,7 +498,7 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
             records = []  # arguments that matched nothing are recorded by shard 1 only (reported by all)
     flame_fit, flame_off = _flame_setup(config.flame_model)
     if flame_off:
-        print(f"facevision predict: warning: {flame_off}; continuing without FLAME", file=sys.stderr)
+        _print(f"facevision predict: warning: {flame_off}; continuing without FLAME", sys.stderr)
     setup = _WriteSetup(predictor.config, config.output, config.render, config.log,
                         config.flame_model if flame_fit is not None else None)
     writer = config.writer
@@ -545,6 +573,11 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
                 _fail(rec, f"output folder {out_dir} would lie outside {out}")
                 bar.update()
                 continue
+            problem = output_folder_problem(out_dir)  # e.g. OUT/<name>/... longer than PATH_MAX
+            if problem:
+                _fail(rec, problem)
+                bar.update()
+                continue
             done = None if config.overwrite else _finished(out_dir, path)
             if done is not None:
                 rec.update(status="ok", faces=done.get("faces", []), skipped=True)
@@ -617,7 +650,7 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         atomic_write_json(out / name, summary)
     except OSError as exc:  # OutputWriteError: names the file and the reason (disk full...)
         summary["summary_error"] = str(exc)
-        print(f"facevision predict: error: {exc}", file=sys.stderr, flush=True)
+        _print(f"facevision predict: error: {exc}", sys.stderr)
     if config.shard is not None and "summary_error" not in summary:
         _merge_if_complete(out, config.shard[1])
     return summary
@@ -634,7 +667,7 @@ def _merge_if_complete(out: Path, n: int) -> None:
     try:
         atomic_write_json(out / SUMMARY_NAME, merged)
     except OSError as exc:
-        print(f"facevision predict: error: {exc}", file=sys.stderr, flush=True)
+        _print(f"facevision predict: error: {exc}", sys.stderr)
 
 
 class _NoBar:
@@ -673,11 +706,18 @@ def _progress_bar(config: BatchConfig, total: int) -> "_Bar | _NoBar":
     return _Bar(total) if config.progress and total else _NoBar()
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped as in a repr (a newline as ``\\n``, ESC as ``\\x1b``), so a file
+    name holding them can neither split a message line nor drive the terminal."""
+    return _CONTROL_CHARS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _print(line: str, file) -> None:
-    """One line, also from writer threads, without breaking the progress bar (tqdm.write clears and redraws it)."""
+    """One line, also from writer threads, without breaking the progress bar (tqdm.write clears and redraws it);
+    control characters in it (from file names or messages) are escaped (:func:`one_line`)."""
     from tqdm import tqdm
 
-    tqdm.write(line, file=file)
+    tqdm.write(one_line(line), file=file)
     file.flush()
 
 

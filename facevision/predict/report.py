@@ -129,6 +129,16 @@ def _face_entry(face_dir: Path, title: str, config: ReportConfig) -> tuple[str, 
     return crop, entry
 
 
+def _shown(text: Any) -> str:
+    """Text for the page: a file name that is not UTF-8 (``b"caf\\xe9.jpg"`` on Linux, held by Python as lone
+    surrogates) is shown with its bytes escaped (``caf\\xe9.jpg``) instead of failing the page's encoding."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte: its code point, escaped
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _script_json(data: Any) -> str:
     """JSON safe inside a <script> element (no ``</`` that could close it)."""
     return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
@@ -143,10 +153,10 @@ def write_report(out: str | Path, records: list[dict[str, Any]], config: ReportC
     n_ok = sum(r["status"] == "ok" for r in records)
     for rec in records:
         if rec["status"] != "ok":
-            failed.append(f'<li>{html.escape(str(rec["input"]))}: {html.escape(str(rec.get("reason")))}</li>')
+            failed.append(f'<li>{html.escape(_shown(rec["input"]))}: {html.escape(_shown(rec.get("reason")))}</li>')
             continue
         for face in rec.get("faces", []):
-            title = f'{rec["input"]} \u00b7 {face["dir"]}'
+            title = _shown(f'{rec["input"]} \u00b7 {face["dir"]}')
             got = _face_entry(out / rec["output"] / face["dir"], title, config)
             if got is None:
                 continue

@@ -4,7 +4,8 @@ Run folder layout (``--out RUN_DIR``)::
 
     last.pt              full training state (models, optimizers, epoch, step), weights_only-loadable
     last.safetensors     generator weights after the last finished epoch (for predict/evaluate)
-    best.safetensors     generator weights with the best validation score
+    best.safetensors     generator weights with the best validation score (the last epoch's when the
+                         dataset has no val split: training then goes on without validation, saying so once)
     log.csv              one row per epoch: train losses, val metrics, images/s
     vis/epoch_NNN.png    fixed validation samples: input | depth label | depth pred | corr label | corr pred
     config.json          model + training config of the run
@@ -19,6 +20,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -201,7 +203,12 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     model_config = model_config or ModelConfig()
 
     train_set = FaceMapsDataset(data, "train", AugmentConfig() if cfg.augment else None, seed=cfg.seed)
-    val_set = FaceMapsDataset(data, "val")
+    # a small dataset may have no val split: train without validation (one warning) rather than stop
+    has_val = any(s.get("split") == "val" for s in train_set.manifest["samples"])
+    val_set = FaceMapsDataset(data, "val") if has_val else None
+    if val_set is None and dist.main:
+        print(f"facevision train: warning: {data}: no samples in split 'val'; training without validation "
+              "(no val metrics; best.safetensors follows the last epoch)", file=sys.stderr, flush=True)
     size = train_set.size
     if size % 32:
         raise ValueError(f"{data}: crop size {size} must be divisible by 32 for the U-Net")
@@ -245,12 +252,13 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     workers = cfg.num_workers
     loader_kw = dict(num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=False)
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_set) > cfg.batch_size, **loader_kw)
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw) \
+        if val_set is not None else None
 
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
     # fixed validation samples for the PNG grids, spread over the split (so over many identities)
     vis_indices = frozenset(np.linspace(0, len(val_set) - 1, min(cfg.vis_samples, len(val_set))).round().astype(int).tolist()) \
-        if cfg.vis_samples > 0 else frozenset()
+        if cfg.vis_samples > 0 and val_set is not None else frozenset()
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -301,18 +309,22 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
             if save_every_steps and dist.main and step % save_every_steps == 0:
                 save_training_state(last_pt, snapshot(epoch, i + 1))
         elapsed = time.time() - t0
-        metrics, grid = validate(generator, val_loader, dev, size, vis_indices if dist.main else frozenset())
-        score = validation_score(metrics, size)
+        if val_loader is not None:
+            metrics, grid = validate(generator, val_loader, dev, size, vis_indices if dist.main else frozenset())
+            score = validation_score(metrics, size)
+            val_row = {**{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6)}
+        else:  # no val split: nothing to report; best.safetensors follows the last epoch
+            metrics, grid, score, val_row = {}, None, None, {}
         row = {"epoch": epoch + 1, "step": step, **{k: round(v / max(n_batches, 1), 6) for k, v in sums.items()},
-               **{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6),
-               "lr": opt_g.param_groups[0]["lr"], "images_per_s": round(n_images / max(elapsed, 1e-9), 2), "epoch_s": round(elapsed, 1)}
+               **val_row, "lr": opt_g.param_groups[0]["lr"], "images_per_s": round(n_images / max(elapsed, 1e-9), 2),
+               "epoch_s": round(elapsed, 1)}
         if dist.main:
             meta = {"epoch": epoch + 1, "val": metrics, "data": str(data),
                     "correspondence_space": train_set.manifest.get("correspondence_space", "unknown"),
                     "label_source": train_set.manifest.get("label_source", "unknown")}
             save_generator(out / "last.safetensors", _unwrap(generator), meta)
-            if score < best:
-                best = score
+            if score is None or score < best:
+                best = best if score is None else score
                 save_generator(out / "best.safetensors", _unwrap(generator), meta)
             if grid is not None:
                 atomic_write_png(out / "vis" / f"epoch_{epoch + 1:03d}.png", grid)
