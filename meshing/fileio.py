@@ -6,8 +6,11 @@ temporary name in the target folder (``.<stem>.<pid>-<random>.tmp<suffix>``), ch
 return value, an optional read-back check), flushed to disk and then renamed over the final name
 (``os.replace`` is atomic on POSIX). A failed write leaves nothing under the final name and raises
 :class:`OutputWriteError` naming the final file and the reason ("disk full" for ENOSPC). Temporaries left by
-a killed process are removed by :func:`remove_stale_temporaries`. Also here: :func:`native_stderr_silenced`,
-for native libraries (Open3D, MediaPipe) that print to file descriptor 2.
+a killed process are removed by :func:`remove_stale_temporaries`. A whole folder is written the same way
+(:func:`atomic_folder`): into a temporary sibling folder (``.<name>.<pid>-<random>.tmp``) that replaces the
+final one when complete, so the final name holds the old folder or the new one, never a mix, never a half.
+Also here: :func:`native_stderr_silenced`, for native libraries (Open3D, MediaPipe) that print to file
+descriptor 2.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["OutputWriteError", "write_error", "temp_prefix", "remove_stale_temporaries", "fsync_file", "atomic_write",
-           "atomic_write_bytes", "png_complete", "native_stderr_silenced"]
+           "atomic_write_bytes", "png_complete", "native_stderr_silenced", "atomic_folder", "temp_folder",
+           "replace_folder"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -97,8 +101,9 @@ def _stale_temporary(name: str) -> bool:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, max_depth: int = 2) -> list[Path]:
-    """Delete temporaries of our naming left by killed processes in ``folder`` and its subfolders down to
-    ``max_depth`` levels (symlinks are not followed; live processes' temporaries are kept). Returns them."""
+    """Delete temporaries of our naming (files, and folders of :func:`atomic_folder` with all they hold) left by
+    killed processes in ``folder`` and its subfolders down to ``max_depth`` levels (0: ``folder``'s own entries
+    only; symlinks are not followed; live processes' temporaries are kept). Returns them."""
     root = Path(folder)
     removed: list[Path] = []
     if not root.is_dir() or root.is_symlink():
@@ -234,6 +239,71 @@ def png_complete(path: str | os.PathLike) -> str | None:
     if tail != _PNG_END:
         return "truncated PNG (no end chunk)"
     return None
+
+
+def temp_folder(path: str | os.PathLike) -> Path:
+    """A new empty folder beside ``path``, named as this process's temporaries (``.<name>.<pid>-<random>.tmp``)."""
+    path = Path(path)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_folder(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename the complete folder ``tmp`` (from :func:`temp_folder`) to ``path``, replacing the folder there.
+
+    The old folder is first renamed to a temporary name (removed afterwards, or by
+    :func:`remove_stale_temporaries` if this process is killed in between), so ``path`` holds the old folder
+    or the new one, never files of both. A file or symlink at ``path`` is never replaced: OutputWriteError."""
+    tmp, path = Path(tmp), Path(path)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the folder normal permissions
+    old: list[Path] = []
+    try:
+        for _ in range(3):  # another writer may put a folder there between the two renames: move it away too
+            try:
+                os.rename(tmp, path)  # path absent, or an empty folder
+                return path
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or path.is_symlink() or not path.is_dir():
+                    raise write_error(path, exc) from None
+            trash = temp_folder(path)
+            old.append(trash)
+            try:
+                os.rename(path, trash)  # onto the empty temporary folder
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise write_error(path, exc) from None
+        raise write_error(path, problem="another process keeps putting a folder there")
+    finally:
+        for trash in old:
+            _remove_tree(trash)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a folder as a whole: the block fills the new temporary folder yielded (beside ``path``); when it
+    succeeds the folder replaces ``path`` (:func:`replace_folder`), when it fails (or is interrupted) it is
+    removed and ``path`` is left as it was. Errors are :class:`OutputWriteError` naming ``path``."""
+    path = Path(path)
+    tmp = temp_folder(path)
+    try:
+        yield tmp
+        replace_folder(tmp, path)
+    except OutputWriteError:
+        _remove_tree(tmp)
+        raise
+    except OSError as exc:
+        _remove_tree(tmp)
+        raise write_error(path, exc) from None
+    except BaseException:
+        _remove_tree(tmp)
+        raise
 
 
 @contextmanager

@@ -107,3 +107,85 @@ def test_mesh_help_lists_flags(capsys):
     for flag in ("--depth", "--corr", "--image", "--mask", "--density", "--no-spikes", "--smooth-iterations",
                  "--detail-strength", "--triangulation"):
         assert flag in text
+
+
+# ------------------------------------------------------------- Reliability II: what --depth / --corr read
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_float_depth_tiff_and_npy_are_read_as_pixels(tmp_path, maps, capsys):
+    """A float32 depth map in px (TIFF or .npy) is meshed at its own scale, not divided by 256 as 16-bit PNGs are."""
+    import cv2
+
+    _, depth, mask, _ = maps
+    d = np.where(mask, depth, 0).astype(np.float32)
+    assert cv2.imwrite(str(tmp_path / "d.tiff"), d)
+    np.save(tmp_path / "d.npy", d)
+    for name in ("d.tiff", "d.npy"):
+        out = tmp_path / f"{name}.ply"
+        rc = main(["mesh", "--depth", str(tmp_path / name), "-o", str(out), "--density", "1", "--no-spikes",
+                   "--smooth-iterations", "0", "--detail-strength", "0", "--colors", "none"])
+        assert rc == 0, capsys.readouterr().err
+        nv, _ = _counts(capsys.readouterr().out)
+        assert nv == int(mask.sum())
+        np.testing.assert_allclose(np.sort(meshing.load_mesh(out).vertices[:, 2]), np.sort(d[mask]), atol=1e-3)
+
+
+def test_colour_images_given_as_depth_are_refused_with_one_line(tmp_path, maps, capsys):
+    """A photo, predict's depth_vis.png (8-bit RGB) or corr.png (16-bit RGB) given as --depth: one line saying what
+    was given and what is expected, and no mesh."""
+    from facevision.maps.visualize import depth_to_rgb
+
+    paths, depth, mask, _ = maps
+    vis = atomic_write_png(tmp_path / "depth_vis.png", depth_to_rgb(np.where(mask, depth, 0), mask))
+    out = tmp_path / "m.ply"
+    for given, what in ((paths["image"], "8-bit RGB"), (vis, "8-bit RGB"), (paths["corr"], "16-bit RGB")):
+        assert main(["mesh", "--depth", str(given), "-o", str(out)]) == 1
+        line = _one_error_line(capsys)
+        assert f"{given}: --depth got a {what} image" in line, line
+        assert "expected a one-channel depth map" in line and "16-bit PNG" in line
+    assert not out.exists()
+
+
+def test_corr_files_are_checked_and_errors_name_the_flag(tmp_path, maps, capsys):
+    import cv2
+
+    paths, depth, mask, _ = maps
+    out = tmp_path / "m.ply"
+    assert main(["mesh", "--depth", str(paths["depth"]), "--corr", str(paths["depth"]), "-o", str(out)]) == 1
+    line = _one_error_line(capsys)
+    assert f"{paths['depth']}: --corr got a 16-bit gray image" in line and "expected a correspondence map" in line
+
+    corr = np.repeat(np.where(mask, 0.25, 0.0)[..., None], 3, axis=2).astype(np.float32)
+    assert cv2.imwrite(str(tmp_path / "c.tiff"), corr)
+    assert main(["mesh", "--depth", str(paths["depth"]), "--corr", str(tmp_path / "c.tiff"), "-o", str(out),
+                 "--colors", "corr"]) == 0
+    capsys.readouterr()
+    colours = meshing.load_mesh(out).colors
+    assert colours is not None and np.allclose(colours[colours.sum(1) > 0], 0.25, atol=0.01)  # floats as they are
+
+    assert cv2.imwrite(str(tmp_path / "c2.tiff"), corr * 4)  # out of [0, 1]: not a float correspondence map
+    assert main(["mesh", "--depth", str(paths["depth"]), "--corr", str(tmp_path / "c2.tiff"), "-o", str(out)]) == 1
+    assert "(--corr)" in _one_error_line(capsys)
+
+    missing = tmp_path / "nope.png"
+    assert main(["mesh", "--depth", str(paths["depth"]), "--corr", str(missing), "-o", str(out)]) == 1
+    line = _one_error_line(capsys)
+    assert str(missing) in line and "--corr" in line
+
+
+def test_nan_depth_error_names_the_flags(tmp_path, maps, capsys):
+    _, depth, mask, _ = maps
+    d = np.where(mask, depth, 0).astype(np.float32)
+    d[mask.nonzero()[0][0], mask.nonzero()[1][0]] = np.nan
+    np.save(tmp_path / "nan.npy", d)
+    out = tmp_path / "m.ply"
+    assert main(["mesh", "--depth", str(tmp_path / "nan.npy"), "-o", str(out)]) == 1
+    line = _one_error_line(capsys)
+    assert f"{tmp_path / 'nan.npy'}: --depth has 1 NaN/inf value(s)" in line and "--nan-as-background" in line
+    assert "nonfinite" not in line  # the API argument is not the user's flag
+    assert main(["mesh", "--depth", str(tmp_path / "nan.npy"), "-o", str(out), "--nan-as-background"]) == 0
+    assert out.is_file()

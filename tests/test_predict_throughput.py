@@ -88,8 +88,8 @@ def test_one_failing_write_loses_no_other_photo(predictor, photos, tmp_path, mon
     out = tmp_path / "out"
     real = os.write
 
-    def write(fd, data):  # the disk is full for p3's files only (inherited by the forked writer processes)
-        if f"{out}/p3/" in os.readlink(f"/proc/self/fd/{fd}"):
+    def write(fd, data):  # the disk is full for p3's files only (inherited by the forked writer processes), which
+        if f"{out}/.p3." in os.readlink(f"/proc/self/fd/{fd}"):  # are written in p3's temporary folder .p3.<pid>-*.tmp
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(fd, data)
 
@@ -127,7 +127,7 @@ def test_a_writer_process_that_dies_fails_only_its_photo(predictor, photos, tmp_
 
     def write_face(face_dir, *a, **kw):
         data = real(face_dir, *a, **kw)
-        if f"{out}/p3/" in f"{face_dir}/":
+        if f"{out}/.p3." in f"{face_dir}/":  # p3's folder is written as a whole, in .p3.<pid>-<random>.tmp
             (Path(face_dir) / f".crop.{os.getpid()}-abcdefgh.tmp.png").write_bytes(b"half")
             os.kill(os.getpid(), signal.SIGKILL)
         return data

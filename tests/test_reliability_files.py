@@ -178,6 +178,39 @@ def test_stale_temporaries_are_removed_live_ones_kept(tmp_path):
         live.wait()
 
 
+def test_a_folder_written_as_a_whole_replaces_the_old_one_or_leaves_it(tmp_path, full_disk):
+    """atomic_folder: a complete new folder replaces the old one (no file of the old left in it); a block that
+    fails (here: a full disk) or is interrupted leaves the old folder as it was and no temporary; a file or
+    a symlink at the final name is never replaced."""
+    from meshing.fileio import atomic_folder
+
+    target = tmp_path / "photo"
+    (target / "face1").mkdir(parents=True)
+    (target / "face1" / "old.png").write_bytes(b"old")
+    with pytest.raises(OutputWriteError, match="disk full"):
+        with atomic_folder(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(f".photo.{os.getpid()}-")
+            atomic_write_bytes(tmp / "new.bin", b"x" * 100)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder(target) as tmp:
+            (tmp / "face0").mkdir()
+            raise KeyboardInterrupt
+    assert _leftovers(tmp_path) == ["photo"] and _leftovers(target / "face1") == ["old.png"]
+    with atomic_folder(target) as tmp:
+        (tmp / "face0").mkdir()
+        (tmp / "face0" / "new.png").write_text("new")  # not through os.write: the disk is full for that
+    assert _leftovers(tmp_path) == ["photo"] and _leftovers(target) == ["face0"]
+    assert (target / "face0" / "new.png").read_text() == "new" and oct(target.stat().st_mode & 0o777) != "0o700"
+    (tmp_path / "file").write_text("a file")
+    (tmp_path / "link").symlink_to(target, target_is_directory=True)
+    for name in ("file", "link"):
+        with pytest.raises(OutputWriteError, match=f"^{tmp_path / name}: "):
+            with atomic_folder(tmp_path / name) as tmp:
+                (tmp / "face0").mkdir()
+    assert (tmp_path / "file").read_text() == "a file" and _leftovers(target) == ["face0"]
+    assert _leftovers(tmp_path) == ["file", "link", "photo"]
+
+
 # ----------------------------------------------------------------------------- read_photo
 def test_rgba_is_composited_over_black(tmp_path):
     rgb = np.array([[[200, 100, 50], [10, 220, 30]]], np.uint8)

@@ -110,15 +110,15 @@ def full_disk_for(monkeypatch):
 def test_disk_full_fails_that_input_in_one_line_and_leaves_nothing(tmp_path, predictor, full_disk_for, capsys):
     good, bad = _photo(tmp_path / "in" / "good.jpg"), _photo(tmp_path / "in" / "bad.jpg")
     out = tmp_path / "out"
-    full_disk_for(f"{out}/bad/")
+    full_disk_for(f"{out}/.bad.")  # bad's folder is written as a whole, in .bad.<pid>-<random>.tmp beside OUT/bad
     s = run_batch(predictor, [str(good), str(bad)], out, _quiet())
     recs = {Path(r["input"]).name: r for r in s["inputs"]}
     assert recs["good.jpg"]["status"] == "ok" and recs["bad.jpg"]["status"] == "failed"
     reason = recs["bad.jpg"]["reason"]
-    assert f"{out}/bad/face0/" in reason and "disk full" in reason
+    assert f"{out}/bad/face0/" in reason and "disk full" in reason  # the final name, not the temporary one
     err = _errors(capsys)
     assert len(err) == 1 and str(bad) in err[0] and "disk full" in err[0]
-    assert not (out / "bad").exists() or list((out / "bad").iterdir()) == []  # no partial face, no image.json
+    assert sorted(p.name for p in out.iterdir()) == ["good", "summary.json"]  # no partial folder, no temporary
     assert json.loads((out / "summary.json").read_text())["counts"] == {"ok": 1, "failed": 1, "skipped": 0}
 
 

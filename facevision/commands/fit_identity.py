@@ -6,6 +6,11 @@ import sys
 from pathlib import Path
 
 NAME = "fit-identity"
+# A photo whose residual under the shared identity exceeds its own fit's by this factor does not fit the others'
+# face: on LFW (29 people unseen in training, 174 sets of 3-6 photos of one person) the largest factor was 1.07;
+# a face model face of another identity among three of one gives 1.5-2. Real photos of two people often stay
+# below it (the maps of one person vary about as much as those of two), so no warning proves nothing.
+MISFIT_FACTOR = 1.15
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -13,14 +18,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         NAME, help="fit one identity (face-model shape code) shared by several photos of a person",
         description="Predict every photo (largest face), then fit the project's face model jointly: one identity "
                     "code for all photos, pose and expression per photo. Writes OUT/identity.json (the code, per-photo "
-                    "pose, expression and residual) and OUT/identity_mesh.obj (the neutral face of that identity "
-                    "in the model's fixed topology, raw model units: x right, y up, z towards the viewer).")
-    p.add_argument("photos", nargs="+", type=Path, help="photos of one person")
+                    "pose, expression and residual, shared and alone) and OUT/identity_mesh.obj (the neutral face of "
+                    "that identity in the model's fixed topology, raw model units: x right, y up, z towards the "
+                    f"viewer). Warns when a photo fits the shared identity more than {MISFIT_FACTOR:g} x worse than "
+                    "its own: it may show someone else (a coarse check, not face recognition).")
+    p.add_argument("photos", nargs="+", type=Path, help="photos of one person, or folders of them")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.set_defaults(func=run)
     return p
+
+
+def _named(path: Path, exc: Exception) -> str:
+    """The error's message, led by the photo's path once (ImageReadError's own message already starts with it)."""
+    msg = str(exc)
+    return msg if msg.startswith(f"{path}:") else f"{path}: {msg}"
+
+
+def misfits(shared_rms: list[float], alone_rms: list[float | None], factor: float = MISFIT_FACTOR) -> list[int]:
+    """Indices of the photos whose residual under the shared identity is more than ``factor`` x that of their own
+    fit (None: no own fit, not judged)."""
+    return [i for i, (s, a) in enumerate(zip(shared_rms, alone_rms)) if a is not None and a > 0 and s > factor * a]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.io import ImageReadError, atomic_write_json
     from facevision.fit.model_fit import fit_shared_identity
     from facevision.maps.pose import photo_pose
+    from facevision.predict.batch import expand_inputs
     from facevision.predict.predictor import PredictConfig, Predictor
     from meshing import save_mesh
     from meshing.types import FaceMesh
@@ -38,13 +58,16 @@ def run(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         print(f"{prog}: error: {args.output}: exists and is not a folder", file=sys.stderr)
         return 2
+    photos, problems = expand_inputs([str(p) for p in args.photos], exclude=args.output)
+    for rec in problems:  # arguments that match nothing, folders without images: their path once
+        print(f"{prog}: {rec['input']}: {rec['reason']}", file=sys.stderr)
     pred = Predictor.from_pretrained(args.checkpoint, device=args.device, config=PredictConfig(mesh=None))
-    used, maps, failed = [], [], 0
-    for path in args.photos:
+    used, maps, failed = [], [], len(problems)
+    for path in photos:
         try:
             faces = pred(path)
         except (ImageReadError, OSError, ValueError) as exc:
-            print(f"{prog}: {path}: {exc}", file=sys.stderr)
+            print(f"{prog}: {_named(path, exc)}", file=sys.stderr)
             failed += 1
             continue
         if not faces or not faces[0].ok:
@@ -54,25 +77,34 @@ def run(args: argparse.Namespace) -> int:
         used.append((path, faces[0]))
         maps.append((faces[0].depth_px, faces[0].corr, faces[0].mask))
     if not maps:
-        print(f"{prog}: error: none of the {len(args.photos)} photos gave a face", file=sys.stderr)
+        print(f"{prog}: error: none of the {len(photos) + len(problems)} inputs gave a face", file=sys.stderr)
         return 1
-    model = load_face_model()
+    model = pred.face_model or load_face_model(pred.config.face_model)  # the checkpoint's correspondence space
     try:
-        ident, fits = fit_shared_identity(maps, model)
+        ident, fits = fit_shared_identity(maps, model, reference=pred.reference)
     except ValueError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    photos = []
-    for (path, face), fit in zip(used, fits):
+    alone = [face.model_fit.rms_px if face.model_fit is not None else None for _, face in used]
+    odd = misfits([f.rms_px for f in fits], alone) if len(fits) > 1 else []
+    warning = None
+    if odd:
+        worst = ", ".join(f"{used[i][0]} ({fits[i].rms_px:.2f} px against {alone[i]:.2f} px alone)" for i in odd)
+        warning = (f"{len(odd)} of {len(fits)} photos fit the shared identity more than {MISFIT_FACTOR:g} x worse "
+                   f"than their own: {worst}; they may show a different person")
+        print(f"{prog}: warning: {warning}", file=sys.stderr)
+    photos_out = []
+    for (path, face), fit, own in zip(used, fits, alone):
         pose = photo_pose(fit.pose, face.crop_angle)
-        photos.append({"photo": str(path), "pose": pose.to_dict(), "exp_coeffs": [round(float(v), 4) for v in fit.exp_coeffs],
-                       "rms_px": round(fit.rms_px, 4)})
+        photos_out.append({"photo": str(path), "pose": pose.to_dict(),
+                           "exp_coeffs": [round(float(v), 4) for v in fit.exp_coeffs], "rms_px": round(fit.rms_px, 4),
+                           "rms_px_alone": None if own is None else round(own, 4)})
     args.output.mkdir(parents=True, exist_ok=True)
     neutral = model.shape(ident, None)
     save_mesh(args.output / "identity_mesh.obj", FaceMesh(vertices=neutral.astype(np.float32), faces=model.triangles,
                                                           pixels=np.full((len(neutral), 2), np.nan, np.float32)))
     atomic_write_json(args.output / "identity.json", {
-        "face_model": model.name, "id_coeffs": [round(float(v), 5) for v in ident], "photos": photos,
-        "failed": failed, "files": ["identity.json", "identity_mesh.obj"]})
+        "face_model": model.name, "id_coeffs": [round(float(v), 5) for v in ident], "photos": photos_out,
+        "failed": failed, "warnings": [warning] if warning else [], "files": ["identity.json", "identity_mesh.obj"]})
     print(f"identity from {len(fits)} photo(s) ({failed} failed): {args.output / 'identity.json'}")
     return 0 if not failed else 1

@@ -15,11 +15,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="depth (+ correspondence, photo, mask) maps -> refined 3D mesh (.ply or .obj)",
         description="Lift a depth map to a triangle mesh, remove background and spikes, smooth it, "
                     "add detail from the photo and write PLY or textured OBJ (+ MTL + PNG). "
-                    "Depth: 16-bit PNG = round(z * 256) px (dataset format), 8-bit PNG = px; "
-                    "larger = closer, 0 = background.",
+                    "Depth: one channel; 16-bit PNG = round(z * 256) px (dataset format, predict's depth.png), "
+                    "8-bit gray or float (TIFF, .npy) = px; larger = closer, 0 = background. Colour images "
+                    "(a photo, depth_vis.png, corr.png) are refused.",
     )
-    p.add_argument("--depth", required=True, type=Path, help="depth PNG (16-bit dataset format or 8-bit)")
-    p.add_argument("--corr", type=Path, help="correspondence PNG (16-bit RGB dataset format, or 8-bit)")
+    p.add_argument("--depth", required=True, type=Path,
+                   help="one-channel depth map: 16-bit PNG (dataset format), 8-bit gray or float TIFF/.npy in px")
+    p.add_argument("--corr", type=Path,
+                   help="correspondence map: 16-bit RGB PNG (dataset format), 8-bit RGB, or float TIFF/.npy in [0, 1]")
     p.add_argument("--image", type=Path, help="photo of the same crop: detail, vertex colours and texture")
     p.add_argument("--mask", type=Path, help="face mask PNG (> 50%% of full scale = face)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output mesh, .ply or .obj")
@@ -83,6 +86,12 @@ class _InputError(ValueError):
     pass
 
 
+DEPTH_EXPECTED = ("a one-channel depth map: 16-bit PNG = round(z * 256) px (predict's depth.png), or 8-bit gray "
+                  "or float (TIFF, .npy) in px")
+CORR_EXPECTED = ("a correspondence map: 16-bit RGB PNG = round(c * 65535) (predict's corr.png), 8-bit RGB, or "
+                 "float RGB (TIFF, .npy) in [0, 1]")
+
+
 def _check_pixels(path: Path | None, max_pixels: int) -> None:
     """Refuse a map larger than ``max_pixels`` from its header, before decoding it."""
     if path is None:
@@ -90,8 +99,17 @@ def _check_pixels(path: Path | None, max_pixels: int) -> None:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            w, h = im.size
+        if path.suffix.lower() == ".npy":
+            import numpy as np
+
+            h, w = (np.load(path, mmap_mode="r", allow_pickle=False).shape + (1, 1))[:2]
+        else:
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:  # more pixels than Pillow even opens: OpenCV would decode it whole
+        raise _InputError(f"{path}: map is too large to mesh (more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} "
+                          "pixels, the most Pillow opens); downscale it (and its depth values by the same factor) "
+                          "first") from None
     except Exception:  # noqa: BLE001 - unreadable files get read_png's / read_photo's message
         return
     if w * h > max_pixels:
@@ -99,16 +117,83 @@ def _check_pixels(path: Path | None, max_pixels: int) -> None:
                           f"{max_pixels:,}); downscale it (and its depth values by the same factor) first")
 
 
+def _describe(arr) -> str:
+    """What an image array is, for messages: '8-bit RGB', '16-bit gray', 'float32 RGBA'..."""
+    import numpy as np
+
+    bits = {np.dtype(np.uint8): "8-bit", np.dtype(np.uint16): "16-bit"}.get(arr.dtype, str(arr.dtype))
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    return f"{bits} " + {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels}-channel")
+
+
+def _read_array(path: Path, flag: str):
+    """A map file as an array: .npy (no pickles) or any image OpenCV reads, bit depth and floats kept."""
+    import numpy as np
+
+    from data_prep.io import ImageReadError, read_png
+
+    try:
+        if path.suffix.lower() != ".npy":
+            return read_png(path)
+        if not path.is_file():
+            raise ImageReadError(f"{path}: file not found")
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ImageReadError(f"{path}: not a readable .npy array ({exc})") from None
+    except ImageReadError as exc:
+        raise _InputError(f"{exc} (given as {flag})") from None
+
+
+def _depth_from(path: Path, raw):
+    """A --depth file's array -> float32 depth in px: 16-bit = round(z * 256) (dataset format), other integers
+    and floats as they are. Anything with colour channels is refused (_InputError naming the file)."""
+    import numpy as np
+
+    from data_prep.dataset_format import check_depth_px, decode_depth
+
+    if raw.ndim == 3 and raw.shape[2] == 1:
+        raw = raw[..., 0]
+    if raw.ndim != 2 or raw.dtype.kind not in "uif":
+        guess = ""
+        if raw.ndim == 3 and raw.dtype == np.uint16 and raw.shape[2] >= 3:
+            guess = " (a correspondence map such as corr.png?)"
+        elif raw.ndim == 3 and raw.dtype == np.uint8:
+            guess = " (a photo or a depth visualisation such as depth_vis.png?)"
+        raise _InputError(f"{path}: --depth got a {_describe(raw) if raw.ndim in (2, 3) else raw.shape} "
+                          f"image{guess}; expected {DEPTH_EXPECTED}")
+    depth = decode_depth(raw) if raw.dtype == np.uint16 else raw.astype(np.float32)
+    return check_depth_px(depth, f"{path} (--depth)", _InputError)
+
+
+def _corr_from(path: Path, raw):
+    """A --corr file's array -> float32 (H, W, 3) in [0, 1]: 16-bit / 8-bit RGB(A) scaled from full scale, floats
+    as they are (checked). Anything else is refused (_InputError naming the file)."""
+    import numpy as np
+
+    from data_prep.dataset_format import check_corr, decode_corr
+
+    if not (raw.ndim == 3 and raw.shape[2] in (3, 4) and (raw.dtype in (np.uint8, np.uint16) or raw.dtype.kind == "f")):
+        what = _describe(raw) if raw.ndim in (2, 3) else f"{raw.shape}"
+        guess = " (a depth map or mask?)" if raw.ndim == 2 or (raw.ndim == 3 and raw.shape[2] == 1) else ""
+        raise _InputError(f"{path}: --corr got a {what} image{guess}; expected {CORR_EXPECTED}")
+    rgb = raw[..., :3]
+    if rgb.dtype.kind == "f":
+        return check_corr(np.nan_to_num(rgb.astype(np.float32)), source=f"{path} (--corr)", error=_InputError)
+    return decode_corr(rgb)
+
+
 def _read_maps(args):
     import numpy as np
 
-    from data_prep.dataset_format import decode_corr, decode_depth
-    from data_prep.io import read_photo, read_png
+    from data_prep.io import ImageReadError, read_photo
 
     for path in (args.depth, args.mask, args.corr, args.image):
         _check_pixels(path, args.max_pixels)
-    depth_raw = read_png(args.depth)
-    depth = decode_depth(depth_raw)  # multi-channel PNG: gray in the first channel
+    depth = _depth_from(args.depth, _read_array(args.depth, "--depth"))
+    if not args.nan_as_background and not np.isfinite(depth).all():
+        n = int((~np.isfinite(depth)).sum())
+        raise _InputError(f"{args.depth}: --depth has {n} NaN/inf value(s); clean the map or pass --nan-as-background")
     shape = depth.shape
 
     def same_size(path, arr):
@@ -119,18 +204,18 @@ def _read_maps(args):
 
     mask = corr = image = None
     if args.mask is not None:
-        raw = same_size(args.mask, read_png(args.mask))
+        raw = same_size(args.mask, _read_array(args.mask, "--mask"))
         if raw.ndim == 3:
             raw = raw[..., 0]
-        full = 65535 if raw.dtype == np.uint16 else 255
-        mask = raw.astype(np.float64) > full / 2
+        full = 65535 if raw.dtype == np.uint16 else 255 if raw.dtype == np.uint8 else 1.0
+        mask = np.nan_to_num(raw.astype(np.float64)) > full / 2
     if args.corr is not None:
-        raw = same_size(args.corr, read_png(args.corr))
-        if raw.ndim != 3 or raw.shape[2] < 3:
-            raise _InputError(f"{args.corr}: a correspondence map needs 3 channels (RGB), got shape {raw.shape}")
-        corr = decode_corr(raw[..., :3])
+        corr = _corr_from(args.corr, same_size(args.corr, _read_array(args.corr, "--corr")))
     if args.image is not None:
-        image = same_size(args.image, read_photo(args.image))
+        try:
+            image = same_size(args.image, read_photo(args.image))
+        except ImageReadError as exc:
+            raise _InputError(f"{exc} (given as --image)") from None
     return depth, mask, corr, image
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 NAME = "predict"
 
@@ -20,8 +22,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "photo px), so they overlay the photo; --mesh-frame crop keeps the 128-px crop's frame. "
                     "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
                     "OUT. A progress bar shows photos/s and ETA (-q: none; -v: one line per input). "
-                    "--shard K/N splits a collection over N jobs or machines. "
-                    "Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint).",
+                    "--shard K/N splits a collection over N jobs or machines. One run per OUT at a time (shards of "
+                    "one N may share it); a photo's folder is written as a whole. summary.json is rebuilt from OUT at "
+                    "the end of every run, also one stopped by Ctrl-C or SIGTERM. "
+                    "Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint, OUT in use by "
+                    "another run), 130 on Ctrl-C, 143 on SIGTERM.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
@@ -60,7 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default 512)")
     p.add_argument("--report", action="store_true",
                    help="also write OUT/report.html: one offline page, thumbnails to pick a face, one 3D viewer")
-    p.add_argument("--overwrite", action="store_true", help="redo inputs already finished in OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo inputs already finished in OUT (without it, a photo lacking an output this run asks "
+                        "for, e.g. meshes after --no-mesh, is redone, keeping the outputs it had)")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="photos with more pixels are reduced to N before detection, results are given in original "
                         "pixels (default 40,000,000; bounds memory; 0 = never reduce)")
@@ -96,11 +103,10 @@ def run(args: argparse.Namespace) -> int:
         one_thread_per_library(override=False)  # read when numpy and torch load (the imports below)
 
     from data_prep.detect import DetectConfig
-    from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, check_output_folder, run_batch
+    from facevision.predict.batch import OutputFolderError, OutputFolderLock, check_output_folder
     from facevision.predict.outputs import OutputConfig, parse_outputs
-    from facevision.predict.predictor import PredictConfig, Predictor
-    from facevision.predict.shards import parse_shard, shard_summary_name
-    from facevision.predict.writer import WriterConfig, retain_freed_memory
+    from facevision.predict.shards import parse_shard
+    from facevision.predict.writer import retain_freed_memory
 
     retain_freed_memory()  # our own process: numpy's large temporaries reuse freed memory (no page faults)
 
@@ -146,11 +152,57 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             print(f"{prog}: warning: {why} Continuing without FLAME.", file=sys.stderr)
     output = OutputConfig(mesh_frame=args.mesh_frame, texture_size=args.texture_size, outputs=outputs)
+    lock = OutputFolderLock(args.output, shard)
     try:
-        check_output_folder(args.output)  # before the model loads: a bad OUT is reported at once
+        check_output_folder(args.output)  # before the model loads: a bad OUT is reported at once,
+        lock.acquire()  # and so is one another run writes into (run_batch holds the lock again: re-entrant)
     except OutputFolderError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        with _sigterm_interrupts():
+            return _predict(args, output, detect, threads, flame_model, shard)
+    except _Terminated:  # run_batch has written summary.json (what OUT holds) before passing it on
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + 15
+    finally:
+        lock.release()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's time limit), raised where Ctrl-C would be, so the batch ends the same
+    way: writers stopped, unfinished temporaries removed, summary.json rebuilt, OUT's lock released."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """For the block, SIGTERM raises :class:`_Terminated` in the main thread (elsewhere: left as it is)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _predict(args: argparse.Namespace, output, detect, threads: int | None, flame_model: str | None,
+             shard: tuple[int, int] | None) -> int:
+    """Load the network and run the batch (OUT checked and locked by :func:`run`); the exit code."""
+    from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, run_batch
+    from facevision.predict.predictor import PredictConfig, Predictor
+    from facevision.predict.shards import shard_summary_name
+    from facevision.predict.writer import WriterConfig
+
+    prog = "facevision predict"
     config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces, mirror_average=args.mirror_average,
                            threads=None if threads is None else max(1, threads))
     if args.no_mesh or not output.needs_mesh:

@@ -61,7 +61,8 @@ class ModelFit:
     raw frame -> mesh frame, translation (3,) crop px; vertices (V, 3) fitted model in the mesh frame
     (crop px, Y up); landmarks68 (68, 2) crop px (x = column, y = row); landmarks68_3d (68, 3) mesh frame;
     visible (68,) bool; pose: :class:`facevision.maps.pose.Pose`; rms_px: residual RMS over kept pixels;
-    n_pixels: pairs kept; crop_size: side S of the crop the maps came from."""
+    n_pixels: pairs kept; crop_size: side S of the crop the maps came from; triangles (F, 3): the face model's
+    triangles over ``vertices`` (its topology: 468 Face Mesh vertices or a 3DMM grid and its landmarks)."""
 
     id_coeffs: np.ndarray
     exp_coeffs: np.ndarray
@@ -76,6 +77,7 @@ class ModelFit:
     rms_px: float
     n_pixels: int
     crop_size: int = 128
+    triangles: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready summary (``result.json``'s ``model_fit``)."""
@@ -226,7 +228,7 @@ def _result(pr: _Pairs, coef: np.ndarray, sim, w: np.ndarray, res: np.ndarray, m
     lm2 = np.stack([lm3[:, 0], pr.size - 1 - lm3[:, 1]], 1)
     return ModelFit(id_coeffs=coef[: model.n_id].copy(), exp_coeffs=coef[model.n_id:].copy(), scale=float(s),
                     rotation=rot, translation=t, vertices=verts, landmarks68=lm2, landmarks68_3d=lm3, visible=vis,
-                    pose=pose, rms_px=rms, n_pixels=int(w.sum()), crop_size=int(pr.size))
+                    pose=pose, rms_px=rms, n_pixels=int(w.sum()), crop_size=int(pr.size), triangles=model.triangles)
 
 
 def _prior(config: FitConfig, s: float) -> float:

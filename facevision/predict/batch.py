@@ -3,18 +3,28 @@
 Each input gets a record ``{"input", "output", "status": "ok" | "failed", "reason", "faces", "skipped"}``;
 a failure (unreadable file, no face, unusable prediction, unexpected error) is one line on stderr
 naming the file and the reason, and the batch goes on. An input is finished when
-``OUT/<name>/image.json`` says ``ok`` for the same source file and every face's result.json exists;
-finished inputs are skipped on a rerun unless ``overwrite``. Failed inputs are tried again.
+``OUT/<name>/image.json`` says ``ok`` for the same source file, every face's result.json exists and every
+output this run asks for is there (:func:`_finished`: a run with meshes redoes a photo of a ``--no-mesh``
+run); finished inputs are skipped on a rerun unless ``overwrite``. Failed inputs are tried again. A photo
+redone without ``overwrite`` gets the outputs asked for plus those its folder held, so a rerun loses none.
 
 Reliability (issue #11): output folder names come from :func:`safe_stem` (never ``.``, ``..``, empty,
 hidden or with separators; never one of the batch's own files ``summary.json`` / ``report.html``) and
 every path written or removed is checked to lie inside OUT; OUT itself and anything under it is never
 read as input; temporaries left in OUT by a killed run are removed on start; a write failure (disk
 full) fails that input with one line naming the file, leaving none of its faces behind; photos above
-``max_pixels`` are reduced before detection and their results mapped back to original pixels;
-``summary.json`` keeps every input finished in OUT by earlier batches. An OUT so long that ``OUT/<name>``
-or the files under it pass the file system's limits (PATH_MAX) fails each input concerned with one line
-before anything is read or written (:func:`output_folder_problem`); the rest of the batch goes on.
+``max_pixels`` are reduced before detection and their results mapped back to original pixels. An OUT so
+long that ``OUT/<name>`` or the files under it pass the file system's limits (PATH_MAX) fails each input
+concerned with one line before anything is read or written (:func:`output_folder_problem`); the rest of
+the batch goes on.
+
+Reliability II: one run per OUT at a time (:class:`OutputFolderLock`: a second is refused naming the
+holder's pid, a lock left by a killed run is taken over); a photo's folder is written as a whole, into a
+temporary sibling renamed into place (:func:`meshing.fileio.atomic_folder`), so no folder mixes two runs'
+files and a killed run leaves no half folder, and a folder holding files predict did not write is never
+replaced; ``summary.json`` is rebuilt from OUT at the end of every run, an interrupted one included
+(Ctrl-C; SIGTERM where the command turns it into one): this run's records plus every photo finished in
+OUT (:func:`facevision.predict.outputs.finished_photos`), each with the outputs it holds.
 """
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ import glob
 import json
 import os
 import re
-import shutil
+import socket
 import stat
 import sys
 import tempfile
@@ -37,16 +47,24 @@ import numpy as np
 
 from data_prep.io import (ImageReadError, OutputWriteError, ScaledPhoto, atomic_write_json, read_photo_scaled,
                           remove_stale_temporaries, temp_prefix)
-from facevision.predict.outputs import IMAGE_RECORD, SUMMARY_NAME, OutputConfig, face_dir_name, write_face
+from facevision.predict.outputs import (IMAGE_RECORD, MESH_FILE_OUTPUTS, MESH_OUTPUTS, SUMMARY_NAME, OutputConfig,
+                                       face_dir_name, finished_photo, finished_photos, photo_outputs,
+                                       present_outputs, write_face, written_outputs)
 from facevision.predict.predictor import PredictConfig, Postprocessor, Predictor
 from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
 from facevision.predict.shards import SHARD_SUMMARY, merge_shard_summaries, shard_of, shard_summary_name
 from facevision.predict.writer import WriterConfig, WriterPool, open_writer
+from meshing.fileio import atomic_folder
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; OutputFolderLock does nothing there
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["BatchConfig", "IMAGE_SUFFIXES", "expand_inputs", "run_batch", "output_names", "safe_stem",
            "check_output_folder", "OutputFolderError", "DEFAULT_MAX_PIXELS", "RESERVED_NAMES",
-           "output_folder_problem", "one_line"]
+           "output_folder_problem", "one_line", "OutputFolderLock", "OutputFolderBusyError", "LOCK_NAME"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif", ".pgm", ".ppm")
 DEFAULT_MAX_PIXELS = 40_000_000  # larger photos are reduced to this many pixels before detection
@@ -55,8 +73,11 @@ _NAME_BYTES = 200  # folder names are cut to this many UTF-8 bytes (file systems
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # escaped in the lines printed (one_line)
 _FACE_DIR = re.compile(r"^face\d+$")
-# below OUT/<name>: deeper than any path a face writes (face<k>/.fit_mesh_0.<pid>-<8 chars>.tmp.png is ~45 bytes)
-_DEEPEST = os.path.join("face000", "x" * 56)
+# below OUT/<name>: deeper than any path a face writes (face<k>/.fit_mesh_0.<pid>-<8 chars>.tmp.png is ~45 bytes;
+# the photo's temporary folder .<name>.<pid>-<8 chars>.tmp, beside OUT/<name>, is 22 bytes longer than it)
+_DEEPEST = os.path.join("face000", "x" * 80)
+LOCK_NAME = ".facevision-predict.lock"  # in OUT while a run writes there (hidden: never an input's folder name)
+_SHARD_LOCKS = ".facevision-predict.shard-*.lock"
 
 
 @dataclass
@@ -105,6 +126,163 @@ def check_output_folder(out: str | Path) -> Path:
     except OSError as exc:
         raise OutputFolderError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
     return out
+
+
+class OutputFolderBusyError(OutputFolderError):
+    """Another run holds OUT's lock; the message names its process id and host."""
+
+
+def _shard_lock_name(shard: tuple[int, int]) -> str:
+    return f".facevision-predict.shard-{shard[0]}-of-{shard[1]}.lock"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+
+
+def _flock(path: Path, shared: bool = False) -> int:
+    """Open ``path`` (created if needed) and flock it without waiting: the open file, or BlockingIOError when
+    another process holds it. A file its last holder removed meanwhile is not kept: the new one is locked."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            same = _same_file(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _unlock(fd: int, path: Path) -> None:
+    """Let go of a lock file; the last holder (it gets it exclusively at once) removes it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _same_file(fd, path):
+            os.unlink(path)
+    except OSError:
+        pass  # still held by another run of the same OUT (a shard): the last one removes it
+    finally:
+        os.close(fd)
+
+
+def _holder(path: Path) -> dict[str, Any] | None:
+    """Who wrote ``path`` (a lock file): ``{"pid", "host", "since"}``, or None when it names no one."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and isinstance(info.get("pid"), int) else None
+
+
+def _who(info: dict[str, Any]) -> str:
+    return f"pid {info['pid']} on {info.get('host', '?')}" + (f", since {info['since']}" if info.get("since") else "")
+
+
+class OutputFolderLock:
+    """One ``facevision predict`` run per OUT at a time: ``fcntl.flock`` on ``OUT/.facevision-predict.lock``, which
+    names its holder (pid, host, start) for the one line that refuses a second run (:class:`OutputFolderBusyError`).
+    The kernel releases a flock when its holder ends, however it ends, so a lock file left by a killed run is
+    stale by construction: the next run takes it over and says so. Shards (``shard=(K, N)``) share OUT: each
+    holds that file shared and ``.facevision-predict.shard-K-of-N.lock`` exclusively, so shards of one
+    collection run side by side, while a run without ``--shard`` and a repeated K/N are refused. :meth:`release`
+    (or leaving the ``with`` block, also on an error or Ctrl-C) removes the file. Re-entrant in one thread (the
+    command holds it while the model loads, then run_batch takes it again). Without ``fcntl`` (Windows) it does
+    nothing. Writer processes forked while it is held share it; they end with the run."""
+
+    _held: dict[tuple[Any, ...], list] = {}  # (real OUT, shard, thread) -> [count, [(fd, path), ...]]
+    _guard = threading.Lock()
+
+    def __init__(self, out: str | Path, shard: tuple[int, int] | None = None) -> None:
+        self.out = Path(out)
+        self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
+        self._key: tuple[Any, ...] | None = None
+
+    def acquire(self) -> "OutputFolderLock":
+        """Take the lock; :class:`OutputFolderBusyError` when another run holds it, :class:`OutputFolderError`
+        when the lock file cannot be made."""
+        if fcntl is None or self._key is not None:
+            return self
+        key = (os.path.realpath(self.out), self.shard, threading.get_ident())
+        with self._guard:
+            entry = self._held.get(key)
+            if entry is None:
+                entry = self._held[key] = [0, self._lock()]
+            entry[0] += 1
+        self._key = key
+        return self
+
+    def release(self) -> None:
+        if self._key is None:
+            return
+        key, self._key = self._key, None
+        with self._guard:
+            entry = self._held[key]
+            entry[0] -= 1
+            if entry[0] > 0:
+                return
+            del self._held[key]
+        for fd, path in reversed(entry[1]):
+            _unlock(fd, path)
+
+    def __enter__(self) -> "OutputFolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _lock(self) -> list[tuple[int, Path]]:
+        held: list[tuple[int, Path]] = []
+        path = self.out / LOCK_NAME
+        try:
+            try:
+                held.append((_flock(path, shared=self.shard is not None), path))
+                if self.shard is not None:
+                    path = self.out / _shard_lock_name(self.shard)
+                    held.append((_flock(path), path))
+            except BlockingIOError:
+                who = self._busy(path)
+                raise OutputFolderBusyError(f"{self.out}: in use by another facevision predict run ({who}); wait for "
+                                            "it to end or choose another output folder") from None
+            except OSError as exc:
+                raise OutputFolderError(f"{path}: cannot lock the output folder ({exc.strerror or exc})") from None
+            self._claim(held[-1][0], path)
+        except BaseException:
+            for fd, p in reversed(held):
+                _unlock(fd, p)
+            raise
+        return held
+
+    def _busy(self, path: Path) -> str:
+        """Who holds ``path``: its holder, or for the shared main lock the --shard runs holding theirs."""
+        holders = []
+        if path.name == LOCK_NAME:
+            for p in sorted(self.out.glob(_SHARD_LOCKS)):
+                try:
+                    _unlock(_flock(p), p)  # nobody holds it: left by a killed shard (removed now)
+                except BlockingIOError:
+                    holders += [h for h in [_holder(p)] if h]
+                except OSError:
+                    pass
+        holders = holders or [h for h in [_holder(path)] if h]
+        return "; ".join(_who(h) for h in holders) or "it has not written its process id yet"
+
+    def _claim(self, fd: int, path: Path) -> None:
+        """Write this run into the lock file it holds exclusively; say so when it names a run that is gone."""
+        host = socket.gethostname()
+        stale = _holder(path)
+        if stale is not None and (stale["pid"], stale.get("host")) != (os.getpid(), host):
+            _warn(str(self.out), f"taking over the lock of {_who(stale)}, which is no longer running "
+                                 "(it ended without releasing it)")
+        info = {"pid": os.getpid(), "host": host, "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
 
 
 def safe_stem(path: Path) -> str:
@@ -224,8 +402,9 @@ def _recorded_source(folder: Path) -> str | None:
 
 
 def _usable(out: Path | None, name: str, source: str) -> bool:
-    """``out/name`` may hold this source's results: absent, or a real folder inside OUT of the same source.
-    A name whose path cannot even be looked up (too long) holds nothing: usable here, failed by run_batch."""
+    """``out/name`` may hold this source's results: absent, a real folder inside OUT of the same source, or one
+    recording no source that holds only what predict writes (:func:`_foreign`). A name whose path cannot even
+    be looked up (too long) holds nothing: usable here, failed by run_batch."""
     if out is None:
         return True
     folder = out / name
@@ -234,7 +413,19 @@ def _usable(out: Path | None, name: str, source: str) -> bool:
             return False
     except OSError:  # ENAMETOOLONG and the like: output_folder_problem() names it for that input
         return True
-    return _recorded_source(folder) in (None, source)
+    recorded = _recorded_source(folder)
+    return recorded == source if recorded is not None else not _foreign(folder)
+
+
+def _foreign(folder: Path) -> list[str]:
+    """What ``folder`` (``OUT/<name>``) holds that predict does not write there (anything but image.json and
+    face<k> folders), sorted: such a folder is never replaced by a photo's new folder. [] when absent."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [n for n in names if not (n == IMAGE_RECORD or (_FACE_DIR.match(n) and (folder / n).is_dir()
+                                                             and not (folder / n).is_symlink()))]
 
 
 def output_folder_problem(out_dir: Path) -> str | None:
@@ -277,58 +468,51 @@ def output_names(files: list[Path], out: str | Path | None = None) -> list[str]:
     return names
 
 
-def _remove_faces(out: Path, out_dir: Path, record: bool = False) -> None:
-    """Delete ``out_dir``'s face<k> folders (and its image.json if ``record``): only real folders inside OUT."""
-    if not out_dir.is_dir() or out_dir.is_symlink() or not _inside(out, out_dir):
-        return
-    for old in out_dir.iterdir():
-        if _FACE_DIR.match(old.name) and old.is_dir() and not old.is_symlink() and _inside(out, old):
-            shutil.rmtree(old, ignore_errors=True)
-    if record and (out_dir / IMAGE_RECORD).is_file():
-        (out_dir / IMAGE_RECORD).unlink(missing_ok=True)
-
-
-def _earlier_finished(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Inputs finished in OUT by earlier batches (listed in the previous summary.json) that this batch did not
-    touch and whose outputs are still complete, so summary.json stays the index of everything in OUT."""
-    try:
-        previous = json.loads((out / SUMMARY_NAME).read_text()).get("inputs", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    mine = {r.get("output") for r in records}
-    kept: list[dict[str, Any]] = []
-    for r in previous if isinstance(previous, list) else []:
-        name = r.get("output") if isinstance(r, dict) else None
-        if not isinstance(name, str) or name != Path(name).name or name in mine or r.get("status") != "ok":
-            continue
-        folder = out / name
-        source = _recorded_source(folder)
-        if source and _inside(out, folder) and _finished(folder, Path(source)) is not None:
-            mine.add(name)
-            kept.append({k: v for k, v in r.items() if k != "skipped"} | {"earlier_batch": True})
-    return kept
-
-
-def _finished(out_dir: Path, source: Path) -> dict[str, Any] | None:
-    path = out_dir / IMAGE_RECORD
-    if not path.is_file():
+def _finished(out_dir: Path, source: Path, want: frozenset[str] | None = None, mesh: bool = True
+              ) -> dict[str, Any] | None:
+    """``out_dir``'s image.json when it holds a finished photo (:func:`finished_photo`) of ``source`` with every
+    output of ``want`` that a run making meshes (``mesh``) or not writes (:func:`_missing_outputs`), else None."""
+    rec = finished_photo(out_dir)
+    if rec is None or rec.get("source") != str(source.resolve()):
         return None
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    if want is not None and _missing_outputs(out_dir, rec, want, mesh):
         return None
-    if rec.get("status") != "ok" or rec.get("source") != str(source.resolve()):
-        return None
-    for face in rec.get("faces", []):
-        if not (out_dir / face.get("dir", "?") / "result.json").is_file():
-            return None
     return rec
+
+
+def _missing_outputs(out_dir: Path, rec: dict[str, Any], want: frozenset[str], mesh: bool) -> set[str]:
+    """The outputs of ``want`` a run making meshes or not (``mesh``; without, no mesh files are made) would write
+    that the finished photo ``rec`` in ``out_dir`` lacks on disk, for any of its ok faces. Not missing: what
+    the photo's own run asked for and could not make for a face (fit_mesh where the face-model fit failed; its
+    image.json lists what was asked and each face's outputs). With meshes, the outputs that show the mesh are
+    missing when the photo's run made none (its preview has no mesh)."""
+    want = set(want) if mesh else set(want) - MESH_FILE_OUTPUTS
+    if mesh and rec.get("mesh") is False and want & MESH_OUTPUTS:
+        return want & MESH_OUTPUTS
+    asked = rec.get("asked")
+    missing: set[str] = set()
+    for face in rec["faces"]:
+        if face.get("status") != "ok":
+            continue
+        lacks = want - set(present_outputs(out_dir / face["dir"]))
+        if isinstance(asked, list) and isinstance(face.get("outputs"), list):
+            lacks -= set(asked) - set(face["outputs"])
+        missing |= lacks
+    return missing
+
+
+def _held_outputs(out_dir: Path, source: Path) -> frozenset[str]:
+    """The outputs ``out_dir`` holds for ``source`` (any ok face): a rerun without overwrite writes them again."""
+    rec = finished_photo(out_dir)
+    if rec is None or rec.get("source") != str(source.resolve()):
+        return frozenset()
+    return frozenset(o for f in rec["faces"] if f.get("status") == "ok" for o in present_outputs(out_dir / f["dir"]))
 
 
 @dataclass
 class _Pending:
     """One input read, detected and cropped, waiting for the network (in the calling process); ``key``: its
-    record's index."""
+    record's index; ``outputs``: the outputs to write for it."""
 
     key: int
     path: Path
@@ -339,6 +523,7 @@ class _Pending:
     faces: list
     timings: list
     angles: list
+    outputs: frozenset[str]
 
 
 @dataclass
@@ -347,7 +532,8 @@ class _WriteJob:
 
     Per face (F of them): crops (F, S, S, 3) uint8, depth (F, S, S) float32 crop px, corr (F, S, S, 3) float32,
     mask (F, S, S) bool (:mod:`meshing.conventions`), boxes: integer crop boxes and faces: detector boxes
-    (photo px), angles: crop angles (degrees), timings: ms per stage so far; network_ms: the network's ms per face.
+    (photo px), angles: crop angles (degrees), timings: ms per stage so far; network_ms: the network's ms per face;
+    outputs: the outputs to write (:data:`facevision.predict.outputs.OUTPUT_FILES` names).
     """
 
     path: Path
@@ -362,6 +548,7 @@ class _WriteJob:
     corr: np.ndarray
     mask: np.ndarray
     network_ms: float
+    outputs: frozenset[str]
 
 
 @dataclass
@@ -480,10 +667,18 @@ def _warm_up_quietly(predictor: Predictor) -> None:
 def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: BatchConfig = BatchConfig()) -> dict[str, Any]:
     """Process every input; write per-face files, ``OUT/summary.json`` and (optionally) the report.
 
-    Returns the summary; ``summary["counts"]["failed"] > 0`` means some input failed.
+    Holds OUT's lock while it runs (:class:`OutputFolderLock`; :class:`OutputFolderBusyError` when another run
+    holds it). Interrupted (KeyboardInterrupt: Ctrl-C, or SIGTERM turned into one by the command), it still
+    writes the summary of what OUT holds, then re-raises. Returns the summary; ``summary["counts"]["failed"] > 0``
+    means some input failed.
     """
     out = check_output_folder(out)
-    remove_stale_temporaries(out, max_depth=2)  # left by a killed run: .<name>.<pid>-*.tmp* in OUT/<name>/face<k>/
+    with OutputFolderLock(out, config.shard):
+        return _run_batch(predictor, paths, out, config)
+
+
+def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchConfig) -> dict[str, Any]:
+    remove_stale_temporaries(out, max_depth=2)  # left by a killed run: .<name>.<pid>-*.tmp* in OUT, OUT/<name>/...
     t_start = time.time()
     files, records = expand_inputs(paths, exclude=out)
     for r in records:
@@ -504,6 +699,7 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
     writer = config.writer
     if writer.resolved_kind == "process" and type(predictor).postprocess is not Predictor.postprocess:
         writer = replace(writer, kind="thread")  # a subclass's own postprocess runs where the predictor lives
+    want, mesh = config.output.outputs, predictor.config.mesh is not None
     pending: list[_Pending] = []
     n_pending = 0
     bar = _progress_bar(config, len(files))
@@ -523,14 +719,12 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         bar.update()
 
     def lost(key: int, reason: str) -> None:
-        """A writer could not report on input ``key`` (its process died): remove what it left, fail the input."""
+        """A writer could not report on input ``key`` (its process died): its temporary folder goes; its folder
+        in OUT is as whole as before (the old one, or the new one if it was renamed into place)."""
+        remove_stale_temporaries(out, max_depth=0)
         rec = records[key]
-        out_dir = out / rec["output"]
-        _remove_faces(out, out_dir, record=True)
-        if out_dir.is_dir() and not out_dir.is_symlink() and _inside(out, out_dir):
-            remove_stale_temporaries(out_dir, max_depth=2)
         rec["faces"] = []
-        _fail(rec, f"{reason}; its outputs were removed")
+        _fail(rec, f"{reason}; its unfinished outputs were removed")
         bar.update()
 
     def flush(pool: WriterPool) -> None:
@@ -553,68 +747,111 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         for p in pending:
             j = i + len(p.faces)
             pool.submit(p.key, _WriteJob(p.path, p.out_dir, p.photo, p.crops, p.boxes, p.faces, p.timings, p.angles,
-                                         depth[i:j], corr[i:j], mask[i:j], network_ms))
+                                         depth[i:j], corr[i:j], mask[i:j], network_ms, p.outputs))
             i = j
         pending.clear()
         n_pending = 0
 
     here = _WriteState(predictor.postprocess, setup, flame_fit)  # for writing in this process (threads, one input)
-    with bar, open_writer(writer, _write_input, finished, lost, setup, here, tasks=len(files),
-                          preload=setup.preload) as pool:
-        if files:  # after the writer processes started: they set up while the detector does
-            _warm_up_quietly(predictor)
-        for path, name in zip(files, names):
-            out_dir = out / name
-            rec: dict[str, Any] = {"input": str(path), "output": name, "status": "failed", "faces": []}
-            records.append(rec)
-            if safe_stem(path).lower() in RESERVED_NAMES:
-                _warn(str(path), f"{safe_stem(path)} is one of the batch's own files; results go to {out_dir}")
-            if not _inside(out, out_dir):  # output_names never picks such a name; checked before any write
-                _fail(rec, f"output folder {out_dir} would lie outside {out}")
-                bar.update()
-                continue
-            problem = output_folder_problem(out_dir)  # e.g. OUT/<name>/... longer than PATH_MAX
-            if problem:
-                _fail(rec, problem)
-                bar.update()
-                continue
-            done = None if config.overwrite else _finished(out_dir, path)
-            if done is not None:
-                rec.update(status="ok", faces=done.get("faces", []), skipped=True)
-                _log(config, f"{path}: already done -> {out_dir} (skipped; --overwrite redoes it)")
-                bar.update()
-                continue
-            try:
-                photo = read_photo_scaled(path, config.max_pixels)
-                image = photo.image
-                t = time.perf_counter()
-                faces = predictor.detect(image)
-                t_det = (time.perf_counter() - t) * 1e3 / max(len(faces), 1)
-                if not faces:
-                    _fail(rec, "no face detected")
+    interrupted: BaseException | None = None
+    try:
+        with bar, open_writer(writer, _write_input, finished, lost, setup, here, tasks=len(files),
+                              preload=setup.preload) as pool:
+            if files:  # after the writer processes started: they set up while the detector does
+                _warm_up_quietly(predictor)
+            for path, name in zip(files, names):
+                out_dir = out / name
+                rec: dict[str, Any] = {"input": str(path), "output": name, "status": _PENDING, "faces": []}
+                records.append(rec)
+                if safe_stem(path).lower() in RESERVED_NAMES:
+                    _warn(str(path), f"{safe_stem(path)} is one of the batch's own files; results go to {out_dir}")
+                if not _inside(out, out_dir):  # output_names never picks such a name; checked before any write
+                    _fail(rec, f"output folder {out_dir} would lie outside {out}")
                     bar.update()
                     continue
-                t = time.perf_counter()
-                crops, boxes, angles = predictor.crop_faces(image, faces)
-                t_crop = (time.perf_counter() - t) * 1e3 / len(faces)
-            except ImageReadError as exc:
-                msg = str(exc)
-                _fail(rec, msg[len(str(path)) + 2:] if msg.startswith(str(path)) else msg)
-                bar.update()
-                continue
-            except Exception as exc:
-                _fail(rec, f"{type(exc).__name__}: {exc}")
-                bar.update()
-                continue
-            if config.overwrite:
-                _remove_faces(out, out_dir)
-            pending.append(_Pending(len(records) - 1, path, out_dir, photo, crops, boxes, faces,
-                                    [{"detect": t_det, "crop": t_crop} for _ in faces], angles))
-            n_pending += len(faces)
-            if n_pending >= predictor.config.batch_size:
-                flush(pool)
-        flush(pool)
+                problem = output_folder_problem(out_dir)  # e.g. OUT/<name>/... longer than PATH_MAX
+                if problem:
+                    _fail(rec, problem)
+                    bar.update()
+                    continue
+                done = None if config.overwrite else _finished(out_dir, path, want, mesh)
+                if done is not None:
+                    rec.update(status="ok", faces=done.get("faces", []), skipped=True)
+                    _log(config, f"{path}: already done -> {out_dir} (skipped; --overwrite redoes it)")
+                    bar.update()
+                    continue
+                try:
+                    photo = read_photo_scaled(path, config.max_pixels)
+                    image = photo.image
+                    t = time.perf_counter()
+                    faces = predictor.detect(image)
+                    t_det = (time.perf_counter() - t) * 1e3 / max(len(faces), 1)
+                    if not faces:
+                        _fail(rec, "no face detected")
+                        bar.update()
+                        continue
+                    t = time.perf_counter()
+                    crops, boxes, angles = predictor.crop_faces(image, faces)
+                    t_crop = (time.perf_counter() - t) * 1e3 / len(faces)
+                except ImageReadError as exc:
+                    msg = str(exc)
+                    _fail(rec, msg[len(str(path)) + 2:] if msg.startswith(str(path)) else msg)
+                    bar.update()
+                    continue
+                except Exception as exc:
+                    _fail(rec, f"{type(exc).__name__}: {exc}")
+                    bar.update()
+                    continue
+                outputs = want if config.overwrite else want | _held_outputs(out_dir, path)  # a rerun loses none
+                pending.append(_Pending(len(records) - 1, path, out_dir, photo, crops, boxes, faces,
+                                        [{"detect": t_det, "crop": t_crop} for _ in faces], angles, outputs))
+                n_pending += len(faces)
+                if n_pending >= predictor.config.batch_size:
+                    flush(pool)
+            flush(pool)
+    except BaseException as exc:  # Ctrl-C, SIGTERM (the command raises it as one), or a bug: OUT's index first
+        interrupted = exc
+    summary = _write_summary(predictor, config, out, records, t_start, interrupted)
+    if interrupted is not None:
+        raise interrupted
+    return summary
 
+
+_PENDING = "pending"  # a record's status until its input is finished or failed (left so by an interrupted run)
+
+
+def _indexed(out: Path, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """This run's records as OUT now holds them, and how many were never finished. An ok record gets the
+    outputs its folder holds (:func:`facevision.predict.outputs.photo_outputs`) and fails when the folder is
+    no longer finished; an unfinished one (an interrupted run) is listed when its folder was completed,
+    else left out."""
+    listed: list[dict[str, Any]] = []
+    unfinished = 0
+    for r in records:
+        folder = out / r["output"] if r.get("output") else None
+        if r["status"] == _PENDING:
+            rec = _finished(folder, Path(r["input"])) if folder is not None else None
+            if rec is None:
+                unfinished += 1
+                continue
+            r.update(status="ok", faces=rec["faces"])
+        if r["status"] == "ok":
+            if folder is None or finished_photo(folder) is None:
+                _fail(r, f"its outputs in {folder} are gone (removed while the batch ran?)")
+                r.pop("skipped", None)
+            else:
+                r["outputs"] = photo_outputs(folder, r["faces"])
+        listed.append(r)
+    return listed, unfinished
+
+
+def _write_summary(predictor: Predictor, config: BatchConfig, out: Path, records: list[dict[str, Any]],
+                   t_start: float, interrupted: BaseException | None) -> dict[str, Any]:
+    """Build ``OUT/summary.json`` (or the shard's summary) from this run's records and what OUT holds
+    (:func:`_indexed`; without ``--shard``, every other photo finished in OUT too, ``earlier_batch``) and write
+    it; the report too, unless the run was interrupted. Returns the summary."""
+    remove_stale_temporaries(out, max_depth=0)  # the temporary folders of writers stopped by an interruption
+    records, unfinished = _indexed(out, records)
     counts = {"ok": sum(r["status"] == "ok" for r in records), "failed": sum(r["status"] == "failed" for r in records),
               "skipped": sum(bool(r.get("skipped")) for r in records)}
     summary = {
@@ -629,15 +866,17 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
         "elapsed_s": round(time.time() - t_start, 3),
         "max_pixels": config.max_pixels,
     }
+    if interrupted is not None:
+        summary.update(interrupted=True, unfinished=unfinished)
     if config.shard is not None:
         summary["shard"] = list(config.shard)
         summary["finished_in_out"] = counts["ok"]
         summary["inputs"] = records
     else:
-        earlier = _earlier_finished(out, records)
+        earlier = [dict(e, earlier_batch=True) for e in finished_photos(out, skip={r["output"] for r in records})]
         summary["finished_in_out"] = len(earlier) + counts["ok"]
         summary["inputs"] = earlier + records
-    if config.report:
+    if config.report and interrupted is None:
         from facevision.predict.report import write_report
 
         try:
@@ -651,7 +890,10 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
     except OSError as exc:  # OutputWriteError: names the file and the reason (disk full...)
         summary["summary_error"] = str(exc)
         _print(f"facevision predict: error: {exc}", sys.stderr)
-    if config.shard is not None and "summary_error" not in summary:
+    if isinstance(interrupted, KeyboardInterrupt) and "summary_error" not in summary:
+        _print(f"facevision predict: interrupted: {out / name} lists what {out} holds ({summary['finished_in_out']} "
+               f"photo(s) finished; {unfinished} of this run's not)", sys.stderr)
+    if config.shard is not None and "summary_error" not in summary and interrupted is None:
         _merge_if_complete(out, config.shard[1])
     return summary
 
@@ -740,48 +982,57 @@ def _fail(rec: dict[str, Any], reason: str) -> None:
 
 
 def _finish(job: _WriteJob, results: list, state: _WriteState, outcome: _Outcome) -> None:
-    """Write one input's faces and its image.json; set ``outcome`` (status, faces, reason, lines)."""
+    """Write one input's folder as a whole: its faces, then its image.json, into a temporary folder beside
+    ``OUT/<name>`` that then replaces it (:func:`meshing.fileio.atomic_folder`; never one holding files predict
+    did not write, :func:`_foreign`); set ``outcome`` (status, faces, reason, lines)."""
     setup = state.setup
-    root = job.out_dir.parent
+    output = replace(setup.output, outputs=job.outputs)
+    mesh = setup.predict.mesh is not None
     faces = []
+    where: list[Path] = []  # the temporary folder: messages name the final one
     try:
-        for k, res in enumerate(results):
-            res.index = k
-            face_dir = job.out_dir / face_dir_name(k)
-            if face_dir.is_symlink() or not _inside(root, face_dir):
-                raise OutputWriteError(f"{face_dir}: refusing to write outside the output folder {root}")
-            extra: dict[str, Any] = {}
-            if state.flame_fit is not None and res.ok and res.mesh is not None:
-                try:
-                    extra["flame"] = state.flame_fit(face_dir, res)
-                except Exception as exc:
-                    extra["flame"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            data = write_face(face_dir, res, job.photo.image, str(job.path), setup.render, extra,
-                              photo_scale=job.photo.scale, output=setup.output)
-            faces.append({"dir": face_dir.name, "status": data["status"], **({"error": res.error} if res.error else {})})
+        foreign = _foreign(job.out_dir)
+        if foreign:
+            raise OutputWriteError(f"{job.out_dir}: holds {', '.join(foreign[:3])}, which facevision predict did "
+                                   "not write; the folder is left as it is (move it away to redo this photo)")
+        with atomic_folder(job.out_dir) as folder:
+            where.append(folder)
+            for k, res in enumerate(results):
+                res.index = k
+                face_dir = folder / face_dir_name(k)
+                extra: dict[str, Any] = {}
+                if state.flame_fit is not None and res.ok and res.mesh is not None:
+                    try:
+                        extra["flame"] = state.flame_fit(face_dir, res)
+                    except Exception as exc:
+                        extra["flame"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                data = write_face(face_dir, res, job.photo.image, str(job.path), setup.render, extra,
+                                  photo_scale=job.photo.scale, output=output)
+                faces.append({"dir": face_dir.name, "status": data["status"],
+                              "outputs": written_outputs(data["files"]), **({"error": res.error} if res.error else {})})
+            ok = [f for f in faces if f["status"] == "ok"]
+            asked = job.outputs if mesh else job.outputs - MESH_FILE_OUTPUTS
+            image_record = {"source": str(job.path.resolve()), "input": str(job.path), "status": "ok" if ok else
+                            "failed", "faces": faces, "image_size": list(job.photo.original_size),
+                            "asked": sorted(asked), "mesh": mesh}
+            if job.photo.scale != (1.0, 1.0):
+                image_record["processed_size"] = [int(job.photo.image.shape[1]), int(job.photo.image.shape[0])]
+            atomic_write_json(folder / IMAGE_RECORD, image_record)
     except OSError as exc:  # OutputWriteError names the file and says "disk full" when it is
-        _remove_faces(root, job.out_dir, record=True)
-        outcome.fail(f"cannot write outputs: {exc}")
+        outcome.fail(f"cannot write outputs: {_final_names(str(exc), where, job.out_dir)}")
         return
     except Exception as exc:
-        _remove_faces(root, job.out_dir, record=True)
-        outcome.fail(f"writing outputs failed ({type(exc).__name__}: {exc})")
+        outcome.fail(f"writing outputs failed ({type(exc).__name__}: {_final_names(str(exc), where, job.out_dir)})")
         return
     outcome.faces = faces
-    ok = [f for f in faces if f["status"] == "ok"]
     if ok:
         outcome.status, outcome.reason = "ok", None
+        if setup.log:
+            outcome.done = f"{job.path}: {len(ok)} face(s) -> {job.out_dir}"
     else:
         outcome.fail(faces[0].get("error", "no usable face"))
-    image_record = {"source": str(job.path.resolve()), "input": str(job.path), "status": outcome.status,
-                    "faces": faces, "image_size": list(job.photo.original_size)}
-    if job.photo.scale != (1.0, 1.0):
-        image_record["processed_size"] = [int(job.photo.image.shape[1]), int(job.photo.image.shape[0])]
-    try:
-        atomic_write_json(job.out_dir / IMAGE_RECORD, image_record)
-    except OSError as exc:
-        _remove_faces(root, job.out_dir, record=True)
-        outcome.fail(f"cannot write outputs: {exc}")
-        return
-    if outcome.status == "ok" and setup.log:
-        outcome.done = f"{job.path}: {len(ok)} face(s) -> {job.out_dir}"
+
+
+def _final_names(message: str, temporary: list[Path], final: Path) -> str:
+    """``message`` naming the files of a photo's final folder instead of its temporary one."""
+    return message.replace(str(temporary[0]), str(final)) if temporary else message

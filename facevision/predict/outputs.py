@@ -8,10 +8,15 @@ texture = the same, possibly turned, crop cut from the photo at ``OutputConfig.t
 fit_mesh.obj + fit_mesh.mtl + fit_mesh_0.png (the fitted face model, fixed topology, photo frame:
 :mod:`facevision.fit.fit_mesh`), preview.png, result.json (written last: a face is finished when its
 result.json exists). ``OUT/<name>/image.json`` (written after all its faces)
-records the input, its status and its faces; ``OUT/summary.json`` lists every input of the batch.
+records the input, its status, its faces with the outputs written for each, the outputs asked for
+(``asked``) and whether meshes were made (``mesh``). A photo's folder is written as a whole (a temporary
+sibling renamed into place, :func:`meshing.fileio.atomic_folder`). ``OUT/summary.json`` lists the batch's
+inputs and every photo finished in OUT (:func:`finished_photos`), each with the outputs it holds.
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,9 @@ from meshing.io import encode_texture, save_mesh
 
 __all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_RECORD", "SUMMARY_NAME",
            "to_original_pixels", "OutputConfig", "texture_side", "face_texture", "OUTPUTS", "OUTPUT_FILES",
-           "OUTPUT_GROUPS", "DEFAULT_OUTPUTS", "parse_outputs"]
+           "OUTPUT_GROUPS", "DEFAULT_OUTPUTS", "parse_outputs", "MESH_OUTPUTS", "MESH_FILE_OUTPUTS",
+           "written_outputs", "present_outputs", "read_image_record", "finished_photo", "finished_photos",
+           "photo_outputs"]
 
 FACE_FILES = ("crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png", "preview.png", "result.json")
 MESH_FILES = ("mesh.ply", "mesh.obj", "mesh.mtl", "mesh_0.png")
@@ -57,6 +64,7 @@ OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
     "mesh": ("ply", "obj"),
 }
 MESH_OUTPUTS = frozenset({"ply", "obj", "fit_mesh", "preview"})  # need the mesh computed (preview renders it)
+MESH_FILE_OUTPUTS = frozenset({"ply", "obj", "fit_mesh"})  # not written at all without the mesh (--no-mesh)
 
 
 def parse_outputs(text: str) -> frozenset[str]:
@@ -131,6 +139,70 @@ def face_dir_name(index: int) -> str:
     return f"face{index}"
 
 
+def written_outputs(files: Sequence[str]) -> list[str]:
+    """The output names (:data:`OUTPUT_FILES`) all of whose files are among ``files`` (file names), in order."""
+    have = set(files)
+    return [name for name, needed in OUTPUT_FILES.items() if have.issuperset(needed)]
+
+
+def present_outputs(face_dir: str | Path) -> list[str]:
+    """The outputs whose files all exist in ``face_dir`` now (one directory listing)."""
+    try:
+        return written_outputs(os.listdir(face_dir))
+    except OSError:
+        return []
+
+
+def read_image_record(folder: str | Path) -> dict[str, Any] | None:
+    """``folder/image.json`` as a dict, or None when it is missing or unreadable."""
+    try:
+        rec = json.loads((Path(folder) / IMAGE_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def finished_photo(folder: str | Path) -> dict[str, Any] | None:
+    """``folder``'s image.json if it says ``ok`` and every face's result.json exists (a finished photo), else None."""
+    folder = Path(folder)
+    rec = read_image_record(folder)
+    if rec is None or rec.get("status") != "ok" or not isinstance(rec.get("faces"), list):
+        return None
+    for face in rec["faces"]:
+        name = face.get("dir") if isinstance(face, dict) else None
+        if not isinstance(name, str) or name != Path(name).name or not (folder / name / "result.json").is_file():
+            return None
+    return rec
+
+
+def photo_outputs(folder: str | Path, faces: list[dict[str, Any]]) -> list[str]:
+    """The outputs present for every ``ok`` face of a photo (:func:`present_outputs`), in :data:`OUTPUTS` order."""
+    common: set[str] | None = None
+    for face in faces:
+        if face.get("status") == "ok":
+            have = set(present_outputs(Path(folder) / face["dir"]))
+            common = have if common is None else common & have
+    return [name for name in OUTPUTS if common and name in common]
+
+
+def finished_photos(out: str | Path, skip: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
+    """Summary records of every photo finished in OUT (:func:`finished_photo`; real folders, not hidden, not
+    named in ``skip``), by folder name: ``{"input", "output", "status": "ok", "faces", "outputs"}``."""
+    found = []
+    try:
+        entries = sorted(os.scandir(out), key=lambda e: e.name)
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name in skip or not entry.is_dir(follow_symlinks=False):
+            continue
+        rec = finished_photo(entry.path)
+        if rec is not None:
+            found.append({"input": rec.get("input", rec.get("source")), "output": entry.name, "status": "ok",
+                          "faces": rec["faces"], "outputs": photo_outputs(entry.path, rec["faces"])})
+    return found
+
+
 def to_original_pixels(data: dict[str, Any], result: FaceResult, scale: tuple[float, float]) -> None:
     """Map result.json's photo coordinates (bbox, crop_box, landmarks68) from a reduced photo, ``scale`` =
     (reduced / original) per axis, back to the original photo's pixels; records ``photo_scale``."""
@@ -197,7 +269,8 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     if result.model_fit is not None and meshes and "fit_mesh" in want:  # --no-mesh: no meshes at all
         from facevision.fit.fit_mesh import fit_mesh
 
-        fm = fit_mesh(result.model_fit, _fit_triangles(), result.crop_box, result.crop.shape[0], result.crop_angle,
+        tri = result.model_fit.triangles if result.model_fit.triangles is not None else _fit_triangles()
+        fm = fit_mesh(result.model_fit, tri, result.crop_box, result.crop.shape[0], result.crop_angle,
                       height, photo_scale)
         save_mesh(face_dir / "fit_mesh.obj", fm, texture_png=texture_png)
         files += list(FIT_MESH_FILES)

@@ -6,7 +6,10 @@ the order of the arguments or where the collection is mounted, so N jobs given t
 array, Kubernetes jobs, a shell loop over hosts) process every photo exactly once. Shards write disjoint
 folders ``OUT/<name>/`` and their own ``OUT/summary.shard-K-of-N.json``; the shard that finds all N
 summaries in OUT merges them into ``OUT/summary.json``, and ``facevision merge-shards OUT`` does the same
-later (e.g. after copying the shards' OUT folders from several machines into one).
+later (e.g. after copying the shards' OUT folders from several machines into one). The merge also lists
+every other photo finished in OUT (``earlier_batch``), so summary.json stays OUT's index; a shard whose
+run was interrupted is not merged until it is run again. Shards of one N may write into one OUT at the
+same time (:class:`facevision.predict.batch.OutputFolderLock`); a second run of the same K/N is refused.
 """
 from __future__ import annotations
 
@@ -48,8 +51,8 @@ def shard_summary_name(k: int, n: int) -> str:
 
 def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """The shards' summaries of one N -> one summary (counts and faces summed, inputs concatenated in shard
-    order, ``elapsed_s`` the longest shard's). Raises :class:`ShardMergeError` when shards are missing, repeated
-    or of different N."""
+    order, ``elapsed_s`` the longest shard's). Raises :class:`ShardMergeError` when shards are missing, repeated,
+    of different N or interrupted."""
     if not summaries:
         raise ShardMergeError("no shard summaries to merge")
     ns = {tuple(s.get("shard", ()))[1:] for s in summaries}
@@ -62,6 +65,9 @@ def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         repeated = sorted({k for k in ks if ks.count(k) > 1})
         raise ShardMergeError(f"shards of {n}: missing {missing or 'none'}, repeated {repeated or 'none'}")
     summaries = sorted(summaries, key=lambda s: int(s["shard"][0]))
+    stopped = [int(s["shard"][0]) for s in summaries if s.get("interrupted")]
+    if stopped:
+        raise ShardMergeError(f"shards of {n}: {stopped} were interrupted (run them again to finish them)")
     first = summaries[0]
     merged = {k: v for k, v in first.items() if k not in ("shard", "inputs", "counts", "faces", "elapsed_s",
                                                           "finished_in_out", "report", "report_error")}
@@ -76,7 +82,8 @@ def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def merge_shard_summaries(out: str | Path, n: int | None = None) -> dict[str, Any]:
     """Read ``OUT/summary.shard-K-of-N.json`` for every K (N: given, or the one the files agree on) and
-    return their merge (:func:`merge_summaries`); raises :class:`ShardMergeError` naming what is missing."""
+    return their merge (:func:`merge_summaries`) with every other photo finished in OUT (``earlier_batch``:
+    :func:`facevision.predict.outputs.finished_photos`); raises :class:`ShardMergeError` naming what is missing."""
     out = Path(out)
     found: dict[int, list[Path]] = {}
     for p in sorted(out.iterdir()) if out.is_dir() else []:
@@ -95,6 +102,13 @@ def merge_shard_summaries(out: str | Path, n: int | None = None) -> dict[str, An
         except (OSError, ValueError) as exc:
             raise ShardMergeError(f"{p}: cannot read ({exc})") from None
     try:
-        return merge_summaries(summaries)
+        merged = merge_summaries(summaries)
     except ShardMergeError as exc:
         raise ShardMergeError(f"{out}: {exc}") from None
+    from facevision.predict.outputs import finished_photos
+
+    listed = {r.get("output") for r in merged["inputs"]}
+    earlier = [dict(r, earlier_batch=True) for r in finished_photos(out, skip=listed)]
+    merged["inputs"] = earlier + merged["inputs"]
+    merged["finished_in_out"] += len(earlier)
+    return merged

@@ -18,8 +18,9 @@ Kinds (:class:`WriterConfig`):
   so the calling process knows which task each worker holds: a worker that dies (killed, out of memory) fails
   exactly that task, with its signal in the reason, and is replaced; the others go on. Workers never run torch
   (the postprocessing is numpy, scipy, OpenCV and Open3D); should a task use it anyway (FLAME registration) it
-  runs on one thread. Workers ignore Ctrl-C (the calling process stops them), keep freed memory for reuse
-  (:func:`retain_freed_memory`) and end with the calling process, however it ends (:func:`_end_with_parent`).
+  runs on one thread. Workers ignore Ctrl-C (the calling process stops them), end on SIGTERM, keep freed memory
+  for reuse (:func:`retain_freed_memory`) and end with the calling process, however it ends
+  (:func:`_end_with_parent`).
 * **thread**: worker threads in the calling process (no pickling; the GIL limits them to about one core). Where
   processes cannot be forked (not Linux), and for a Predictor subclass with its own ``postprocess``.
 * ``workers=0``, or a batch of one input: each task runs at once in the calling thread (the serial path: no
@@ -277,7 +278,9 @@ def _end_with_parent(parent_pid: int) -> None:
 
 def _quiet_worker(parent_pid: int) -> None:
     """In a new worker process: end with the parent (:func:`_end_with_parent`), ignore Ctrl-C (the parent stops
-    the workers), one thread per library, freed memory kept for reuse (:func:`retain_freed_memory`)."""
+    the workers), end at once on SIGTERM (whatever handler the parent set: ``predict`` turns SIGTERM into an
+    interruption of its batch), one thread per library, freed memory kept for reuse (:func:`retain_freed_memory`)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _end_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     retain_freed_memory()
