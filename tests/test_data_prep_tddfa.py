@@ -619,3 +619,29 @@ def test_prepare_face_model_cli_writes_beside_a_3ddfa_dataset(tddfa_face_dataset
     assert model.n_vertices == GRID * GRID + 68
     with np.load(out, allow_pickle=False) as z:
         assert json.loads(str(z["card"]))["correspondence_space"] == CORRESPONDENCE_SPACE
+
+
+def test_a_3ddfa_space_fit_reports_pose_in_the_3dmm_frame(tddfa_face_dataset):
+    """The 3DMM's frame is frontal (reference ``frontal_pitch_deg`` 0, Face Mesh's is -16): a face rendered at a
+    known yaw / pitch / roll fits back to those angles, and with Face Mesh's tilt it would be 16 degrees off."""
+    import dataclasses
+
+    from data_prep.build_face_model import FaceModelBuildConfig, build_face_model
+    from data_prep.reference import load_reference
+    from facevision.fit import model_fit
+    from facevision.maps.pose import angles_to_rotation
+
+    root, files = tddfa_face_dataset
+    ref = load_reference(root / "reference.npz")
+    assert ref.frontal_pitch_deg == 0.0
+    model, _ = build_face_model(root, FaceModelBuildConfig(id_grid=(6,), exp_grid=(3,)))
+    grid, _ = files.shape(np.zeros(40), np.zeros(10))
+    for yaw, pitch, roll in ((0.0, 0.0, 0.0), (25.0, -10.0, 8.0)):
+        rot = angles_to_rotation(yaw, pitch, roll)  # facevision's convention (pitch > 0: the face tilts up)
+        pts = (6.5e-4 * grid @ rot.T + [64.0, 62.0, 50.0]) * [1, -1, 1] + [0, _S - 1, 0]
+        depth, corr, mask = render_grid_labels(pts, grid_triangles(), ref.vertices[:GRID * GRID], _S)
+        pose = model_fit.fit_face_model(depth, corr, mask, model, reference=ref).pose
+        assert abs(pose.yaw - yaw) < 1.5 and abs(pose.pitch - pitch) < 1.5 and abs(pose.roll - roll) < 1.5, pose
+    tilted = dataclasses.replace(ref, frontal_pitch_deg=-16.0)
+    wrong = model_fit.fit_face_model(depth, corr, mask, model, reference=tilted).pose
+    assert abs(wrong.pitch - pitch) > 10.0

@@ -18,7 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
                     "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), fit_mesh.obj, preview.png and result.json "
                     "(--outputs picks some; bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); "
-                    "OUT/summary.json lists every input. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
+                    "OUT/summary.json lists every input (with faces_detected and faces_skipped per photo). Folders holding "
+                    "an earlier run's outputs (image.json, summary.json) are not read as photos. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
                     "photo px), so they overlay the photo; --mesh-frame crop keeps the 128-px crop's frame. "
                     "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
                     "OUT. A progress bar shows photos/s and ETA (-q: none; -v: one line per input). "
@@ -38,7 +39,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="CPU threads for the network (default: 1 on CPU while writers run, as they keep the other "
                         "cores busy; else the library's choice: ONNX Runtime's, or torch's on a GPU; 1 is also "
                         "faster when other jobs load the CPU)")
-    p.add_argument("--all-faces", action="store_true", help="every detected face (default: only the largest)")
+    p.add_argument("--all-faces", action="store_true",
+                   help="every face found (default: only the largest; summary.json's faces_skipped counts the others "
+                        "per photo, and one line says how many). Also looks harder on every photo: the full-range "
+                        "detector and, in large photos, overlapping tiles find faces down to ~3 %% of the photo's width "
+                        "(without it, only where the first pass finds no face); a rerun with it redoes photos of a "
+                        "run without it")
     p.add_argument("--mirror-average", action="store_true",
                    help="average the network's maps of each crop and of its mirror image: better landmarks and pose "
                         "(README, AFLW2000-3D), twice the network time")

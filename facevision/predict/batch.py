@@ -25,12 +25,22 @@ files and a killed run leaves no half folder, and a folder holding files predict
 replaced; ``summary.json`` is rebuilt from OUT at the end of every run, an interrupted one included
 (Ctrl-C; SIGTERM where the command turns it into one): this run's records plus every photo finished in
 OUT (:func:`facevision.predict.outputs.finished_photos`), each with the outputs it holds.
+
+Faces left out: each ok record (and image.json) says how many faces the detector found (``faces_detected``) and
+how many of them were not processed (``faces_skipped``: all but the largest, unless every face is asked for); one
+stderr line per run sums them and names ``--all-faces``. image.json records ``all_faces``: a run asking for every
+face redoes a photo finished by a run that kept only the largest. Listing the inputs (:func:`expand_inputs`):
+folders holding predict's own outputs (:func:`output_marker`: an earlier OUT, a photo's folder) are not searched,
+a folder given that is one fails in one line; links to folders met inside a folder, broken links and image files
+of a format not read here are skipped with one line per kind and run; a file of several frames or pages (an
+animated GIF, a multi-page TIFF) gets one line saying only the first is read.
 """
 from __future__ import annotations
 
 import errno
 import glob
 import json
+import mimetypes
 import os
 import re
 import socket
@@ -40,6 +50,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,7 +60,7 @@ from data_prep.io import (ImageReadError, OutputWriteError, ScaledPhoto, atomic_
                           remove_stale_temporaries, temp_prefix)
 from facevision.predict.outputs import (IMAGE_RECORD, MESH_FILE_OUTPUTS, MESH_OUTPUTS, SUMMARY_NAME, OutputConfig,
                                        face_dir_name, finished_photo, finished_photos, photo_outputs,
-                                       present_outputs, write_face, written_outputs)
+                                       present_outputs, read_image_record, write_face, written_outputs)
 from facevision.predict.predictor import PredictConfig, Postprocessor, Predictor
 from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
@@ -62,8 +73,8 @@ try:
 except ImportError:  # Windows: no flock; OutputFolderLock does nothing there
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BatchConfig", "IMAGE_SUFFIXES", "expand_inputs", "run_batch", "output_names", "safe_stem",
-           "check_output_folder", "OutputFolderError", "DEFAULT_MAX_PIXELS", "RESERVED_NAMES",
+__all__ = ["BatchConfig", "IMAGE_SUFFIXES", "OPTIONAL_SUFFIXES", "output_marker", "expand_inputs", "run_batch",
+           "output_names", "safe_stem", "check_output_folder", "OutputFolderError", "DEFAULT_MAX_PIXELS", "RESERVED_NAMES",
            "output_folder_problem", "one_line", "OutputFolderLock", "OutputFolderBusyError", "LOCK_NAME"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif", ".pgm", ".ppm")
@@ -322,18 +333,157 @@ def _path_kind(p: Path) -> str | None:
     return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "other"
 
 
-def _image_files(folder: Path, exclude: str | None, failures: list[dict[str, Any]]) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted), outside ``exclude``; a subfolder that cannot be
-    entered is a failure record (its photos would otherwise vanish silently)."""
+# read as photos too when this Pillow decodes them (built with the feature, or a plugin such as pillow-heif registered)
+OPTIONAL_SUFFIXES = (".avif", ".heic", ".heif", ".jxl", ".jp2")
+_PILLOW_FEATURES = {".avif": "avif", ".jp2": "jpg_2000"}
+# not images by their MIME type on every system, but photos all the same (camera raw): named when skipped
+_RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
+                           ".pef", ".srw", ".raw", ".3fr", ".erf", ".kdc", ".mrw", ".x3f"})
+
+
+@lru_cache(maxsize=None)
+def _pillow_reads(suffix: str) -> bool:
+    """True when this Pillow can decode files with ``suffix`` (one of :data:`OPTIONAL_SUFFIXES`)."""
+    from PIL import Image, features
+
+    Image.init()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.OPEN:
+        return False
+    feature = _PILLOW_FEATURES.get(suffix)
+    try:
+        return feature is None or bool(features.check(feature))
+    except ValueError:  # a feature this Pillow does not know
+        return False
+
+
+def _readable_suffix(suffix: str) -> bool:
+    suffix = suffix.lower()
+    return suffix in IMAGE_SUFFIXES or (suffix in OPTIONAL_SUFFIXES and _pillow_reads(suffix))
+
+
+def _image_like(name: str) -> bool:
+    """True for a file name that says image (MIME type image/*, or a camera raw suffix)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in _RAW_SUFFIXES or suffix in OPTIONAL_SUFFIXES or \
+        (mimetypes.guess_type("x" + suffix)[0] or "").startswith("image/")
+
+
+def _json_keys(path: Path) -> set[str]:
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(1 << 20) or b"null")  # predict's own files are far smaller
+    except (OSError, ValueError):
+        return set()
+    return set(data) if isinstance(data, dict) else set()
+
+
+def output_marker(folder: str | Path, names: list[str] | None = None) -> str | None:
+    """The file that makes ``folder`` one of predict's outputs, or None: OUT holds ``summary.json`` (or a shard's
+    summary) or the lock file of a run, a photo's folder its ``image.json``. The JSON files must be predict's (a
+    summary lists ``inputs`` and ``counts``, an image.json a ``source`` and ``faces``), so a folder of photos with
+    some other file of that name is not taken for one. ``names``: the folder's entries when already listed."""
+    folder = Path(folder)
+    if names is None:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return None
+    present = set(names)
+    if LOCK_NAME in present:
+        return LOCK_NAME
+    for name in sorted(present):
+        if (name == SUMMARY_NAME or SHARD_SUMMARY.match(name)) and {"inputs", "counts"} <= _json_keys(folder / name):
+            return name
+    if IMAGE_RECORD in present and {"source", "faces"} <= _json_keys(folder / IMAGE_RECORD):
+        return IMAGE_RECORD
+    return None
+
+
+@dataclass
+class _Skipped:
+    """What listing the inputs left out without failing an argument, said once per run (:meth:`notes`)."""
+
+    outputs: list[str] = field(default_factory=list)  # folders holding predict's outputs (an earlier OUT)
+    symlinked: list[str] = field(default_factory=list)  # symbolic links to folders met inside a folder (not followed)
+    dangling: list[str] = field(default_factory=list)  # symbolic links to nothing
+    unsupported: list[str] = field(default_factory=list)  # image files of a format this installation does not read
+    _marks: dict[str, str | None] = field(default_factory=dict)
+
+    def marked(self, folder: str) -> str | None:
+        """:func:`output_marker` of ``folder``, cached."""
+        if folder not in self._marks:
+            self._marks[folder] = output_marker(folder)
+        return self._marks[folder]
+
+    def inside_output(self, path: str) -> str | None:
+        """The nearest folder above ``path`` (a file) that holds predict's outputs, or None."""
+        here = os.path.dirname(os.path.abspath(path))
+        while True:
+            if self.marked(here):
+                return here
+            up = os.path.dirname(here)
+            if up == here:
+                return None
+            here = up
+
+    def notes(self) -> list[str]:
+        """One line per kind of thing skipped, with how many and an example."""
+        lines = []
+        if self.outputs:
+            lines.append(f"skipped {len(self.outputs)} folder(s) holding facevision predict outputs (image.json, "
+                         f"summary.json or a run's lock file), e.g. {self.outputs[0]}: outputs are not read as photos")
+        if self.symlinked:
+            lines.append(f"skipped {len(self.symlinked)} symbolic link(s) to folders, e.g. {self.symlinked[0]}: links "
+                         "inside a folder are not followed (give the folder itself to include it)")
+        if self.dangling:
+            lines.append(f"skipped {len(self.dangling)} broken symbolic link(s) (pointing to nothing), e.g. "
+                         f"{self.dangling[0]}")
+        if self.unsupported:
+            kinds = sorted({Path(u).suffix.lower() for u in self.unsupported})
+            lines.append(f"skipped {len(self.unsupported)} image file(s) of a format that cannot be read here "
+                         f"({', '.join(kinds[:6])}{', ...' if len(kinds) > 6 else ''}), e.g. {self.unsupported[0]}; "
+                         "convert them to JPEG or PNG")
+        return lines
+
+
+def _image_files(folder: Path, exclude: str | None, failures: list[dict[str, Any]], skipped: _Skipped) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted), outside ``exclude`` and outside folders of predict's outputs;
+    a subfolder that cannot be entered is a failure record (its photos would otherwise vanish silently); links to
+    folders, broken links, folders of predict's outputs and image files of a format not read are counted in
+    ``skipped``."""
     found: list[Path] = []
 
     def unreadable(err: OSError) -> None:
         failures.append(_failure(str(err.filename), f"cannot enter folder ({err.strerror}); its photos are skipped"))
 
     for here, dirs, names in os.walk(folder, onerror=unreadable):
-        dirs[:] = [d for d in dirs if not _excluded(os.path.join(here, d), exclude)]
-        found += [Path(here) / n for n in names
-                  if Path(n).suffix.lower() in IMAGE_SUFFIXES and (Path(here) / n).is_file()]
+        if Path(here) != folder and output_marker(here, names + dirs):
+            skipped.outputs.append(here)
+            dirs[:] = []
+            continue
+        kept = []
+        for d in dirs:
+            path = os.path.join(here, d)
+            if _excluded(path, exclude):
+                continue
+            if os.path.islink(path):
+                skipped.symlinked.append(path)
+            else:
+                kept.append(d)
+        dirs[:] = kept
+        for n in names:
+            path = Path(here) / n
+            if _readable_suffix(path.suffix):
+                if path.is_file():
+                    found.append(path)
+                elif path.is_symlink() and not path.exists():
+                    skipped.dangling.append(str(path))
+            elif path.is_symlink() and not path.exists():
+                if _image_like(n):
+                    skipped.dangling.append(str(path))
+            elif _image_like(n):
+                skipped.unsupported.append(str(path))
     return sorted(found)
 
 
@@ -343,17 +493,26 @@ def _no_images_reason(folder: Path) -> str:
     return f"folder holds no images (looked for {', '.join(IMAGE_SUFFIXES)} in it and its subfolders)"
 
 
-def expand_inputs(paths: list[str], exclude: str | Path | None = None
+def _output_folder_reason(marker: str) -> str:
+    what = "the folder of one photo of" if marker == IMAGE_RECORD else "an output folder of"
+    return f"is {what} an earlier facevision predict run (it holds {marker}); outputs are not read as photos"
+
+
+def expand_inputs(paths: list[str], exclude: str | Path | None = None, notes: list[str] | None = None
                   ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Files, folders (recursive, image suffixes only) and globs -> (unique files in order, failure records).
 
     Failures: arguments that match nothing or cannot be reached, folders without images, subfolders that
-    cannot be entered. ``exclude`` (the output folder) and everything under it is never an input.
+    cannot be entered, a folder given that holds predict's outputs (:func:`output_marker`). ``exclude`` (the output
+    folder) and everything under it is never an input. Inside folders and globs, folders of predict's outputs (an
+    earlier OUT, a photo's folder), links to folders, broken links and image files of a format not read (``.avif``
+    where Pillow lacks it, camera raw) are skipped; ``notes``, when given, gets one line per kind saying how many.
     """
     files: list[Path] = []
     failures: list[dict[str, Any]] = []
     seen: set[Path] = set()
     excl = os.path.realpath(exclude) if exclude is not None else None
+    skipped = _Skipped()
 
     def add(p: Path) -> None:
         key = p.resolve()
@@ -368,8 +527,10 @@ def expand_inputs(paths: list[str], exclude: str | Path | None = None
             failures.append(_failure(arg, f"lies in the output folder {exclude}; outputs are not read as photos"))
         elif kind == "file":
             add(p)
+        elif kind == "dir" and skipped.marked(str(p)):
+            failures.append(_failure(arg, _output_folder_reason(skipped.marked(str(p)))))
         elif kind == "dir":
-            found = _image_files(p, excl, failures)
+            found = _image_files(p, excl, failures, skipped)
             if not found:
                 failures.append(_failure(arg, _no_images_reason(p)))
             for f in found:
@@ -378,19 +539,44 @@ def expand_inputs(paths: list[str], exclude: str | Path | None = None
             failures.append(_failure(arg, "not a regular file (a device, pipe or socket)"))
         elif kind == "denied":
             failures.append(_failure(arg, "permission denied (a folder on its path cannot be entered)"))
+        elif p.is_symlink() and glob.escape(arg) == arg:
+            failures.append(_failure(arg, f"broken symbolic link (points to {os.readlink(p)}, which does not exist)"))
         else:
             everything = sorted(glob.glob(arg, recursive=True))
             matches = [m for m in everything if not _excluded(m, excl)]
-            hits = [Path(m) for m in matches if Path(m).is_file()]
+            hits: list[Path] = []
+            folders: list[Path] = []
+            outputs: list[str] = []  # folders of predict's outputs and broken links the pattern met
+            dangling: list[str] = []
             for m in matches:
-                if Path(m).is_dir():
-                    hits += _image_files(Path(m), excl, failures)
-            if not hits:
+                mp = Path(m)
+                owner = m if mp.is_dir() and skipped.marked(m) else skipped.inside_output(m)
+                if owner is not None:
+                    if owner not in outputs and owner not in skipped.outputs:
+                        outputs.append(owner)
+                elif mp.is_dir():
+                    folders.append(mp)
+                elif mp.is_file():
+                    hits.append(mp)
+                elif mp.is_symlink():
+                    dangling.append(m)
+            for folder in folders:  # files first, then what the folders hold (the order of output names)
+                hits += _image_files(folder, excl, failures, skipped)
+            if hits:  # said in the run's notes; a pattern left with nothing says it in its own line instead
+                skipped.outputs += outputs
+                skipped.dangling += dangling
+            else:
                 failures.append(_failure(arg, "the pattern matches only files in the output folder" if everything and
-                                         not matches else "the pattern matches only folders without images" if
-                                         matches else "no such file or folder (or the pattern matches nothing)"))
+                                         not matches else "the pattern matches only facevision predict outputs of "
+                                         "an earlier run; outputs are not read as photos" if outputs and not folders
+                                         and not dangling else "the pattern matches only broken symbolic links "
+                                         "(pointing to nothing)" if dangling and not folders and not outputs else
+                                         "the pattern matches only folders without images" if matches else
+                                         "no such file or folder (or the pattern matches nothing)"))
             for h in hits:
                 add(h)
+    if notes is not None:
+        notes.extend(skipped.notes())
     return files, failures
 
 
@@ -468,12 +654,16 @@ def output_names(files: list[Path], out: str | Path | None = None) -> list[str]:
     return names
 
 
-def _finished(out_dir: Path, source: Path, want: frozenset[str] | None = None, mesh: bool = True
-              ) -> dict[str, Any] | None:
+def _finished(out_dir: Path, source: Path, want: frozenset[str] | None = None, mesh: bool = True,
+              all_faces: bool = False) -> dict[str, Any] | None:
     """``out_dir``'s image.json when it holds a finished photo (:func:`finished_photo`) of ``source`` with every
-    output of ``want`` that a run making meshes (``mesh``) or not writes (:func:`_missing_outputs`), else None."""
+    output of ``want`` that a run making meshes (``mesh``) or not writes (:func:`_missing_outputs`), and, for a run
+    asking for every face (``all_faces``), made by such a run (image.json's ``all_faces``: a photo of a run that
+    kept only the largest face is redone, with the faces it left out), else None."""
     rec = finished_photo(out_dir)
     if rec is None or rec.get("source") != str(source.resolve()):
+        return None
+    if all_faces and rec.get("all_faces") is not True:
         return None
     if want is not None and _missing_outputs(out_dir, rec, want, mesh):
         return None
@@ -509,6 +699,16 @@ def _held_outputs(out_dir: Path, source: Path) -> frozenset[str]:
     return frozenset(o for f in rec["faces"] if f.get("status") == "ok" for o in present_outputs(out_dir / f["dir"]))
 
 
+def _face_counts(rec: dict[str, Any]) -> dict[str, int]:
+    """``{"faces_detected", "faces_skipped"}`` of a photo from its image.json (or a record alike): faces the detector
+    found and those left out (found but not processed: only the largest is, without ``--all-faces``); {} for an
+    image.json written before they were recorded."""
+    found = rec.get("faces_detected")
+    if not isinstance(found, int) or isinstance(found, bool) or not isinstance(rec.get("faces"), list):
+        return {}
+    return {"faces_detected": found, "faces_skipped": max(0, found - len(rec["faces"]))}
+
+
 @dataclass
 class _Pending:
     """One input read, detected and cropped, waiting for the network (in the calling process); ``key``: its
@@ -524,6 +724,8 @@ class _Pending:
     timings: list
     angles: list
     outputs: frozenset[str]
+    found: int = 0
+    all_faces: bool = False
 
 
 @dataclass
@@ -533,7 +735,8 @@ class _WriteJob:
     Per face (F of them): crops (F, S, S, 3) uint8, depth (F, S, S) float32 crop px, corr (F, S, S, 3) float32,
     mask (F, S, S) bool (:mod:`meshing.conventions`), boxes: integer crop boxes and faces: detector boxes
     (photo px), angles: crop angles (degrees), timings: ms per stage so far; network_ms: the network's ms per face;
-    outputs: the outputs to write (:data:`facevision.predict.outputs.OUTPUT_FILES` names).
+    outputs: the outputs to write (:data:`facevision.predict.outputs.OUTPUT_FILES` names); found: faces the detector
+    found in the photo (more than ``faces`` when only the largest is processed); all_faces: every face was asked for.
     """
 
     path: Path
@@ -549,6 +752,8 @@ class _WriteJob:
     mask: np.ndarray
     network_ms: float
     outputs: frozenset[str]
+    found: int = 0
+    all_faces: bool = False
 
 
 @dataclass
@@ -680,9 +885,12 @@ def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: B
 def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchConfig) -> dict[str, Any]:
     remove_stale_temporaries(out, max_depth=2)  # left by a killed run: .<name>.<pid>-*.tmp* in OUT, OUT/<name>/...
     t_start = time.time()
-    files, records = expand_inputs(paths, exclude=out)
+    notes: list[str] = []
+    files, records = expand_inputs(paths, exclude=out, notes=notes)
     for r in records:
         _err(r["input"], r["reason"])
+    for line in notes:
+        _print(f"facevision predict: note: {line}", sys.stderr)
     names = output_names(files, out)
     if config.shard is not None:
         k, n = config.shard
@@ -700,6 +908,7 @@ def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchC
     if writer.resolved_kind == "process" and type(predictor).postprocess is not Predictor.postprocess:
         writer = replace(writer, kind="thread")  # a subclass's own postprocess runs where the predictor lives
     want, mesh = config.output.outputs, predictor.config.mesh is not None
+    all_faces = bool(predictor.config.all_faces)
     pending: list[_Pending] = []
     n_pending = 0
     bar = _progress_bar(config, len(files))
@@ -747,7 +956,8 @@ def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchC
         for p in pending:
             j = i + len(p.faces)
             pool.submit(p.key, _WriteJob(p.path, p.out_dir, p.photo, p.crops, p.boxes, p.faces, p.timings, p.angles,
-                                         depth[i:j], corr[i:j], mask[i:j], network_ms, p.outputs))
+                                         depth[i:j], corr[i:j], mask[i:j], network_ms, p.outputs, p.found,
+                                         p.all_faces))
             i = j
         pending.clear()
         n_pending = 0
@@ -774,22 +984,27 @@ def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchC
                     _fail(rec, problem)
                     bar.update()
                     continue
-                done = None if config.overwrite else _finished(out_dir, path, want, mesh)
+                done = None if config.overwrite else _finished(out_dir, path, want, mesh, all_faces)
                 if done is not None:
-                    rec.update(status="ok", faces=done.get("faces", []), skipped=True)
+                    rec.update(status="ok", faces=done.get("faces", []), skipped=True, **_face_counts(done))
                     _log(config, f"{path}: already done -> {out_dir} (skipped; --overwrite redoes it)")
                     bar.update()
                     continue
                 try:
                     photo = read_photo_scaled(path, config.max_pixels)
                     image = photo.image
+                    if photo.frames > 1:
+                        _note(str(path), f"holds {photo.frames} frames or pages; only the first is read")
                     t = time.perf_counter()
                     faces = predictor.detect(image)
                     t_det = (time.perf_counter() - t) * 1e3 / max(len(faces), 1)
+                    found = max(int(getattr(faces, "found", len(faces))), len(faces))  # a plain list: all it holds
+                    faces = list(faces)
                     if not faces:
                         _fail(rec, "no face detected")
                         bar.update()
                         continue
+                    rec.update(_face_counts({"faces_detected": found, "faces": faces}))
                     t = time.perf_counter()
                     crops, boxes, angles = predictor.crop_faces(image, faces)
                     t_crop = (time.perf_counter() - t) * 1e3 / len(faces)
@@ -804,7 +1019,8 @@ def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchC
                     continue
                 outputs = want if config.overwrite else want | _held_outputs(out_dir, path)  # a rerun loses none
                 pending.append(_Pending(len(records) - 1, path, out_dir, photo, crops, boxes, faces,
-                                        [{"detect": t_det, "crop": t_crop} for _ in faces], angles, outputs))
+                                        [{"detect": t_det, "crop": t_crop} for _ in faces], angles, outputs, found,
+                                        all_faces))
                 n_pending += len(faces)
                 if n_pending >= predictor.config.batch_size:
                     flush(pool)
@@ -836,11 +1052,13 @@ def _indexed(out: Path, records: list[dict[str, Any]]) -> tuple[list[dict[str, A
                 continue
             r.update(status="ok", faces=rec["faces"])
         if r["status"] == "ok":
-            if folder is None or finished_photo(folder) is None:
+            rec = finished_photo(folder) if folder is not None else None
+            if rec is None:
                 _fail(r, f"its outputs in {folder} are gone (removed while the batch ran?)")
                 r.pop("skipped", None)
             else:
                 r["outputs"] = photo_outputs(folder, r["faces"])
+                r.update(_face_counts(rec))
         listed.append(r)
     return listed, unfinished
 
@@ -863,6 +1081,7 @@ def _write_summary(predictor: Predictor, config: BatchConfig, out: Path, records
         "outputs": sorted(config.output.outputs),
         "counts": counts,
         "faces": sum(len(r.get("faces", [])) for r in records if r["status"] == "ok"),
+        "faces_skipped": sum(r.get("faces_skipped", 0) for r in records if r["status"] == "ok"),
         "elapsed_s": round(time.time() - t_start, 3),
         "max_pixels": config.max_pixels,
     }
@@ -873,7 +1092,8 @@ def _write_summary(predictor: Predictor, config: BatchConfig, out: Path, records
         summary["finished_in_out"] = counts["ok"]
         summary["inputs"] = records
     else:
-        earlier = [dict(e, earlier_batch=True) for e in finished_photos(out, skip={r["output"] for r in records})]
+        earlier = [dict(e, earlier_batch=True, **_face_counts(read_image_record(out / e["output"]) or {}))
+                   for e in finished_photos(out, skip={r["output"] for r in records})]
         summary["finished_in_out"] = len(earlier) + counts["ok"]
         summary["inputs"] = earlier + records
     if config.report and interrupted is None:
@@ -895,7 +1115,17 @@ def _write_summary(predictor: Predictor, config: BatchConfig, out: Path, records
                f"photo(s) finished; {unfinished} of this run's not)", sys.stderr)
     if config.shard is not None and "summary_error" not in summary and interrupted is None:
         _merge_if_complete(out, config.shard[1])
+    _note_skipped_faces(records, out / name)
     return summary
+
+
+def _note_skipped_faces(records: list[dict[str, Any]], summary_path: Path) -> None:
+    """One stderr line for the run: how many faces the photos of this run hold beyond the one processed of each."""
+    left = [r.get("faces_skipped", 0) for r in records if r["status"] == "ok" and r.get("faces_skipped", 0) > 0]
+    if left:
+        _print(f"facevision predict: note: {sum(left)} more face(s) found in {len(left)} photo(s) were left out: only "
+               f"the largest face of a photo is processed (faces_skipped in {summary_path}); --all-faces processes "
+               "them", sys.stderr)
 
 
 def _merge_if_complete(out: Path, n: int) -> None:
@@ -972,6 +1202,10 @@ def _warn(path: str, reason: str) -> None:
     _print(f"facevision predict: warning: {path}: {reason}", sys.stderr)
 
 
+def _note(path: str, what: str) -> None:
+    _print(f"facevision predict: note: {path}: {what}", sys.stderr)
+
+
 def _err(path: str, reason: str) -> None:
     _print(f"facevision predict: error: {path}: {reason}", sys.stderr)
 
@@ -1014,7 +1248,8 @@ def _finish(job: _WriteJob, results: list, state: _WriteState, outcome: _Outcome
             asked = job.outputs if mesh else job.outputs - MESH_FILE_OUTPUTS
             image_record = {"source": str(job.path.resolve()), "input": str(job.path), "status": "ok" if ok else
                             "failed", "faces": faces, "image_size": list(job.photo.original_size),
-                            "asked": sorted(asked), "mesh": mesh}
+                            "asked": sorted(asked), "mesh": mesh, "all_faces": job.all_faces,
+                            "faces_detected": max(job.found, len(faces))}
             if job.photo.scale != (1.0, 1.0):
                 image_record["processed_size"] = [int(job.photo.image.shape[1]), int(job.photo.image.shape[0])]
             atomic_write_json(folder / IMAGE_RECORD, image_record)

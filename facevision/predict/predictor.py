@@ -5,7 +5,8 @@
 ``all_faces``). Lower levels, usable on their own: :meth:`Predictor.run_network` (crops -> maps,
 batched) and :meth:`Predictor.predict_crops` (crops + crop boxes -> results, no detector).
 
-Per face: detect (``data_prep.detect``) -> square crop (``data_prep.crop``, the same functions
+Per face: detect (``data_prep.detect.find_faces``: the short-range model, then, where it finds nothing or every
+face is wanted, the full-range model and tiles of large photos) -> square crop (``data_prep.crop``, the same functions
 ``facevision prepare`` uses, so crops match training) -> network (batched over faces) -> maps
 (mask threshold, depth in crop px) -> fit of the project's face model (:mod:`facevision.fit.model_fit`):
 all 68 landmarks (also those the face hides), their visibility, the pose and a fixed-topology mesh;
@@ -23,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from data_prep.crop import CropConfig, crop_image, crop_to_original, face_crop
-from data_prep.detect import DetectConfig, FaceBox, detect_faces
+from data_prep.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
@@ -32,8 +33,8 @@ from facevision.model.outputs import decode_outputs, mirror_averaged
 from meshing.conventions import check_corr, check_depth_px, check_mask
 from meshing.types import MeshConfig
 
-__all__ = ["PredictConfig", "FaceResult", "Predictor", "Postprocessor", "default_checkpoint", "checkpoint_candidates",
-           "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
+__all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "Predictor", "Postprocessor", "default_checkpoint",
+           "checkpoint_candidates", "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
 
 CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
 CHECKPOINT_NAME = "facevision_lfw128.safetensors"
@@ -45,6 +46,9 @@ class PredictConfig:
 
     crop: square-crop rule (``size`` is replaced by the network's input size).
     detect: face detector settings.
+    search: how faces the first detector pass misses are looked for (:class:`data_prep.detect.SearchConfig`: the
+        full-range model, then tiles of large photos, when the first pass finds nothing; always, merged, when every
+        face is wanted); None: the first pass only.
     mesh: meshing settings, or None to skip meshing (``--no-mesh``).
     landmarks, pose: direct read-out settings of the maps.
     fit: face-model fit settings, or None to read landmarks and pose directly from the maps.
@@ -69,6 +73,7 @@ class PredictConfig:
 
     crop: CropConfig = field(default_factory=CropConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    search: SearchConfig | None = field(default_factory=SearchConfig)
     mesh: MeshConfig | None = field(default_factory=MeshConfig)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
@@ -173,6 +178,15 @@ class FaceResult:
             out["mesh"] = {"vertices": self.mesh.n_vertices, "faces": self.mesh.n_faces}
         out["timings_ms"] = {k: round(float(v), 3) for k, v in self.timings.items()}
         return out
+
+
+class DetectedFaces(list):
+    """The faces :meth:`Predictor.detect` returns (FaceBox, largest first) and ``found``: how many the detector
+    found in all, more than the list holds when only the largest is kept (so a caller can say what it left out)."""
+
+    def __init__(self, faces: Sequence[FaceBox] = (), found: int | None = None) -> None:
+        super().__init__(faces)
+        self.found = len(self) if found is None else int(found)
 
 
 class Postprocessor:
@@ -364,11 +378,15 @@ class Predictor:
         return int(self.config.crop.size)
 
     # ------------------------------------------------------------------ stages
-    def detect(self, image_rgb: np.ndarray, all_faces: bool | None = None) -> list[FaceBox]:
-        """Faces to process, largest first (only the largest unless ``all_faces``)."""
+    def detect(self, image_rgb: np.ndarray, all_faces: bool | None = None) -> DetectedFaces:
+        """Faces to process, largest first (only the largest unless ``all_faces``); ``found`` on the list counts
+        every face found. With ``all_faces`` every pass of :func:`data_prep.detect.find_faces` runs (full-range
+        model, tiles of large photos); without, the later passes run only when the short-range one finds nothing."""
         all_faces = self.config.all_faces if all_faces is None else all_faces
-        faces = sorted(detect_faces(image_rgb, self.config.detect), key=lambda f: -f.width * f.height)
-        return faces if all_faces else faces[:1]
+        found = find_faces(image_rgb, self.config.detect, self.config.search, thorough=all_faces,
+                           detector=detect_faces)  # this module's name: tests replace it
+        faces = sorted(found, key=lambda f: -f.width * f.height)
+        return DetectedFaces(faces if all_faces else faces[:1], len(faces))
 
     def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]
                    ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], list[float]]:
