@@ -19,6 +19,9 @@ from data_prep.detect import FaceBox
 LFW_PHOTOS = ("Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Paris_Hilton/Paris_Hilton_0001.jpg",
               "Tim_Robbins/Tim_Robbins_0001.jpg", "Azra_Akin/Azra_Akin_0001.jpg")
 
+#: the full-circle rule of upright_face_crop (prepare's plain face_crop fades the whole turn: CropConfig's default)
+FULL = CropConfig(quarter_turns=True, max_angle=180.0)
+
 
 def wrap(a: float) -> float:
     a = float(a) % 360.0
@@ -47,7 +50,7 @@ def turned_face(deg: float, centre=(200.0, 160.0), eye_scale: float = 1.0):
 @pytest.mark.parametrize("deg", [0, 20, -35, 60, 90, 120, 135, 180, -150, 210, 270, 300])
 def test_face_crop_reads_the_eye_line_over_the_full_circle(deg):
     box, kp = turned_face(deg)
-    crop_box, angle = face_crop(box, kp)
+    crop_box, angle = face_crop(box, kp, FULL)
     assert angle == pytest.approx(wrap(-deg), abs=1e-9)
     # the face is upright in the crop: eyes level, right eye on the left, nose and mouth below the eyes
     c = original_to_crop(np.array(kp), crop_box, 128, angle)
@@ -58,7 +61,7 @@ def test_face_crop_reads_the_eye_line_over_the_full_circle(deg):
 @pytest.mark.parametrize("deg,expected", [(10, 0.0), (-10, 0.0), (100, -90.0), (-80, 90.0), (190, 180.0),
                                           (170, 180.0), (-100, 90.0), (260, 90.0)])
 def test_turned_away_faces_fade_only_the_residual_beyond_the_quarter_turn(deg, expected):
-    cfg = CropConfig()
+    cfg = FULL
     # eye distance 0.15 x box width: below upright_none_ratio, the eye line's residual is not trusted at all
     box, kp = turned_face(deg, eye_scale=15.0 / 41.0)
     assert face_crop(box, kp, cfg)[1] == pytest.approx(expected, abs=1e-9)  # upside down stays upside down
@@ -72,7 +75,7 @@ def test_upright_angle_covers_the_full_circle():
     assert upright_angle((0, 0), (-1, 0)) == 180.0
     assert upright_angle((0.0, 0.0), (-1.0, -0.0)) == 180.0  # arctan2 gives -180 here: (-180, 180] never has it
     assert upright_angle((0, 0), (0, -1)) == -90.0 and upright_angle((0, 0), (0, 1)) == 90.0
-    assert face_crop(*turned_face(180), CropConfig(max_angle=90.0))[1] == 90.0  # the old limit still works
+    assert face_crop(*turned_face(180), CropConfig(quarter_turns=True, max_angle=90.0))[1] == 90.0  # a limit holds
 
 
 def _rot90_points(pts: np.ndarray, k: int, h: int, w: int) -> np.ndarray:
@@ -91,13 +94,13 @@ def test_face_crop_turns_with_the_photo(k, deg):
     box centre's shift towards the top of the face follows the face; the integer box rounds by at most 1 px)."""
     h, w = 300, 400
     box, kp = turned_face(deg, centre=(181.3, 143.7))
-    crop_box, angle = face_crop(box, kp)
+    crop_box, angle = face_crop(box, kp, FULL)
     ref = original_to_crop(np.array(kp), crop_box, 128, angle)
     corners = np.array([[box[0], box[1]], [box[2], box[3]]]) - 0.5  # edges -> pixel-centre coordinates
     rc = _rot90_points(corners, k, h, w) + 0.5
     rbox = (rc[:, 0].min(), rc[:, 1].min(), rc[:, 0].max(), rc[:, 1].max())
     rkp = _rot90_points(np.array(kp), k, h, w)
-    rcrop_box, rangle = face_crop(rbox, [tuple(p) for p in rkp])
+    rcrop_box, rangle = face_crop(rbox, [tuple(p) for p in rkp], FULL)
     assert wrap(rangle - (angle - 90.0 * k)) == pytest.approx(0.0, abs=1e-9)
     scale = 128 / (crop_box[2] - crop_box[0])
     assert np.abs(original_to_crop(rkp, rcrop_box, 128, rangle) - ref).max() <= scale * 1.0 + 1e-9
@@ -181,7 +184,7 @@ FIRST_KP = ((141.0, 112.0), (167.0, 112.0), (154.0, 125.0), (154.0, 136.0))  # l
 
 def test_upright_face_keeps_the_face_crop_of_prepare():
     u = upright_face_crop(_photo(False), FIRST_BOX, FIRST_KP, detect=stub_detect())
-    assert (u.crop_box, u.angle) == face_crop(FIRST_BOX, FIRST_KP)
+    assert (u.crop_box, u.angle) == face_crop(FIRST_BOX, FIRST_KP, FULL)
     assert u.trusted and not u.turned and not u.refined and u.reason is None
     assert (u.score, u.turned_score) == (0.9, 0.6)
 
@@ -191,7 +194,7 @@ def test_upside_down_face_is_turned_by_the_second_look():
     u = upright_face_crop(img, FIRST_BOX, FIRST_KP, detect=stub_detect())
     assert u.trusted and u.turned and u.refined
     assert abs(wrap(u.angle - 180.0)) < 1.0
-    first_box, _ = face_crop(FIRST_BOX, FIRST_KP)
+    first_box, _ = face_crop(FIRST_BOX, FIRST_KP, FULL)
     assert abs((u.crop_box[2] - u.crop_box[0]) - (first_box[2] - first_box[0])) <= 1  # same size, mapped back
     assert abs(0.5 * (u.crop_box[0] + u.crop_box[2]) - 160) <= 1.5
     crop = crop_image(img, u.crop_box, 64, u.angle).astype(float)
@@ -201,7 +204,7 @@ def test_upside_down_face_is_turned_by_the_second_look():
 def test_face_not_found_again_or_a_close_call_is_not_trusted():
     u = upright_face_crop(_photo(True), FIRST_BOX, FIRST_KP, detect=stub_detect((0.0, 0.0)))
     assert not u.trusted and "roll is unknown" in u.reason and "not found" in u.reason
-    assert (u.crop_box, u.angle) == face_crop(FIRST_BOX, FIRST_KP)
+    assert (u.crop_box, u.angle) == face_crop(FIRST_BOX, FIRST_KP, FULL)
     u = upright_face_crop(_photo(True), FIRST_BOX, FIRST_KP, detect=stub_detect((0.62, 0.6)))
     assert not u.trusted and "cannot tell which way up" in u.reason
     # the keypoints' own reading winning narrowly is kept (as on upright photos)
@@ -237,7 +240,7 @@ def test_lfw_photos_turned_by_quarter_turns_get_upright_crops(lfw_root):
             u = upright_face_crop(im, f.box, f.keypoints)
             assert u.trusted, (name, k, u.reason)
             if k == 0:  # upright: exactly the crop prepare made
-                assert (u.crop_box, u.angle) == face_crop(f.box, f.keypoints)
+                assert (u.crop_box, u.angle) == face_crop(f.box, f.keypoints, FULL)
                 base = u.angle
             # MediaPipe reads a sideways face's eye line 10-20 deg short of 90 (median 11-16 deg on 66 LFW photos),
             # a residual roll the network takes (the predicted roll is within 10 deg, test below)
