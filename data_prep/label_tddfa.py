@@ -30,7 +30,7 @@ from data_prep.detect import DetectConfig, FaceBox
 from data_prep.drops import LABELER_FAILURE, DropError
 from data_prep.ibug68 import IBUG68_MIRROR
 from data_prep.rasterize import rasterize
-from data_prep.tddfa_files import TddfaFiles, grid_triangles, load_tddfa_files
+from data_prep.tddfa_files import TddfaFiles, grid_mirror, grid_triangles, load_tddfa_files
 
 __all__ = ["TddfaConfig", "TddfaFit", "TddfaLabeler", "roi_from_box", "roi_from_landmarks", "pose_from_params",
            "LABEL_SOURCE", "CORRESPONDENCE_SPACE", "label_photo_tddfa", "render_grid_labels"]
@@ -204,12 +204,9 @@ class TddfaLabeler:
         return fit
 
     def grid_mirror(self) -> np.ndarray:
-        """(4096,) index of each grid point's mirror image (nearest point of the mean shape mirrored in x = 0)."""
+        """(4096,) index of each grid point's mirror image (:func:`data_prep.tddfa_files.grid_mirror` of the mean)."""
         if self._grid_mirror is None:
-            from scipy.spatial import cKDTree
-
-            g = self.files.grid_mean
-            self._grid_mirror = cKDTree(g).query(g * [-1.0, 1.0, 1.0])[1].astype(np.int64)
+            self._grid_mirror = grid_mirror(self.files.grid_mean)
         return self._grid_mirror
 
     # ------------------------------------------------------------------ dense labels

@@ -18,17 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.ibug68 import IBUG68_MIRROR
-from data_prep.tddfa_files import GRID, TddfaFiles, grid_triangles
+from data_prep.tddfa_files import GRID, TddfaFiles, grid_mirror, grid_triangles
 
 __all__ = ["tddfa_reference_arrays", "write_tddfa_reference", "REFERENCE_FILE"]
 
 REFERENCE_FILE = "reference.npz"
-
-
-def _grid_mirror(grid: np.ndarray) -> np.ndarray:
-    from scipy.spatial import cKDTree
-
-    return cKDTree(grid).query(grid * [-1.0, 1.0, 1.0])[1].astype(np.int64)
 
 
 def tddfa_reference_arrays(files: TddfaFiles) -> dict[str, np.ndarray]:
@@ -43,7 +37,7 @@ def tddfa_reference_arrays(files: TddfaFiles) -> dict[str, np.ndarray]:
         "vertices": files.to_ncc(pts),
         "triangles": grid_triangles(),
         "ibug68": n + np.arange(68, dtype=np.int64),
-        "mirror": np.concatenate([_grid_mirror(files.grid_mean), n + IBUG68_MIRROR]),
+        "mirror": np.concatenate([grid_mirror(files.grid_mean), n + IBUG68_MIRROR]),
         "raw_vertices": (pts - c) / r,
         "norm_offset": (files.ncc_min - c) / r,
         "norm_scale": r / (files.ncc_max - files.ncc_min),
