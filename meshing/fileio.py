@@ -161,21 +161,29 @@ def _discard(tmp: Path) -> None:
 
 
 @contextmanager
+def _undone_on_failure(path: Path, undo) -> Iterator[None]:
+    """Run ``undo()`` (remove a temporary) when the block fails or is interrupted, and re-raise; an OSError
+    becomes a one-line :class:`OutputWriteError` naming ``path`` (the temporary files' and folders' one rule)."""
+    try:
+        yield
+    except OutputWriteError:
+        undo()
+        raise
+    except OSError as exc:
+        undo()
+        raise write_error(path, exc) from None
+    except BaseException:
+        undo()
+        raise
+
+
+@contextmanager
 def _temporary(path: Path) -> Iterator[tuple[int, Path]]:
     """A new temporary beside ``path`` (open fd, its path), removed when the block fails; an OSError
     becomes a one-line :class:`OutputWriteError` naming ``path``."""
     fd, tmp = _new_temp(path)
-    try:
+    with _undone_on_failure(path, lambda: _discard(tmp)):
         yield fd, tmp
-    except OutputWriteError:
-        _discard(tmp)
-        raise
-    except OSError as exc:
-        _discard(tmp)
-        raise write_error(path, exc) from None
-    except BaseException:
-        _discard(tmp)
-        raise
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any],
@@ -292,18 +300,9 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     removed and ``path`` is left as it was. Errors are :class:`OutputWriteError` naming ``path``."""
     path = Path(path)
     tmp = temp_folder(path)
-    try:
+    with _undone_on_failure(path, lambda: _remove_tree(tmp)):
         yield tmp
         replace_folder(tmp, path)
-    except OutputWriteError:
-        _remove_tree(tmp)
-        raise
-    except OSError as exc:
-        _remove_tree(tmp)
-        raise write_error(path, exc) from None
-    except BaseException:
-        _remove_tree(tmp)
-        raise
 
 
 @contextmanager
