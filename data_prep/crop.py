@@ -70,12 +70,13 @@ class CropConfig:
         0.41 x cos 30 deg and 0.41 x cos 60 deg, i.e. full turning up to about 30 deg of yaw, none beyond 60.
         "Not at all" means no turn beyond the nearest quarter turn (0, +-90, 180) of the eye line: the
         unsure part is the residual, not that a photo was taken sideways (:func:`upright_turn`).
-    half_turn_context, half_turn_size, half_turn_min_gap, refine_angle: :func:`upright_face_crop` (faces at
-        any roll, ``predict``) runs the detector again on a ``half_turn_size`` px square of ``half_turn_context``
-        x the detector box (as ``margin``), upright and turned by 180 deg; scores closer than
-        ``half_turn_min_gap`` with the turned one ahead leave the face untrusted; a turn of more than
-        ``refine_angle`` deg read in that second look re-places the crop. Chosen on 66 LFW photos turned
-        in steps of 15-45 deg (1,035 faces) and 500 upright ones (docs/predict.md).
+    half_turn_context, half_turn_size, half_turn_min_gap, half_turn_refuse_gap, refine_angle:
+        :func:`upright_face_crop` (faces at any roll, ``predict``) runs the detector again on a ``half_turn_size``
+        px square of ``half_turn_context`` x the detector box (as ``margin``), upright and turned by 180 deg;
+        for a frontal face, scores closer than ``half_turn_min_gap`` with the turned one ahead leave it
+        untrusted; a turned-away face is refused only when the turned one leads by ``half_turn_refuse_gap``;
+        a turn of more than ``refine_angle`` deg read in that second look re-places the crop. Chosen on LFW
+        photos and LFW profile views, upright and turned (docs/predict.md).
     """
 
     size: int = 128
@@ -88,7 +89,8 @@ class CropConfig:
     upright_none_ratio: float = 0.205
     half_turn_context: float = 2.0
     half_turn_size: int = 128
-    half_turn_min_gap: float = 0.05
+    half_turn_min_gap: float = 0.1
+    half_turn_refuse_gap: float = 0.3
     refine_angle: float = 20.0
 
 
@@ -133,6 +135,12 @@ def _wrap(angle: float) -> float:
     return a - 360.0 if a > 180.0 else a
 
 
+def eye_ratio(box: Sequence[float], keypoints: Sequence[Sequence[float]]) -> float:
+    """Eye keypoints' distance / box width of a detection: about 0.41 for a frontal face (LFW), smaller turned away."""
+    return float(np.hypot(keypoints[1][0] - keypoints[0][0], keypoints[1][1] - keypoints[0][1])) / \
+        max(float(box[2]) - float(box[0]), 1e-9)
+
+
 def upright_turn(box: Sequence[float], keypoints: Sequence[Sequence[float]],
                  config: CropConfig = CropConfig()) -> float:
     """Crop angle (degrees, (-180, 180]) that levels the eye keypoints (right eye, left eye first) of a detection.
@@ -148,8 +156,7 @@ def upright_turn(box: Sequence[float], keypoints: Sequence[Sequence[float]],
     if not config.quarter_turns:  # the rule prepare and predict always used: the whole turn faded
         a = float(np.clip(a, -config.max_angle, config.max_angle))
     quarter = 90.0 * float(np.round(a / 90.0)) if config.quarter_turns else 0.0
-    ratio = float(np.hypot(keypoints[1][0] - keypoints[0][0], keypoints[1][1] - keypoints[0][1])) / \
-        max(float(box[2]) - float(box[0]), 1e-9)
+    ratio = eye_ratio(box, keypoints)
     span = config.upright_full_ratio - config.upright_none_ratio
     weight = float(np.clip((ratio - config.upright_none_ratio) / max(span, 1e-9), 0.0, 1.0))
     angle = _wrap(quarter + weight * (a - quarter))
@@ -211,26 +218,32 @@ def _centre_face(image: np.ndarray, detect):
 
 
 def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequence[Sequence[float]] | None,
-                      config: CropConfig = CropConfig(), detect=None) -> UprightCrop:
-    """:func:`face_crop` for faces at any roll: the crop ``predict`` should cut from a photo (RGB uint8).
+                      config: CropConfig = CropConfig(), detect=None, score: float = 0.0) -> UprightCrop:
+    """:func:`face_crop` for faces at any roll: the crop ``predict`` cuts from a photo (RGB uint8).
 
     MediaPipe's keypoints read a face turned by more than about 90 deg as one turned the other way by less
     (the chin where the forehead is), so :func:`face_crop` alone shows it upside down. Here the detector takes
     a second look at the face: on a ``config.half_turn_size`` px square of ``config.half_turn_context`` x the
-    detector box, cut at :func:`face_crop`'s centre and angle, and on that square turned by 180 deg. It scores
-    the face higher the right way up: the square turned by 180 deg must win by ``config.half_turn_min_gap`` to
-    turn the crop (a narrower win, or a face found in neither, is not trusted). When the turned square wins,
-    or the turn :func:`upright_turn` reads in the square as cut is more than ``config.refine_angle`` (a sideways
-    or badly read face), crop box and angle are taken again with :func:`face_crop` from that second detection
-    (box and keypoints mapped back to the photo). Otherwise the result is :func:`face_crop`'s with
-    ``quarter_turns`` on and the full circle (on upright photos within 45 deg of level: the crop ``prepare``
-    made the training data with).
+    detector box, cut at the full-circle crop's centre and angle (``quarter_turns`` on), and on that square
+    turned by 180 deg; the photo's own detection (``score``) counts for the square as cut when that is within
+    45 deg of the photo's up.
+
+    * A frontal face (eye ratio, :func:`eye_ratio`, at least ``config.upright_full_ratio`` in either look): the
+      turned square must win by ``config.half_turn_min_gap`` to turn the crop (a narrower win, or a face found
+      in neither, is not trusted). When it wins, or the turn :func:`upright_turn` reads in the square as cut is
+      more than ``config.refine_angle`` (a sideways or badly read face), crop box and angle are taken again
+      from that second detection (box and keypoints mapped back to the photo); otherwise the full-circle crop.
+    * A turned-away face: its eye line and the detector's way up are both unsure (on profile views of LFW the
+      scores of the two looks overlap), so it keeps the photo's up, :func:`face_crop` with ``config`` as given
+      (``prepare``'s crop); it is refused only when the look turned by 180 deg wins by
+      ``config.half_turn_refuse_gap``. An upside-down profile can therefore still come out upside down.
 
     detect: ``image -> list of FaceBox`` (default :func:`data_prep.detect.detect_faces` with its default config).
     Costs two detector runs on a 128 px image (about 5 ms on a 2-core CPU).
     """
     from dataclasses import replace
 
+    plain = face_crop(box, keypoints, config)  # prepare's rule: the photo's up, the whole turn faded
     config = replace(config, quarter_turns=True, max_angle=180.0)  # the full circle, quarter turns kept
     crop_box, angle = face_crop(box, keypoints, config)
     if not config.upright or keypoints is None or len(keypoints) < 2:
@@ -247,8 +260,18 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
     ctx_box, size = (bx0, by0, bx0 + side, by0 + side), int(config.half_turn_size)
     ctx = crop_image(image, ctx_box, size, angle)
     as_cut, turned = _centre_face(ctx, detect), _centre_face(ctx[::-1, ::-1], detect)
-    score = 0.0 if as_cut is None else float(as_cut.score)
+    # within 45 deg of the photo's up, the photo's own detection (``score``) saw the face as cut too
+    score = max(0.0 if as_cut is None else float(as_cut.score), float(score) if abs(angle) <= 45.0 else 0.0)
     turned_score = 0.0 if turned is None else float(turned.score)
+    seen_ratios = [eye_ratio(f.box, f.keypoints) for f in (as_cut, turned) if f is not None and len(f.keypoints) >= 2]
+    if max(seen_ratios or [eye_ratio(box, keypoints)]) < config.upright_full_ratio:
+        # a turned-away face: its eye line and the detector's way up are unsure, so the photo's up is kept
+        # (prepare's crop); only a clear win of the face turned by 180 deg refuses it
+        if turned_score - score >= config.half_turn_refuse_gap:
+            return UprightCrop(*plain, trusted=False, score=score, turned_score=turned_score,
+                               reason=f"a turned-away face that looks upside down (detector {score:.2f} as the "
+                                      f"photo stands, {turned_score:.2f} turned by 180 deg): its roll is unknown")
+        return UprightCrop(*plain, score=score, turned_score=turned_score)
     if as_cut is None and turned is None:
         return UprightCrop(crop_box, angle, trusted=False, score=score, turned_score=turned_score,
                            reason="face not found again in its upright crop, either way up: its roll is unknown")

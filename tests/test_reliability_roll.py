@@ -163,9 +163,10 @@ def _photo(upside_down: bool, size=(240, 320)) -> np.ndarray:
     return img
 
 
-def stub_detect(scores=(0.9, 0.6)):
+def stub_detect(scores=(0.9, 0.6), half_eye=0.1):
     """Finds a centred face in any image, scoring ``scores[0]`` when the middle's top half is the brighter one,
-    else ``scores[1]``; keypoints level (as MediaPipe reads an upside-down face); box = the image's middle half."""
+    else ``scores[1]``; keypoints level (as MediaPipe reads an upside-down face), eyes ``2 half_eye`` x the
+    image width apart (eye ratio ``4 half_eye``: 0.4 frontal); box = the image's middle half."""
     def detect(image):
         h, w = image.shape[:2]
         mid = image[h // 4: 3 * h // 4, w // 4: 3 * w // 4].astype(float).mean(axis=(1, 2))
@@ -173,7 +174,7 @@ def stub_detect(scores=(0.9, 0.6)):
         score = scores[0] if upright else scores[1]
         if score <= 0:
             return []
-        kp = ((0.42 * w, 0.45 * h), (0.58 * w, 0.45 * h), (0.5 * w, 0.55 * h), (0.5 * w, 0.63 * h))
+        kp = (((0.5 - half_eye) * w, 0.45 * h), ((0.5 + half_eye) * w, 0.45 * h), (0.5 * w, 0.55 * h), (0.5 * w, 0.63 * h))
         return [FaceBox((0.25 * w, 0.25 * h, 0.75 * w, 0.75 * h), score, kp)]
     return detect
 
@@ -210,6 +211,50 @@ def test_face_not_found_again_or_a_close_call_is_not_trusted():
     # the keypoints' own reading winning narrowly is kept (as on upright photos)
     u = upright_face_crop(_photo(False), FIRST_BOX, FIRST_KP, detect=stub_detect((0.62, 0.6)))
     assert u.trusted and not u.turned
+
+
+def test_the_photos_own_detection_counts_for_the_face_as_cut():
+    # the square as cut finds nothing, the turned one scores 0.6: the photo's detection (0.8) saw it this way up
+    u = upright_face_crop(_photo(False), FIRST_BOX, FIRST_KP, detect=stub_detect((0.0, 0.6)), score=0.8)
+    assert u.trusted and not u.turned and u.score == 0.8
+
+
+# a turned-away face: eyes close together (ratio 0.16), their line steep as a profile's unsure keypoints can be
+PROFILE_KP = ((150.0, 108.0), (155.0, 117.0), (160.0, 125.0), (158.0, 136.0))
+PROFILE_LEVEL_KP = ((150.0, 110.0), (160.0, 112.0), (160.0, 125.0), (158.0, 136.0))
+
+
+def test_turned_away_faces_keep_the_photos_up():
+    plain = face_crop(FIRST_BOX, PROFILE_KP)
+    assert plain != face_crop(FIRST_BOX, PROFILE_KP, FULL)  # the full circle would turn it sideways
+    for photo, scores in ((_photo(False), (0.7, 0.7)), (_photo(True), (0.7, 0.8))):  # a narrow win is not enough
+        u = upright_face_crop(photo, FIRST_BOX, PROFILE_KP, detect=stub_detect(scores, half_eye=0.03))
+        assert u.trusted and not u.turned and not u.refined
+        assert (u.crop_box, u.angle) == plain
+    # a clear win of the face turned by 180 deg refuses it (its way up is unknown); it is not turned
+    plain = face_crop(FIRST_BOX, PROFILE_LEVEL_KP)
+    u = upright_face_crop(_photo(True), FIRST_BOX, PROFILE_LEVEL_KP, detect=stub_detect((0.8, 0.3), half_eye=0.03))
+    assert not u.trusted and "turned-away" in u.reason and (u.crop_box, u.angle) == plain
+    u = upright_face_crop(_photo(False), FIRST_BOX, PROFILE_LEVEL_KP, detect=stub_detect((0.8, 0.3), half_eye=0.03))
+    assert u.trusted and (u.crop_box, u.angle) == plain
+
+
+def test_predictor_refuses_a_face_whose_way_up_is_unknown(monkeypatch):
+    """The refusal reaches the result: an error naming why, no landmarks or pose, marked not ok."""
+    import facevision.predict.predictor as pp
+    from facevision.predict.predictor import PredictConfig, Predictor
+    from support.synthetic import fixed_maps_model, render_reference
+
+    face = render_reference(128, 0.0, 0.0, 0.0, scale=36.0)
+    predictor = Predictor(fixed_maps_model(face.depth, face.corr, face.mask), PredictConfig(mesh=None))
+    close_call = stub_detect((0.62, 0.6))
+    monkeypatch.setattr(pp, "detect_faces", lambda image, config: close_call(image))
+    r = predictor(_photo(True))[0]
+    assert not r.ok and "roll is unknown" in r.error and r.landmarks68 is None and r.pose is None
+    clear = stub_detect((0.9, 0.6))
+    monkeypatch.setattr(pp, "detect_faces", lambda image, config: clear(image))
+    r = predictor(_photo(True))[0]
+    assert r.ok and abs(wrap(r.crop_angle - 180.0)) < 1.0
 
 
 def test_no_keypoints_no_second_look():
@@ -283,9 +328,7 @@ def test_rotated_photo_gives_turned_roll_and_landmarks_on_the_face(lfw_root, pre
         assert _nme(lm, _rot90_points(lm0, k, h, w)) < 0.1, k
 
 
-@pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.xfail(
-    strict=True, reason="Predictor.crop_faces cuts with face_crop, not data_prep.crop.upright_face_crop: an "
-                        "upside-down face comes out with the chin on the forehead (roll ~0 instead of 180)")), 3])
+@pytest.mark.parametrize("k", [1, 2, 3])
 def test_predictor_on_a_rotated_photo(lfw_root, predictor, k):
     from data_prep.io import read_photo
 

@@ -121,14 +121,14 @@ def main() -> int:
         faces = predictor.detect(image)
         if not faces:
             continue
-        crops, boxes, angles = predictor.crop_faces(image, faces)
+        crops, boxes, angles, refusals = predictor.crop_faces(image, faces)
         calling.ms["read, detect, crop"] = calling.ms.get("read, detect, crop", 0.0) + (time.process_time() - t) * 1e3
         t = time.process_time()
         depth, corr, mask = predictor.run_network(crops)
         calling.ms["network"] = calling.ms.get("network", 0.0) + (time.process_time() - t) * 1e3
         t = time.process_time()
         result = predictor.postprocess(crops[0], depth[0], corr[0], mask[0], boxes[0], faces[0].box, faces[0].score,
-                                       crop_angle=float(angles[0]))
+                                       crop_angle=float(angles[0]), refusal=refusals[0])
         outputs.write_face(args.out / path.stem / "face0", result, image, str(path))
         clock.ms["writer: total"] = clock.ms.get("writer: total", 0.0) + (time.process_time() - t) * 1e3
         done += i > 0

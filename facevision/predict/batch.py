@@ -723,6 +723,7 @@ class _Pending:
     faces: list
     timings: list
     angles: list
+    refusals: list
     outputs: frozenset[str]
     found: int = 0
     all_faces: bool = False
@@ -734,7 +735,8 @@ class _WriteJob:
 
     Per face (F of them): crops (F, S, S, 3) uint8, depth (F, S, S) float32 crop px, corr (F, S, S, 3) float32,
     mask (F, S, S) bool (:mod:`meshing.conventions`), boxes: integer crop boxes and faces: detector boxes
-    (photo px), angles: crop angles (degrees), timings: ms per stage so far; network_ms: the network's ms per face;
+    (photo px), angles: crop angles (degrees), refusals: why a face is refused (its way up cannot be told) or
+    None, :class:`facevision.predict.predictor.FaceCrops`; timings: ms per stage so far; network_ms: the network's ms per face;
     outputs: the outputs to write (:data:`facevision.predict.outputs.OUTPUT_FILES` names); found: faces the detector
     found in the photo (more than ``faces`` when only the largest is processed); all_faces: every face was asked for.
     """
@@ -747,6 +749,7 @@ class _WriteJob:
     faces: list
     timings: list
     angles: list
+    refusals: list
     depth: np.ndarray
     corr: np.ndarray
     mask: np.ndarray
@@ -822,7 +825,7 @@ def _write_input(state: _WriteState, job: _WriteJob) -> _Outcome:
             tm = dict(job.timings[j], network=job.network_ms)
             results.append(state.postprocess(job.crops[j], job.depth[j], job.corr[j], job.mask[j], job.boxes[j],
                                              job.faces[j].box, job.faces[j].score, index=j, timings=tm,
-                                             crop_angle=float(job.angles[j])))
+                                             crop_angle=float(job.angles[j]), refusal=job.refusals[j]))
     except Exception as exc:  # an unexpected failure fails this input, not the batch
         out.fail(f"prediction failed ({type(exc).__name__}: {exc})")
         return out
@@ -956,8 +959,8 @@ def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchC
         for p in pending:
             j = i + len(p.faces)
             pool.submit(p.key, _WriteJob(p.path, p.out_dir, p.photo, p.crops, p.boxes, p.faces, p.timings, p.angles,
-                                         depth[i:j], corr[i:j], mask[i:j], network_ms, p.outputs, p.found,
-                                         p.all_faces))
+                                         p.refusals, depth[i:j], corr[i:j], mask[i:j], network_ms, p.outputs,
+                                         p.found, p.all_faces))
             i = j
         pending.clear()
         n_pending = 0
@@ -1006,7 +1009,7 @@ def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchC
                         continue
                     rec.update(_face_counts({"faces_detected": found, "faces": faces}))
                     t = time.perf_counter()
-                    crops, boxes, angles = predictor.crop_faces(image, faces)
+                    cut = predictor.crop_faces(image, faces)
                     t_crop = (time.perf_counter() - t) * 1e3 / len(faces)
                 except ImageReadError as exc:
                     msg = str(exc)
@@ -1018,9 +1021,9 @@ def _run_batch(predictor: Predictor, paths: list[str], out: Path, config: BatchC
                     bar.update()
                     continue
                 outputs = want if config.overwrite else want | _held_outputs(out_dir, path)  # a rerun loses none
-                pending.append(_Pending(len(records) - 1, path, out_dir, photo, crops, boxes, faces,
-                                        [{"detect": t_det, "crop": t_crop} for _ in faces], angles, outputs, found,
-                                        all_faces))
+                pending.append(_Pending(len(records) - 1, path, out_dir, photo, cut.crops, cut.boxes, faces,
+                                        [{"detect": t_det, "crop": t_crop} for _ in faces], cut.angles,
+                                        cut.refusals, outputs, found, all_faces))
                 n_pending += len(faces)
                 if n_pending >= predictor.config.batch_size:
                     flush(pool)

@@ -19,11 +19,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, crop_to_original, face_crop
+from data_prep.crop import CropConfig, crop_image, crop_to_original, upright_face_crop
 from data_prep.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
@@ -33,7 +33,7 @@ from facevision.model.outputs import decode_outputs, mirror_averaged
 from meshing.conventions import check_corr, check_depth_px, check_mask
 from meshing.types import MeshConfig
 
-__all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "Predictor", "Postprocessor", "default_checkpoint",
+__all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "FaceCrops", "Predictor", "Postprocessor", "default_checkpoint",
            "checkpoint_candidates", "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
 
 CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
@@ -189,6 +189,17 @@ class DetectedFaces(list):
         self.found = len(self) if found is None else int(found)
 
 
+class FaceCrops(NamedTuple):
+    """What :meth:`Predictor.crop_faces` cuts: crops (B, S, S, 3) uint8, their integer crop boxes (photo px) and
+    angles (degrees, :mod:`data_prep.crop`), and per face the reason it is refused (its way up cannot be told)
+    or None."""
+
+    crops: np.ndarray
+    boxes: list[tuple[int, int, int, int]]
+    angles: list[float]
+    refusals: list[str | None]
+
+
 class Postprocessor:
     """Maps of one face -> :class:`FaceResult`: face-model fit (landmarks, visibility, pose), the direct read-out
     where the fit is off or fails, and the mesh. numpy, scipy and Open3D only, never torch: this is the part of
@@ -215,11 +226,13 @@ class Postprocessor:
 
     def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
                     crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
-                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0) -> FaceResult:
+                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0,
+                    refusal: str | None = None) -> FaceResult:
         """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
 
         Maps follow :mod:`meshing.conventions` (checked: a ValueError names what is wrong). A face whose maps
-        cannot be used (too small a mask, meshing failure) gets ``error`` set.
+        cannot be used (too small a mask, meshing failure) gets ``error`` set; so does a face refused before
+        (``refusal``: the reason, :class:`FaceCrops`), with nothing read from its maps.
         """
         from meshing import MeshingError, mesh_from_maps
 
@@ -232,6 +245,9 @@ class Postprocessor:
         bbox = tuple(float(v) for v in (bbox if bbox is not None else crop_box))
         res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
                          corr=corr, mask=mask, timings=timings, crop_angle=float(crop_angle))
+        if refusal is not None:
+            res.error = refusal
+            return res
         try:
             fit = None
             if self.config.fit is not None:
@@ -388,16 +404,18 @@ class Predictor:
         faces = sorted(found, key=lambda f: -f.width * f.height)
         return DetectedFaces(faces if all_faces else faces[:1], len(faces))
 
-    def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]
-                   ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], list[float]]:
-        """(B, S, S, 3) uint8 crops, their integer crop boxes (original px) and crop angles (degrees),
-        by :func:`data_prep.crop.face_crop`, the rule ``prepare`` uses."""
-        placed = [face_crop(f.box, f.keypoints, self.config.crop) for f in faces]
-        boxes = [b for b, _ in placed]
-        angles = [a for _, a in placed]
-        crops = np.stack([crop_image(image_rgb, b, self.size, a) for b, a in placed]) if placed else \
+    def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]) -> "FaceCrops":
+        """Upright crops of ``faces`` (:func:`data_prep.crop.upright_face_crop`: faces at any roll, an upside-down
+        one turned the right way up by the detector's second look, or refused with its reason)."""
+        def detect(image: np.ndarray) -> list[FaceBox]:
+            return detect_faces(image, self.config.detect)  # this module's name: tests replace it
+
+        placed = [upright_face_crop(image_rgb, f.box, f.keypoints, self.config.crop, detect, f.score or 0.0)
+                  for f in faces]
+        crops = np.stack([crop_image(image_rgb, u.crop_box, self.size, u.angle) for u in placed]) if placed else \
             np.zeros((0, self.size, self.size, 3), np.uint8)
-        return crops, boxes, angles
+        return FaceCrops(crops, [u.crop_box for u in placed], [u.angle for u in placed],
+                         [None if u.trusted else u.reason for u in placed])
 
     def run_network(self, crops: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, S, S, 3) uint8 crops -> depth_px (B, S, S) float32 (crop px, 0 outside the mask),
@@ -431,19 +449,21 @@ class Predictor:
 
     def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
                     crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
-                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0) -> FaceResult:
+                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0,
+                    refusal: str | None = None) -> FaceResult:
         """Maps of one face -> :class:`FaceResult` (:meth:`Postprocessor.postprocess`: landmarks, pose, mesh)."""
         return self.postprocessor.postprocess(crop, depth_px, corr, mask, crop_box, bbox, score, index, timings,
-                                              crop_angle)
+                                              crop_angle, refusal)
 
     def predict_crops(self, crops: np.ndarray, crop_boxes: Sequence[Sequence[int]],
                       bboxes: Sequence[Sequence[float]] | None = None, scores: Sequence[float | None] | None = None,
                       timings: Sequence[dict[str, float]] | None = None,
-                      crop_angles: Sequence[float] | None = None) -> list[FaceResult]:
+                      crop_angles: Sequence[float] | None = None,
+                      refusals: Sequence[str | None] | None = None) -> list[FaceResult]:
         """Crops already cut (e.g. by :meth:`crop_faces`) + their crop boxes -> results (no detector).
 
         crops: (B, S, S, 3) uint8; crop_boxes: B integer squares in original px; crop_angles: B angles
-        (degrees, :mod:`data_prep.crop`), 0 when None.
+        (degrees, :mod:`data_prep.crop`), 0 when None; refusals: B reasons to refuse a face, or None (:class:`FaceCrops`).
         """
         crops = np.asarray(crops)
         if len(crop_boxes) != len(crops):
@@ -458,7 +478,8 @@ class Predictor:
             out.append(self.postprocess(crops[i], depth[i], corr[i], mask[i], crop_boxes[i],
                                         None if bboxes is None else bboxes[i],
                                         None if scores is None else scores[i], index=i, timings=tm,
-                                        crop_angle=0.0 if crop_angles is None else float(crop_angles[i])))
+                                        crop_angle=0.0 if crop_angles is None else float(crop_angles[i]),
+                                        refusal=None if refusals is None else refusals[i]))
         return out
 
     def __call__(self, image_rgb: np.ndarray | str | os.PathLike, all_faces: bool | None = None) -> list[FaceResult]:
@@ -485,10 +506,11 @@ class Predictor:
         if not faces:
             return []
         t = time.perf_counter()
-        crops, boxes, angles = self.crop_faces(image_rgb, faces)
+        cut = self.crop_faces(image_rgb, faces)
         t_crop = _ms(t) / len(faces)
         timings = [{**(timings or {}), "crop": t_crop} for _ in faces]
-        return self.predict_crops(crops, boxes, [f.box for f in faces], [f.score for f in faces], timings, angles)
+        return self.predict_crops(cut.crops, cut.boxes, [f.box for f in faces], [f.score for f in faces], timings,
+                                  cut.angles, cut.refusals)
 
 
 def space_files(checkpoint: str | Path) -> tuple[Path, Path] | None:
