@@ -264,7 +264,10 @@ def test_textures_are_cut_from_the_photo_at_the_texture_size(tmp_path, result, p
     tex = read_png(tmp_path / "a" / "mesh_0.png")
     assert tex.shape == (256, 256, 3) and data["mesh"]["texture_px"] == 256
     np.testing.assert_array_equal(tex, crop_image(photo, BOX, 256))
-    np.testing.assert_array_equal(read_png(tmp_path / "a" / "fit_mesh_0.png"), tex)
+    fit_tex = read_png(tmp_path / "a" / "fit_texture.png")  # the fit's own texture: its fixed UV layout
+    assert fit_tex.shape == (256, 256, 3) and data["fit_texture"]["size"] == 256
+    assert not (tmp_path / "a" / "fit_mesh_0.png").exists() and "fit_texture.png" in (tmp_path / "a" /
+                                                                                       "fit_mesh.mtl").read_text()
     write_face(tmp_path / "b", result, photo, output=OutputConfig(texture_size=200))
     assert read_png(tmp_path / "b" / "mesh_0.png").shape == (200, 200, 3)
     assert texture_side((0, 0, 1000, 1000), 128, 512) == 512 and texture_side((0, 0, 90, 90), 128, 512) == 128

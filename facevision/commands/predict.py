@@ -50,9 +50,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(README, AFLW2000-3D), twice the network time")
     p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
     p.add_argument("--outputs", default="all", metavar="LIST",
-                   help="comma-separated files to write per face (result.json always): crop, depth, depth_vis, "
+                   help="comma-separated files to write (result.json always): per face crop, depth, depth_vis, "
                         "corr, mask, ply (mesh.ply), obj (mesh.obj + .mtl + texture), fit_mesh (fit_mesh.obj + "
-                        ".mtl + texture), preview; groups: maps = depth,corr,mask; mesh = ply,obj; all (default: all)."
+                        ".mtl + fit_texture.png, the photo unwrapped in the face model's fixed UV layout), preview; "
+                        "per photo overlay (OUT/<stem>/overlay.jpg: landmarks, pose axes and fitted mesh of every "
+                        "face over the photo); groups: maps = depth,corr,mask; mesh = ply,obj; all (default: all)."
                         " Without ply, obj, fit_mesh and preview no mesh is computed (faster)")
     p.add_argument("--shard", metavar="K/N",
                    help="process only the K-th of N deterministic parts of the inputs (1 <= K <= N; same paths on "
@@ -62,10 +64,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="processes that finish faces (face-model fit, mesh, files) while the next photos are detected "
                         "and run (threads where processes cannot be forked; default: one per CPU core plus one, at "
                         "most 8; 0 = one after another in this process; a single photo never starts any)")
-    p.add_argument("--mesh-frame", choices=("photo", "crop"), default="photo",
-                   help="coordinates of mesh.ply / mesh.obj: photo = photo pixels, X = column, Y = height - 1 - row, "
-                        "Z = depth in photo px, so the mesh overlays the photo (like fit_mesh.obj and 3DDFA_V2); "
-                        "crop = the 128 x 128 crop's pixels, the maps' frame (default photo)")
+    p.add_argument("--mesh-frame", choices=("photo", "crop", "head"), default="photo",
+                   help="coordinates of mesh.ply / mesh.obj / fit_mesh.obj: photo = photo pixels, X = column, "
+                        "Y = height - 1 - row, Z = depth in photo px, so the mesh overlays the photo (like 3DDFA_V2); "
+                        "crop = mesh.ply / mesh.obj in the 128 x 128 crop's pixels, the maps' frame; head = "
+                        "millimetres in the head's own frame (origin at the fitted head, pose removed, Y up, Z out of "
+                        "the face), for Blender and MeshLab (default photo)")
     p.add_argument("--texture-size", type=int, default=512, metavar="PX",
                    help="side of the OBJ textures, cut from the photo; capped at the face's size in the photo "
                         "(default 512)")
@@ -89,6 +93,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--flame-optional", action="store_true",
                    help="with --flame: when no FLAME model file is given or found, warn and go on without FLAME "
                         "instead of stopping with an error")
+    v = p.add_argument_group("video", "a video file given (.mp4, .mov, .avi, .mkv, .webm, ...) is processed frame by "
+                             "frame into OUT/<clip>/: frames.jsonl (per frame: status, crop, landmarks raw and "
+                             "smoothed, visibility, pose, fit codes, ms), overlay.mp4 (unless --outputs leaves out "
+                             "overlay) and video.json (counts, frames/s, landmark jitter raw vs smoothed); the face "
+                             "is detected on the first frame and followed from its landmarks after")
+    v.add_argument("--sequence", action="store_true",
+                   help="read each folder given as the frames of one video (images in name order) instead of photos")
+    v.add_argument("--smoothing", choices=("causal", "offline", "none"), default="causal",
+                   help="causal: One-Euro filter, frame by frame as a live run would (default); offline: zero-lag "
+                        "Savitzky-Golay over the whole clip; none")
+    v.add_argument("--redetect-every", type=int, default=30, metavar="N",
+                   help="run the detector every N frames while following a face (0 = only when it is lost; "
+                        "default 30)")
+    v.add_argument("--fps", type=float, default=25.0, help="frame rate of a --sequence (default 25)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="also one line per input on stdout")
     p.set_defaults(func=run, fast_exit=True)  # everything is written and closed when run returns
@@ -224,9 +242,13 @@ def _predict(args: argparse.Namespace, output, detect, threads: int | None, flam
         import torch
 
         torch.set_num_threads(max(1, threads))
+    videos, photos = _split_videos(args.paths, args.sequence)
+    code = _predict_videos(args, videos, output, threads) if videos else 0
+    if not photos:
+        return code
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
-        summary = run_batch(predictor, list(args.paths), args.output,
+        summary = run_batch(predictor, photos, args.output,
                             BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
                                         log=args.verbose, progress=not args.quiet, max_pixels=max_pixels,
                                         output=output, writer=WriterConfig(workers=args.writers), shard=shard))
@@ -237,4 +259,45 @@ def _predict(args: argparse.Namespace, output, detect, threads: int | None, flam
     where = args.output / (shard_summary_name(*shard) if shard else "summary.json")
     print(f"{prog}: {c['ok']} ok ({c['skipped']} already done), {c['failed']} failed, {summary['faces']} face(s) "
           f"-> {where}" + (f", {summary['report']}" if "report" in summary else ""), file=sys.stderr)
-    return 1 if c["failed"] or "summary_error" in summary or "report_error" in summary else 0
+    return max(code, 1 if c["failed"] or "summary_error" in summary or "report_error" in summary else 0)
+
+
+def _split_videos(paths: list[str], sequence: bool) -> tuple[list[str], list[str]]:
+    """(video files and, with --sequence, frame folders; everything else) in the order given."""
+    from facevision.video.frames import is_video
+
+    videos = [p for p in paths if (Path(p).is_file() and is_video(p)) or (sequence and Path(p).is_dir())]
+    return videos, [p for p in paths if p not in videos]
+
+
+def _predict_videos(args: argparse.Namespace, videos: list[str], output, threads: int | None) -> int:
+    """Each video into OUT/<clip>/ (:func:`facevision.video.runner.run_video`); 1 if any failed, else 0."""
+    from facevision.predict.batch import safe_stem
+    from facevision.predict.predictor import PredictConfig, Predictor
+    from facevision.video.frames import VideoReadError
+    from facevision.video.runner import VideoConfig, run_video
+
+    prog = "facevision predict"
+    try:
+        video = VideoConfig(redetect_every=args.redetect_every, smoothing=args.smoothing,
+                            overlay="overlay" in output.outputs)
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    config = PredictConfig(mesh=None, fit=video.fit, mirror_average=args.mirror_average, threads=threads or None)
+    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, config=config)
+    failed = 0
+    for path in videos:
+        try:
+            s = run_video(predictor, path, args.output / safe_stem(Path(path)), video, progress=not args.quiet,
+                          fps=args.fps)
+        except (VideoReadError, OSError, ValueError) as exc:
+            failed += 1
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            continue
+        c = s["counts"]
+        lost = f", {s['not_decoded']} of the header's {s['header_frames']} frames did not decode" \
+            if s["not_decoded"] else ""
+        print(f"{prog}: {path}: {s['frames']} frames ({c.get('ok', 0)} ok){lost}, {s['frames_per_s']} frames/s "
+              f"-> {s['output']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -58,9 +58,10 @@ import numpy as np
 
 from data_prep.io import (ImageReadError, OutputWriteError, ScaledPhoto, atomic_write_json, read_photo_scaled,
                           remove_stale_temporaries, temp_prefix)
-from facevision.predict.outputs import (IMAGE_RECORD, MESH_FILE_OUTPUTS, MESH_OUTPUTS, SUMMARY_NAME, OutputConfig,
-                                       face_dir_name, finished_photo, finished_photos, photo_outputs,
-                                       present_outputs, read_image_record, write_face, written_outputs)
+from facevision.predict.outputs import (IMAGE_RECORD, MESH_FILE_OUTPUTS, MESH_OUTPUTS, PHOTO_FILES, SUMMARY_NAME,
+                                       OutputConfig, face_dir_name, finished_photo, finished_photos, photo_outputs,
+                                       present_outputs, read_image_record, write_face, write_photo_files,
+                                       written_outputs)
 from facevision.predict.predictor import PredictConfig, Postprocessor, Predictor
 from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
@@ -84,7 +85,7 @@ _NAME_BYTES = 200  # folder names are cut to this many UTF-8 bytes (file systems
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # escaped in the lines printed (one_line)
 _FACE_DIR = re.compile(r"^face\d+$")
-# below OUT/<name>: deeper than any path a face writes (face<k>/.fit_mesh_0.<pid>-<8 chars>.tmp.png is ~45 bytes;
+# below OUT/<name>: deeper than any path a face writes (face<k>/.fit_texture.<pid>-<8 chars>.tmp.png is ~47 bytes;
 # the photo's temporary folder .<name>.<pid>-<8 chars>.tmp, beside OUT/<name>, is 22 bytes longer than it)
 _DEEPEST = os.path.join("face000", "x" * 80)
 LOCK_NAME = ".facevision-predict.lock"  # in OUT while a run writes there (hidden: never an input's folder name)
@@ -610,8 +611,9 @@ def _foreign(folder: Path) -> list[str]:
         names = sorted(os.listdir(folder))
     except OSError:
         return []
-    return [n for n in names if not (n == IMAGE_RECORD or (_FACE_DIR.match(n) and (folder / n).is_dir()
-                                                             and not (folder / n).is_symlink()))]
+    return [n for n in names if not (n == IMAGE_RECORD or n in PHOTO_FILES
+                                     or (_FACE_DIR.match(n) and (folder / n).is_dir()
+                                         and not (folder / n).is_symlink()))]
 
 
 def output_folder_problem(out_dir: Path) -> str | None:
@@ -802,7 +804,9 @@ class _WriteSetup:
         import scipy.sparse.csgraph  # noqa: F401
 
         import facevision.fit.fit_mesh  # noqa: F401
+        import facevision.fit.texture  # noqa: F401
         import facevision.predict.mesh_frame  # noqa: F401
+        import facevision.predict.overlay  # noqa: F401
         import meshing  # noqa: F401
 
 
@@ -1234,6 +1238,7 @@ def _finish(job: _WriteJob, results: list, state: _WriteState, outcome: _Outcome
                                    "not write; the folder is left as it is (move it away to redo this photo)")
         with atomic_folder(job.out_dir) as folder:
             where.append(folder)
+            face_files: list[list[str]] = []
             for k, res in enumerate(results):
                 res.index = k
                 face_dir = folder / face_dir_name(k)
@@ -1245,8 +1250,13 @@ def _finish(job: _WriteJob, results: list, state: _WriteState, outcome: _Outcome
                         extra["flame"] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                 data = write_face(face_dir, res, job.photo.image, str(job.path), setup.render, extra,
                                   photo_scale=job.photo.scale, output=output)
+                face_files.append(data["files"])
                 faces.append({"dir": face_dir.name, "status": data["status"],
                               "outputs": written_outputs(data["files"]), **({"error": res.error} if res.error else {})})
+            photo_files = write_photo_files(folder, results, job.photo.image, output)  # overlay.jpg, once per photo
+            for face, files in zip(faces, face_files):  # a photo's files count for each of its ok faces
+                if photo_files and face["status"] == "ok":
+                    face["outputs"] = written_outputs(files + photo_files)
             ok = [f for f in faces if f["status"] == "ok"]
             asked = job.outputs if mesh else job.outputs - MESH_FILE_OUTPUTS
             image_record = {"source": str(job.path.resolve()), "input": str(job.path), "status": "ok" if ok else

@@ -1,17 +1,23 @@
-"""Files written per face and per batch by ``facevision predict`` (all atomic: complete or absent).
+"""Files written per face, per photo and per batch by ``facevision predict`` (all atomic: complete or absent).
 
 ``OUT/<name>/face<k>/`` (every file by default; ``OutputConfig.outputs`` / ``--outputs`` picks some):
 crop.png, depth.png (16-bit, dataset scale: round(depth_px * 256)),
 depth_vis.png, corr.png (16-bit RGB, round(c * 65535)), mask.png (255 = face), mesh.ply,
 mesh.obj + mesh.mtl + mesh_0.png (meshes in the photo frame by default, :mod:`facevision.predict.mesh_frame`;
 texture = the same, possibly turned, crop cut from the photo at ``OutputConfig.texture_size``),
-fit_mesh.obj + fit_mesh.mtl + fit_mesh_0.png (the fitted face model, fixed topology, photo frame:
-:mod:`facevision.fit.fit_mesh`), preview.png, result.json (written last: a face is finished when its
-result.json exists). ``OUT/<name>/image.json`` (written after all its faces)
+fit_mesh.obj + fit_mesh.mtl + fit_texture.png (the fitted face model, fixed topology, photo frame:
+:mod:`facevision.fit.fit_mesh`; its texture is the photo unwrapped in the face model's fixed UV layout,
+:mod:`facevision.fit.texture`), preview.png, result.json (written last: a face is finished when its
+result.json exists). ``OUT/<name>/`` itself holds the photo's files (:data:`PHOTO_OUTPUT_FILES`, written once per
+photo by :func:`write_photo_files`: overlay.jpg, every face drawn over the photo, :mod:`facevision.predict.overlay`)
+and ``image.json`` (written after all its faces), which
 records the input, its status, its faces with the outputs written for each, the outputs asked for
 (``asked``) and whether meshes were made (``mesh``). A photo's folder is written as a whole (a temporary
 sibling renamed into place, :func:`meshing.fileio.atomic_folder`). ``OUT/summary.json`` lists the batch's
 inputs and every photo finished in OUT (:func:`finished_photos`), each with the outputs it holds.
+
+A photo's outputs count for each of its faces: :func:`present_outputs` of a face folder lists the face's own
+outputs and those of the photo's files in the folder above it, so reruns and the summary judge both alike.
 """
 from __future__ import annotations
 
@@ -36,15 +42,17 @@ __all__ = ["FACE_FILES", "MESH_FILES", "write_face", "face_dir_name", "IMAGE_REC
            "to_original_pixels", "OutputConfig", "texture_side", "face_texture", "OUTPUTS", "OUTPUT_FILES",
            "OUTPUT_GROUPS", "DEFAULT_OUTPUTS", "parse_outputs", "MESH_OUTPUTS", "MESH_FILE_OUTPUTS",
            "written_outputs", "present_outputs", "read_image_record", "finished_photo", "finished_photos",
-           "photo_outputs"]
+           "photo_outputs", "FIT_MESH_FILES", "PHOTO_OUTPUT_FILES", "PHOTO_FILES", "write_photo_files",
+           "write_fit_mesh"]
 
 FACE_FILES = ("crop.png", "depth.png", "depth_vis.png", "corr.png", "mask.png", "preview.png", "result.json")
 MESH_FILES = ("mesh.ply", "mesh.obj", "mesh.mtl", "mesh_0.png")
-FIT_MESH_FILES = ("fit_mesh.obj", "fit_mesh.mtl", "fit_mesh_0.png")
+FIT_MESH_FILES = ("fit_mesh.obj", "fit_mesh.mtl", "fit_texture.png")
 IMAGE_RECORD = "image.json"
 SUMMARY_NAME = "summary.json"
 
-# ``--outputs``: what each name writes per face (result.json is always written: it marks a finished face)
+# ``--outputs``: what each name writes per face, in its face<k> folder (result.json is always written: it marks a
+# finished face)
 OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "crop": ("crop.png",),
     "depth": ("depth.png",),
@@ -56,7 +64,13 @@ OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "fit_mesh": FIT_MESH_FILES,
     "preview": ("preview.png",),
 }
-OUTPUTS = tuple(OUTPUT_FILES)
+# ``--outputs``: what each name writes once per photo, in the photo's folder beside image.json
+PHOTO_OUTPUT_FILES: dict[str, tuple[str, ...]] = {
+    "overlay": ("overlay.jpg",),
+}
+PHOTO_FILES = tuple(f for files in PHOTO_OUTPUT_FILES.values() for f in files)
+_ALL_FILES = {**OUTPUT_FILES, **PHOTO_OUTPUT_FILES}
+OUTPUTS = tuple(_ALL_FILES)
 DEFAULT_OUTPUTS = frozenset(OUTPUTS)  # every file, as before --outputs existed
 OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
     "all": OUTPUTS,
@@ -76,7 +90,7 @@ def parse_outputs(text: str) -> frozenset[str]:
             continue
         if name in OUTPUT_GROUPS:
             chosen.update(OUTPUT_GROUPS[name])
-        elif name in OUTPUT_FILES:
+        elif name in _ALL_FILES:
             chosen.add(name)
         else:
             valid = ", ".join(list(OUTPUTS) + list(OUTPUT_GROUPS))
@@ -91,19 +105,23 @@ def parse_outputs(text: str) -> frozenset[str]:
 class OutputConfig:
     """What the mesh files of a face look like.
 
-    mesh_frame: "photo" (default: mesh.ply / mesh.obj in the photo's pixels, X = column, Y = H - 1 - row,
-        Z = depth in photo px, so a mesh overlays its photo like 3DDFA_V2's and matches fit_mesh.obj and
-        landmarks68_3d) or "crop" (the maps' frame, crop px; what ``FaceResult.mesh`` holds).
-    texture_size: side in px of the OBJ textures (mesh_0.png, fit_mesh_0.png), cut from the photo with the
-        crop's box and angle; never more than the crop covers in the photo (no blown-up pixels), never less
-        than the network crop. The uvs are normalized, so they hold for any size.
-    outputs: which files to write per face (names of :data:`OUTPUT_FILES`; default: all of them);
-        result.json is always written.
+    mesh_frame: "photo" (default: mesh.ply / mesh.obj / fit_mesh.obj in the photo's pixels, X = column,
+        Y = H - 1 - row, Z = depth in photo px, so a mesh overlays its photo like 3DDFA_V2's and matches
+        landmarks68_3d), "crop" (mesh.ply / mesh.obj in the maps' frame, crop px, what ``FaceResult.mesh``
+        holds; fit_mesh.obj stays in the photo frame) or "head" (all three in the head's frame, millimetres,
+        pose removed: for Blender and MeshLab; :mod:`facevision.predict.mesh_frame`).
+    texture_size: side in px of mesh.obj's texture (mesh_0.png), cut from the photo with the crop's box and
+        angle; never more than the crop covers in the photo (no blown-up pixels), never less than the network
+        crop. The uvs are normalized, so they hold for any size. fit_texture.png is unwrapped from that cut.
+    fit_texture_size: side in texels of fit_texture.png (the face model's fixed UV layout).
+    outputs: which files to write (names of :data:`OUTPUT_FILES`, per face, and :data:`PHOTO_OUTPUT_FILES`, per
+        photo; default: all of them); result.json is always written.
     """
 
     mesh_frame: str = "photo"
     texture_size: int = 512
     outputs: frozenset[str] = field(default=DEFAULT_OUTPUTS)
+    fit_texture_size: int = 256
 
     def __post_init__(self) -> None:
         from facevision.predict.mesh_frame import MESH_FRAMES
@@ -112,6 +130,9 @@ class OutputConfig:
             raise ValueError(f"OutputConfig.mesh_frame must be one of {MESH_FRAMES}, got {self.mesh_frame!r}")
         if int(self.texture_size) < 16:
             raise ValueError(f"OutputConfig.texture_size must be >= 16 px, got {self.texture_size!r}")
+        if not 16 <= int(self.fit_texture_size) <= 4096:
+            raise ValueError(f"OutputConfig.fit_texture_size must be in [16, 4096] texels, got "
+                             f"{self.fit_texture_size!r}")
         unknown = set(self.outputs) - set(OUTPUTS)
         if unknown:
             raise ValueError(f"OutputConfig.outputs: unknown {sorted(unknown)} (choose from {', '.join(OUTPUTS)})")
@@ -140,17 +161,21 @@ def face_dir_name(index: int) -> str:
 
 
 def written_outputs(files: Sequence[str]) -> list[str]:
-    """The output names (:data:`OUTPUT_FILES`) all of whose files are among ``files`` (file names), in order."""
+    """The output names (:data:`OUTPUTS`: per face and per photo) all of whose files are among ``files`` (file
+    names), in order."""
     have = set(files)
-    return [name for name, needed in OUTPUT_FILES.items() if have.issuperset(needed)]
+    return [name for name, needed in _ALL_FILES.items() if have.issuperset(needed)]
 
 
 def present_outputs(face_dir: str | Path) -> list[str]:
-    """The outputs whose files all exist in ``face_dir`` now (one directory listing)."""
+    """The outputs whose files all exist for the face in ``face_dir`` now: its own files (one directory listing)
+    and the photo's files in the folder above it (:data:`PHOTO_FILES`); [] when ``face_dir`` cannot be listed."""
+    face_dir = Path(face_dir)
     try:
-        return written_outputs(os.listdir(face_dir))
+        names = os.listdir(face_dir)
     except OSError:
         return []
+    return written_outputs(names + [n for n in PHOTO_FILES if (face_dir.parent / n).is_file()])
 
 
 def read_image_record(folder: str | Path) -> dict[str, Any] | None:
@@ -225,6 +250,72 @@ def _fit_triangles() -> np.ndarray:
     return load_face_model().triangles
 
 
+def _fit_mtl_text() -> str:
+    """fit_mesh.mtl: material ``fit_mesh_0`` (the name :func:`meshing.io.obj_text` uses) showing fit_texture.png."""
+    return ("newmtl fit_mesh_0\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\n"
+            f"map_Kd {FIT_MESH_FILES[2]}\n")
+
+
+def write_fit_mesh(face_dir: str | Path, result: FaceResult, texture_image: np.ndarray, photo_height: int,
+                   photo_scale: tuple[float, float] = (1.0, 1.0), output: OutputConfig = OutputConfig(),
+                   head: Any = None) -> dict[str, Any]:
+    """Write fit_mesh.obj + fit_mesh.mtl + fit_texture.png of a face with a face-model fit; returns the texture's
+    summary (:meth:`facevision.fit.texture.FitTexture.summary`).
+
+    Vertices: the photo frame (the original photo's px, Y up), or the head frame (mm) when ``head`` (a
+    :class:`facevision.predict.mesh_frame.HeadFrame`) is given. Texture coordinates: the face model's fixed layout
+    (:func:`facevision.fit.texture.uv_layout`), one ``vt`` per vertex, the same for every photo; fit_texture.png
+    (``output.fit_texture_size`` texels) is unwrapped from ``texture_image``, the face's crop cut again from the
+    photo (:func:`face_texture`: the crop box and angle at any side).
+    """
+    from dataclasses import replace
+
+    from facevision.fit.fit_mesh import fit_mesh
+    from facevision.fit.texture import TextureConfig, unwrap_texture, uv_layout
+    from meshing.fileio import atomic_write_bytes
+    from meshing.io import MeshIOError, obj_text
+    from meshing.types import MeshingError
+
+    face_dir = Path(face_dir)
+    fit = result.model_fit
+    size = int(result.crop.shape[0])
+    tri = np.asarray(fit.triangles if fit.triangles is not None else _fit_triangles(), np.int64)
+    layout = uv_layout(fit.vertices, tri)
+    k = texture_image.shape[0] / size  # texture image px per crop px
+    v = np.asarray(fit.vertices, np.float64)
+    image_v = np.column_stack([(v[:, 0] + 0.5) * k - 0.5, (size - 1 - v[:, 1] + 0.5) * k - 0.5, v[:, 2] * k])
+    tex = unwrap_texture(texture_image, image_v, tri, layout, fit.scale * k,
+                         TextureConfig(size=output.fit_texture_size))
+    mesh = fit_mesh(fit, tri, result.crop_box, size, result.crop_angle, photo_height, photo_scale)
+    mesh = replace(mesh, uvs=layout.uv.astype(np.float32),
+                   vertices=head.to_head(mesh.vertices) if head is not None else mesh.vertices)
+    try:
+        mesh.validate()
+    except MeshingError as exc:
+        raise MeshIOError(f"{face_dir / FIT_MESH_FILES[0]}: invalid mesh ({exc})") from None
+    frame = "head frame, mm" if head is not None else "photo frame, photo px"
+    comment = (f"fitted face model ({frame}); texture: {FIT_MESH_FILES[2]} in the fixed UV layout "
+               f"{layout.name}")
+    atomic_write_png(face_dir / FIT_MESH_FILES[2], tex.texture)  # texture and material first, the OBJ last
+    atomic_write_bytes(face_dir / FIT_MESH_FILES[1], _fit_mtl_text().encode())
+    atomic_write_bytes(face_dir / FIT_MESH_FILES[0], obj_text(mesh, "fit_mesh", comment).encode())
+    return tex.summary()
+
+
+def _frame_mesh(result: FaceResult, frame: str, height: int, photo_scale: tuple[float, float], head: Any) -> Any:
+    """``result.mesh`` in the mesh frame asked for (:class:`OutputConfig`)."""
+    from facevision.predict.mesh_frame import photo_frame_mesh
+
+    if frame == "crop":
+        return result.mesh
+    mesh = photo_frame_mesh(result, height, photo_scale)
+    if frame == "head":
+        from dataclasses import replace
+
+        mesh = replace(mesh, vertices=head.to_head(mesh.vertices))
+    return mesh
+
+
 def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, source: str = "",
                render: RenderConfig = RenderConfig(), extra: dict[str, Any] | None = None,
                photo_scale: tuple[float, float] = (1.0, 1.0), output: OutputConfig = OutputConfig()) -> dict[str, Any]:
@@ -232,13 +323,15 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
 
     photo_scale: ``photo`` was reduced from the original by this (x, y) factor before detection; ``result``
     is in the reduced photo's pixels (as the preview shows it) and result.json gets original pixels.
-    output: mesh frame and texture size (:class:`OutputConfig`).
+    output: mesh frame and texture size (:class:`OutputConfig`). The photo's own files (overlay.jpg) are not
+    written here but once per photo, by :func:`write_photo_files`.
     """
     face_dir = Path(face_dir)
     t0 = time.perf_counter()
     want = output.outputs
     mask = result.mask
     files: list[str] = []
+    timings: dict[str, float] = {}
 
     def png(name: str, key: str, image_fn) -> None:
         if key in want:
@@ -254,29 +347,30 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     png("mask.png", "mask", lambda: mask.astype(np.uint8) * 255)
     height = int(round(photo.shape[0] / photo_scale[1]))  # the original photo's
     meshes = result.mesh is not None
-    texture = face_texture(photo, result, output.texture_size) if meshes and want & {"obj", "fit_mesh"} else None
-    texture_png = encode_texture(texture) if texture is not None else None  # mesh_0.png = fit_mesh_0.png
-    if meshes and want & {"ply", "obj"}:
-        from facevision.predict.mesh_frame import photo_frame_mesh
+    with_fit = result.model_fit is not None and meshes and "fit_mesh" in want  # --no-mesh: no meshes at all
+    texture = face_texture(photo, result, output.texture_size) if meshes and ("obj" in want or with_fit) else None
+    head = None
+    if output.mesh_frame == "head" and meshes and want & {"ply", "obj", "fit_mesh"}:
+        from facevision.predict.mesh_frame import head_frame
 
-        mesh = photo_frame_mesh(result, height, photo_scale) if output.mesh_frame == "photo" else result.mesh
+        head = head_frame(result, height, photo_scale)
+    if meshes and want & {"ply", "obj"}:
+        mesh = _frame_mesh(result, output.mesh_frame, height, photo_scale, head)
         if "ply" in want:
             save_mesh(face_dir / "mesh.ply", mesh)
             files += list(OUTPUT_FILES["ply"])
         if "obj" in want:
-            save_mesh(face_dir / "mesh.obj", mesh, texture_png=texture_png)
+            save_mesh(face_dir / "mesh.obj", mesh, texture_png=encode_texture(texture))
             files += list(OUTPUT_FILES["obj"])
-    if result.model_fit is not None and meshes and "fit_mesh" in want:  # --no-mesh: no meshes at all
-        from facevision.fit.fit_mesh import fit_mesh
-
-        tri = result.model_fit.triangles if result.model_fit.triangles is not None else _fit_triangles()
-        fm = fit_mesh(result.model_fit, tri, result.crop_box, result.crop.shape[0], result.crop_angle,
-                      height, photo_scale)
-        save_mesh(face_dir / "fit_mesh.obj", fm, texture_png=texture_png)
+    fit_texture = None
+    if with_fit:
+        t = time.perf_counter()
+        fit_texture = write_fit_mesh(face_dir, result, texture, height, photo_scale, output, head)
         files += list(FIT_MESH_FILES)
+        timings["fit_mesh"] = round((time.perf_counter() - t) * 1e3, 3)
     if "preview" in want:
         sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
-                              result.landmarks68, render, result.crop_angle)
+                              result.landmarks68, render, result.crop_angle, visible=result.landmarks68_visible)
         atomic_write_png(face_dir / "preview.png", sheet)
         files.append("preview.png")
     data = result.to_json()
@@ -287,13 +381,36 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     if "mesh" in data:
         data["mesh"].update(frame=output.mesh_frame,
                             **({"texture_px": int(texture.shape[0])} if texture is not None else {}),
-                            **({"photo_height_px": height} if output.mesh_frame == "photo" else {}))
+                            **({"photo_height_px": height} if output.mesh_frame != "crop" else {}),
+                            **({"head_frame": head.to_json()} if head is not None else {}))
+    if fit_texture is not None:
+        data["fit_texture"] = fit_texture
     if extra:
         data.update(extra)
         flame_files = (extra.get("flame") or {}).get("files") if isinstance(extra.get("flame"), dict) else None
         if isinstance(flame_files, dict):
             files += [str(v) for v in flame_files.values()]
     data["files"] = files + ["result.json"]
+    data["timings_ms"].update(timings)
     data["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1e3, 3)
     atomic_write_json(face_dir / "result.json", data)
     return data
+
+
+def write_photo_files(folder: str | Path, results: Sequence[FaceResult], photo: np.ndarray,
+                      output: OutputConfig = OutputConfig(), overlay: Any = None) -> list[str]:
+    """Write a photo's own files that ``output`` asks for (:data:`PHOTO_OUTPUT_FILES`) into its folder
+    ``OUT/<name>/``, beside its face folders and image.json, once per photo; returns the names written.
+
+    overlay.jpg: every face of ``results`` (the photo's ``FaceResult`` list, in ``photo``'s pixels, ``index`` =
+    its face folder's number) drawn over ``photo`` (:mod:`facevision.predict.overlay`; ``overlay``: its
+    :class:`facevision.predict.overlay.OverlayConfig`); written only when at least one face is ok.
+    """
+    folder = Path(folder)
+    written: list[str] = []
+    if "overlay" in output.outputs and any(r.ok for r in results):
+        from facevision.predict.overlay import OverlayConfig, write_overlay
+
+        write_overlay(folder / PHOTO_OUTPUT_FILES["overlay"][0], photo, results, overlay or OverlayConfig())
+        written += list(PHOTO_OUTPUT_FILES["overlay"])
+    return written

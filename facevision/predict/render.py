@@ -14,18 +14,31 @@ import numpy as np
 from data_prep.rasterize import rasterize
 from meshing.refine import vertex_normals
 
-__all__ = ["RenderConfig", "render_mesh", "preview_sheet", "preview_labels"]
+__all__ = ["RenderConfig", "render_mesh", "preview_sheet", "preview_labels", "face_panel", "panel_box",
+           "annotate_photo"]
 
 
 @dataclass(frozen=True)
 class RenderConfig:
     """tile: side of each preview tile in px; views: yaw angles (degrees) of the two mesh renders;
-    ambient: shade of surfaces facing away from the light, in [0, 1]; margin: fraction of the tile left free."""
+    ambient: shade of surfaces facing away from the light, in [0, 1]; margin: fraction of the tile left free;
+    context: side of the preview's photo panel as a multiple of the crop box's side (centred on the crop box,
+    so a crop turned by up to 45 degrees shows whole at 1.42)."""
 
     tile: int = 256
     views: tuple[float, ...] = (0.0, 60.0)
     ambient: float = 0.25
     margin: float = 0.08
+    context: float = 1.5
+
+    def __post_init__(self) -> None:
+        if int(self.tile) < 16:
+            raise ValueError(f"RenderConfig.tile must be >= 16 px, got {self.tile!r}")
+        if not 0.0 <= self.ambient <= 1.0 or not 0.0 <= self.margin < 0.5:
+            raise ValueError(f"RenderConfig.ambient must be in [0, 1] and margin in [0, 0.5), got {self.ambient!r}, "
+                             f"{self.margin!r}")
+        if not 1.0 <= self.context <= 4.0:
+            raise ValueError(f"RenderConfig.context must be in [1, 4], got {self.context!r}")
 
 
 def render_mesh(vertices: np.ndarray, faces: np.ndarray, size: int, yaw_deg: float = 0.0,
@@ -63,7 +76,8 @@ def _fit_tile(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None, crop_angle: float = 0.0) -> np.ndarray:
-    """Copy of the photo with the (possibly turned) crop square (green) and the 68 landmarks (red dots) drawn."""
+    """Copy of the whole photo with the (possibly turned) crop square (green) and the 68 landmarks (red dots) drawn
+    (the preview's first panel before it showed the face large: :func:`face_panel`)."""
     from data_prep.crop import crop_to_original
 
     img = np.ascontiguousarray(photo.copy())
@@ -78,9 +92,44 @@ def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None, 
     return img
 
 
+def panel_box(crop_box, context: float) -> tuple[int, int, int, int]:
+    """The integer square (x0, y0, x1, y1), end exclusive, of ``context`` x the crop box's side around its centre
+    (photo px); it may reach past the photo (cut with zero padding)."""
+    x0, y0, x1, y1 = (float(v) for v in crop_box)
+    side = max(1, int(round(context * (x1 - x0))))
+    left, top = int(round(0.5 * (x0 + x1) - side / 2.0)), int(round(0.5 * (y0 + y1) - side / 2.0))
+    return left, top, left + side, top + side
+
+
+def face_panel(photo: np.ndarray, crop_box, size: int, crop_angle: float = 0.0, landmarks68: np.ndarray | None = None,
+               visible: np.ndarray | None = None, context: float = 1.5) -> np.ndarray:
+    """The photo around one face, (size, size, 3) uint8: the square :func:`panel_box` (``context`` x the crop
+    box's side, centred on it) cut from ``photo`` (zero padding outside it), enlarged or reduced to ``size``, with
+    the (possibly turned) crop square (green) and the 68 landmarks (photo px; visible ones red dots, hidden ones,
+    where ``visible`` says so, blue rings) drawn at the panel's scale."""
+    from data_prep.crop import crop_image, crop_to_original, original_to_crop
+
+    box = panel_box(crop_box, context)
+    tile = np.ascontiguousarray(crop_image(photo, box, size))
+    side = int(crop_box[2]) - int(crop_box[0])
+    corners = np.array([[-0.5, -0.5], [side - 0.5, -0.5], [side - 0.5, side - 0.5], [-0.5, side - 0.5]])
+    square = original_to_crop(crop_to_original(corners, crop_box, side, crop_angle), box, size)
+    t = max(1, round(size / 200))
+    cv2.polylines(tile, [np.round(square).astype(np.int32)], True, (0, 255, 0), t, cv2.LINE_AA)
+    if landmarks68 is not None:
+        pts = original_to_crop(np.asarray(landmarks68, np.float64), box, size)
+        vis = np.ones(len(pts), bool) if visible is None else np.asarray(visible, bool)
+        for (x, y), seen in zip(np.round(pts).astype(int), vis):
+            if seen:
+                cv2.circle(tile, (int(x), int(y)), t + 1, (255, 0, 0), -1, cv2.LINE_AA)
+            else:
+                cv2.circle(tile, (int(x), int(y)), t + 1, (0, 128, 255), 1, cv2.LINE_AA)
+    return tile
+
+
 def preview_labels(config: RenderConfig = RenderConfig(), mesh: bool = True) -> list[str]:
     """Panel names of :func:`preview_sheet`, left to right."""
-    names = ["photo, box, landmarks", "crop", "depth (near = red)", "corr. (u,v,w = R,G,B)"]
+    names = ["photo at the face, box, landmarks", "crop", "depth (near = red)", "corr. (u,v,w = R,G,B)"]
     if mesh:
         names += ["mesh, front" if yaw == 0 else f"mesh, {yaw:g} deg" for yaw in config.views]
     return names
@@ -88,15 +137,18 @@ def preview_labels(config: RenderConfig = RenderConfig(), mesh: bool = True) -> 
 
 def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, corr_rgb: np.ndarray,
                   mesh=None, crop_box=None, landmarks68=None, config: RenderConfig = RenderConfig(),
-                  crop_angle: float = 0.0, labels: bool = True) -> np.ndarray:
-    """One row of tiles: photo (crop box + landmarks), crop, depth, correspondence, mesh renders per view;
-    with ``labels``, the panel names (:func:`preview_labels`) in a strip above them."""
+                  crop_angle: float = 0.0, labels: bool = True, visible: np.ndarray | None = None) -> np.ndarray:
+    """One row of tiles: the photo around the face (:func:`face_panel`: ``config.context`` x the crop box, with the
+    crop square and the landmarks, hidden ones (``visible`` False) as rings; without ``crop_box``, the whole photo
+    letterboxed), crop, depth, correspondence, mesh renders per view; with ``labels``, the panel names
+    (:func:`preview_labels`) in a strip above them."""
     from facevision.maps.visualize import image_grid
 
     s = config.tile
     near = lambda im: cv2.resize(im, (s, s), interpolation=cv2.INTER_NEAREST)  # noqa: E731
-    shown = annotate_photo(photo, crop_box, landmarks68, crop_angle) if crop_box is not None else photo
-    tiles = [_fit_tile(shown, s), near(crop), near(depth_rgb), near(corr_rgb)]
+    first = (face_panel(photo, crop_box, s, crop_angle, landmarks68, visible, config.context) if crop_box is not None
+             else _fit_tile(photo, s))
+    tiles = [first, near(crop), near(depth_rgb), near(corr_rgb)]
     if mesh is not None:
         normals = vertex_normals(mesh.vertices, mesh.faces)
         tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config, normals) for yaw in config.views]
