@@ -1,0 +1,44 @@
+"""``python tools/overlay_figure.py PHOTO... -o FIGURE.jpg``: the README's overlay figure.
+
+Each photo's ``overlay.jpg`` (:func:`facevision.predict.overlay.draw_overlay`: fitted mesh blended in, landmarks
+visible / hidden, pose axes), made by the prediction pipeline itself, side by side at one height.
+"""
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+
+from data_prep.io import atomic_write_png, read_photo
+from facevision.predict.overlay import draw_overlay, encode_jpeg
+from facevision.predict.predictor import Predictor
+from meshing.fileio import atomic_write_bytes
+
+
+def overlay_figure(predictor: Predictor, photos: list[str], height: int = 250) -> np.ndarray:
+    """The photos' overlays (every face each), each scaled to ``height`` px, side by side with 4 px gaps."""
+    tiles = []
+    for path in photos:
+        image = read_photo(path)
+        ov = draw_overlay(image, predictor(image, all_faces=True))
+        tiles.append(cv2.resize(ov, (round(ov.shape[1] * height / ov.shape[0]), height), interpolation=cv2.INTER_AREA))
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("photos", nargs="+")
+    ap.add_argument("-o", "--output", required=True)
+    args = ap.parse_args()
+    figure = overlay_figure(Predictor.from_pretrained(), args.photos)
+    if args.output.lower().endswith((".jpg", ".jpeg")):
+        atomic_write_bytes(args.output, encode_jpeg(figure, 88))
+    else:
+        atomic_write_png(args.output, figure)
+    print(args.output)
+
+
+if __name__ == "__main__":
+    main()
