@@ -249,3 +249,23 @@ def test_real_clip_decodes_what_it_can_and_smoothing_quiets_it(predictor, real_c
     if s["header_frames"] > s["frames"]:
         assert s["not_decoded"] == s["header_frames"] - s["frames"]
     assert s["jitter"]["ratio"] <= 0.5  # smoothed landmark jitter at most half the raw one
+
+
+def test_sequence_folder_reads_frames_in_name_order_and_a_bad_frame_is_blank(tmp_path, capsys):
+    from PIL import Image
+
+    from facevision.cli import main
+
+    frames = clip_frames()[:8]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"f{t:03d}.png")
+    (folder / "f003.png").write_bytes(b"not a png")  # an unreadable frame: blank, marked, the run goes on
+    out = tmp_path / "OUT"
+    rc = main(["predict", str(folder), "--sequence", "--fps", "10", "-o", str(out), "-q", "--outputs", "maps"])
+    assert rc == 0, capsys.readouterr().err
+    recs = [json.loads(line) for line in (out / "frames" / "frames.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in recs] == list(range(8)) and recs[1]["time_s"] == pytest.approx(0.1)
+    assert recs[3]["status"] == "no face" and all(r["status"] == "ok" for i, r in enumerate(recs) if i != 3)
+    assert not (out / "frames" / "overlay.mp4").exists()  # --outputs without overlay
