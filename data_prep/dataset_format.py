@@ -5,7 +5,7 @@ Layout::
     DATASET/
       manifest.json                 # metadata + one entry per sample (see below)
       samples/<id>/image.png        # RGB crop, uint8, size x size
-      samples/<id>/depth.png        # uint16 relative depth, see DEPTH_SCALE
+      samples/<id>/depth.png        # uint16 relative depth, see DEPTH_PNG_UNITS_PER_PX
       samples/<id>/corr.png         # uint16 RGB correspondence map, see CORR_SCALE
       samples/<id>/mask.png         # uint8 face mask, 255 = face, 0 = background
       samples/<id>/face_mesh.npy    # optional: (N, 3) float32 vertices of the labeler's face the labels were
@@ -19,7 +19,7 @@ Conventions: the maps' conventions (depth in crop px, larger = closer, 0 = backg
 (u, v, w) in [0, 1]; mask) are stated once in :mod:`meshing.conventions` and checked there
 (``check_depth_px``, ``check_corr``, ``check_mask``, re-exported here): :func:`read_sample` refuses a sample
 that breaks them, :func:`encode_depth` refuses negative depth. This module adds the storage: depth as
-``uint16 = round(z * DEPTH_SCALE)`` (1/256 px resolution, up to 255.99 px), measured from a plane
+``uint16 = round(z * DEPTH_PNG_UNITS_PER_PX)`` (1/256 px resolution, up to 255.99 px), measured from a plane
 ``DEPTH_BASE_PX`` behind the farthest face pixel so every face pixel has ``z > 0``; correspondence as 16-bit
 RGB ``round(c * CORR_SCALE)``; mask 255 inside.
 
@@ -52,7 +52,7 @@ from meshing.conventions import check_corr, check_depth_px, check_mask
 
 FORMAT_NAME = "facevision-dataset"
 FORMAT_VERSION = 1
-DEPTH_SCALE = 256.0
+DEPTH_PNG_UNITS_PER_PX = 256.0  # depth.png quantisation: uint16 units per crop pixel (manifest key "depth_scale")
 DEPTH_BASE_PX = 1.0
 CORR_SCALE = 65535.0
 SPLITS = ("train", "val", "test")
@@ -109,7 +109,7 @@ def encode_depth(depth_px: np.ndarray, mask: np.ndarray | None = None) -> np.nda
     if mask is not None:
         d = np.where(mask, d, 0.0)
     check_depth_px(d, "encode_depth")
-    return np.clip(np.round(d * DEPTH_SCALE), 0, 65535).astype(np.uint16)
+    return np.clip(np.round(d * DEPTH_PNG_UNITS_PER_PX), 0, 65535).astype(np.uint16)
 
 
 def decode_depth(values: np.ndarray) -> np.ndarray:
@@ -123,7 +123,7 @@ def decode_depth(values: np.ndarray) -> np.ndarray:
         values = values[..., 0]
     if values.dtype == np.uint8:
         return values.astype(np.float32)
-    return (values.astype(np.float32) / DEPTH_SCALE).astype(np.float32)
+    return (values.astype(np.float32) / DEPTH_PNG_UNITS_PER_PX).astype(np.float32)
 
 
 def encode_corr(corr: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -270,7 +270,7 @@ def write_manifest(root: str | Path, samples: Iterable[dict[str, Any]], size: in
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "size": int(size),
-        "depth_scale": DEPTH_SCALE,
+        "depth_scale": DEPTH_PNG_UNITS_PER_PX,
         "corr_scale": CORR_SCALE,
         "label_source": label_source,
         "correspondence_space": correspondence_space,

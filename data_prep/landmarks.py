@@ -21,7 +21,7 @@ class FaceMeshConfig:
 
     mirror_average: also run Face Mesh on the mirrored photo and average each face with its mirrored
         twin (vertices un-mirrored with the reference's left/right map): halves the left/right bias.
-    depth_scale: Face Mesh's z is multiplied by this (about its origin; x and y are untouched). Orthographic
+    z_stretch: Face Mesh's z is multiplied by this (about its origin; x and y are untouched). Orthographic
         structure from motion on LFW people's photos says Face Mesh's faces are too flat: the 2D evidence
         wants z about 1.15-1.24 x deeper (``tools/depth_scale_sfm.py``; docs/DEVELOPING.md). 1 = as Face
         Mesh gives it.
@@ -30,11 +30,15 @@ class FaceMeshConfig:
     min_score: float = 0.5
     max_faces: int = 2
     mirror_average: bool = False
-    depth_scale: float = 1.0
+    z_stretch: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (0.0 < float(self.depth_scale) <= 10.0):
-            raise ValueError(f"FaceMeshConfig.depth_scale must be in (0, 10], got {self.depth_scale!r}")
+        if not (0.0 <= float(self.min_score) <= 1.0):
+            raise ValueError(f"FaceMeshConfig.min_score must be in [0, 1], got {self.min_score!r}")
+        if int(self.max_faces) < 1:
+            raise ValueError(f"FaceMeshConfig.max_faces must be at least 1, got {self.max_faces!r}")
+        if not (0.0 < float(self.z_stretch) <= 10.0):
+            raise ValueError(f"FaceMeshConfig.z_stretch must be in (0, 10], got {self.z_stretch!r}")
 
 
 @lru_cache(maxsize=4)
@@ -61,8 +65,8 @@ def face_mesh_landmarks(image_rgb: np.ndarray, config: FaceMeshConfig = FaceMesh
     if config.mirror_average and faces:
         mirrored = _run(np.ascontiguousarray(image_rgb[:, ::-1]), config)
         faces = [_average_with_mirror(f, mirrored, image_rgb.shape[1]) for f in faces]
-    if config.depth_scale != 1.0:
-        faces = [f * [1.0, 1.0, float(config.depth_scale)] for f in faces]
+    if config.z_stretch != 1.0:
+        faces = [f * [1.0, 1.0, float(config.z_stretch)] for f in faces]
     return faces
 
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +25,7 @@ from data_prep.drops import DROP_REASONS, LABELER_FAILURE, UNREADABLE
 from data_prep.io import atomic_write_json
 from data_prep.lfw import PhotoEntry, list_lfw
 from data_prep.split import SplitConfig, split_identities
+from data_prep.sizes import CROP_SIZE
 
 __all__ = ["PrepareConfig", "prepare_lfw", "RECORDS_NAME", "SUMMARY_NAME"]
 
@@ -35,46 +36,69 @@ LABELERS = ("mediapipe", "3ddfa-v2")
 
 @dataclass
 class PrepareConfig:
-    """Options of one ``prepare`` run (see ``facevision prepare lfw --help``)."""
+    """Options of one ``prepare`` run (see ``facevision prepare lfw --help``); checked when built.
+
+    z_stretch: Face Mesh labels only: its z is multiplied by this (:class:`data_prep.landmarks.FaceMeshConfig`;
+        written as ``depth_scale`` in summary.json, as before).
+    """
 
     labeler: str = "mediapipe"
     tddfa_dir: str | None = None
     passes: int = 2
     mirror_average: bool = False
-    depth_scale: float = 1.0
-    size: int = 128
+    z_stretch: float = 1.0
+    size: int = CROP_SIZE
     workers: int = 2
     limit: int | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.labeler not in LABELERS:
+            raise ValueError(f"unknown labeler {self.labeler!r}; choose one of {LABELERS}")
+        if self.labeler == "3ddfa-v2" and not self.tddfa_dir:
+            raise ValueError("labeler 3ddfa-v2 needs tddfa_dir DIR (the 3DDFA_V2 regressor and face model)")
+        if self.size < 16:
+            raise ValueError(f"size must be at least 16, got {self.size}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.passes < 1:
+            raise ValueError(f"passes must be at least 1, got {self.passes}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be at least 0, got {self.limit}")
+        from data_prep.landmarks import FaceMeshConfig
+
+        FaceMeshConfig(z_stretch=self.z_stretch)  # its bound, named: "FaceMeshConfig.z_stretch must be in (0, 10]"
+        if self.labeler == "3ddfa-v2" and self.z_stretch != 1.0:
+            raise ValueError(f"z_stretch stretches Face Mesh's depth; 3DDFA_V2's 3DMM faces are to scale "
+                             f"(got {self.z_stretch!r} with labeler 3ddfa-v2)")
 
 
 # ----------------------------------------------------------------------------- worker side
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(root: str, out: str, cfg: dict[str, Any]) -> None:
+def _init_worker(root: str, out: str, cfg: PrepareConfig) -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     _WORKER.update(root=Path(root), out=Path(out), cfg=cfg)
-    if cfg["labeler"] == "mediapipe":
+    if cfg.labeler == "mediapipe":
         from data_prep.crop import CropConfig
         from data_prep.label_mediapipe import LabelConfig
         from data_prep.reference import load_reference
 
         from data_prep.landmarks import FaceMeshConfig
 
-        _WORKER["label_config"] = LabelConfig(crop=CropConfig(size=cfg["size"]),
-                                              mesh=FaceMeshConfig(mirror_average=bool(cfg.get("mirror_average")),
-                                                                  depth_scale=float(cfg.get("depth_scale", 1.0))))
+        _WORKER["label_config"] = LabelConfig(crop=CropConfig(size=cfg.size),
+                                              mesh=FaceMeshConfig(mirror_average=cfg.mirror_average,
+                                                                  z_stretch=cfg.z_stretch))
         _WORKER["reference"] = load_reference()
     else:
         from data_prep.crop import CropConfig
         from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
 
-        tcfg = TddfaConfig(crop=CropConfig(size=cfg["size"]), passes=int(cfg["passes"]),
-                           mirror_average=bool(cfg.get("mirror_average")))
+        tcfg = TddfaConfig(crop=CropConfig(size=cfg.size), passes=cfg.passes, mirror_average=cfg.mirror_average)
         # one torch thread per worker process; in the caller's own process (one worker) its setting is left alone
-        _WORKER["tddfa"] = TddfaLabeler(cfg["tddfa_dir"], tcfg, threads=1 if cfg.get("pool") else None)
+        _WORKER["tddfa"] = TddfaLabeler(cfg.tddfa_dir, tcfg, threads=1 if cfg.workers > 1 else None)
 
 
 def _process(entry: PhotoEntry) -> dict[str, Any]:
@@ -85,10 +109,10 @@ def _process(entry: PhotoEntry) -> dict[str, Any]:
 
     root, out, cfg = _WORKER["root"], _WORKER["out"], _WORKER["cfg"]
     rec: dict[str, Any] = {"id": entry.id, "identity": entry.identity, "source": entry.source,
-                           "labeler": cfg["labeler"]}
+                           "labeler": cfg.labeler}
     try:
         image = read_photo(root / entry.source)
-        if cfg["labeler"] == "mediapipe":
+        if cfg.labeler == "mediapipe":
             from data_prep.label_mediapipe import label_photo
 
             res = label_photo(image, _WORKER["label_config"], _WORKER["reference"])
@@ -145,9 +169,7 @@ def _is_done(out: Path, rec: dict[str, Any] | None, entry: PhotoEntry) -> bool:
 
 
 def _run_pool(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig) -> Iterator[dict[str, Any]]:
-    wcfg = {"labeler": cfg.labeler, "size": cfg.size, "tddfa_dir": cfg.tddfa_dir, "passes": cfg.passes,
-            "pool": cfg.workers > 1,
-            "mirror_average": cfg.mirror_average, "depth_scale": cfg.depth_scale}
+    wcfg = replace(cfg, progress=False)  # the workers get the config object (pickled), not a dict
     if cfg.workers <= 1:
         _init_worker(str(root), str(out), wcfg)
         for e in todo:
@@ -177,16 +199,10 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
     """Build (or resume) a dataset from an LFW-style tree; returns the summary (also saved as summary.json)."""
     from data_prep.reference import CORRESPONDENCE_SPACE
 
-    if cfg.labeler not in LABELERS:
-        raise ValueError(f"unknown labeler {cfg.labeler!r}; choose one of {LABELERS}")
-    if cfg.labeler == "3ddfa-v2":
+    if cfg.labeler == "3ddfa-v2":  # the config checked itself when built (PrepareConfig.__post_init__)
         from data_prep.tddfa_files import load_tddfa_files
         from data_prep.tddfa_net import load_regressor
 
-        if not cfg.tddfa_dir:
-            raise ValueError("--labeler 3ddfa-v2 needs --tddfa-dir DIR (the 3DDFA_V2 regressor and face model)")
-        if cfg.depth_scale != 1.0:
-            raise ValueError("--depth-scale stretches Face Mesh's depth; 3DDFA_V2's 3DMM faces are to scale")
         load_regressor(load_tddfa_files(cfg.tddfa_dir).weights)  # a bad folder fails here, named, before any worker
     root, out = Path(root), Path(out)
     _check_same_labeler(out, cfg.labeler)
@@ -248,7 +264,7 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
         "root": str(root),
         "labeler": cfg.labeler,
         "mirror_average": cfg.mirror_average,
-        "depth_scale": cfg.depth_scale if cfg.labeler == "mediapipe" else None,
+        "depth_scale": cfg.z_stretch if cfg.labeler == "mediapipe" else None,  # the summary's key, kept
         "passes": cfg.passes if cfg.labeler == "3ddfa-v2" else None,
         "size": cfg.size,
         "files_listed": len(entries),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.dataset_format import DEPTH_BASE_PX, Sample, write_manifest, write_sample
+from data_prep.sizes import CROP_SIZE
 
 
 def toy_sample(size: int, rng: np.random.Generator) -> Sample:
@@ -43,7 +44,7 @@ def toy_sample(size: int, rng: np.random.Generator) -> Sample:
     return Sample(image=image, depth=depth, corr=corr, mask=mask)
 
 
-def make_toy_dataset(root: str | Path, count: int = 32, size: int = 128, seed: int = 0,
+def make_toy_dataset(root: str | Path, count: int = 32, size: int = CROP_SIZE, seed: int = 0,
                      val_fraction: float = 0.25) -> dict:
     """Write ``count`` toy samples (one identity each) and the manifest; returns the manifest."""
     if count < 2:

@@ -33,6 +33,7 @@ from data_prep.io import atomic_write_bytes
 from data_prep.reference import dataset_reference
 from facevision.maps.landmarks import landmarks_from_corr
 from facevision.model.outputs import decode_outputs
+from data_prep.sizes import CROP_SIZE
 
 __all__ = ["EvaluateConfig", "MapMetrics", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS",
            "metrics_table"]
@@ -150,7 +151,7 @@ def mean_maps(root: str | Path, split: str = "train", limit: int | None = None) 
                     return {k: z[k] for k in ("depth", "corr", "mask_frac")}
         except (OSError, KeyError, ValueError):
             pass
-    s = int(manifest.get("size", 128))
+    s = int(manifest.get("size", CROP_SIZE))
     dsum, csum, msum = np.zeros((s, s)), np.zeros((s, s, 3)), np.zeros((s, s))
     for sid in ids:
         smp = read_sample(root, sid)
@@ -178,7 +179,7 @@ def evaluate(root: str | Path, model: Any, config: EvaluateConfig = EvaluateConf
     ids = _split_ids(manifest, config.split, config.limit)
     if not ids:
         raise DatasetFormatError(f"{root / 'manifest.json'}: no samples in split {config.split!r}")
-    size = int(manifest.get("size", 128))
+    size = int(manifest.get("size", CROP_SIZE))
     base = mean_maps(root, config.baseline_split, config.baseline_limit)
     base_mask = base["mask_frac"] >= 0.5
     base_depth = np.where(base_mask, base["depth"], 0.0).astype(np.float32)

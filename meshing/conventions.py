@@ -2,7 +2,7 @@
 
 Every stage shares these maps (data_prep writes them, the network predicts them, meshing and the fits read
 them); the module lives in ``meshing``, the package with the fewest dependencies, so that all can import it.
-One crop of S x S pixels; rows go down, columns go right; pixel centres at integer coordinates.
+One crop of S x S pixels (S = ``data_prep.sizes.CROP_SIZE`` by default); rows go down, columns go right; pixel centres at integer coordinates.
 
 * **Depth** ``depth_px``: (H, W) float, the height of the face surface *towards the camera* in crop pixels:
   **larger = closer**, relative (measured from a plane behind the farthest face pixel), face pixels > 0,

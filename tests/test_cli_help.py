@@ -67,11 +67,21 @@ def test_mesh_help_states_the_mesh_config_defaults():
     from meshing import MeshConfig
 
     p, cfg = _sub("mesh"), MeshConfig()
-    for dest, field in {"density": "vertex_density", "triangulation": "triangulation", "depth_scale": "z_scale",
+    for dest, field in {"density": "vertex_density", "triangulation": "triangulation", "z_scale": "z_scale",
                         "spike_edge_factor": "spike_edge_factor", "spike_area_factor": "spike_area_factor",
                         "smooth_iterations": "smooth_iterations", "smooth_lambda": "smooth_lambda",
                         "detail_strength": "detail_strength", "detail_sigma": "detail_sigma"}.items():
         _states_default(p, dest, getattr(cfg, field))
+
+
+def test_prepare_help_states_the_prepare_config_defaults():
+    from data_prep.prepare import PrepareConfig
+
+    for action in ("lfw", "toy"):
+        _states_default(_sub("prepare", action), "size", PrepareConfig.size)
+    p = _sub("prepare", "lfw")
+    for dest in ("z_stretch", "workers", "passes"):
+        _states_default(p, dest, getattr(PrepareConfig, dest))
 
 
 def test_evaluate_help_states_the_evaluate_config_defaults():

@@ -120,7 +120,7 @@ def test_depth_scale_deepens_face_mesh_z_only(lfw_root):
 
     img = read_photo(lfw_root / PHOTOS[0])
     plain = face_mesh_landmarks(img, FaceMeshConfig(max_faces=1))[0]
-    deep = face_mesh_landmarks(img, FaceMeshConfig(max_faces=1, depth_scale=1.17))[0]
+    deep = face_mesh_landmarks(img, FaceMeshConfig(max_faces=1, z_stretch=1.17))[0]
     assert np.allclose(deep[:, :2], plain[:, :2])
     assert np.allclose(deep[:, 2], 1.17 * plain[:, 2])
     assert np.ptp(plain[:, 2]) > 10.0  # a real face has depth to scale
@@ -130,5 +130,5 @@ def test_depth_scale_deepens_face_mesh_z_only(lfw_root):
 def test_depth_scale_must_be_positive_and_sane(bad):
     from data_prep.landmarks import FaceMeshConfig
 
-    with pytest.raises(ValueError, match="depth_scale"):
-        FaceMeshConfig(depth_scale=bad)
+    with pytest.raises(ValueError, match="z_stretch"):
+        FaceMeshConfig(z_stretch=bad)

@@ -53,8 +53,10 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # the old importer's labeler name is gone
         cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--labeler", "3ddfa"])
     assert exc.value.code == 2 and "invalid choice: '3ddfa'" in capsys.readouterr().err
-    assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--depth-scale", "0"]) == 2
-    assert "--depth-scale" in (err := capsys.readouterr().err) and "(0, 10]" in err
+    assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--z-stretch", "0"]) == 2
+    assert "--z-stretch" in (err := capsys.readouterr().err) and "(0, 10]" in err and len(err.splitlines()) == 1
+    assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--size", "8"]) == 2
+    assert "--size must be at least 16, got 8" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -92,10 +94,23 @@ def test_real_photos_kept_split_and_resumed(lfw_root, tmp_path):
     assert again["processed_this_run"] == 1 and again["kept"] == 2
 
 
-def test_depth_scale_is_refused_for_3ddfa_labels() -> None:
-    """--depth-scale stretches Face Mesh's flat depth; a 3DMM's faces are to scale, so it is an error there."""
-    from data_prep.prepare import PrepareConfig, prepare_lfw
+def test_z_stretch_is_refused_for_3ddfa_labels() -> None:
+    """--z-stretch stretches Face Mesh's flat depth; a 3DMM's faces are to scale, so it is an error there
+    (the config refuses itself when built)."""
+    from data_prep.prepare import PrepareConfig
 
-    with pytest.raises(ValueError, match="depth-scale"):
-        prepare_lfw("/nonexistent", "/nonexistent-out",
-                    PrepareConfig(labeler="3ddfa-v2", tddfa_dir="/nonexistent", depth_scale=1.17, progress=False))
+    with pytest.raises(ValueError, match="z_stretch"):
+        PrepareConfig(labeler="3ddfa-v2", tddfa_dir="/nonexistent", z_stretch=1.17, progress=False)
+
+
+def test_old_depth_scale_flag_warns_and_still_works(tmp_path, capsys, monkeypatch) -> None:
+    """``prepare lfw --depth-scale`` is the old name of --z-stretch, kept one release: one warning line, same value."""
+    import data_prep.prepare as prepare
+
+    seen = []
+    monkeypatch.setattr(prepare, "prepare_lfw", lambda root, out, cfg: seen.append(cfg) or {})
+    monkeypatch.setattr(prepare, "format_summary", lambda summary: "")
+    assert cli_main(["prepare", "lfw", str(tmp_path), "-o", str(tmp_path / "o"), "--depth-scale", "1.17"]) == 0
+    err = capsys.readouterr().err
+    assert seen[0].z_stretch == 1.17
+    assert len(err.splitlines()) == 1 and "--depth-scale is deprecated" in err and "--z-stretch" in err

@@ -95,7 +95,7 @@ def test_mesh_command_errors_name_the_file(tmp_path, maps, capsys):
     assert "x.stl" in capsys.readouterr().err
 
     assert main(["mesh", "--depth", str(paths["depth"]), "-o", out, "--smooth-lambda", "3"]) == 2
-    assert "smooth_lambda" in capsys.readouterr().err
+    assert "--smooth-lambda must be in [0, 1], got 3" in capsys.readouterr().err  # MeshConfig's check, flag named
     assert not (tmp_path / "x.ply").exists()
 
 
@@ -189,3 +189,20 @@ def test_nan_depth_error_names_the_flags(tmp_path, maps, capsys):
     assert "nonfinite" not in line  # the API argument is not the user's flag
     assert main(["mesh", "--depth", str(tmp_path / "nan.npy"), "-o", str(out), "--nan-as-background"]) == 0
     assert out.is_file()
+
+
+def test_z_scale_and_its_old_name_depth_scale(tmp_path, maps, capsys):
+    """``--z-scale`` multiplies depth; ``--depth-scale``, its old name, still works for one release and warns in
+    one line naming the new flag."""
+    paths = maps[0]
+    plain, new, old = (tmp_path / f"{n}.ply" for n in ("plain", "new", "old"))
+    assert main(["mesh", "--depth", str(paths["depth"]), "-o", str(plain)]) == 0
+    assert main(["mesh", "--depth", str(paths["depth"]), "-o", str(new), "--z-scale", "2"]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert main(["mesh", "--depth", str(paths["depth"]), "-o", str(old), "--depth-scale", "2"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "--depth-scale is deprecated" in err[0] and "--z-scale" in err[0]
+    z = {n: meshing.load_mesh(p).vertices[:, 2] for n, p in (("plain", plain), ("new", new), ("old", old))}
+    assert np.allclose(z["new"], z["old"]) and np.ptp(z["new"]) == pytest.approx(2 * np.ptp(z["plain"]), rel=0.05)
+    assert main(["mesh", "--depth", str(paths["depth"]), "-o", str(old), "--z-scale", "0"]) == 2
+    assert "--z-scale must be a positive finite number, got 0" in capsys.readouterr().err

@@ -269,3 +269,13 @@ def test_sequence_folder_reads_frames_in_name_order_and_a_bad_frame_is_blank(tmp
     assert [r["frame"] for r in recs] == list(range(8)) and recs[1]["time_s"] == pytest.approx(0.1)
     assert recs[3]["status"] == "no face" and all(r["status"] == "ok" for i, r in enumerate(recs) if i != 3)
     assert not (out / "frames" / "overlay.mp4").exists()  # --outputs without overlay
+
+
+def test_the_clip_gets_one_identity_from_frames_spread_over_it(run, predictor):
+    summary, frames, _ = run
+    ident = summary["identity"]
+    ok = [f["frame"] for f in frames if f["status"] == "ok"]
+    assert ident is not None and 10 <= ident["frames"] <= 20  # VideoConfig.identity_frames, spread over the clip
+    assert len(ident["id_coeffs"]) == predictor.face_model.n_id and np.all(np.isfinite(ident["id_coeffs"]))
+    assert ident["rms_px"] < 0.05 * 128  # the shared code still fits every kept frame (the lost-face threshold)
+    assert len(ok) > ident["frames"]

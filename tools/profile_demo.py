@@ -21,6 +21,7 @@ from data_prep.dataset_format import Sample, read_manifest, read_sample
 from data_prep.io import atomic_write
 from data_prep.profile import ProfileConfig, lift_surface, render_view
 from data_prep.toy import toy_sample
+from data_prep.sizes import CROP_SIZE
 
 LFW_DATASET_ENV = "FACEVISION_LFW_DATASET"
 FIGURE_VIEWS = ((0.0, 0.0), (-75.0, 0.0), (-40.0, 15.0), (40.0, -15.0), (90.0, 0.0))
@@ -30,7 +31,7 @@ def load_samples(dataset: str | None, count: int, seed: int = 0) -> tuple[list[S
     """``count`` samples (spread over the dataset) and their ids; toy samples when ``dataset`` is None."""
     if dataset is None:
         rng = np.random.default_rng(seed)
-        return [toy_sample(128, rng) for _ in range(count)], [f"toy_{i}" for i in range(count)]
+        return [toy_sample(CROP_SIZE, rng) for _ in range(count)], [f"toy_{i}" for i in range(count)]
     entries = read_manifest(dataset)["samples"]
     pick = np.random.default_rng(seed).choice(len(entries), size=min(count, len(entries)), replace=False)
     ids = [entries[i]["id"] for i in sorted(pick)]

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from facevision.commands.errors import fail
+
 NAME = "benchmark"
 
 
@@ -88,8 +90,7 @@ def run_identity_stability(args: argparse.Namespace) -> int:
 
         out = run(args.root, maps_of, args.people, args.k, progress=not args.json)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"facevision benchmark identity-stability: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("facevision benchmark identity-stability", exc)
     print(dumps(out) if args.json else
           f"{out['people']} people, {out['photos_per_half']} photos per half: same/different distance ratio "
           f"{out['ratio_single_photo']:.3f} single-photo, {out['ratio_shared']:.3f} shared fit")
@@ -110,8 +111,7 @@ def run_lfw_pairs(args: argparse.Namespace) -> int:
 
         out = run(args.root, code_of, args.pairs, args.max_pairs, progress=not (args.quiet or args.json))
     except (FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     if args.json:
         print(dumps(out))
     else:
@@ -174,14 +174,11 @@ def run_aflw2000(args: argparse.Namespace) -> int:
     cfg = AflwConfig(limit=args.limit)
     labeler = args.labeler or ("3ddfa-v2" if args.tddfa_dir else "mediapipe")
     if args.method != "labeler" and args.labeler:
-        print(f"{prog}: error: --labeler needs --method labeler", file=sys.stderr)
-        return 2
+        return fail(prog, "--labeler needs --method labeler")
     if args.method == "labeler" and labeler == "3ddfa-v2" and not args.tddfa_dir:
-        print(f"{prog}: error: --labeler 3ddfa-v2 needs --tddfa-dir DIR", file=sys.stderr)
-        return 2
+        return fail(prog, "--labeler 3ddfa-v2 needs --tddfa-dir DIR")
     if args.passes < 1:
-        print(f"{prog}: error: --passes must be at least 1, got {args.passes}", file=sys.stderr)
-        return 2
+        return fail(prog, f"--passes must be at least 1, got {args.passes}")
     try:
         if args.method == "labeler" and labeler == "3ddfa-v2":
             method = tddfa_labeler_method(args.tddfa_dir, cfg, mirror_average=args.mirror_average, passes=args.passes)
@@ -195,8 +192,7 @@ def run_aflw2000(args: argparse.Namespace) -> int:
             method = network_method(pred, cfg)
         summary, records = run_benchmark(args.root, method, cfg, progress=not (args.quiet or args.json))
     except (FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     summary["method"] = args.method
     if args.method == "labeler":
         summary["labeler"] = labeler

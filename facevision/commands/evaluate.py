@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from facevision.commands.errors import fail
 
 NAME = "evaluate"
 
@@ -45,16 +46,14 @@ def run(args: argparse.Namespace) -> int:
         ckpt = args.checkpoint or default_checkpoint()
         model = load_generator(ckpt, device)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     cfg = EvaluateConfig(split=args.split, limit=args.limit, batch_size=args.batch_size,
                          baseline_limit=args.baseline_limit)
     try:
         _check_same_space(ckpt, args.data)
         result = evaluate(args.data, model, cfg, device=device)
     except (DatasetFormatError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(prog, exc, code=1)
     result = {"checkpoint": str(ckpt), **result}
     print(json.dumps(result, indent=2) if args.json else metrics_table(result))
     if args.output:

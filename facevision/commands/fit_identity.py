@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from facevision.commands.errors import fail
+
 NAME = "fit-identity"
 # A photo whose residual under the shared identity exceeds its own fit's by this factor does not fit the others'
 # face: on LFW (29 people unseen in training, 174 sets of 3-6 photos of one person) the largest factor was 1.07;
@@ -56,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     prog = f"facevision {NAME}"
     if args.output.exists() and not args.output.is_dir():
-        print(f"{prog}: error: {args.output}: exists and is not a folder", file=sys.stderr)
-        return 2
+        return fail(prog, f"{args.output}: exists and is not a folder")
     photos, problems = expand_inputs([str(p) for p in args.photos], exclude=args.output)
     for rec in problems:  # arguments that match nothing, folders without images: their path once
         print(f"{prog}: {rec['input']}: {rec['reason']}", file=sys.stderr)
@@ -77,14 +78,12 @@ def run(args: argparse.Namespace) -> int:
         used.append((path, faces[0]))
         maps.append((faces[0].depth_px, faces[0].corr, faces[0].mask))
     if not maps:
-        print(f"{prog}: error: none of the {len(photos) + len(problems)} inputs gave a face", file=sys.stderr)
-        return 1
+        return fail(prog, f"none of the {len(photos) + len(problems)} inputs gave a face", code=1)
     model = pred.face_model or load_face_model(pred.config.face_model)  # the checkpoint's correspondence space
     try:
         ident, fits = fit_shared_identity(maps, model, reference=pred.reference)
     except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(prog, exc, code=1)
     alone = [face.model_fit.rms_px if face.model_fit is not None else None for _, face in used]
     odd = misfits([f.rms_px for f in fits], alone) if len(fits) > 1 else []
     warning = None

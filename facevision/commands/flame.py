@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from facevision.commands.errors import fail
+from facevision.env import FLAME_MODEL_ENV
+
 __all__ = ["add_parser", "run", "plain_text"]
 
 
@@ -36,7 +39,7 @@ def _index_value(text: str) -> tuple[int, float]:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flame-model", metavar="PATH",
                    help="FLAME model file (generic_model.pkl, flame2023.pkl or a FLAME-structured .npz); "
-                        "default: $FACEVISION_FLAME_MODEL")
+                        f"default: ${FLAME_MODEL_ENV}")
 
 
 def _add_edit_args(p: argparse.ArgumentParser, jaw_default: float | None = None) -> None:
@@ -94,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
             return _fit(args, model)
         return _edit_or_animate(args, model)
     except FlameModelMissingError:
-        print(f"facevision flame: error: {FLAME_HELP}", file=sys.stderr)
-        return 2
+        return fail("facevision flame", FLAME_HELP)
     except (FlameModelError, FlameParamsError, FileNotFoundError) as exc:
         print(f"facevision flame: {exc}", file=sys.stderr)
         return 2

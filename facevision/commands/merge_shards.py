@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from facevision.commands.errors import fail
+
 NAME = "merge-shards"
 
 
@@ -33,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
         merged = merge_shard_summaries(args.out, args.shards)
         atomic_write_json(args.out / SUMMARY_NAME, merged)
     except (ShardMergeError, OSError) as exc:
-        print(f"facevision {NAME}: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"facevision {NAME}", exc, code=1)
     c = merged["counts"]
     print(f"facevision {NAME}: {merged['shards']} shard(s): {c['ok']} ok, {c['failed']} failed, "
           f"{merged['faces']} face(s) -> {args.out / SUMMARY_NAME}", file=sys.stderr)

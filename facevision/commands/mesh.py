@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from facevision.commands.errors import DeprecatedFlag, config_errors, fail, reports_errors
+
 NAME = "mesh"
+PROG = "facevision mesh"
+# MeshConfig's fields as the command line names them (its ValueErrors name the field)
+_FLAGS = {"vertex_density": "--density", "target_vertices": "--target-vertices", "triangulation": "--triangulation",
+          "z_scale": "--z-scale", "spike_edge_factor": "--spike-edge-factor",
+          "spike_area_factor": "--spike-area-factor", "smooth_iterations": "--smooth-iterations",
+          "smooth_lambda": "--smooth-lambda", "detail_strength": "--detail-strength", "detail_sigma": "--detail-sigma"}
 MAX_PIXELS = 2048 * 2048  # meshing needs ~250 bytes per map pixel: an 8000 x 8000 map would take 15 GB
 
 
@@ -33,8 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--target-vertices", type=int, default=None, help="aim for this many vertices (overrides --density)")
     g.add_argument("--triangulation", choices=("auto", "grid", "delaunay"), default=None,
                    help="auto/grid: direct lattice triangulation (fast); delaunay: scipy qhull (default auto)")
-    g.add_argument("--depth-scale", type=float, default=None,
+    g.add_argument("--z-scale", type=float, default=None,
                    help="multiply depth values, e.g. to bring a 0-255 depth map to pixel units (default 1)")
+    g.add_argument("--depth-scale", dest="z_scale", type=float, action=DeprecatedFlag, new="--z-scale", prog=PROG)
     g.add_argument("--nan-as-background", action="store_true", help="treat NaN/inf depth as background")
     g.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help=f"refuse maps with more pixels than this (default {MAX_PIXELS:,} = 2048 x 2048; "
@@ -65,7 +73,7 @@ def _config(args):
         "vertex_density": args.density,
         "target_vertices": args.target_vertices,
         "triangulation": args.triangulation,
-        "z_scale": args.depth_scale,
+        "z_scale": args.z_scale,
         "spike_edge_factor": args.spike_edge_factor,
         "spike_area_factor": args.spike_area_factor,
         "smooth_iterations": args.smooth_iterations,
@@ -219,33 +227,27 @@ def _read_maps(args):
     return depth, mask, corr, image
 
 
+@reports_errors(PROG)
 def run(args: argparse.Namespace) -> int:
     from meshing import FaceMesh, MeshingError, mesh_from_maps, save_mesh
     from data_prep.io import OutputWriteError
     from meshing.io import MESH_SUFFIXES, MeshIOError
 
-    prog = "facevision mesh"
+    prog = PROG
     if args.output.suffix.lower() not in MESH_SUFFIXES:
-        print(f"{prog}: error: {args.output}: output must end in .ply or .obj", file=sys.stderr)
-        return 2
-    try:
+        return fail(prog, f"{args.output}: output must end in .ply or .obj")
+    with config_errors(prog, _FLAGS):
         config = _config(args)
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
     if args.max_pixels < 1:
-        print(f"{prog}: error: --max-pixels must be >= 1", file=sys.stderr)
-        return 2
+        return fail(prog, "--max-pixels must be >= 1")
     try:
         depth, mask, corr, image = _read_maps(args)
-    except ValueError as exc:  # ImageReadError, _InputError
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:  # ImageReadError, _InputError: the input is bad, exit code 1
+        return fail(prog, exc, code=1)
     try:
         mesh: FaceMesh = mesh_from_maps(depth, mask=mask, image=image, corr=corr, config=config)
     except MeshingError as exc:
-        print(f"{prog}: error: {args.depth}: cannot mesh: {exc}", file=sys.stderr)
-        return 1
+        return fail(prog, f"{args.depth}: cannot mesh: {exc}", code=1)
     if args.colors == "corr":
         mesh.colors = mesh.corr
     elif args.colors == "none":
@@ -255,8 +257,7 @@ def run(args: argparse.Namespace) -> int:
         save_mesh(args.output, mesh, texture=texture)
     except (MeshIOError, OSError) as exc:
         msg = str(exc) if isinstance(exc, (MeshIOError, OutputWriteError)) else f"{args.output}: cannot write: {exc}"
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 1
+        return fail(prog, msg, code=1)
     extra = f" (+ {args.output.with_suffix('.mtl').name}, {args.output.stem}_0.png)" if texture is not None else ""
     print(f"{args.output}: {mesh.n_vertices} vertices, {mesh.n_faces} faces{extra}")
     return 0

@@ -7,7 +7,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from data_prep.sizes import CROP_SIZE  # imports nothing
+from facevision.commands.errors import CommandError, config_errors, fail, reports_errors
+from facevision.env import CHECKPOINT_ENV, FLAME_MODEL_ENV  # imports nothing (numpy loads after run() sets threads)
+
 NAME = "predict"
+PROG = "facevision predict"
+# the configs' fields as the command line names them (their ValueErrors name the field)
+_FLAGS = {"batch_size": "--batch-size", "threads": "--threads", "max_pixels": "--max-pixels",
+          "texture_size": "--texture-size", "mesh_frame": "--mesh-frame", "workers": "--writers",
+          "min_score": "--min-score", "redetect_every": "--redetect-every", "smoothing": "--smoothing"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -20,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "(--outputs picks some; bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); "
                     "OUT/summary.json lists every input (with faces_detected and faces_skipped per photo). Folders holding "
                     "an earlier run's outputs (image.json, summary.json) are not read as photos. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
-                    "photo px), so they overlay the photo; --mesh-frame crop keeps the 128-px crop's frame. "
+                    f"photo px), so they overlay the photo; --mesh-frame crop keeps the {CROP_SIZE}-px crop's frame. "
                     "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
                     "OUT. A progress bar shows photos/s and ETA (-q: none; -v: one line per input). "
                     "--shard K/N splits a collection over N jobs or machines. One run per OUT at a time (shards of "
@@ -32,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
     p.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint, "
-                                                   "or $FACEVISION_CHECKPOINT)")
+                                                   f"or ${CHECKPOINT_ENV})")
     p.add_argument("--device", default="auto", help="auto (GPU if available), cpu or cuda[:N] (default auto)")
     p.add_argument("--batch-size", type=int, default=8, help="faces per network call (default 8)")
     p.add_argument("--threads", type=int, default=None,
@@ -67,7 +76,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mesh-frame", choices=("photo", "crop", "head"), default="photo",
                    help="coordinates of mesh.ply / mesh.obj / fit_mesh.obj: photo = photo pixels, X = column, "
                         "Y = height - 1 - row, Z = depth in photo px, so the mesh overlays the photo (like 3DDFA_V2); "
-                        "crop = mesh.ply / mesh.obj in the 128 x 128 crop's pixels, the maps' frame; head = "
+                        f"crop = mesh.ply / mesh.obj in the {CROP_SIZE} x {CROP_SIZE} crop's pixels, the maps' frame; head = "
                         "millimetres in the head's own frame (origin at the fitted head, pose removed, Y up, Z out of "
                         "the face), for Blender and MeshLab (default photo)")
     p.add_argument("--texture-size", type=int, default=512, metavar="PX",
@@ -86,10 +95,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default 0.5)")
     p.add_argument("--flame", action="store_true",
                    help="also register FLAME to each face (needs a FLAME model: --flame-model or "
-                        "$FACEVISION_FLAME_MODEL; without one it is an error unless --flame-optional)")
-    # the variable's name is spelled out here, not imported: facevision.flame.model loads numpy, which must not
-    # load before run() sets the thread variables (one_thread_per_library)
-    p.add_argument("--flame-model", type=Path, help="FLAME model file (.pkl/.npz; default $FACEVISION_FLAME_MODEL)")
+                        f"${FLAME_MODEL_ENV}; without one it is an error unless --flame-optional)")
+    p.add_argument("--flame-model", type=Path, help=f"FLAME model file (.pkl/.npz; default ${FLAME_MODEL_ENV})")
     p.add_argument("--flame-optional", action="store_true",
                    help="with --flame: when no FLAME model file is given or found, warn and go on without FLAME "
                         "instead of stopping with an error")
@@ -113,6 +120,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors(PROG)
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -126,71 +134,73 @@ def run(args: argparse.Namespace) -> int:
 
         one_thread_per_library(override=False)  # read when numpy and torch load (the imports below)
 
-    from data_prep.detect import DetectConfig
     from facevision.predict.batch import OutputFolderError, OutputFolderLock, check_output_folder
-    from facevision.predict.outputs import OutputConfig, parse_outputs
-    from facevision.predict.shards import parse_shard
     from facevision.predict.writer import retain_freed_memory
 
     retain_freed_memory()  # our own process: numpy's large temporaries reuse freed memory (no page faults)
 
-    prog = "facevision predict"
-    if args.batch_size < 1:
-        print(f"{prog}: error: --batch-size must be >= 1", file=sys.stderr)
-        return 2
-    if args.max_pixels is not None and args.max_pixels < 0:
-        print(f"{prog}: error: --max-pixels must be >= 0", file=sys.stderr)
-        return 2
-    if args.texture_size < 16:
-        print(f"{prog}: error: --texture-size must be >= 16", file=sys.stderr)
-        return 2
-    if args.writers is not None and args.writers < 0:
-        print(f"{prog}: error: --writers must be >= 0", file=sys.stderr)
-        return 2
-    try:
-        outputs = parse_outputs(args.outputs)
-    except ValueError as exc:
-        print(f"{prog}: error: --outputs: {exc}", file=sys.stderr)
-        return 2
-    try:
-        shard = parse_shard(args.shard) if args.shard is not None else None
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        detect = DetectConfig() if args.min_score is None else DetectConfig(min_score=args.min_score)
-    except ValueError as exc:
-        print(f"{prog}: error: --min-score {args.min_score}: {exc}", file=sys.stderr)
-        return 2
+    prog = PROG
+    config, batch = _configs(args, threads)
     flame_model = None
     if args.flame or args.flame_model:
         from facevision.flame.model import FLAME_HELP, FlameModelError, FlameModelMissingError, resolve_model_path
 
-        try:  # --flame-model, else $FACEVISION_FLAME_MODEL (facevision.flame.model.FLAME_MODEL_ENV)
+        try:  # --flame-model, else $FLAME_MODEL_ENV
             flame_model = str(resolve_model_path(args.flame_model))
         except FlameModelError as exc:
             # nothing given: the command line's message (FLAME_HELP), which names the flag and the variable
             why = FLAME_HELP if isinstance(exc, FlameModelMissingError) else str(exc)
             if not args.flame_optional:
-                print(f"{prog}: error: {why} Add --flame-optional to go on without FLAME.", file=sys.stderr)
-                return 2
+                return fail(prog, f"{why} Add --flame-optional to go on without FLAME.")
             print(f"{prog}: warning: {why} Continuing without FLAME.", file=sys.stderr)
-    output = OutputConfig(mesh_frame=args.mesh_frame, texture_size=args.texture_size, outputs=outputs)
-    lock = OutputFolderLock(args.output, shard)
+    batch.flame_model = flame_model or None
+    lock = OutputFolderLock(args.output, batch.shard)
     try:
         check_output_folder(args.output)  # before the model loads: a bad OUT is reported at once,
         lock.acquire()  # and so is one another run writes into (run_batch holds the lock again: re-entrant)
     except OutputFolderError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     try:
         with _sigterm_interrupts():
-            return _predict(args, output, detect, threads, flame_model, shard)
+            return _predict(args, config, batch, threads)
     except _Terminated:  # run_batch has written summary.json (what OUT holds) before passing it on
         print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
         return 128 + 15
     finally:
         lock.release()
+
+
+def _configs(args: argparse.Namespace, threads: int | None):
+    """(PredictConfig, BatchConfig) from the command line; each config checks itself, a bad value is a
+    :class:`CommandError` naming the flag (nothing has loaded yet)."""
+    from data_prep.detect import DetectConfig
+    from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig
+    from facevision.predict.outputs import OutputConfig, parse_outputs
+    from facevision.predict.predictor import PredictConfig
+    from facevision.predict.shards import parse_shard
+    from facevision.predict.writer import WriterConfig
+
+    with config_errors(PROG, _FLAGS):
+        config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces,
+                               mirror_average=args.mirror_average, threads=None if threads is None else max(1, threads))
+    try:
+        outputs = parse_outputs(args.outputs)
+    except ValueError as exc:
+        raise CommandError(PROG, f"--outputs: {exc}") from None
+    with config_errors(PROG, _FLAGS):
+        output = OutputConfig(mesh_frame=args.mesh_frame, texture_size=args.texture_size, outputs=outputs)
+        writer = WriterConfig(workers=args.writers)
+        shard = parse_shard(args.shard) if args.shard is not None else None
+        max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+        batch = BatchConfig(overwrite=args.overwrite, report=args.report, log=args.verbose, progress=not args.quiet,
+                            max_pixels=max_pixels, output=output, writer=writer, shard=shard)
+    try:
+        config.detect = DetectConfig() if args.min_score is None else DetectConfig(min_score=args.min_score)
+    except ValueError as exc:
+        raise CommandError(PROG, f"--min-score {args.min_score}: {exc}") from None
+    if args.no_mesh or not output.needs_mesh:
+        config.mesh = None
+    return config, batch
 
 
 class _Terminated(KeyboardInterrupt):
@@ -218,44 +228,32 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _predict(args: argparse.Namespace, output, detect, threads: int | None, flame_model: str | None,
-             shard: tuple[int, int] | None) -> int:
+def _predict(args: argparse.Namespace, config, batch, threads: int | None) -> int:
     """Load the network and run the batch (OUT checked and locked by :func:`run`); the exit code."""
-    from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig, OutputFolderError, run_batch
-    from facevision.predict.predictor import PredictConfig, Predictor
+    from facevision.predict.batch import OutputFolderError, run_batch
+    from facevision.predict.predictor import Predictor
     from facevision.predict.shards import shard_summary_name
-    from facevision.predict.writer import WriterConfig
 
-    prog = "facevision predict"
-    config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces, mirror_average=args.mirror_average,
-                           threads=None if threads is None else max(1, threads))
-    if args.no_mesh or not output.needs_mesh:
-        config.mesh = None
-    config.detect = detect
+    prog = PROG
     try:
         predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, config=config)
     except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError (not imported: it pulls in
         # segmentation-models-pytorch, timm and torchvision, seconds at start, which a cached network does not need)
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     if threads is not None and "torch" in sys.modules:  # a torch network (GPU, or no ONNX Runtime)
         import torch
 
         torch.set_num_threads(max(1, threads))
     videos, photos = _split_videos(args.paths, args.sequence)
-    code = _predict_videos(args, videos, output, threads) if videos else 0
+    code = _predict_videos(args, videos, batch.output, threads) if videos else 0
     if not photos:
         return code
-    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
-        summary = run_batch(predictor, photos, args.output,
-                            BatchConfig(overwrite=args.overwrite, report=args.report, flame_model=flame_model or None,
-                                        log=args.verbose, progress=not args.quiet, max_pixels=max_pixels,
-                                        output=output, writer=WriterConfig(workers=args.writers), shard=shard))
+        summary = run_batch(predictor, photos, args.output, batch)
     except OutputFolderError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     c = summary["counts"]
+    shard = batch.shard
     where = args.output / (shard_summary_name(*shard) if shard else "summary.json")
     print(f"{prog}: {c['ok']} ok ({c['skipped']} already done), {c['failed']} failed, {summary['faces']} face(s) "
           f"-> {where}" + (f", {summary['report']}" if "report" in summary else ""), file=sys.stderr)
@@ -277,13 +275,10 @@ def _predict_videos(args: argparse.Namespace, videos: list[str], output, threads
     from facevision.video.frames import VideoReadError
     from facevision.video.runner import VideoConfig, run_video
 
-    prog = "facevision predict"
-    try:
+    prog = PROG
+    with config_errors(prog, _FLAGS):
         video = VideoConfig(redetect_every=args.redetect_every, smoothing=args.smoothing,
                             overlay="overlay" in output.outputs)
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
     config = PredictConfig(mesh=None, fit=video.fit, mirror_average=args.mirror_average, threads=threads or None)
     predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, config=config)
     failed = 0
@@ -293,7 +288,7 @@ def _predict_videos(args: argparse.Namespace, videos: list[str], output, threads
                           fps=args.fps)
         except (VideoReadError, OSError, ValueError) as exc:
             failed += 1
-            print(f"{prog}: error: {exc}", file=sys.stderr)
+            fail(prog, exc)
             continue
         c = s["counts"]
         lost = f", {s['not_decoded']} of the header's {s['header_frames']} frames did not decode" \

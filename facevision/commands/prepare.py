@@ -7,6 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from data_prep.sizes import CROP_SIZE  # imports nothing
+from facevision.commands.errors import DeprecatedFlag, config_errors, fail, reports_errors
+
+PROG = "facevision prepare"
+# PrepareConfig's fields as the command line names them (its ValueErrors name the field)
+_LFW_FLAGS = {"z_stretch": "--z-stretch", "tddfa_dir": "--tddfa-dir", "labeler": "--labeler", "size": "--size",
+              "workers": "--workers", "passes": "--passes", "limit": "--limit"}
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -30,10 +38,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     lfw.add_argument("--mirror-average", action="store_true",
                      help="average the labeler on each photo and its mirror image (AFLW2000-3D labeler NME: Face "
                           "Mesh 7.53 -> 7.39 %%, 3DDFA_V2 4.15 -> 4.05 %%; twice the labelling time)")
-    lfw.add_argument("--depth-scale", type=float, default=1.0, metavar="K",
-                     help="MediaPipe labels: multiply Face Mesh's depth by K (default 1; structure from motion on "
+    lfw.add_argument("--z-stretch", type=float, default=1.0, metavar="K",
+                     help="MediaPipe labels: multiply Face Mesh's depth (z) by K (default 1; structure from motion on "
                           "LFW says about 1.17, see docs/DEVELOPING.md)")
-    lfw.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
+    lfw.add_argument("--depth-scale", dest="z_stretch", type=float, metavar="K", action=DeprecatedFlag,
+                     new="--z-stretch", prog=PROG)
+    lfw.add_argument("--size", type=int, default=CROP_SIZE, help=f"crop side in pixels (default {CROP_SIZE})")
     lfw.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     lfw.add_argument("--limit", type=int, default=None, help="only the first N files (sorted), for a quick run")
     lfw.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,7 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Write generated samples in the dataset format, to try `facevision train` end to end.")
     toy.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write")
     toy.add_argument("--count", type=int, default=32, help="number of samples (default 32; a quarter are val)")
-    toy.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
+    toy.add_argument("--size", type=int, default=CROP_SIZE, help=f"crop side in pixels (default {CROP_SIZE})")
     toy.add_argument("--seed", type=int, default=0)
     toy.set_defaults(func=run_toy)
     prof = sub.add_parser(
@@ -93,8 +103,7 @@ def run_profile(args: argparse.Namespace) -> int:
     try:
         summary = profile_dataset(args.dataset, args.output, cfg)
     except (ValueError, DatasetFormatError) as exc:
-        print(f"facevision prepare: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, exc)
     print(f"views: {summary['views']} ({summary['rendered_this_run']} rendered this run, {summary['failed']} failed), "
           f"originals: {summary['originals']}, per split: {summary['split_counts']}, "
           f"{summary['wall_time_s']:.0f} s")
@@ -123,8 +132,7 @@ def run_face_model(args: argparse.Namespace) -> int:
             Path(args.dataset) / "face_model.npz"
         out = save_face_model(args.output or default, model, card)
     except (ValueError, DatasetFormatError, OSError) as exc:
-        print(f"facevision prepare face-model: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"{PROG} face-model", exc)
     print(json.dumps({k: v for k, v in card.items() if k != "val_grid"}, indent=1))
     print(f"face model: {out}", file=sys.stderr)
     return 0
@@ -136,40 +144,24 @@ def run_toy(args: argparse.Namespace) -> int:
     try:
         manifest = make_toy_dataset(args.output, count=args.count, size=args.size, seed=args.seed)
     except ValueError as exc:
-        print(f"facevision prepare: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, exc)
     print(f"dataset: {args.output}: {manifest['split_counts']}")
     return 0
 
 
+@reports_errors(PROG)
 def run(args: argparse.Namespace) -> int:
     from data_prep.prepare import PrepareConfig, format_summary, prepare_lfw
 
-    if args.size < 16:
-        print(f"facevision prepare: --size must be at least 16, got {args.size}", file=sys.stderr)
-        return 2
-    if args.workers < 1:
-        print(f"facevision prepare: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
-    from data_prep.landmarks import FaceMeshConfig
-
-    try:
-        FaceMeshConfig(depth_scale=args.depth_scale)  # the one bound, checked here before workers start
-    except ValueError as exc:
-        print(f"facevision prepare: --depth-scale: {exc}", file=sys.stderr)
-        return 2
     labeler = args.labeler or ("3ddfa-v2" if args.tddfa_dir else "mediapipe")
-    if args.passes < 1:
-        print(f"facevision prepare: --passes must be at least 1, got {args.passes}", file=sys.stderr)
-        return 2
-    cfg = PrepareConfig(labeler=labeler, mirror_average=args.mirror_average, depth_scale=args.depth_scale,
-                        size=args.size, workers=args.workers, limit=args.limit, tddfa_dir=args.tddfa_dir,
-                        passes=args.passes, progress=not args.no_progress)
+    with config_errors(PROG, _LFW_FLAGS):  # checked here, before any worker starts
+        cfg = PrepareConfig(labeler=labeler, mirror_average=args.mirror_average, z_stretch=args.z_stretch,
+                            workers=args.workers, limit=args.limit, tddfa_dir=args.tddfa_dir,
+                            passes=args.passes, size=args.size, progress=not args.no_progress)
     try:
         summary = prepare_lfw(args.root, args.output, cfg)
     except (ValueError, FileNotFoundError) as exc:  # TddfaFilesError and RegressorFileError are ValueErrors
-        print(f"facevision prepare: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, exc)
     print(format_summary(summary))
     print(f"dataset: {args.output} (summary.json, manifest.json, records.jsonl)")
     return 0

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from facevision.commands.errors import fail
 from facevision.model.config import ModelConfig
 from facevision.train.config import TrainConfig
 
@@ -79,11 +79,9 @@ def run(args: argparse.Namespace) -> int:
         train(args.data, args.out, cfg, model_cfg, device=args.device, resume=args.resume,
               save_every_steps=args.save_every_steps, init_generator=args.init)
     except (DatasetFormatError, RunFolderError, CheckpointError, ValueError) as exc:
-        print(f"facevision train: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("facevision train", exc)
     except OSError as exc:  # data_prep.io.OutputWriteError: a checkpoint or log could not be written (disk full...)
-        print(f"facevision train: error: {exc}", file=sys.stderr)
-        return 1
+        return fail("facevision train", exc, code=1)
     return 0
 
 

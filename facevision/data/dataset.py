@@ -19,6 +19,7 @@ from data_prep.dataset_format import SAMPLE_FILES, DatasetFormatError, read_mani
 from data_prep.io import png_complete
 from facevision.data.augment import AugmentConfig, augment_sample
 from facevision.model.outputs import depth_from_network, depth_to_network
+from data_prep.sizes import CROP_SIZE
 
 
 class SampleError(DatasetFormatError):
@@ -74,7 +75,7 @@ class FaceMapsDataset(Dataset):
     def __init__(self, root: str | Path, split: str, augment: AugmentConfig | None = None, seed: int = 0) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
-        self.size = int(self.manifest.get("size", 128))
+        self.size = int(self.manifest.get("size", CROP_SIZE))
         self.items: list[dict[str, Any]] = [s for s in self.manifest["samples"] if s["split"] == split]
         if not self.items:
             raise DatasetFormatError(f"{self.root / 'manifest.json'}: no samples in split {split!r}")

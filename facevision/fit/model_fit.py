@@ -25,6 +25,7 @@ from data_prep.face_model import FaceModel, load_face_model
 from data_prep.reference import ReferenceFace, load_reference
 from facevision.maps.pose import Pose, reference_tilt, rotation_to_angles
 from meshing.geometry import similarity_fit
+from data_prep.sizes import CROP_SIZE
 
 __all__ = ["FitConfig", "ModelFit", "fit_face_model", "fit_shared_identity", "uv_lookup", "locate_uv"]
 
@@ -76,7 +77,7 @@ class ModelFit:
     pose: Pose
     rms_px: float
     n_pixels: int
-    crop_size: int = 128
+    crop_size: int = CROP_SIZE
     triangles: np.ndarray | None = None
 
     def to_dict(self) -> dict:

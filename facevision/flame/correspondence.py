@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from facevision.env import CACHE_ENV
 from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, torch_threads
 from facevision.flame.model import FlameModel
@@ -129,8 +130,8 @@ def reference_sha256(reference: Any) -> str:
 
 def cache_dir() -> Path:
     """Where relations are cached (created on first write)."""
-    if os.environ.get("FACEVISION_CACHE_DIR"):
-        return Path(os.environ["FACEVISION_CACHE_DIR"]).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "facevision"
 

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from facevision.env import FLAME_MODEL_ENV
+
 __all__ = [
     "FLAME_MODEL_ENV",
     "FLAME_HELP",
@@ -53,7 +55,6 @@ __all__ = [
     "file_sha256",
 ]
 
-FLAME_MODEL_ENV = "FACEVISION_FLAME_MODEL"
 FLAME_DOWNLOAD = (
     "FLAME is not shipped with facevision: register (free for research) at https://flame.is.tue.mpg.de and "
     "download FLAME 2020 (generic_model.pkl) or FLAME 2023 (flame2023.pkl)"

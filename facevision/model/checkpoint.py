@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save
 
 from data_prep.io import atomic_write_bytes
-from facevision.model.config import ModelConfig
+from facevision.model.config import ModelConfig, input_multiple
 from facevision.model.generator import DualUnetGenerator
 
 
@@ -91,8 +91,8 @@ def checked_model_config(raw: Any, source: str, limits: CheckpointLimits = Check
     if not _bounded_int(d["disc_channels"], 1, limits.max_disc_channels):
         problems.append(f"disc_channels {d['disc_channels']!r} not in 1..{limits.max_disc_channels}")
     size = d["image_size"]
-    if not (_bounded_int(size, limits.min_image_size, limits.max_image_size) and size % 2**depth == 0):
-        problems.append(f"image_size {size!r} must be a multiple of {2**depth} in "
+    if not (_bounded_int(size, limits.min_image_size, limits.max_image_size) and size % input_multiple(depth) == 0):
+        problems.append(f"image_size {size!r} must be a multiple of {input_multiple(depth)} in "
                         f"{limits.min_image_size}..{limits.max_image_size}")
     if problems:
         raise CheckpointError(f"{source}: refusing the checkpoint's model_config: " + "; ".join(problems))

@@ -4,6 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from facevision.config import DictConfig
+from data_prep.sizes import CROP_SIZE
+
+__all__ = ["ModelConfig", "input_multiple", "check_input_size"]
+
+
+def input_multiple(encoder_depth: int) -> int:
+    """The network's input side must be a multiple of this: the encoder halves it ``encoder_depth`` times."""
+    return 2 ** int(encoder_depth)
+
+
+def check_input_size(size: int, encoder_depth: int, what: str = "input size") -> None:
+    """ValueError naming ``what`` unless ``size`` is a multiple of :func:`input_multiple` (the one rule, used by
+    training, checkpoint loading and the generator)."""
+    multiple = input_multiple(encoder_depth)
+    if size % multiple:
+        raise ValueError(f"{what} {size} must be divisible by {multiple} for the U-Net")
 
 
 @dataclass
@@ -27,4 +43,4 @@ class ModelConfig(DictConfig):
     encoder_depth: int = 5
     decoder_channels: tuple[int, ...] = (64, 48, 32, 24, 16)
     disc_channels: int = 16
-    image_size: int = 128
+    image_size: int = CROP_SIZE

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from facevision._torchvision_compat import ensure_torchvision
-from facevision.model.config import ModelConfig
+from facevision.model.config import ModelConfig, input_multiple
 
 ensure_torchvision()
 from segmentation_models_pytorch.base import SegmentationHead  # noqa: E402
@@ -62,7 +62,7 @@ class DualUnetGenerator(nn.Module):
     def forward(self, image: torch.Tensor) -> GeneratorOutput:
         """image: (B, 3, S, S) RGB in [0, 1], S divisible by 2**encoder_depth."""
         size = image.shape[-2:]
-        stride = 2**self.config.encoder_depth
+        stride = input_multiple(self.config.encoder_depth)
         if size[0] % stride or size[1] % stride:
             raise ValueError(f"input size {tuple(size)} must be divisible by {stride}")
         features = self.encoder((image - self.mean) / self.std)

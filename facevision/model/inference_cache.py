@@ -31,9 +31,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from facevision.env import CACHE_ENV
+
 __all__ = ["CACHE_ENV", "cache_dir", "cache_key", "cache_path", "load_cached", "store", "inference_network"]
 
-CACHE_ENV = "FACEVISION_CACHE_DIR"
 FORMAT = 2  # 1: TorchScript archives (.pt), 2: ONNX graphs
 _SUFFIX = ".onnx"
 _OFF = ("", "0", "off", "none", "no", "false")

@@ -67,7 +67,7 @@ from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
 from facevision.predict.shards import SHARD_SUMMARY, merge_shard_summaries, shard_of, shard_summary_name
 from facevision.predict.writer import WriterConfig, WriterPool, open_writer
-from meshing.fileio import atomic_folder
+from meshing.fileio import atomic_folder, native_stderr_silenced
 
 try:
     import fcntl
@@ -116,6 +116,12 @@ class BatchConfig:
     progress: bool = False
     writer: WriterConfig = field(default_factory=WriterConfig)
     shard: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_pixels is not None and int(self.max_pixels) < 1:
+            raise ValueError(f"BatchConfig.max_pixels must be >= 0 (0 or None: never reduce), got {self.max_pixels!r}")
+        if self.shard is not None and not (len(self.shard) == 2 and 1 <= self.shard[0] <= self.shard[1]):
+            raise ValueError(f"BatchConfig.shard (K, N) needs 1 <= K <= N, got {self.shard!r}")
 
 
 class OutputFolderError(ValueError):
@@ -860,20 +866,11 @@ def _flame_setup(model_path: str | None) -> tuple[Callable | None, str | None]:
 def _warm_up_quietly(predictor: Predictor) -> None:
     """Create the face detector with stderr (fd 2) sent to /dev/null: MediaPipe/TFLite print start-up
     banners from C++ there, which would drown the one-line-per-bad-input messages."""
-    import os
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            try:
-                predictor.detect(np.zeros((64, 64, 3), np.uint8))
-            except Exception:
-                pass  # a real problem shows up again, with its message, on the first input
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with native_stderr_silenced():
+        try:
+            predictor.detect(np.zeros((64, 64, 3), np.uint8))
+        except Exception:
+            pass  # a real problem shows up again, with its message, on the first input
 
 
 def run_batch(predictor: Predictor, paths: list[str], out: str | Path, config: BatchConfig = BatchConfig()) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from data_prep.crop import crop_image
-from data_prep.dataset_format import DEPTH_SCALE, encode_corr, encode_depth
+from data_prep.dataset_format import DEPTH_PNG_UNITS_PER_PX, encode_corr, encode_depth
 from data_prep.io import atomic_write_json, atomic_write_png
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb
 from facevision.predict.predictor import FaceResult
@@ -377,7 +377,7 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     if tuple(photo_scale) != (1.0, 1.0):
         to_original_pixels(data, result, photo_scale)
     data["source"] = source
-    data["depth_png_scale"] = DEPTH_SCALE
+    data["depth_png_scale"] = DEPTH_PNG_UNITS_PER_PX
     if "mesh" in data:
         data["mesh"].update(frame=output.mesh_frame,
                             **({"texture_px": int(texture.shape[0])} if texture is not None else {}),

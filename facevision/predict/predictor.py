@@ -31,12 +31,12 @@ from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
 from facevision.model.device import resolve_device
 from facevision.model.outputs import decode_outputs, mirror_averaged
 from meshing.conventions import check_corr, check_depth_px, check_mask
+from facevision.env import CHECKPOINT_ENV
 from meshing.types import MeshConfig
 
 __all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "FaceCrops", "Predictor", "Postprocessor", "default_checkpoint",
            "checkpoint_candidates", "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
 
-CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"
 CHECKPOINT_NAME = "facevision_lfw128.safetensors"
 
 

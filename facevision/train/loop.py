@@ -36,7 +36,7 @@ from data_prep.io import atomic_write_bytes, atomic_write_json, atomic_write_png
 from facevision.data import AugmentConfig, FaceMapsDataset
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb, image_grid
 from facevision.train.curves import plot_log
-from facevision.model.config import ModelConfig
+from facevision.model.config import ModelConfig, check_input_size
 from facevision.model.discriminator import PatchDiscriminator
 from facevision.model.generator import DualUnetGenerator
 from facevision.model.checkpoint import CheckpointError, checked_model_config, save_generator
@@ -210,8 +210,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
         print(f"facevision train: warning: {data}: no samples in split 'val'; training without validation "
               "(no val metrics; best.safetensors follows the last epoch)", file=sys.stderr, flush=True)
     size = train_set.size
-    if size % 32:
-        raise ValueError(f"{data}: crop size {size} must be divisible by 32 for the U-Net")
+    check_input_size(size, model_config.encoder_depth, what=f"{data}: crop size")
     if state is None:
         model_config = replace(model_config, image_size=size)
     elif model_config.image_size != size:

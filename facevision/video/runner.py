@@ -3,14 +3,17 @@
 Per frame (3DDFA_V2's scheme): the detector on the first frame, then the crop from the previous frame's landmarks
 (:mod:`facevision.video.tracking`); the detector runs again every ``redetect_every`` frames and at once when the
 face is lost (no usable maps, a fit residual above ``max_rms_frac`` of the crop, the crop off the frame). Only
-the largest face is followed. Landmarks (in units of the face's size), pose angles and the fit's codes are
-smoothed (:mod:`facevision.video.smoothing`): causally by default, so the same settings run live; ``offline``
-smooths the whole clip with zero lag after the last frame. The raw values are kept beside the smoothed ones.
+the largest face is followed. Landmarks (their centre and their shape about it apart), pose angles and the fit's
+codes are smoothed (:mod:`facevision.video.smoothing`): causally by default, so the same settings run live;
+``offline`` smooths the whole clip with zero lag after the last frame. The raw values are kept beside the
+smoothed ones.
 
 frames.jsonl, per frame: ``frame``, ``time_s``, ``status`` (``ok``, ``no face``, ``refused``, ``lost``),
 ``source`` (``detected`` or ``tracked``), ``crop_box``, ``crop_angle``, ``landmarks68`` and ``landmarks68_raw``
 (photo px, x right, y down), ``visible``, ``pose`` and ``pose_raw`` (yaw, pitch, roll in degrees,
 :mod:`facevision.maps.pose`), ``fit`` (``id_coeffs``, ``exp_coeffs``, smoothed; ``rms_px``) and ``ms``.
+video.json also gives the clip's one identity code, fitted jointly over up to ``identity_frames`` frames spread
+over the clip (:func:`facevision.fit.model_fit.fit_shared_identity`; per-frame codes vary with the view).
 The clip's folder is written as a whole (a temporary folder renamed into place at the end).
 """
 from __future__ import annotations
@@ -43,7 +46,9 @@ class VideoConfig:
     (degrees) and fit codes (prior units); overlay: write
     overlay.mp4; max_frames: stop after this many frames (None = all); fourcc: the overlay's codec; fit: the
     face-model fit a video's predictor should use (fewer pixels and rounds than a photo's: 31 against 22 frames/s
-    on obama.mp4, 2-core CPU, with the same landmark jitter)."""
+    on obama.mp4, 2-core CPU, with the same landmark jitter); identity_frames: ok frames, evenly spread, whose
+    maps give the clip's one identity code (:func:`facevision.fit.model_fit.fit_shared_identity`, in video.json;
+    0 = none)."""
 
     redetect_every: int = 30
     max_rms_frac: float = 0.05
@@ -57,6 +62,7 @@ class VideoConfig:
     max_frames: int | None = None
     fourcc: str = "mp4v"
     fit: FitConfig = field(default_factory=lambda: FitConfig(max_points=800, iterations=3))
+    identity_frames: int = 20
 
     def __post_init__(self) -> None:
         if int(self.redetect_every) < 0:
@@ -67,6 +73,8 @@ class VideoConfig:
             raise ValueError(f"VideoConfig.max_rms_frac must be in (0, 1), got {self.max_rms_frac!r}")
         if self.max_frames is not None and int(self.max_frames) < 1:
             raise ValueError(f"VideoConfig.max_frames must be >= 1 or None, got {self.max_frames!r}")
+        if int(self.identity_frames) < 0:
+            raise ValueError(f"VideoConfig.identity_frames must be >= 0, got {self.identity_frames!r}")
         if len(self.fourcc) != 4:
             raise ValueError(f"VideoConfig.fourcc must be 4 characters, got {self.fourcc!r}")
 
@@ -279,6 +287,8 @@ def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, pro
 
         bar = tqdm(total=limit or None, desc=info.path.name, unit="frame")
     raw_frames: list[np.ndarray] = [] if config.overlay and config.smoothing == "offline" else None
+    stride = max(1, (limit or 100) // max(config.identity_frames, 1))
+    kept_maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     writer = _overlay_writer(tmp / "overlay.mp4", info, config) if config.overlay else None
     try:
         for i, frame in enumerate(frames):
@@ -292,6 +302,10 @@ def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, pro
             rec = _record(i, info, res, source, status, (time.perf_counter() - t) * 1e3)
             if status == "ok":
                 track.landmarks = np.asarray(res.landmarks68)
+                if config.identity_frames and i % stride == 0 and res.model_fit is not None:
+                    kept_maps.append((res.depth_px, res.corr, res.mask))
+                    if len(kept_maps) > config.identity_frames:  # a clip longer than its header said: thin out
+                        kept_maps, stride = kept_maps[::2], 2 * stride
                 if config.smoothing == "causal":
                     _apply_causal(rec, track, info.fps, config)
                 elif config.smoothing == "none":
@@ -331,9 +345,24 @@ def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, pro
                "not_decoded": max(0, info.header_frames - len(records)) if config.max_frames is None else 0,
                "counts": counts, "detected": sum(r["source"] == "detected" for r in records),
                "smoothing": config.smoothing, "wall_s": round(wall, 3),
-               "frames_per_s": round(len(records) / max(wall, 1e-9), 2), "jitter": _jitter_report(records)}
+               "frames_per_s": round(len(records) / max(wall, 1e-9), 2), "jitter": _jitter_report(records),
+               "identity": _shared_identity(predictor, kept_maps, config)}
     (tmp / "video.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _shared_identity(predictor, maps: list, config: VideoConfig) -> dict[str, Any] | None:
+    """One identity code for the clip from the kept frames' maps (pose and expression per frame), or None."""
+    from facevision.fit.model_fit import fit_shared_identity
+
+    if not maps or predictor.face_model is None:
+        return None
+    try:
+        ident, fits = fit_shared_identity(maps, predictor.face_model, config.fit, predictor.reference)
+    except ValueError:
+        return None
+    return {"id_coeffs": _round(ident, 4), "frames": len(maps),
+            "rms_px": round(float(np.mean([f.rms_px for f in fits])), 3)}
 
 
 def _overlay_writer(path: Path, info: VideoInfo, config: VideoConfig):

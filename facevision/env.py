@@ -1,0 +1,11 @@
+"""Names of the environment variables facevision reads, one spelling each.
+
+Imports nothing: the command line reads these before numpy or torch load (thread variables must be set first).
+"""
+from __future__ import annotations
+
+__all__ = ["FLAME_MODEL_ENV", "CHECKPOINT_ENV", "CACHE_ENV"]
+
+FLAME_MODEL_ENV = "FACEVISION_FLAME_MODEL"  # the FLAME model file (.pkl/.npz) when --flame-model is not given
+CHECKPOINT_ENV = "FACEVISION_CHECKPOINT"  # the generator checkpoint when --checkpoint is not given
+CACHE_ENV = "FACEVISION_CACHE_DIR"  # where derived files (ONNX export, FLAME relation) are kept
