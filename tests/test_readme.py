@@ -69,14 +69,15 @@ def test_setup_commands_work_with_and_without_sudo(tmp_path):
     for cmd in commands.values():
         assert not re.search(r"(^|&& )sudo ", cmd), cmd  # no bare sudo: missing in root-only images
         apt = " && ".join(part for part in cmd.split(" && ") if "apt-get" in part)
-        assert "apt-get install -y libusb-1.0-0" in apt and "apt-get update" in apt
+        assert "apt-get install -y libusb-1.0-0 libgl1 libglib2.0-0" in apt and "apt-get update" in apt
         fake = apt.replace("apt-get", "echo apt-get")
         empty = tmp_path / "no_sudo"
         empty.mkdir(exist_ok=True)
         bash = shutil.which("bash")
         env = {"PATH": str(empty)}
         out = subprocess.run([bash, "-c", fake], capture_output=True, text=True, env=env)
-        assert out.returncode == 0 and out.stdout.split("\n")[:2] == ["apt-get update", "apt-get install -y libusb-1.0-0"]
+        assert out.returncode == 0 and out.stdout.split("\n")[:2] == [
+            "apt-get update", "apt-get install -y libusb-1.0-0 libgl1 libglib2.0-0"]
         with_sudo = tmp_path / "sudo_here"
         with_sudo.mkdir(exist_ok=True)
         (with_sudo / "sudo").write_text('#!/bin/sh\necho "sudo $*"\n')
