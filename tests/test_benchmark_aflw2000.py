@@ -333,3 +333,26 @@ def test_json_safe_replaces_non_finite_numbers_with_null():
                      "f": np.float64("nan"), "g": np.float32(0.5), "h": np.int64(3)})
     assert json.dumps(got, allow_nan=False) == ('{"a": null, "b": [1.5, null, {"c": null}], "d": [2, null], '
                                                 '"e": "nan", "f": null, "g": 0.5, "h": 3}')
+
+
+@pytest.mark.slow
+def test_labeler_maps_read_out_reproduces_the_3ddfa_labeler(tmp_path):
+    """The read-out's ceiling (--method labeler-maps): the 3DDFA_V2 labeler's own maps, rendered into predict's
+    crop and read by predict's direct read-out, land where the labeler's landmarks do (real photos; needs the
+    shared AFLW2000-3D half and 3DDFA folder)."""
+    root, tddfa = os.environ.get(AFLW_ENV), os.environ.get("FACEVISION_TDDFA_DIR")
+    if not root or not tddfa:
+        pytest.skip(f"{AFLW_ENV} and FACEVISION_TDDFA_DIR are needed for the 3DDFA_V2 read-out test")
+    from data_prep.tddfa_files import load_tddfa_files
+    from data_prep.tddfa_reference import write_tddfa_reference
+    from facevision.benchmark.aflw2000 import labeler_maps_method, tddfa_labeler_method
+    from facevision.predict.predictor import PredictConfig, Postprocessor
+
+    ref = write_tddfa_reference(tmp_path / "reference.npz", load_tddfa_files(tddfa))
+    post = Postprocessor(PredictConfig(mesh=None, fit=None, reference=str(ref)))
+    cfg = AflwConfig(limit=20)
+    maps, recs = run_benchmark(root, labeler_maps_method(tddfa, post, cfg), cfg)
+    lab, _ = run_benchmark(root, tddfa_labeler_method(tddfa, cfg), cfg)
+    assert maps["failed"] <= 1
+    assert maps["nme_bins"]["[0,30)"] < 1.25 * lab["nme_bins"]["[0,30)"] < 6.0
+    assert abs(maps["pose_mae_mean"] - lab["pose_mae_mean"]) < 2.0

@@ -39,7 +39,7 @@ import numpy as np
 
 from data_prep.ibug68 import IBUG68_GROUPS
 
-__all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
+__all__ = ["labeler_maps_method", "AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
            "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box",
            "nearest_box", "list_photos",
            "summarize", "run_benchmark", "network_method", "labeler_method", "tddfa_labeler_method"]
@@ -412,5 +412,37 @@ def tddfa_labeler_method(tddfa_dir: str | Path, config: AflwConfig = AflwConfig(
         fit = labeler.fit_face(image, box)
         yaw, pitch, roll = angles_in_aflw_order(fit.rotation)
         return AflwPrediction(landmarks=fit.landmarks[:, :2], yaw=yaw, pitch=pitch, roll=roll, fallback=fallback)
+
+    return run
+
+
+def labeler_maps_method(tddfa_dir: str | Path, postprocessor, config: AflwConfig = AflwConfig(),
+                        passes: int = 2) -> Method:
+    """The read-out's ceiling: the 3DDFA_V2 labeler's maps, rendered into predict's crop as training labels are
+    (:meth:`data_prep.label_tddfa.TddfaLabeler.label_face`), read by predict's own fit and landmarks
+    (``postprocessor``: a :class:`facevision.predict.predictor.Postprocessor` in the labels' correspondence space).
+    What this loses against :func:`tddfa_labeler_method` is lost by the read-out, not by the network. A face the
+    labeler drops (landmarks outside the crop) fails."""
+    from data_prep.detect import FaceBox, detect_faces
+    from data_prep.drops import DropError
+    from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
+
+    labeler = TddfaLabeler(tddfa_dir, TddfaConfig(passes=passes))
+
+    def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
+        faces = detect_faces(image, labeler.config.detect)
+        i = nearest_box([f.box for f in faces], ann.landmarks)
+        fallback = i is None
+        face = FaceBox(box=fallback_box(ann.landmarks, config), score=0.0) if fallback else faces[i]
+        try:
+            label = labeler.label_face(image, face)
+        except DropError as exc:
+            return AflwPrediction(landmarks=None, fallback=fallback, error=str(exc))
+        s = label.sample
+        res = postprocessor.postprocess(s.image, s.depth, s.corr, s.mask, label.crop_box, crop_angle=label.crop_angle)
+        if not res.ok:
+            return AflwPrediction(landmarks=None, fallback=fallback, error=res.error)
+        yaw, pitch, roll = angles_in_aflw_order(res.pose.rotation)
+        return AflwPrediction(landmarks=res.landmarks68, yaw=yaw, pitch=pitch, roll=roll, fallback=fallback)
 
     return run

@@ -27,9 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "come from the project's detector (the detection nearest the ground truth); where it finds "
                     "none, a box derived from the ground-truth landmarks stands in (counted as fallback_boxes).")
     a.add_argument("root", type=Path, help="folder with imageNNNNN.jpg + imageNNNNN.mat (or its images/ subfolder)")
-    a.add_argument("--method", choices=("network", "labeler"), default="network",
+    a.add_argument("--method", choices=("network", "labeler", "labeler-maps"), default="network",
                    help="network: the full predict pipeline (default); labeler: a training labeler (--labeler), the "
-                        "labels' ceiling")
+                        "labels' ceiling; labeler-maps: the 3DDFA_V2 labeler's maps (as training renders them) read "
+                        "by predict's fit, the read-out's ceiling (needs --tddfa-dir; --checkpoint picks the "
+                        "reference and face model beside it)")
     a.add_argument("--labeler", choices=("mediapipe", "3ddfa-v2"), default=None,
                    help="with --method labeler: mediapipe (Face Mesh) or 3ddfa-v2 (needs --tddfa-dir); default "
                         "3ddfa-v2 when --tddfa-dir is given, else mediapipe")
@@ -165,10 +167,20 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _postprocessor(checkpoint: Path | None):
+    """predict's read-out (no mesh) in the correspondence space of ``checkpoint`` (its reference and face model
+    beside it: :func:`facevision.predict.predictor.space_files`; the package's without one)."""
+    from facevision.predict.predictor import PredictConfig, Postprocessor, default_checkpoint, space_files
+
+    files = space_files(checkpoint or default_checkpoint())
+    ref, model = (str(files[0]), str(files[1])) if files else (None, None)
+    return Postprocessor(PredictConfig(mesh=None, reference=ref, face_model=model))
+
+
 def run_aflw2000(args: argparse.Namespace) -> int:
     from data_prep.io import atomic_write_bytes
-    from facevision.benchmark.aflw2000 import (AflwConfig, labeler_method, network_method, run_benchmark,
-                                               tddfa_labeler_method)
+    from facevision.benchmark.aflw2000 import (AflwConfig, labeler_maps_method, labeler_method, network_method,
+                                               run_benchmark, tddfa_labeler_method)
 
     prog = "facevision benchmark aflw2000"
     cfg = AflwConfig(limit=args.limit)
@@ -177,6 +189,8 @@ def run_aflw2000(args: argparse.Namespace) -> int:
         return fail(prog, "--labeler needs --method labeler")
     if args.method == "labeler" and labeler == "3ddfa-v2" and not args.tddfa_dir:
         return fail(prog, "--labeler 3ddfa-v2 needs --tddfa-dir DIR")
+    if args.method == "labeler-maps" and not args.tddfa_dir:
+        return fail(prog, "--method labeler-maps needs --tddfa-dir DIR")
     if args.passes < 1:
         return fail(prog, f"--passes must be at least 1, got {args.passes}")
     try:
@@ -184,6 +198,8 @@ def run_aflw2000(args: argparse.Namespace) -> int:
             method = tddfa_labeler_method(args.tddfa_dir, cfg, mirror_average=args.mirror_average, passes=args.passes)
         elif args.method == "labeler":
             method = labeler_method(cfg, mirror_average=args.mirror_average)
+        elif args.method == "labeler-maps":
+            method = labeler_maps_method(args.tddfa_dir, _postprocessor(args.checkpoint), cfg, passes=args.passes)
         else:
             from facevision.predict.predictor import PredictConfig, Predictor
 
@@ -198,6 +214,8 @@ def run_aflw2000(args: argparse.Namespace) -> int:
         summary["labeler"] = labeler
         if labeler == "3ddfa-v2":
             summary["passes"] = args.passes
+    if args.method == "labeler-maps":
+        summary.update(labeler="3ddfa-v2", passes=args.passes)
     summary["mirror_average"] = bool(args.mirror_average)
     for bad in summary.get("bad_file_errors", []):
         print(f"{prog}: warning: skipped {bad['photo']}: {bad['error']}", file=sys.stderr)
