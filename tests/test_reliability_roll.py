@@ -250,7 +250,7 @@ def test_predictor_refuses_a_face_whose_way_up_is_unknown(monkeypatch):
     close_call = stub_detect((0.62, 0.6))
     monkeypatch.setattr(pp, "detect_faces", lambda image, config: close_call(image))
     r = predictor(_photo(True))[0]
-    assert not r.ok and "roll is unknown" in r.error and r.landmarks68 is None and r.pose is None
+    assert not r.ok and r.refused and "roll is unknown" in r.error and r.landmarks68 is None and r.pose is None
     clear = stub_detect((0.9, 0.6))
     monkeypatch.setattr(pp, "detect_faces", lambda image, config: clear(image))
     r = predictor(_photo(True))[0]

@@ -117,7 +117,8 @@ class FaceResult:
     photo px (x right, y down) and depth (photo px, larger = closer, relative); model_fit: the face-model
     fit (:class:`facevision.fit.model_fit.ModelFit`, crop frame) or None; landmarks_source: "model_fit" or "direct".
     pose: yaw/pitch/roll in degrees (:mod:`facevision.maps.pose`). timings: ms per stage.
-    error: why the face could not be reconstructed (then landmarks/pose/mesh are None).
+    error: why the face could not be reconstructed (then landmarks/pose/mesh are None); refused: it was not
+    tried, its way up being unknown (:class:`FaceCrops`; ``error`` says why).
     """
 
     index: int
@@ -139,6 +140,7 @@ class FaceResult:
     pose: Pose | None = None
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    refused: bool = False
     crop_angle: float = 0.0
 
     @property
@@ -161,6 +163,8 @@ class FaceResult:
         }
         if self.error:
             out["error"] = self.error
+        if self.refused:
+            out["refused"] = True
         if self.landmarks68 is not None:
             out["landmarks68"] = r2(self.landmarks68)
             out["landmarks68_crop"] = r2(self.landmarks68_crop)
@@ -246,7 +250,7 @@ class Postprocessor:
         res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
                          corr=corr, mask=mask, timings=timings, crop_angle=float(crop_angle))
         if refusal is not None:
-            res.error = refusal
+            res.error, res.refused = refusal, True
             return res
         try:
             fit = None

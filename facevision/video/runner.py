@@ -286,7 +286,7 @@ def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, pro
         from tqdm import tqdm
 
         bar = tqdm(total=limit or None, desc=info.path.name, unit="frame")
-    raw_frames: list[np.ndarray] = [] if config.overlay and config.smoothing == "offline" else None
+    offline_overlay = config.overlay and config.smoothing == "offline"  # drawn after smoothing: a second decode
     stride = max(1, (limit or 100) // max(config.identity_frames, 1))
     kept_maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     writer = _overlay_writer(tmp / "overlay.mp4", info, config) if config.overlay else None
@@ -297,8 +297,7 @@ def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, pro
             t = time.perf_counter()
             res, source = _step(predictor, frame, track, config)
             status = "no face" if res is None else ("ok" if res.ok and res.landmarks68 is not None else
-                                                    ("refused" if res.error and "roll is unknown" in res.error
-                                                     else "lost"))
+                                                    "refused" if res.refused else "lost")
             rec = _record(i, info, res, source, status, (time.perf_counter() - t) * 1e3)
             if status == "ok":
                 track.landmarks = np.asarray(res.landmarks68)
@@ -315,19 +314,16 @@ def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, pro
                 for f in track.filters.values():
                     f.reset()
             records.append(rec)
-            if writer is not None:
-                if raw_frames is not None:
-                    raw_frames.append(frame)
-                else:
-                    writer.write(_bgr(draw_frame(frame, rec)))
+            if writer is not None and not offline_overlay:
+                writer.write(_bgr(draw_frame(frame, rec)))
             if bar is not None:
                 bar.update()
                 bar.set_postfix(fps=f"{len(records) / max(time.perf_counter() - t0, 1e-9):.1f}")
         wall = time.perf_counter() - t0
         if config.smoothing == "offline":
             _apply_offline(records, config.offline_window)
-            if writer is not None:
-                for frame, rec in zip(raw_frames, records):
+            if writer is not None:  # the clip read again rather than held in memory (2.7 MB a 720p frame)
+                for frame, rec in zip(open_frames(info.path, info.fps)[1], records):
                     writer.write(_bgr(draw_frame(frame, rec)))
     finally:
         if bar is not None:
