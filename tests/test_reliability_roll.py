@@ -3,7 +3,7 @@
 MediaPipe's keypoints read a face turned by more than about 90 deg as one turned the other way by less (the
 chin where the forehead is), so the eye line alone cannot give the full circle: :func:`data_prep.crop.face_crop`
 reads the eye line over the full circle and keeps its quarter turn for turned-away faces, and
-:func:`data_prep.crop.upright_face_crop` (what ``predict`` should cut with) takes a second detector look to find
+:func:`data_prep.crop.upright_face_crop` (what ``predict`` cuts with) takes a second detector look to find
 upside-down crops. Synthetic keypoints and a stub detector check the rules; LFW photos turned by np.rot90 check
 them on real faces (skipped without LFW).
 """
@@ -304,7 +304,7 @@ def predictor():
 
 
 def _roll_and_landmarks(predictor, im):
-    """Detect, cut with upright_face_crop (the crop predict should use), predict."""
+    """Detect, cut with upright_face_crop (the crop predict uses), predict."""
     f = list(predictor.detect(im))[0]
     u = upright_face_crop(im, f.box, f.keypoints)
     assert u.trusted, u.reason

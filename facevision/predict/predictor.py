@@ -25,17 +25,17 @@ import numpy as np
 
 from data_prep.crop import CropConfig, crop_image, crop_to_original, upright_face_crop
 from data_prep.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces
+from facevision.env import CHECKPOINT_ENV
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
 from facevision.model.device import resolve_device
 from facevision.model.outputs import decode_outputs, mirror_averaged
 from meshing.conventions import check_corr, check_depth_px, check_mask
-from facevision.env import CHECKPOINT_ENV
 from meshing.types import MeshConfig
 
-__all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "FaceCrops", "Predictor", "Postprocessor", "default_checkpoint",
-           "checkpoint_candidates", "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
+__all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "FaceCrops", "Predictor", "Postprocessor",
+           "default_checkpoint", "checkpoint_candidates", "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
 
 CHECKPOINT_NAME = "facevision_lfw128.safetensors"
 
