@@ -8,6 +8,7 @@ import pytest
 
 LFW_ENV = "FACEVISION_LFW_ROOT"
 TDDFA_ENV = "FACEVISION_TDDFA_DIR"
+VIDEO_ENV = "FACEVISION_VIDEO"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,6 +43,24 @@ def tddfa_dir() -> Path:
     if not root.is_dir():
         pytest.skip(f"{TDDFA_ENV}={value} is not a folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def real_clip() -> Path:
+    """A real video file (CI sets it to the shared copy of 3DDFA's obama.mp4, never copied into the repository)."""
+    value = os.environ.get(VIDEO_ENV)
+    if not value or not Path(value).is_file():
+        pytest.skip(f"{VIDEO_ENV} is not set to a file: point it at a real video (e.g. shared/datasets/video/obama.mp4)")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def video_predictor():
+    """The shipped checkpoint as a video run uses it (no mesh, the video fit)."""
+    from facevision.predict.predictor import PredictConfig, Predictor
+    from facevision.video.runner import VideoConfig
+
+    return Predictor.from_pretrained(config=PredictConfig(mesh=None, fit=VideoConfig().fit))
 
 
 @pytest.fixture(scope="session")

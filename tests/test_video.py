@@ -138,13 +138,6 @@ def test_tracked_crop_repeats_the_detected_box_and_levels_the_eyes():
 # the whole run on a generated clip
 
 
-@pytest.fixture(scope="module")
-def predictor():
-    from facevision.predict.predictor import PredictConfig, Predictor
-    from facevision.video.runner import VideoConfig
-
-    return Predictor.from_pretrained(config=PredictConfig(mesh=None, fit=VideoConfig().fit))
-
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
@@ -152,11 +145,11 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(predictor, clip, tmp_path_factory):
+def run(video_predictor, clip, tmp_path_factory):
     from facevision.video.runner import VideoConfig, run_video
 
     out = tmp_path_factory.mktemp("out") / "turning"
-    summary = run_video(predictor, clip, out, VideoConfig(redetect_every=0))
+    summary = run_video(video_predictor, clip, out, VideoConfig(redetect_every=0))
     frames = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     return summary, frames, out
 
@@ -193,10 +186,11 @@ def test_causal_smoothing_lags_at_most_a_frame_and_quiets_the_landmarks(run):
     assert jitter(sm) < jitter(raw)
 
 
-def test_offline_smoothing_and_no_overlay(predictor, clip, tmp_path):
+def test_offline_smoothing_and_no_overlay(video_predictor, clip, tmp_path):
     from facevision.video.runner import VideoConfig, run_video
 
-    s = run_video(predictor, clip, tmp_path / "c", VideoConfig(smoothing="offline", overlay=False, max_frames=10))
+    s = run_video(video_predictor, clip, tmp_path / "c",
+                  VideoConfig(smoothing="offline", overlay=False, max_frames=10))
     frames = [json.loads(line) for line in (tmp_path / "c" / "frames.jsonl").read_text().splitlines()]
     assert s["frames"] == 10 and not (tmp_path / "c" / "overlay.mp4").exists()
     raw = np.array([f["landmarks68_raw"] for f in frames])
@@ -204,16 +198,16 @@ def test_offline_smoothing_and_no_overlay(predictor, clip, tmp_path):
     assert np.allclose(np.array([f["landmarks68"] for f in frames]), savgol_smooth(raw), atol=0.01)
 
 
-def test_corrupt_and_missing_videos_are_one_clear_error(predictor, tmp_path):
+def test_corrupt_and_missing_videos_are_one_clear_error(video_predictor, tmp_path):
     from facevision.video.frames import VideoReadError
     from facevision.video.runner import run_video
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     with pytest.raises(VideoReadError, match="broken.mp4"):
-        run_video(predictor, bad, tmp_path / "out")
+        run_video(video_predictor, bad, tmp_path / "out")
     with pytest.raises(VideoReadError, match="file not found"):
-        run_video(predictor, tmp_path / "none.mp4", tmp_path / "out2")
+        run_video(video_predictor, tmp_path / "none.mp4", tmp_path / "out2")
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
@@ -233,18 +227,11 @@ def test_cli_runs_videos_and_photos_and_reports_a_bad_one(clip, tmp_path, capsys
     assert 0 in detected and 6 in detected  # the detector again every 5 tracked frames
 
 
-@pytest.fixture(scope="module")
-def real_clip():
-    path = os.environ.get("FACEVISION_VIDEO")
-    if not path or not Path(path).is_file():
-        pytest.skip("FACEVISION_VIDEO is not set: point it at a real video (e.g. shared/datasets/video/obama.mp4)")
-    return Path(path)
 
-
-def test_real_clip_decodes_what_it_can_and_smoothing_quiets_it(predictor, real_clip, tmp_path):
+def test_real_clip_decodes_what_it_can_and_smoothing_quiets_it(video_predictor, real_clip, tmp_path):
     from facevision.video.runner import VideoConfig, run_video
 
-    s = run_video(predictor, real_clip, tmp_path / "real", VideoConfig(overlay=False))
+    s = run_video(video_predictor, real_clip, tmp_path / "real", VideoConfig(overlay=False))
     assert s["frames"] > 0 and s["counts"].get("ok", 0) == s["frames"]
     if s["header_frames"] > s["frames"]:
         assert s["not_decoded"] == s["header_frames"] - s["frames"]
@@ -271,11 +258,11 @@ def test_sequence_folder_reads_frames_in_name_order_and_a_bad_frame_is_blank(tmp
     assert not (out / "frames" / "overlay.mp4").exists()  # --outputs without overlay
 
 
-def test_the_clip_gets_one_identity_from_frames_spread_over_it(run, predictor):
+def test_the_clip_gets_one_identity_from_frames_spread_over_it(run, video_predictor):
     summary, frames, _ = run
     ident = summary["identity"]
     ok = [f["frame"] for f in frames if f["status"] == "ok"]
     assert ident is not None and 10 <= ident["frames"] <= 20  # VideoConfig.identity_frames, spread over the clip
-    assert len(ident["id_coeffs"]) == predictor.face_model.n_id and np.all(np.isfinite(ident["id_coeffs"]))
+    assert len(ident["id_coeffs"]) == video_predictor.face_model.n_id and np.all(np.isfinite(ident["id_coeffs"]))
     assert ident["rms_px"] < 0.05 * 128  # the shared code still fits every kept frame (the lost-face threshold)
     assert len(ok) > ident["frames"]

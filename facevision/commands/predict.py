@@ -245,7 +245,7 @@ def _predict(args: argparse.Namespace, config, batch, threads: int | None) -> in
 
         torch.set_num_threads(max(1, threads))
     videos, photos = _split_videos(args.paths, args.sequence)
-    code = _predict_videos(args, videos, batch.output, threads) if videos else 0
+    code = _predict_videos(args, videos, batch.output, predictor) if videos else 0
     if not photos:
         return code
     try:
@@ -268,10 +268,13 @@ def _split_videos(paths: list[str], sequence: bool) -> tuple[list[str], list[str
     return videos, [p for p in paths if p not in videos]
 
 
-def _predict_videos(args: argparse.Namespace, videos: list[str], output, threads: int | None) -> int:
-    """Each video into OUT/<clip>/ (:func:`facevision.video.runner.run_video`); 1 if any failed, else 0."""
+def _predict_videos(args: argparse.Namespace, videos: list[str], output, photo_predictor) -> int:
+    """Each video into OUT/<clip>/ (:func:`facevision.video.runner.run_video`) with ``photo_predictor``'s network
+    (loaded once), no mesh and the video fit; 1 if any failed, else 0."""
+    from dataclasses import replace
+
     from facevision.predict.batch import safe_stem
-    from facevision.predict.predictor import PredictConfig, Predictor
+    from facevision.predict.predictor import Predictor
     from facevision.video.frames import VideoReadError
     from facevision.video.runner import VideoConfig, run_video
 
@@ -279,8 +282,9 @@ def _predict_videos(args: argparse.Namespace, videos: list[str], output, threads
     with config_errors(prog, _FLAGS):
         video = VideoConfig(redetect_every=args.redetect_every, smoothing=args.smoothing,
                             overlay="overlay" in output.outputs)
-    config = PredictConfig(mesh=None, fit=video.fit, mirror_average=args.mirror_average, threads=threads or None)
-    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, config=config)
+    p = photo_predictor
+    config = replace(p.config, mesh=None, fit=video.fit, freeze=False)  # the network is prepared already
+    predictor = Predictor(p.model, config, device=p.device, checkpoint=p.checkpoint)
     failed = 0
     for path in videos:
         try:

@@ -204,26 +204,23 @@ def _apply_offline(records: list[dict[str, Any]], window: int) -> None:
 
 
 def draw_frame(frame: np.ndarray, rec: dict[str, Any]) -> np.ndarray:
-    """RGB frame with the record's landmarks (visible green, hidden orange) and pose axes (X red, Y green,
-    Z blue, from the landmarks' centre, half the face's size long) drawn on it; the frame number and status."""
+    """RGB frame with the record's landmarks and pose axes drawn as on a photo's overlay.jpg
+    (:func:`facevision.predict.overlay.draw_landmarks` / :func:`~facevision.predict.overlay.draw_axes`, from the
+    landmarks' centre, half the face's size long), the frame number and status."""
     import cv2
+
+    from facevision.maps.pose import angles_to_rotation
+    from facevision.predict.overlay import OverlayConfig, draw_axes, draw_landmarks
 
     out = frame.copy()
     if rec["status"] == "ok":
+        cfg = OverlayConfig()
         lm = np.asarray(rec["landmarks68"])
-        vis = rec.get("visible") or [1] * 68
         c, side = landmark_box(lm)
         r = max(1, int(round(side / 80)))
-        for (x, y), v in zip(lm, vis):
-            cv2.circle(out, (int(round(x)), int(round(y))), r, (60, 220, 60) if v else (255, 150, 0), -1, cv2.LINE_AA)
-        from facevision.maps.pose import angles_to_rotation
-
-        rot = angles_to_rotation(*rec["pose"])
-        for axis, colour in zip(range(3), ((230, 40, 40), (40, 200, 40), (40, 80, 255))):
-            d = rot[:, axis] * 0.5 * side
-            tip = (int(round(c[0] + d[0])), int(round(c[1] - d[1])))  # mesh frame y up -> image y down
-            cv2.arrowedLine(out, (int(round(c[0])), int(round(c[1]))), tip, colour, max(1, r), cv2.LINE_AA,
-                            tipLength=0.15)
+        draw_landmarks(out, lm, None if rec.get("visible") is None else np.asarray(rec["visible"], bool), r, cfg)
+        axes = angles_to_rotation(*rec["pose"]) * np.array([[1.0], [-1.0], [1.0]])  # mesh frame y up -> image y down
+        draw_axes(out, c, axes, 0.5 * side, r, cfg)
     text = f"{rec['frame']}  {rec['status']}" + (f"  ({rec['source']})" if rec["status"] == "ok" else "")
     cv2.putText(out, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
     return out
