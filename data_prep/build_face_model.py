@@ -1,8 +1,8 @@
-"""Build the linear face model (:mod:`data_prep.face_model`) from a prepared dataset's Face Mesh vertices.
+"""Build the linear face model (:mod:`facevision.face.face_model`) from a prepared dataset's Face Mesh vertices.
 
 1. Every sample's vertices (``samples/<id>/face_mesh.npy``, crop px, y down, z larger = closer) go to
    the reference's raw frame (y up) and are similarity-aligned (Umeyama) to the reference face. The reference
-   is the dataset's (:func:`data_prep.reference.dataset_reference`): Face Mesh's 468 vertices, or for 3DDFA
+   is the dataset's (:func:`facevision.face.reference.dataset_reference`): Face Mesh's 468 vertices, or for 3DDFA
    labels the 4,096 grid points followed by the 68 landmarks the sample keeps in ``label_fit.npz``.
 2. Mirror symmetry: every aligned shape also enters mirrored (x -> -x, vertices permuted by the
    reference's left/right map), as a shape of a mirrored person, so the model is symmetric.
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from data_prep.dataset_format import read_face_mesh, read_label_fit, read_manifest
-from data_prep.face_model import FACE_MODEL_NAME, FaceModel
-from meshing.geometry import similarity_fit
-from data_prep.reference import ReferenceFace, dataset_reference
+from facevision.face.face_model import FACE_MODEL_NAME, FaceModel
+from facevision.common.geometry import similarity_fit
+from facevision.face.reference import ReferenceFace, dataset_reference
 
 __all__ = ["FaceModelBuildConfig", "align_to_reference", "mirror_shapes", "rigid_directions", "pca", "reconstruction_rms",
            "build_face_model", "save_face_model"]
@@ -199,7 +199,7 @@ def save_face_model(path: str | Path, model: FaceModel, card: dict[str, Any]) ->
     """Write the model as an .npz (float32 arrays, the card as JSON text) atomically."""
     import io
 
-    from data_prep.io import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez_compressed(buf, mean=model.mean.astype(np.float32), id_basis=model.id_basis.astype(np.float32),

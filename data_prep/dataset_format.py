@@ -16,7 +16,7 @@ Layout::
                                     # roi (4,) the photo-px square they refer to, landmarks (68, 3) crop px
 
 Conventions: the maps' conventions (depth in crop px, larger = closer, 0 = background; correspondence
-(u, v, w) in [0, 1]; mask) are stated once in :mod:`meshing.conventions` and checked there
+(u, v, w) in [0, 1]; mask) are stated once in :mod:`facevision.common.conventions` and checked there
 (``check_depth_px``, ``check_corr``, ``check_mask``, re-exported here): :func:`read_sample` refuses a sample
 that breaks them, :func:`encode_depth` refuses negative depth. This module adds the storage: depth as
 ``uint16 = round(z * DEPTH_PNG_UNITS_PER_PX)`` (1/256 px resolution, up to 255.99 px), measured from a plane
@@ -35,7 +35,7 @@ RGB ``round(c * CORR_SCALE)``; mask 255 inside.
                   "crop_box": [x0, y0, x1, y1], "crop_angle": 0.0}, ...]}
 
 ``crop_box`` is in pixels of the source photo (x right, y down, exclusive end); ``crop_angle`` (degrees)
-turns the crop about the box centre (upright crops, see :mod:`data_prep.crop`).
+turns the crop about the box centre (upright crops, see :mod:`facevision.face.crop`).
 Extra keys are allowed and ignored by readers.
 """
 from __future__ import annotations
@@ -47,24 +47,19 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from data_prep.io import atomic_write_json, atomic_write_png, read_png
-from meshing.conventions import check_corr, check_depth_px, check_mask
+from facevision.common.fileio import atomic_write_json
+from facevision.face.images import atomic_write_png, read_png
+from facevision.common.conventions import check_corr, check_depth_px, check_mask
+from facevision.face.codecs import CORR_SCALE, DEPTH_BASE_PX, DEPTH_PNG_UNITS_PER_PX, decode_corr, decode_depth, encode_corr, encode_depth
 
 FORMAT_NAME = "facevision-dataset"
 FORMAT_VERSION = 1
-DEPTH_PNG_UNITS_PER_PX = 256.0  # depth.png quantisation: uint16 units per crop pixel (manifest key "depth_scale")
-DEPTH_BASE_PX = 1.0
-CORR_SCALE = 65535.0
 SPLITS = ("train", "val", "test")
 SAMPLE_FILES = ("image.png", "depth.png", "corr.png", "mask.png")
 
 __all__ = [
     "DatasetFormatError",
     "Sample",
-    "encode_depth",
-    "decode_depth",
-    "encode_corr",
-    "decode_corr",
     "write_sample",
     "read_sample",
     "sample_dir",
@@ -91,7 +86,7 @@ class Sample:
     """One labelled crop. Arrays use the conventions of this module.
 
     image: (S, S, 3) uint8 RGB. depth: (S, S) float32 crop px, corr: (S, S, 3) float32,
-    mask: (S, S) bool (the maps of :mod:`meshing.conventions`).
+    mask: (S, S) bool (the maps of :mod:`facevision.common.conventions`).
     """
 
     image: np.ndarray
@@ -99,46 +94,6 @@ class Sample:
     corr: np.ndarray
     mask: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def encode_depth(depth_px: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Relative depth in crop pixels (:mod:`meshing.conventions`) -> uint16 PNG values; background and NaN -> 0.
-
-    Raises ValueError for negative depth (inside ``mask`` when given): it is not silently made background."""
-    d = np.nan_to_num(np.asarray(depth_px, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    if mask is not None:
-        d = np.where(mask, d, 0.0)
-    check_depth_px(d, "encode_depth")
-    return np.clip(np.round(d * DEPTH_PNG_UNITS_PER_PX), 0, 65535).astype(np.uint16)
-
-
-def decode_depth(values: np.ndarray) -> np.ndarray:
-    """uint16 PNG values -> float32 relative depth in crop pixels (0 = background).
-
-    8-bit input is accepted and read as depth in pixels directly (value = px), which is
-    what simple hand-made depth maps usually mean.
-    """
-    values = np.asarray(values)
-    if values.ndim == 3:
-        values = values[..., 0]
-    if values.dtype == np.uint8:
-        return values.astype(np.float32)
-    return (values.astype(np.float32) / DEPTH_PNG_UNITS_PER_PX).astype(np.float32)
-
-
-def encode_corr(corr: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Correspondence in [0, 1] (H, W, 3) -> uint16 RGB PNG values; background -> 0."""
-    c = np.clip(np.nan_to_num(np.asarray(corr, dtype=np.float64)), 0.0, 1.0)
-    if mask is not None:
-        c = np.where(mask[..., None], c, 0.0)
-    return np.round(c * CORR_SCALE).astype(np.uint16)
-
-
-def decode_corr(values: np.ndarray) -> np.ndarray:
-    """uint8 or uint16 RGB PNG values -> float32 correspondence in [0, 1]."""
-    values = np.asarray(values)
-    scale = 255.0 if values.dtype == np.uint8 else CORR_SCALE
-    return (values.astype(np.float32) / scale).astype(np.float32)
 
 
 def sample_dir(root: str | Path, sample_id: str) -> Path:
@@ -170,7 +125,7 @@ def write_face_mesh(root: str | Path, sample_id: str, vertices: np.ndarray) -> P
     from: 468 Face Mesh vertices or 4,096 3DDFA grid points."""
     import io
 
-    from data_prep.io import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
 
     v = np.asarray(vertices, dtype=np.float32)
     if v.ndim != 2 or v.shape[1] != 3:
@@ -198,7 +153,7 @@ def write_label_fit(root: str | Path, sample_id: str, **arrays: np.ndarray) -> P
     """Keep a model-based labeler's fit beside a sample (``label_fit.npz``: float64 arrays, no pickles)."""
     import io
 
-    from data_prep.io import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v, np.float64) for k, v in arrays.items()})

@@ -2,7 +2,7 @@
 
 For one photo: detect faces (exactly one is required), cut the square crop, run Face Mesh on the photo
 and keep the mesh that lies in the detected box, map its 468 landmarks to crop pixels, and render with
-:func:`data_prep.rasterize.rasterize` over the reference triangulation:
+:func:`facevision.face.rasterize.rasterize` over the reference triangulation:
 
 * depth: landmark z (crop px, larger = closer), shifted so the farthest face pixel is ``DEPTH_BASE_PX``;
 * correspondence: the reference face's (u, v, w) per vertex, interpolated barycentrically;
@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, face_crop, original_to_crop
-from data_prep.dataset_format import DEPTH_BASE_PX, Sample
-from data_prep.detect import DetectConfig, FaceBox, detect_faces
+from facevision.face.crop import CropConfig, crop_image, face_crop, original_to_crop
+from facevision.face.codecs import DEPTH_BASE_PX
+from data_prep.dataset_format import Sample
+from facevision.face.detect import DetectConfig, FaceBox, detect_faces
 from data_prep.drops import LABELER_FAILURE, MULTIPLE_FACES, NO_FACE, DropError
 from data_prep.landmarks import FaceMeshConfig, face_mesh_landmarks
-from data_prep.rasterize import rasterize
-from data_prep.reference import ReferenceFace, load_reference
+from facevision.face.rasterize import rasterize
+from facevision.face.reference import ReferenceFace, load_reference
 
 __all__ = ["LabelConfig", "LabelResult", "detect_single_face", "photo_landmarks", "render_labels", "label_photo"]
 
@@ -46,7 +47,7 @@ class LabelConfig:
 @dataclass
 class LabelResult:
     """A labelled crop plus what produced it (landmarks in photo and crop pixels, crop box and angle
-    (see :mod:`data_prep.crop`), detection)."""
+    (see :mod:`facevision.face.crop`), detection)."""
 
     sample: Sample
     crop_box: tuple[int, int, int, int]

@@ -10,9 +10,9 @@ as ``out * std + mean``; ``P = params[:12].reshape(3, 4) = [s R | t]`` in the 12
 scale and corner give photo pixels (x right, y down, z larger = closer, photo px, origin arbitrary).
 
 Dense labels (:func:`label_photo_tddfa`): the 64 x 64 grid is triangulated and rendered with
-:func:`data_prep.rasterize.rasterize` into the project's crop (the same crop ``predict`` cuts: detector box,
-:func:`data_prep.crop.face_crop`); correspondence = the normalized coordinate code of the model's mean shape
-at each point, 3DDFA's PNCC on the grid (space ``3ddfa-bfm4096-ncc``, :mod:`data_prep.tddfa_files`); depth as for every labeler (:mod:`meshing.conventions`,
+:func:`facevision.face.rasterize.rasterize` into the project's crop (the same crop ``predict`` cuts: detector box,
+:func:`facevision.face.crop.face_crop`); correspondence = the normalized coordinate code of the model's mean shape
+at each point, 3DDFA's PNCC on the grid (space ``3ddfa-bfm4096-ncc``, :mod:`data_prep.tddfa_files`); depth as for every labeler (:mod:`facevision.common.conventions`,
 re-based so the farthest face pixel sits at ``DEPTH_BASE_PX``).
 """
 from __future__ import annotations
@@ -24,13 +24,15 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, face_crop, original_to_crop
-from data_prep.dataset_format import DEPTH_BASE_PX, Sample
-from data_prep.detect import DetectConfig, FaceBox
+from facevision.face.crop import CropConfig, crop_image, face_crop, original_to_crop
+from facevision.face.codecs import DEPTH_BASE_PX
+from data_prep.dataset_format import Sample
+from facevision.face.detect import DetectConfig, FaceBox
 from data_prep.drops import LABELER_FAILURE, DropError
-from data_prep.ibug68 import IBUG68_MIRROR
-from data_prep.rasterize import rasterize
-from data_prep.tddfa_files import TddfaFiles, grid_mirror, grid_triangles, load_tddfa_files
+from facevision.face.ibug68 import IBUG68_MIRROR
+from facevision.face.rasterize import rasterize
+from data_prep.tddfa_files import TddfaFiles, load_tddfa_files
+from facevision.face.grid import grid_mirror, grid_triangles
 
 __all__ = ["TddfaConfig", "TddfaFit", "TddfaLabeler", "roi_from_box", "roi_from_landmarks", "pose_from_params",
            "LABEL_SOURCE", "CORRESPONDENCE_SPACE", "label_photo_tddfa", "render_grid_labels"]

@@ -43,7 +43,7 @@ class FaceMeshConfig:
 
 @lru_cache(maxsize=4)
 def _face_mesh(min_score: float, max_faces: int):
-    from data_prep.detect import import_mediapipe
+    from facevision.face.detect import import_mediapipe
 
     mp = import_mediapipe()
 
@@ -72,7 +72,7 @@ def face_mesh_landmarks(image_rgb: np.ndarray, config: FaceMeshConfig = FaceMesh
 
 def _average_with_mirror(face: np.ndarray, mirrored: list[np.ndarray], width: int) -> np.ndarray:
     """Average ``face`` with the mirrored run's face nearest to it (un-mirrored); unchanged without one."""
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
 
     if not mirrored:
         return face

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from meshing.geometry import similarity_fit
+from facevision.common.geometry import similarity_fit
 
 __all__ = ["mirror_permutation", "check_mirror_with_mediapipe"]
 
@@ -34,7 +34,7 @@ def mirror_permutation(shape: np.ndarray, iterations: int = 5) -> np.ndarray:
 
 def check_mirror_with_mediapipe(perm: np.ndarray) -> None:
     """Raise ValueError unless perm is an involution that swaps MediaPipe's left and right eye/brow contours."""
-    from data_prep.detect import import_mediapipe
+    from facevision.face.detect import import_mediapipe
 
     mp = import_mediapipe()
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from data_prep.dataset_format import (DatasetFormatError, Sample, read_face_mesh, read_manifest, sample_complete,
                                       sample_dir, write_face_mesh, write_manifest, write_sample)
-from data_prep.io import atomic_write_bytes
+from facevision.common.fileio import atomic_write_bytes
 
 PACK_FORMAT = "facevision-pack"
 PACK_VERSION = 1
@@ -131,7 +131,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(out: str, size: int) -> None:
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
 
     _WORKER.update(out=Path(out), size=size, reference=load_reference())
 

@@ -22,10 +22,10 @@ import numpy as np
 
 from data_prep.dataset_format import SPLITS, sample_complete, write_manifest
 from data_prep.drops import DROP_REASONS, LABELER_FAILURE, UNREADABLE
-from data_prep.io import atomic_write_json
+from facevision.common.fileio import atomic_write_json
 from data_prep.lfw import PhotoEntry, list_lfw
 from data_prep.split import SplitConfig, split_identities
-from data_prep.sizes import CROP_SIZE
+from facevision.face.sizes import CROP_SIZE
 
 __all__ = ["PrepareConfig", "prepare_lfw", "RECORDS_NAME", "SUMMARY_NAME"]
 
@@ -82,9 +82,9 @@ def _init_worker(root: str, out: str, cfg: PrepareConfig) -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     _WORKER.update(root=Path(root), out=Path(out), cfg=cfg)
     if cfg.labeler == "mediapipe":
-        from data_prep.crop import CropConfig
+        from facevision.face.crop import CropConfig
         from data_prep.label_mediapipe import LabelConfig
-        from data_prep.reference import load_reference
+        from facevision.face.reference import load_reference
 
         from data_prep.landmarks import FaceMeshConfig
 
@@ -93,7 +93,7 @@ def _init_worker(root: str, out: str, cfg: PrepareConfig) -> None:
                                                                   z_stretch=cfg.z_stretch))
         _WORKER["reference"] = load_reference()
     else:
-        from data_prep.crop import CropConfig
+        from facevision.face.crop import CropConfig
         from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
 
         tcfg = TddfaConfig(crop=CropConfig(size=cfg.size), passes=cfg.passes, mirror_average=cfg.mirror_average)
@@ -105,7 +105,7 @@ def _process(entry: PhotoEntry) -> dict[str, Any]:
     """Label one photo and write its sample; returns its record (never raises for a bad photo)."""
     from data_prep.dataset_format import write_face_mesh, write_sample
     from data_prep.drops import DropError
-    from data_prep.io import ImageReadError, read_photo
+    from facevision.face.images import ImageReadError, read_photo
 
     root, out, cfg = _WORKER["root"], _WORKER["out"], _WORKER["cfg"]
     rec: dict[str, Any] = {"id": entry.id, "identity": entry.identity, "source": entry.source,
@@ -197,7 +197,7 @@ def _check_same_labeler(out: Path, labeler: str) -> None:
 
 def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig()) -> dict[str, Any]:
     """Build (or resume) a dataset from an LFW-style tree; returns the summary (also saved as summary.json)."""
-    from data_prep.reference import CORRESPONDENCE_SPACE
+    from facevision.face.reference import CORRESPONDENCE_SPACE
 
     if cfg.labeler == "3ddfa-v2":  # the config checked itself when built (PrepareConfig.__post_init__)
         from data_prep.tddfa_files import load_tddfa_files
@@ -213,7 +213,7 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
         entries = entries[: cfg.limit]
     out.mkdir(parents=True, exist_ok=True)
     if cfg.labeler == "3ddfa-v2":
-        from data_prep.reference import DATASET_REFERENCE_FILE
+        from facevision.face.reference import DATASET_REFERENCE_FILE
         from data_prep.tddfa_reference import write_tddfa_reference
 
         write_tddfa_reference(out / DATASET_REFERENCE_FILE, load_tddfa_files(cfg.tddfa_dir))

@@ -3,7 +3,7 @@
 One :class:`~data_prep.dataset_format.Sample` is lifted to a single continuous surface over the whole
 crop (one lattice vertex per pixel): face pixels take their depth label, every other pixel a smooth
 invented depth (:func:`fill_surface`). The surface is rotated about a head centre behind the face and
-re-rendered with :func:`data_prep.rasterize.rasterize`, giving a new RGB crop and exact labels.
+re-rendered with :func:`facevision.face.rasterize.rasterize`, giving a new RGB crop and exact labels.
 
 Conventions (those of :mod:`data_prep.dataset_format`): x = column (right), y = row (down),
 z = depth towards the camera (larger = closer), all in crop pixels; orthographic projection.
@@ -38,10 +38,11 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-from data_prep.dataset_format import (DEPTH_BASE_PX, SAMPLE_FILES, SPLITS, Sample, read_manifest, read_sample,
-                                      sample_complete, sample_dir, write_manifest, write_sample)
-from data_prep.io import atomic_write, atomic_write_json
-from data_prep.rasterize import rasterize
+from facevision.face.codecs import DEPTH_BASE_PX
+from data_prep.dataset_format import (SAMPLE_FILES, SPLITS, Sample, read_manifest, read_sample, sample_complete,
+                                      sample_dir, write_manifest, write_sample)
+from facevision.common.fileio import atomic_write, atomic_write_json
+from facevision.face.rasterize import rasterize
 
 __all__ = [
     "ProfileConfig",
@@ -462,7 +463,7 @@ def _init_worker(src: str, out: str, cfg: ProfileRunConfig) -> None:
 def _dataset_model(src: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
     """(triangles, code, points) of a dataset whose reference face has triangles over the points its samples keep
     (``face_mesh.npy``: the 3DDFA grid); None for datasets labelled from visible depth only (Face Mesh)."""
-    from data_prep.reference import DATASET_REFERENCE_FILE, load_reference
+    from facevision.face.reference import DATASET_REFERENCE_FILE, load_reference
 
     if not (src / DATASET_REFERENCE_FILE).is_file():
         return None
@@ -520,7 +521,7 @@ def _run_pool(tasks: list[tuple[str, list[int]]], src: Path, out: Path,
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst`` (a copy where linking fails), appearing atomically."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}-link.tmp{dst.suffix}")  # data_prep.io's temporary naming
+    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}-link.tmp{dst.suffix}")  # facevision.face.images's temporary naming
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
@@ -614,7 +615,7 @@ def profile_dataset(src: str | Path, out: str | Path, cfg: ProfileRunConfig = Pr
     }
     settings = {"min_yaw": cfg.min_yaw, "max_yaw": cfg.max_yaw, "max_pitch": cfg.max_pitch, "seed": cfg.seed,
                 "config": asdict(cfg.profile), "labels_from": "face model" if _dataset_model(src) else "visible depth"}
-    from data_prep.reference import DATASET_REFERENCE_FILE
+    from facevision.face.reference import DATASET_REFERENCE_FILE
 
     if (src / DATASET_REFERENCE_FILE).is_file():  # the views' maps are in the source's space
         _link_or_copy(src / DATASET_REFERENCE_FILE, out / DATASET_REFERENCE_FILE)

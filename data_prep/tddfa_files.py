@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TddfaFiles", "load_tddfa_files", "TddfaFilesError", "FILES", "GRID", "grid_triangles", "grid_mirror",
-           "LANDMARK_NEIGHBOURS"]
+from facevision.face.grid import GRID
+
+__all__ = ["TddfaFiles", "load_tddfa_files", "TddfaFilesError", "FILES", "LANDMARK_NEIGHBOURS"]
 
 FILES = {"weights": "tddfa_v2_mb05_120x120.safetensors", "param_stats": "tddfa_v2_param_mean_std_62d.npz",
          "grid_model": "bfm_paf_4096.npz", "mean_53215": "bfm_53215_mean.npz",
          "meta": "tddfa_v2_bfm_noneck_v3_meta.npz"}
-GRID = 64
 #: Grid points whose bases are blended (inverse-square distance) into each landmark's basis: the 68
 #: landmarks are not grid points (nearest at a median of ~1,900 units). The choice hardly matters: AFLW2000-3D
 #: labeler mean of bins 4.155 / 4.152 / 4.151 / 4.150 % with 1 / 3 / 6 / 12 points (docs/data_prep.md).
@@ -77,23 +77,6 @@ class TddfaFiles:
     def to_ncc(self, points: np.ndarray) -> np.ndarray:
         """Model-frame points -> normalized coordinate code (``3ddfa-bfm4096-ncc``), in [0, 1] on the mean shape."""
         return (np.asarray(points, np.float64) - self.ncc_min) / (self.ncc_max - self.ncc_min)
-
-
-def grid_mirror(grid: np.ndarray) -> np.ndarray:
-    """(N,) index of each model-frame point's mirror image: the nearest point to it mirrored in x = 0 (the
-    4,096-point grid is not exactly symmetric: median gap ~850 units of a ~175,000-unit face)."""
-    from scipy.spatial import cKDTree
-
-    g = np.asarray(grid, np.float64)
-    return cKDTree(g).query(g * [-1.0, 1.0, 1.0])[1].astype(np.int64)
-
-
-def grid_triangles(n: int = GRID) -> np.ndarray:
-    """(2 (n-1)^2, 3) triangles of the n x n grid (point ``i * n + j``), counter-clockwise as seen (y up)."""
-    i, j = np.meshgrid(np.arange(n - 1), np.arange(n - 1), indexing="ij")
-    a = (i * n + j).ravel()
-    b, c, d = a + n, a + 1, a + n + 1  # b: right of a; c: below a; d: below-right
-    return np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)]).astype(np.int64)
 
 
 def _npz(folder: Path, key: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:

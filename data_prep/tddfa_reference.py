@@ -1,4 +1,4 @@
-"""The reference face of the ``3ddfa-bfm4096-ncc`` correspondence space, in :mod:`data_prep.reference`'s format.
+"""The reference face of the ``3ddfa-bfm4096-ncc`` correspondence space, in :mod:`facevision.face.reference`'s format.
 
 Vertices: the 4,096 grid points of the 3DDFA face model's mean, then its 68 iBUG landmarks (``ibug68`` =
 4096 .. 4163; they lie on the surface but are not grid points, so no triangle uses them). ``vertices`` hold
@@ -7,7 +7,7 @@ mean in the reference frame (x right, y up, z towards the viewer, centred on the
 
 ``prepare lfw --labeler 3ddfa-v2`` writes this file into the dataset (``DATASET/reference.npz``), so the
 landmark read-out and the face-model build of such a dataset read it from there
-(:func:`data_prep.reference.load_reference` takes its path). It is derived from the Basel Face Model's mean
+(:func:`facevision.face.reference.load_reference` takes its path). It is derived from the Basel Face Model's mean
 (non-commercial research use): it travels with the data and models made from these labels, under their terms.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.ibug68 import IBUG68_MIRROR
-from data_prep.tddfa_files import GRID, TddfaFiles, grid_mirror, grid_triangles
+from facevision.face.ibug68 import IBUG68_MIRROR
+from facevision.face.grid import GRID, grid_mirror, grid_triangles
+from data_prep.tddfa_files import TddfaFiles
 
 __all__ = ["tddfa_reference_arrays", "write_tddfa_reference", "REFERENCE_FILE"]
 
@@ -26,7 +27,7 @@ REFERENCE_FILE = "reference.npz"
 
 
 def tddfa_reference_arrays(files: TddfaFiles) -> dict[str, np.ndarray]:
-    """The arrays of :class:`data_prep.reference.ReferenceFace`'s npz for the ``3ddfa-bfm4096-ncc`` space."""
+    """The arrays of :class:`facevision.face.reference.ReferenceFace`'s npz for the ``3ddfa-bfm4096-ncc`` space."""
     from data_prep.label_tddfa import CORRESPONDENCE_SPACE
 
     pts = np.concatenate([files.grid_mean, files.lm_mean])
@@ -50,7 +51,7 @@ def tddfa_reference_arrays(files: TddfaFiles) -> dict[str, np.ndarray]:
 
 def write_tddfa_reference(path: str | Path, files: TddfaFiles) -> Path:
     """Write the reference npz atomically (no pickles)."""
-    from data_prep.io import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **tddfa_reference_arrays(files))

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.dataset_format import DEPTH_BASE_PX, Sample, write_manifest, write_sample
-from data_prep.sizes import CROP_SIZE
+from facevision.face.codecs import DEPTH_BASE_PX
+from data_prep.dataset_format import Sample, write_manifest, write_sample
+from facevision.face.sizes import CROP_SIZE
 
 
 def toy_sample(size: int, rng: np.random.Generator) -> Sample:

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from data_prep.dataset_format import DatasetFormatError, read_manifest, read_sample
-from data_prep.io import atomic_write_bytes
-from data_prep.reference import dataset_reference
+from facevision.common.fileio import atomic_write_bytes
+from facevision.face.reference import dataset_reference
 from facevision.maps.landmarks import landmarks_from_corr
 from facevision.model.outputs import decode_outputs
-from data_prep.sizes import CROP_SIZE
+from facevision.face.sizes import CROP_SIZE
 
 __all__ = ["EvaluateConfig", "MapMetrics", "mean_maps", "evaluate", "margins", "MapScores", "landmark_nme", "IOD_POINTS",
            "metrics_table"]

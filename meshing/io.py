@@ -13,7 +13,7 @@ against its header; each file of an OBJ set against the size of the bytes meant 
 PNG's end chunk: a writer can report success for a file a full disk cut short), flushed, and each file is renamed
 into place (texture and material first, the OBJ last), so a complete OBJ always finds its
 material and texture. A failed write leaves nothing under the final names and raises
-``meshing.fileio.OutputWriteError`` (an ``OSError``) naming the file and the reason.
+``facevision.common.fileio.OutputWriteError`` (an ``OSError``) naming the file and the reason.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from typing import Callable
 
 import numpy as np
 
-from meshing.fileio import (OutputWriteError, atomic_write, fsync_file, native_stderr_silenced, png_complete, temp_prefix,
-                            write_error)
+from facevision.common.fileio import (OutputWriteError, atomic_write, fsync_file, native_stderr_silenced, png_complete,
+                                      temp_prefix, write_error)
 from meshing.fixed_text import fixed_rows
-from meshing.lazy_modules import import_open3d
+from facevision.common.lazy_modules import import_open3d
 from meshing.types import FaceMesh, MeshingError
 
 __all__ = ["save_mesh", "load_mesh", "obj_text", "encode_texture", "MeshIOError", "MESH_SUFFIXES"]
@@ -168,7 +168,7 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
 
     Raises:
         MeshIOError: unknown suffix, invalid mesh, texture without uvs.
-        meshing.fileio.OutputWriteError (an OSError): the files could not be written completely (disk full...).
+        facevision.common.fileio.OutputWriteError (an OSError): the files could not be written completely (disk full...).
     """
     path = Path(path)
     suffix = path.suffix.lower()

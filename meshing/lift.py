@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meshing.conventions import check_depth_px
+from facevision.common.conventions import check_depth_px
 from meshing.types import NONFINITE_POLICIES, TRIANGULATIONS, MeshingError
 
 __all__ = ["foreground", "resample", "lattice_step", "lift", "triangulate", "triangulate_grid", "orient_faces",
@@ -195,7 +195,7 @@ def triangulate_grid(valid: np.ndarray) -> np.ndarray:
 def lift(depth: np.ndarray, mask: np.ndarray | None = None, *, density: float = 1.0,
          triangulation: str = "auto", z_scale: float = 1.0,
          nonfinite: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lift a depth map (:mod:`meshing.conventions`: larger = closer, 0 = background) to a triangle mesh.
+    """Lift a depth map (:mod:`facevision.common.conventions`: larger = closer, 0 = background) to a triangle mesh.
 
     Args:
         depth: (H, W) depth in pixel units (any numeric dtype).

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meshing.conventions import check_corr, check_depth_px, check_mask
+from facevision.common.conventions import check_corr, check_depth_px, check_mask
 from meshing.cleanup import compact, largest_component, remove_background, remove_spikes
 from meshing.lift import foreground, lattice_step, lift
 from meshing.refine import fill_detail, smooth_laplacian
@@ -15,7 +15,7 @@ __all__ = ["mesh_from_maps", "check_maps"]
 
 def check_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndarray | None = None,
                corr: np.ndarray | None = None) -> tuple[int, int]:
-    """Check that the maps share one (H, W) and follow :mod:`meshing.conventions` (depth >= 0, corr in
+    """Check that the maps share one (H, W) and follow :mod:`facevision.common.conventions` (depth >= 0, corr in
     [0, 1]); returns (H, W). Raises MeshingError naming the odd map."""
     d = np.asarray(depth)
     if d.ndim == 3 and d.shape[2] == 1:
@@ -45,7 +45,7 @@ def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.
     """Depth (+ mask, photo, correspondence) maps -> refined mesh, all steps per ``config``.
 
     Args:
-        depth: (H, W) depth, pixel units (:mod:`meshing.conventions`; 8-bit maps fine; negative values refused).
+        depth: (H, W) depth, pixel units (:mod:`facevision.common.conventions`; 8-bit maps fine; negative values refused).
         mask: (H, W) foreground mask (bool or > 0), optional.
         image: (H, W, 3) photo (uint8 RGB or float in [0, 1]) for detail, colours and uvs.
         corr: (H, W, 3) correspondence map in [0, 1], sampled per vertex into ``mesh.corr``.

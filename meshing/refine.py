@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from meshing.cleanup import boundary_vertices
-from meshing.lazy_modules import import_open3d
+from facevision.common.lazy_modules import import_open3d
 from meshing.lift import bilinear
 from meshing.types import FaceMesh, MeshingError
 

@@ -40,7 +40,8 @@ def photos(tmp_path_factory):
 
 def test_bench_write_one_face(benchmark, predictor, photos, tmp_path):
     """Every default file of one face (PNGs, PLY, OBJ + texture, fitted mesh, preview, result.json)."""
-    from data_prep.io import png_complete, read_photo
+    from facevision.common.fileio import png_complete
+    from facevision.face.images import read_photo
 
     image = read_photo(photos[0])
     res = predictor(image)[0]
@@ -68,7 +69,7 @@ def test_bench_batch_writer_processes(benchmark, predictor, photos, tmp_path):
 def test_bench_batch_end_to_end_lfw(benchmark, lfw_root, tmp_path):
     """LFW photos through the shipped checkpoint, every default output, default writers: wall time against the
     in-memory per-photo time (detect, crop, network, fit, mesh) measured here on the same photos."""
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from facevision.predict.predictor import Predictor
 
     paths = sorted(lfw_root.glob("*/*_0001.jpg"))[:N_LFW]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.rasterize import rasterize
-from data_prep.reference import load_reference
+from facevision.face.rasterize import rasterize
+from facevision.face.reference import load_reference
 
 
 def _face_in_crop(size=128):
@@ -23,7 +23,7 @@ def test_bench_rasterize_face_128(benchmark):
 
 @pytest.mark.lfw
 def test_bench_label_photo(benchmark, lfw_root):
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from data_prep.label_mediapipe import label_photo
 
     img = read_photo(lfw_root / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.face_model import load_face_model
+from facevision.face.face_model import load_face_model
 from facevision.fit.model_fit import fit_face_model
 from support.face_model import render_face_model
 

@@ -43,7 +43,7 @@ def _gradient_png16(path: Path, side: int) -> Path:
 def _peak_growth(path: Path, max_pixels: int) -> dict:
     code = textwrap.dedent(f"""
         import json
-        from data_prep.io import read_photo_scaled
+        from facevision.face.images import read_photo_scaled
         def status_kb(key):
             with open("/proc/self/status") as fh:
                 return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.crop import crop_image
+from facevision.face.crop import crop_image
 from facevision.maps.landmarks import landmarks_from_corr
 from facevision.maps.pose import pose_from_maps
 from facevision.predict.predictor import PredictConfig, Predictor
@@ -114,8 +114,8 @@ def test_bench_crop(benchmark, photo):
 
 
 def test_bench_detect(benchmark, lfw_root):
-    from data_prep.detect import detect_faces
-    from data_prep.io import read_photo
+    from facevision.face.detect import detect_faces
+    from facevision.face.images import read_photo
 
     path = lfw_root / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
     if not path.is_file():
@@ -147,7 +147,7 @@ def test_bench_face_after_detection_mirror_average(benchmark, generator, face, c
 
 def test_bench_whole_path_on_a_photo(benchmark, lfw_root, generator, face):
     """Photo -> detect -> crop -> network -> maps -> landmarks -> pose -> mesh (the issue's per-face path)."""
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
 
     path = lfw_root / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
     if not path.is_file():

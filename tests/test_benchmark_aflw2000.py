@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from data_prep.io import atomic_write_png
+from facevision.face.images import atomic_write_png
 from facevision.benchmark.aflw2000 import (AflwConfig, AflwPrediction, aflw_angles_to_ours, fallback_box, nearest_box,
                                            nme, read_annotation, run_benchmark, summarize, yaw_bin)
 

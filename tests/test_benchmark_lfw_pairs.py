@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.io import atomic_write_png
+from facevision.face.images import atomic_write_png
 from facevision.benchmark.lfw_pairs import (Pair, fold_accuracy, read_pairs, run_lfw_pairs, verification_accuracy)
 
 

@@ -94,7 +94,7 @@ def test_evaluate_help_states_the_evaluate_config_defaults():
 
 
 def test_predict_help_states_the_predict_defaults():
-    from data_prep.detect import DetectConfig
+    from facevision.face.detect import DetectConfig
     from facevision.predict.batch import DEFAULT_MAX_PIXELS
     from facevision.predict.outputs import OutputConfig
     from facevision.predict.predictor import PredictConfig

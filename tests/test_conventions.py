@@ -1,4 +1,4 @@
-"""The map conventions (meshing.conventions) are checked where maps enter a stage; bad values are refused.
+"""The map conventions (facevision.common.conventions) are checked where maps enter a stage; bad values are refused.
 
 Also the layering rules: ``meshing`` imports alone, inference code does not load training code.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meshing.conventions import check_corr, check_depth_px, check_mask
+from facevision.common.conventions import check_corr, check_depth_px, check_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_meshing_refuses_negative_depth_instead_of_making_it_background():
 
 
 def test_encode_depth_refuses_negative_depth():
-    from data_prep.dataset_format import encode_depth
+    from facevision.face.codecs import encode_depth
 
     depth, _, mask = _maps()
     assert encode_depth(np.where(mask, depth, -3.0), mask).min() == 0  # outside the mask: not looked at
@@ -132,8 +132,10 @@ def _fresh_modules(code: str) -> str:
 
 
 def test_meshing_imports_alone():
-    _fresh_modules("import meshing, sys; assert 'facevision' not in sys.modules and 'data_prep' not in sys.modules, "
-                   "sorted(m for m in sys.modules if m.split('.')[0] in ('facevision', 'data_prep'))")
+    """``import meshing`` loads of the project only facevision.common (and the light facevision/__init__)."""
+    _fresh_modules("import meshing, sys; extra = sorted(m for m in sys.modules if m.split('.')[0] in "
+                   "('facevision', 'data_prep') and m != 'facevision' and not m.startswith('facevision.common')); "
+                   "assert not extra, extra")
 
 
 @pytest.mark.parametrize("package", ["facevision.predict.predictor", "facevision.predict.batch",

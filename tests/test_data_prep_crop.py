@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.crop import (CropConfig, crop_image, crop_matrix, crop_to_original, face_crop, original_to_crop,
-                            square_crop_box, upright_angle)
+from facevision.face.crop import (CropConfig, crop_image, crop_matrix, crop_to_original, face_crop, original_to_crop,
+                                  square_crop_box, upright_angle)
 
 
 def test_square_crop_box_is_square_and_centred():

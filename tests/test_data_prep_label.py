@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_fill_holes
 
-from data_prep.crop import crop_to_original
-from data_prep.dataset_format import DEPTH_BASE_PX
-from data_prep.io import read_photo
+from facevision.face.crop import crop_to_original
+from facevision.face.codecs import DEPTH_BASE_PX
+from facevision.face.images import read_photo
 from data_prep.label_mediapipe import LabelConfig, label_photo
-from data_prep.reference import load_reference
+from facevision.face.reference import load_reference
 
 PHOTOS = ["AJ_Cook/AJ_Cook_0001.jpg", "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
           "Andre_Agassi/Andre_Agassi_0028.jpg", "Abdullah_Gul/Abdullah_Gul_0001.jpg"]
@@ -98,7 +98,7 @@ def test_mirrored_photo_gives_mirrored_correspondence(labelled):
 
 def test_mirror_average_pairs_each_face_with_its_mirror_twin():
     from data_prep.landmarks import _average_with_mirror
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
 
     ref = load_reference()
     rng = np.random.default_rng(0)

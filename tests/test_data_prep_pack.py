@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.dataset_format import (DEPTH_BASE_PX, DatasetFormatError, Sample, read_face_mesh, read_manifest,
-                                      read_sample, sample_dir, write_face_mesh, write_manifest, write_sample)
-from data_prep.face_model import load_face_model
+from facevision.face.codecs import DEPTH_BASE_PX
+from data_prep.dataset_format import (DatasetFormatError, Sample, read_face_mesh, read_manifest, read_sample,
+                                      sample_dir, write_face_mesh, write_manifest, write_sample)
+from facevision.face.face_model import load_face_model
 from data_prep.label_mediapipe import render_labels
 from data_prep.pack import PackConfig, main, pack_dataset, unpack_dataset
-from data_prep.reference import load_reference
+from facevision.face.reference import load_reference
 from support.synthetic import known_rotation
 
 S = 128

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.dataset_format import DEPTH_BASE_PX, Sample, read_manifest, read_sample
+from facevision.face.codecs import DEPTH_BASE_PX
+from data_prep.dataset_format import Sample, read_manifest, read_sample
 from data_prep.profile import (ProfileConfig, ProfileError, ProfileRunConfig, harmonic_fill, lattice_faces,
                                lift_surface, profile_sample, render_view, rotation_matrix, view_angles)
-from data_prep.rasterize import rasterize
+from facevision.face.rasterize import rasterize
 from data_prep.toy import make_toy_dataset, toy_sample
 from facevision.cli import main as cli_main
 
@@ -245,7 +246,7 @@ def test_profile_dataset_keeps_going_past_a_bad_sample(tmp_path: Path) -> None:
 def ellipsoid_grid(n: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ellipsoid's front cap as an n x n grid of 3D points (the way a 3DMM's face is kept): points (crop px,
     z larger = closer), triangles, and each point's code (the sample's corr convention)."""
-    from data_prep.tddfa_files import grid_triangles
+    from facevision.face.grid import grid_triangles
 
     i, j = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
     x, y = i * np.sqrt(CAP), j * np.sqrt(CAP)  # i: left to right, j: top to bottom; the square holds the cap

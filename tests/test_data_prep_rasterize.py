@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.rasterize import rasterize
+from facevision.face.rasterize import rasterize
 
 
 def _grid_mesh(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +133,7 @@ def _brute_force_z_test(pix: np.ndarray, z: np.ndarray) -> np.ndarray:
 def test_z_test_keeps_what_a_stable_sort_keeps():
     """The per-pixel maximum (np.maximum.at) picks the same candidates as the sort, exact ties (the same triangle
     twice, coplanar neighbours, +0.0 against -0.0) and non-finite depths included."""
-    from data_prep.rasterize import _nearest
+    from facevision.face.rasterize import _nearest
 
     rng = np.random.default_rng(3)
     for trial in range(20):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.ibug68 import IBUG68_MIRROR
+from facevision.face.ibug68 import IBUG68_MIRROR
 from data_prep.mirror import check_mirror_with_mediapipe
-from data_prep.rasterize import rasterize
-from data_prep.reference import load_reference
+from facevision.face.rasterize import rasterize
+from facevision.face.reference import load_reference
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import pytest
 
 from data_prep.dataset_format import DatasetFormatError, check_same_space, read_label_fit, write_label_fit
 from data_prep.label_tddfa import _to_photo, pose_from_params, render_grid_labels, roi_from_box, roi_from_landmarks
-from data_prep.tddfa_files import FILES, GRID, TddfaFiles, TddfaFilesError, grid_triangles, load_tddfa_files
+from data_prep.tddfa_files import FILES, TddfaFiles, TddfaFilesError, load_tddfa_files
+from facevision.face.grid import GRID, grid_triangles
 from facevision.cli import main as cli_main
 
 AFLW_ENV = "FACEVISION_AFLW2000_ROOT"
@@ -164,7 +165,7 @@ def test_model_points_map_to_photo_by_the_3ddfa_crop_rule():
 
 # ----------------------------------------------------------------------------- grid rendering
 def test_render_grid_labels_on_a_spherical_cap():
-    from data_prep.dataset_format import DEPTH_BASE_PX
+    from facevision.face.codecs import DEPTH_BASE_PX
 
     size, radius, step, lo = 128, 90.0, 1.5, 20.0
     i, j = np.meshgrid(np.arange(GRID), np.arange(GRID), indexing="ij")  # point i * 64 + j: column i, row j
@@ -242,7 +243,7 @@ def _synthetic_files(tmp_path: Path) -> TddfaFiles:
 
 
 def test_dataset_reference_space_must_match_the_manifest(tmp_path):
-    from data_prep.reference import CORRESPONDENCE_SPACE, dataset_reference
+    from facevision.face.reference import CORRESPONDENCE_SPACE, dataset_reference
     from data_prep.tddfa_reference import write_tddfa_reference
 
     space = "3ddfa-bfm4096-ncc"
@@ -283,7 +284,7 @@ def labeler(tddfa_dir):
 
 
 def _photo(lfw_root: Path, rel: str = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg") -> np.ndarray:
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
 
     return read_photo(lfw_root / rel)
 
@@ -315,7 +316,7 @@ def test_regressor_on_a_fixed_input(labeler):
 
 def _mirror_error(lab, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Landmarks of the photo and of its mirror image mirrored back; the inter-ocular distance."""
-    from data_prep.ibug68 import IBUG68_MIRROR
+    from facevision.face.ibug68 import IBUG68_MIRROR
     from data_prep.label_mediapipe import detect_single_face
 
     w = image.shape[1]
@@ -349,7 +350,7 @@ def test_mirror_invariance_on_a_real_photo(labeler, lfw_root):
 def test_dense_labels_give_back_the_fitted_landmarks(labeler, lfw_root, tmp_path):
     """label -> corr, mask -> landmarks_from_corr through the space's reference face -> the fit's landmarks."""
     from data_prep.label_tddfa import label_photo_tddfa
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
     from data_prep.tddfa_reference import write_tddfa_reference
     from facevision.maps.landmarks import landmarks_from_corr
 
@@ -372,7 +373,7 @@ def test_dense_labels_give_back_the_fitted_landmarks(labeler, lfw_root, tmp_path
 def test_prepare_lfw_with_the_3ddfa_labeler(tddfa_dir, lfw_root, tmp_path):
     from data_prep.dataset_format import read_face_mesh, read_manifest, read_sample
     from data_prep.prepare import PrepareConfig, prepare_lfw
-    from data_prep.reference import dataset_reference
+    from facevision.face.reference import dataset_reference
 
     root, out = tmp_path / "lfw", tmp_path / "ds"
     for person in ("Aaron_Eckhart", "AJ_Cook"):
@@ -445,7 +446,7 @@ def _mirrored_landmark_weights(n_lm: int = 68) -> np.ndarray:
     """(68, 4096) bilinear weights of 68 mirror-consistent surface points of the grid: landmark
     IBUG68_MIRROR[k] sits at landmark k's mirror position (x -> -x), the self-mirrored ones on x = 0
     (between grid columns 31 and 32: the grid has no centre column)."""
-    from data_prep.ibug68 import IBUG68_MIRROR
+    from facevision.face.ibug68 import IBUG68_MIRROR
 
     xy = np.random.default_rng(5).uniform(-0.7, 0.7, (n_lm, 2))
     for k, m in enumerate(IBUG68_MIRROR):
@@ -546,9 +547,9 @@ def test_face_model_of_a_3ddfa_dataset_and_its_fit(tddfa_face_dataset):
 
     from data_prep.build_face_model import FaceModelBuildConfig, build_face_model
     from data_prep.label_tddfa import CORRESPONDENCE_SPACE
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
     from facevision.fit import model_fit
-    from meshing.geometry import similarity_fit
+    from facevision.common.geometry import similarity_fit
 
     root, files = tddfa_face_dataset
     n = GRID * GRID
@@ -596,8 +597,8 @@ def test_face_model_of_a_3ddfa_dataset_and_its_fit(tddfa_face_dataset):
 
 def test_prepare_face_model_cli_writes_beside_a_3ddfa_dataset(tddfa_face_dataset, tmp_path, monkeypatch, capsys):
     """Default output of a non-default space: DATASET/face_model.npz, never the package asset."""
-    import data_prep.face_model as face_model_module
-    from data_prep.face_model import FACE_MODEL_PATH, load_face_model
+    import facevision.face.face_model as face_model_module
+    from facevision.face.face_model import FACE_MODEL_PATH, load_face_model
     from data_prep.label_tddfa import CORRESPONDENCE_SPACE
 
     root, _ = tddfa_face_dataset
@@ -627,7 +628,7 @@ def test_a_3ddfa_space_fit_reports_pose_in_the_3dmm_frame(tddfa_face_dataset):
     import dataclasses
 
     from data_prep.build_face_model import FaceModelBuildConfig, build_face_model
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
     from facevision.fit import model_fit
     from facevision.maps.pose import angles_to_rotation
 

@@ -1,4 +1,4 @@
-"""data_prep.detect: the score threshold is ours (MediaPipe 0.10.21 ignores min_detection_confidence) and checked.
+"""facevision.face.detect: the score threshold is ours (MediaPipe 0.10.21 ignores min_detection_confidence) and checked.
 
 MediaPipe is replaced by a fake whose detections have known scores and boxes: the filter is tested without relying on
 what the real detector scores.
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import data_prep.detect as detect
-from data_prep.detect import DetectConfig, detect_faces
+import facevision.face.detect as detect
+from facevision.face.detect import DetectConfig, detect_faces
 
 
 def _detection(score: float, xmin: float) -> SimpleNamespace:

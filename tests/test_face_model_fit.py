@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from data_prep.face_model import load_face_model
-from data_prep.reference import load_reference
+from facevision.face.face_model import load_face_model
+from facevision.face.reference import load_reference
 from facevision.fit.model_fit import FitConfig, fit_face_model, locate_uv
 from support.face_model import S, render_face_model
 from support.synthetic import known_rotation
@@ -116,7 +116,7 @@ def _dataset_of_known_model(root) -> None:
 def test_build_recovers_a_known_model(tmp_path):
     """A dataset of shapes drawn from a known model: the build finds its mean and enough modes."""
     from data_prep.build_face_model import FaceModelBuildConfig, build_face_model, save_face_model
-    from data_prep.face_model import load_face_model as load
+    from facevision.face.face_model import load_face_model as load
 
     true = load_face_model()
     _dataset_of_known_model(tmp_path)
@@ -130,7 +130,7 @@ def test_build_recovers_a_known_model(tmp_path):
 
 
 def test_build_command_keeps_the_mode_counts_asked_for(tmp_path, capsys):
-    from data_prep.face_model import load_face_model as load
+    from facevision.face.face_model import load_face_model as load
     from facevision.cli import main
 
     _dataset_of_known_model(tmp_path)

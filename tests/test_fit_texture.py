@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.face_model import load_face_model
-from data_prep.io import read_png
-from data_prep.reference import load_reference
+from facevision.face.face_model import load_face_model
+from facevision.face.images import read_png
+from facevision.face.reference import load_reference
 from facevision.fit.texture import (GRID_LAYOUT, HIDDEN, MIRRORED, OUTSIDE, REFERENCE_LAYOUT, SEEN, TextureConfig,
                                     UVLayout, texel_lookup, unwrap_texture, uv_layout)
 from facevision.predict.outputs import FIT_MESH_FILES, OutputConfig, write_face
@@ -35,7 +35,7 @@ def _interior(inside: np.ndarray) -> np.ndarray:
 
 
 def test_layouts_are_fixed_and_mirror_symmetric():
-    from data_prep.tddfa_files import GRID, grid_triangles
+    from facevision.face.grid import GRID, grid_triangles
 
     model, ref = load_face_model(), load_reference()
     rng = np.random.default_rng(0)
@@ -196,7 +196,7 @@ def test_texture_config_checks_itself(field, value):
 def test_nose_tip_texel_shows_the_photo_at_the_fitted_nose_tip_on_lfw(lfw_root, tmp_path):
     """Real photos, shipped checkpoint: the layout's nose-tip texel has the colour the photo has where the fit puts
     the nose tip (landmark 30), for two different people."""
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from facevision.predict.predictor import Predictor
 
     ref = load_reference()

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from data_prep.crop import crop_to_original
-from data_prep.dataset_format import encode_corr, encode_depth
-from data_prep.io import atomic_write_json, atomic_write_png
+from facevision.face.crop import crop_to_original
+from facevision.face.codecs import encode_corr, encode_depth
+from facevision.common.fileio import atomic_write_json
+from facevision.face.images import atomic_write_png
 from facevision.cli import main
 from facevision.flame.model import FLAME_MODEL_ENV
 from support.flame_synthetic import (make_synthetic_flame_arrays, random_params, render_synthetic_face,

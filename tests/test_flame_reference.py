@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from data_prep.reference import load_reference
+from facevision.face.reference import load_reference
 from facevision.flame import register, relate_reference_to_flame
 from support.flame_synthetic import make_synthetic_flame
 from facevision.maps.pose import angles_to_rotation

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.crop import original_to_crop
-from data_prep.reference import load_reference
+from facevision.face.crop import original_to_crop
+from facevision.face.reference import load_reference
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import (PoseConfig, angles_to_rotation, pose_from_maps, reference_tilt,
                                   rotation_to_angles)
 from support.synthetic import known_rotation, render_reference
-from meshing.geometry import similarity_fit
+from facevision.common.geometry import similarity_fit
 
 VISIBLE_PX = 1.0  # residual (x face scale = crop px) below which the iBUG vertex itself is visible
 

@@ -1,4 +1,4 @@
-"""meshing.lazy_modules: a package imported without submodules it never uses here, which still work when used
+"""facevision.common.lazy_modules: a package imported without submodules it never uses here, which still work when used
 (Open3D's plotly/dash viewer, MediaPipe's matplotlib). Fresh interpreters, so nothing is imported beforehand."""
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_deferred_modules_load_when_first_used(tmp_path):
     (tmp_path / "user.py").write_text("from heavy import thing\nimport heavy.sub as sub\n")
     out = _run("""
         import sys
-        from meshing.lazy_modules import deferred
+        from facevision.common.lazy_modules import deferred
         with deferred(["heavy", "heavy.sub"]):
             import user
         print("imported", "heavy" in sys.modules)
@@ -42,7 +42,7 @@ def test_deferred_modules_load_when_first_used(tmp_path):
 def test_open3d_without_its_web_viewer_until_used():
     out = _run("""
         import sys
-        from meshing.lazy_modules import import_open3d
+        from facevision.common.lazy_modules import import_open3d
         o3d = import_open3d()
         print("dash" in sys.modules, "IPython" in sys.modules)
         fig = o3d.visualization.get_plotly_fig([o3d.geometry.TriangleMesh.create_sphere()])
@@ -56,7 +56,7 @@ def test_open3d_without_its_web_viewer_until_used():
 def test_mediapipe_without_matplotlib_until_used():
     out = _run("""
         import sys
-        from data_prep.detect import import_mediapipe
+        from facevision.face.detect import import_mediapipe
         mp = import_mediapipe()
         print("matplotlib" in sys.modules, hasattr(mp.solutions, "face_detection"))
         import matplotlib.pyplot as plt
@@ -69,7 +69,7 @@ def test_threads_importing_at_once_all_get_the_finished_module(tmp_path):
     (tmp_path / "slowmod.py").write_text("import time\ntime.sleep(0.5)\nVALUE = 7\n")
     out = _run("""
         import threading
-        from meshing.lazy_modules import import_deferring
+        from facevision.common.lazy_modules import import_deferring
         got = []
         def run():
             got.append(getattr(import_deferring("slowmod", ["slowmod_viewer"]), "VALUE", None))

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from data_prep.face_model import load_face_model
+from facevision.face.face_model import load_face_model
 from facevision.maps.pose import REFERENCE_PITCH_DEG
 from facevision.predict.mesh_frame import (BIOCULAR_WIDTH_MM, MESH_FRAMES, head_frame, mm_per_model_unit,
                                            photo_frame_mesh)
@@ -81,7 +81,7 @@ def test_head_frame_does_not_depend_on_the_photo_reduction(tmp_path):
 
 def test_head_frame_places_the_head_in_the_photo(tmp_path):
     """result.json's head_frame takes the photo-frame mesh to the head-frame one; its origin is the face model's
-    origin where the photo shows it, its axes the head's (ground truth mapped by data_prep.crop)."""
+    origin where the photo shows it, its axes the head's (ground truth mapped by facevision.face.crop)."""
     from meshing import load_mesh
 
     fp = face_photo(pose=(25.0, -10.0, 12.0), angle=20.0, seed=9)
@@ -96,7 +96,7 @@ def test_head_frame_places_the_head_in_the_photo(tmp_path):
     np.testing.assert_allclose((photo_v - origin) @ rot * mm_px, head_v, atol=2e-3)
     np.testing.assert_allclose(head_frame(res, fp.photo.shape[0]).to_photo(head_v), photo_v, atol=2e-3)
     assert p["mesh"]["frame"] == "photo" and "head_frame" not in p["mesh"]
-    # the origin: the model origin (crop frame ``centre``) mapped into the photo by data_prep.crop, Y up
+    # the origin: the model origin (crop frame ``centre``) mapped into the photo by facevision.face.crop, Y up
     truth = crop_to_photo_px(fp.centre[None], fp.box, fp.angle)[0]
     truth_photo = np.array([truth[0], fp.photo.shape[0] - 1 - truth[1]])
     assert np.linalg.norm(origin[:2] - truth_photo) < 0.5  # photo px (a crop px is 2 photo px here)

@@ -377,7 +377,7 @@ def test_mismatched_sizes_raise():
 
 
 def test_8bit_and_16bit_inputs():
-    from data_prep.dataset_format import decode_depth, encode_depth
+    from facevision.face.codecs import decode_depth, encode_depth
 
     depth, mask, centre = hemisphere(64, 24.0, 4.0)
     d16 = decode_depth(encode_depth(depth, mask))

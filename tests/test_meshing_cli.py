@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import meshing
-from data_prep.dataset_format import encode_corr, encode_depth
-from data_prep.io import atomic_write_png
+from facevision.face.codecs import encode_corr, encode_depth
+from facevision.face.images import atomic_write_png
 from facevision.cli import main
 from support.surfaces import face_like, hemisphere
 

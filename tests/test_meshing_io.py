@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import meshing
-from data_prep.io import read_png
+from facevision.face.images import read_png
 from meshing import MeshConfig, MeshIOError
 from support.surfaces import hemisphere
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import facevision.predict.batch as batch
-from data_prep.crop import original_to_crop
-from data_prep.face_model import load_face_model
+from facevision.face.crop import original_to_crop
+from facevision.face.face_model import load_face_model
 from facevision.predict.outputs import (DEFAULT_OUTPUTS, PHOTO_FILES, OutputConfig, finished_photos, parse_outputs,
                                         photo_outputs, present_outputs, write_face, write_photo_files,
                                         written_outputs)
@@ -60,7 +60,7 @@ def test_overlay_draws_landmarks_by_visibility_where_the_face_is(scene):
 def test_overlay_draws_the_head_axes_from_the_head_origin(scene):
     fp, res = scene
     pic = draw_overlay(fp.photo, [res], CFG)
-    # ground truth: the model origin and the head's axes (crop frame) mapped into the photo by data_prep.crop
+    # ground truth: the model origin and the head's axes (crop frame) mapped into the photo by facevision.face.crop
     length = CFG.axis_length * fp.scale  # crop px per model unit
     origin = crop_to_photo_px(fp.centre[None], fp.box, fp.angle)[0]
     tips = crop_to_photo_px(fp.centre + length * fp.head.T, fp.box, fp.angle)  # rows: X, Y, Z tips
@@ -182,7 +182,7 @@ def test_preview_shows_the_face_large_around_its_crop_box(scene):
     vis = res.landmarks68_visible
     assert np.mean([_near(tile, x, y, (255, 0, 0), tol=30, reach=0) for x, y in pts[vis]]) > 0.9
     # elsewhere the panel is the photo cut at that box (drawings aside)
-    from data_prep.crop import crop_image
+    from facevision.face.crop import crop_image
 
     plain = crop_image(fp.photo, box, 128)
     assert np.mean(np.all(tile == plain, -1)) > 0.8

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.io import read_png
+from facevision.face.images import read_png
 from facevision.maps.visualize import image_grid, label_strip
 from facevision.train.curves import PANELS, CurvesConfig, draw_curves, plot_log, read_log, write_curves
 

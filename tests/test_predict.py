@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from data_prep.crop import crop_to_original
-from data_prep.dataset_format import decode_corr, decode_depth
-from data_prep.io import read_png
+from facevision.face.crop import crop_to_original
+from facevision.face.codecs import decode_corr, decode_depth
+from facevision.face.images import read_png
 from facevision.predict.outputs import FACE_FILES, MESH_FILES, write_face
 from facevision.predict.predictor import CHECKPOINT_ENV, PredictConfig, Predictor, default_checkpoint
 from support.synthetic import fixed_maps_model, render_reference
@@ -35,7 +35,7 @@ def photo():
 
 @pytest.fixture(scope="module")
 def result(oracle, photo):
-    from data_prep.crop import crop_image
+    from facevision.face.crop import crop_image
 
     crop = crop_image(photo, BOX, 128)
     return oracle.predict_crops(crop[None], [BOX])[0]
@@ -164,7 +164,7 @@ def test_device_errors_are_clear():
 
 def test_detect_keeps_the_largest_face_unless_all_faces(monkeypatch, oracle, tmp_path):
     import facevision.predict.predictor as pp
-    from data_prep.detect import FaceBox
+    from facevision.face.detect import FaceBox
     from PIL import Image
 
     small, big = FaceBox((10, 10, 40, 45), 0.99), FaceBox((100, 60, 190, 160), 0.80)
@@ -195,7 +195,7 @@ def test_crop_size_comes_from_the_checkpoint(tmp_path):
 
 
 def test_fit_outputs_fixed_topology_mesh_in_photo_pixels(tmp_path, result, photo):
-    from data_prep.face_model import load_face_model
+    from facevision.face.face_model import load_face_model
     from meshing import load_mesh
 
     assert result.landmarks_source == "model_fit" and result.model_fit is not None
@@ -228,7 +228,7 @@ def _landmark_gaps(mesh_vertices: np.ndarray, landmarks: np.ndarray, height: int
 def test_meshes_are_in_the_photo_frame_by_default(tmp_path, oracle, photo, angle):
     """Issue #13: mesh.ply / mesh.obj overlay the photo (X = column, Y = H - 1 - row, Z in photo px), also for a
     turned crop; --mesh-frame crop keeps the crop frame of FaceResult.mesh."""
-    from data_prep.crop import crop_image
+    from facevision.face.crop import crop_image
     from facevision.predict.outputs import OutputConfig
     from meshing import load_mesh
 
@@ -257,7 +257,7 @@ def test_meshes_are_in_the_photo_frame_by_default(tmp_path, oracle, photo, angle
 def test_textures_are_cut_from_the_photo_at_the_texture_size(tmp_path, result, photo):
     """Issue #13: the OBJ texture is the same crop cut from the photo at up to OutputConfig.texture_size px (512),
     capped at the crop's own size in the photo (256 px here) and never below the network crop."""
-    from data_prep.crop import crop_image
+    from facevision.face.crop import crop_image
     from facevision.predict.outputs import OutputConfig, texture_side
 
     data = write_face(tmp_path / "a", result, photo)

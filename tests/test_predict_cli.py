@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.detect import FaceBox
+from facevision.face.detect import FaceBox
 from facevision.cli import main
 from facevision.predict.batch import BatchConfig, expand_inputs, output_names, run_batch
 from facevision.predict.predictor import PredictConfig, Predictor

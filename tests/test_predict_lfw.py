@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.crop import original_to_crop
+from facevision.face.crop import original_to_crop
 from facevision.cli import main
 from facevision.predict.predictor import checkpoint_candidates
 
@@ -57,7 +57,7 @@ def test_predict_real_photos_end_to_end(lfw_root, random_checkpoint, tmp_path, c
 def test_shipped_checkpoint_depth_peaks_at_the_nose(lfw_root):
     from scipy.ndimage import gaussian_filter
 
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from data_prep.landmarks import face_mesh_landmarks
     from facevision import Predictor
 
@@ -83,7 +83,7 @@ def test_shipped_checkpoint_depth_peaks_at_the_nose(lfw_root):
 
 def test_pose_of_labelled_lfw_faces_is_near_frontal(lfw_root):
     """MediaPipe-labelled maps of roughly frontal LFW photos: the pose reads near 0 after the reference tilt."""
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from data_prep.label_mediapipe import label_photo
     from facevision.maps.pose import PoseConfig, pose_from_maps
 
@@ -105,7 +105,7 @@ def test_upright_crop_follows_a_tilted_head(lfw_root, tilt):
     turned photo where the upright photo's landmarks go, and the roll changes by the tilt."""
     import cv2
 
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from facevision.predict.predictor import PredictConfig, Predictor
 
     path = _photos(lfw_root)[0]

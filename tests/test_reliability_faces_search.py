@@ -1,6 +1,6 @@
 """Issue "Reliability II" item 6a, small faces: the short-range detector misses faces under ~10 % of the photo's
 width; ``predict`` now looks again with the full-range model and in overlapping tiles of large photos
-(``data_prep.detect.find_faces``), only when the first pass finds nothing unless every face is wanted.
+(``facevision.face.detect.find_faces``), only when the first pass finds nothing unless every face is wanted.
 
 The tiling arithmetic runs on a stand-in detector that, like the short-range model, only sees squares of at least
 10 % of its input (coordinates known exactly); the recall on real faces pastes LFW photos on generated canvases
@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces, search_tiles
-from data_prep.io import read_photo
+from facevision.face.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces, search_tiles
+from facevision.face.images import read_photo
 from facevision.predict.predictor import PredictConfig, Predictor
 from support.synthetic import fixed_maps_model, render_reference
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import facevision.predict.predictor as pp
-from data_prep.detect import FaceBox
+from facevision.face.detect import FaceBox
 from facevision.cli import main
 from facevision.predict.batch import BatchConfig, run_batch
 from facevision.predict.outputs import OutputConfig

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 import meshing
-from data_prep.dataset_format import encode_depth
-from data_prep.io import (OutputWriteError, atomic_write_bytes, atomic_write_json, atomic_write_png, read_photo,
-                          read_photo_scaled, remove_stale_temporaries)
+from facevision.face.codecs import encode_depth
+from facevision.common.fileio import OutputWriteError, atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from facevision.face.images import atomic_write_png, read_photo, read_photo_scaled
 from facevision.cli import main
 from support.surfaces import hemisphere
 
@@ -182,7 +182,7 @@ def test_a_folder_written_as_a_whole_replaces_the_old_one_or_leaves_it(tmp_path,
     """atomic_folder: a complete new folder replaces the old one (no file of the old left in it); a block that
     fails (here: a full disk) or is interrupted leaves the old folder as it was and no temporary; a file or
     a symlink at the final name is never replaced."""
-    from meshing.fileio import atomic_folder
+    from facevision.common.fileio import atomic_folder
 
     target = tmp_path / "photo"
     (target / "face1").mkdir(parents=True)
@@ -242,7 +242,7 @@ def test_large_jpeg_is_decoded_reduced_within_a_memory_bound(tmp_path):
     Image.new("RGB", (8000, 6000), (90, 120, 150)).save(path, quality=50)
     code = textwrap.dedent(f"""
         import resource, json
-        from data_prep.io import read_photo_scaled
+        from facevision.face.images import read_photo_scaled
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         p = read_photo_scaled({str(path)!r}, max_pixels=2_000_000)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -267,10 +267,10 @@ def test_large_png_is_resampled_to_the_limit(tmp_path):
 
 
 def test_mesh_command_refuses_a_huge_map_before_decoding_it(tmp_path, monkeypatch, capsys):
-    import data_prep.io
+    import facevision.face.images
 
     Image.fromarray(np.zeros((2100, 2100), np.uint16)).save(tmp_path / "huge.png")
-    monkeypatch.setattr(data_prep.io, "read_png", lambda *a, **k: pytest.fail("decoded a map above the limit"))
+    monkeypatch.setattr(facevision.face.images, "read_png", lambda *a, **k: pytest.fail("decoded a map above the limit"))
     assert main(["mesh", "--depth", str(tmp_path / "huge.png"), "-o", str(tmp_path / "m.ply")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{tmp_path / 'huge.png'}: 2100 x 2100" in err[0] and "--max-pixels" in err[0]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.face_model import load_face_model
-from data_prep.io import read_photo
-from data_prep.reference import load_reference
+from facevision.face.face_model import load_face_model
+from facevision.face.images import read_photo
+from facevision.face.reference import load_reference
 from facevision.cli import main
 from facevision.fit.model_fit import fit_face_model
 from support.face_model import render_face_model

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.io import ImageReadError, read_photo, read_photo_scaled
+from facevision.face.images import ImageReadError, read_photo, read_photo_scaled
 
 LIMIT = 500_000  # PIL.Image.MAX_IMAGE_PIXELS in these tests: Pillow refuses images above 2 x LIMIT pixels
 
@@ -57,9 +57,9 @@ def test_other_formats_above_the_bomb_limit_are_refused_in_one_line(tmp_path, sm
 def test_16bit_photos_are_converted_exactly_in_strips(tmp_path, monkeypatch):
     """16-bit gray and colour with alpha, read a few rows at a time (tiny strips), reduced by a block factor: the
     same as rounding the float conversion of the whole image, then area-resampling it."""
-    import data_prep.io
+    import facevision.face.images
 
-    monkeypatch.setattr(data_prep.io, "_STRIP_PIXELS", 100)  # 2 or 3 rows per strip
+    monkeypatch.setattr(facevision.face.images, "_STRIP_PIXELS", 100)  # 2 or 3 rows per strip
     rng = np.random.default_rng(0)
     gray = rng.integers(0, 65536, (41, 37), dtype=np.uint16)
     Image.fromarray(gray).save(tmp_path / "g16.png")

@@ -1,9 +1,9 @@
 """Faces at any roll (Reliability II #4): an upside-down or sideways face gets an upright crop, or is refused.
 
 MediaPipe's keypoints read a face turned by more than about 90 deg as one turned the other way by less (the
-chin where the forehead is), so the eye line alone cannot give the full circle: :func:`data_prep.crop.face_crop`
+chin where the forehead is), so the eye line alone cannot give the full circle: :func:`facevision.face.crop.face_crop`
 reads the eye line over the full circle and keeps its quarter turn for turned-away faces, and
-:func:`data_prep.crop.upright_face_crop` (what ``predict`` cuts with) takes a second detector look to find
+:func:`facevision.face.crop.upright_face_crop` (what ``predict`` cuts with) takes a second detector look to find
 upside-down crops. Synthetic keypoints and a stub detector check the rules; LFW photos turned by np.rot90 check
 them on real faces (skipped without LFW).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.crop import (CropConfig, crop_image, face_crop, original_to_crop, square_crop_box, upright_angle,
-                            upright_face_crop, upright_turn)
-from data_prep.detect import FaceBox
+from facevision.face.crop import (CropConfig, crop_image, face_crop, original_to_crop, square_crop_box, upright_angle,
+                                  upright_face_crop, upright_turn)
+from facevision.face.detect import FaceBox
 
 LFW_PHOTOS = ("Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Paris_Hilton/Paris_Hilton_0001.jpg",
               "Tim_Robbins/Tim_Robbins_0001.jpg", "Azra_Akin/Azra_Akin_0001.jpg")
@@ -274,8 +274,8 @@ def _rotated(image: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_lfw_photos_turned_by_quarter_turns_get_upright_crops(lfw_root):
-    from data_prep.detect import detect_faces
-    from data_prep.io import read_photo
+    from facevision.face.detect import detect_faces
+    from facevision.face.images import read_photo
 
     for name in LFW_PHOTOS:
         img = read_photo(lfw_root / name)
@@ -315,7 +315,7 @@ def _roll_and_landmarks(predictor, im):
 
 
 def test_rotated_photo_gives_turned_roll_and_landmarks_on_the_face(lfw_root, predictor):
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
 
     img = read_photo(lfw_root / LFW_PHOTOS[0])
     h, w = img.shape[:2]
@@ -330,7 +330,7 @@ def test_rotated_photo_gives_turned_roll_and_landmarks_on_the_face(lfw_root, pre
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_predictor_on_a_rotated_photo(lfw_root, predictor, k):
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
 
     img = read_photo(lfw_root / LFW_PHOTOS[0])
     h, w = img.shape[:2]

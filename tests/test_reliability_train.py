@@ -53,7 +53,7 @@ def test_every_sample_is_checked_up_front(big_toy, tmp_path, damage, why):
     else:
         import numpy as np
 
-        from data_prep.io import atomic_write_png
+        from facevision.face.images import atomic_write_png
 
         atomic_write_png(victim, np.zeros((64, 64), np.uint16))
     t = time.perf_counter()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.detect import FaceBox
+from facevision.face.detect import FaceBox
 from facevision.predict.batch import BatchConfig, run_batch
 from facevision.predict.predictor import PredictConfig, Predictor
 from facevision.predict.report import ReportConfig, display_mesh, encode_mesh, write_report

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.reference import load_reference
+from facevision.face.reference import load_reference
 
 
 def _tool():

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_prep.dataset_format import DatasetFormatError
-from data_prep.io import read_png
+from facevision.face.images import read_png
 from data_prep.toy import make_toy_dataset
 from facevision.cli import main
 from facevision.data import FaceMapsDataset

@@ -1,4 +1,4 @@
-"""Build the reference face asset ``data_prep/assets/reference_face.npz``.
+"""Build the reference face asset ``facevision/face/assets/reference_face.npz``.
 
 ``python tools/build_reference.py [--root LFW] [--count 3000] [--workers 2]``
 
@@ -24,17 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.ibug68 import IBUG68_FROM_MEDIAPIPE
+from facevision.face.ibug68 import IBUG68_FROM_MEDIAPIPE
 from data_prep.mirror import check_mirror_with_mediapipe, mirror_permutation
-from meshing.geometry import similarity_fit
-from data_prep.reference import REFERENCE_PATH
+from facevision.common.geometry import similarity_fit
+from facevision.face.reference import REFERENCE_PATH
 
 DEFAULT_ROOT = "/work/shared/datasets/lfw/images_deepfunneled"
 
 
 def _landmarks_of(path: str):
     from data_prep.drops import DropError
-    from data_prep.io import ImageReadError, read_photo
+    from facevision.face.images import ImageReadError, read_photo
     from data_prep.label_mediapipe import detect_single_face, photo_landmarks
 
     try:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     shapes = collect_landmarks(args.root, args.count, args.workers)
     print(f"collected {len(shapes)} landmark sets in {time.time() - t0:.0f} s", file=sys.stderr)
     data = build(shapes)
-    from data_prep.io import atomic_write
+    from facevision.common.fileio import atomic_write
 
     atomic_write(args.output, lambda p: np.savez_compressed(p, **data))
     print(f"wrote {args.output}: {len(data['vertices'])} vertices, {len(data['triangles'])} triangles", file=sys.stderr)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from data_prep.dataset_format import read_manifest, read_sample
-from data_prep.io import atomic_write
+from facevision.common.fileio import atomic_write
 
 
 def tile(sample) -> np.ndarray:

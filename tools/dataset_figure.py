@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.dataset_format import read_manifest, read_sample  # noqa: E402
-from data_prep.io import atomic_write_bytes  # noqa: E402
+from facevision.common.fileio import atomic_write_bytes  # noqa: E402
 
 
 def row(root: Path, sid: str) -> np.ndarray:

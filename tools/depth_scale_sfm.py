@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meshing.geometry import similarity_fit
+from facevision.common.geometry import similarity_fit
 
 NOSE_TIP = 4  # Face Mesh vertex of the nose tip
 

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from data_prep.detect import detect_faces, detect_faces_haar
-from data_prep.io import read_photo
+from facevision.face.detect import detect_faces, detect_faces_haar
+from facevision.face.images import read_photo
 
 DETECTORS = {"mediapipe": detect_faces, "opencv_haar": detect_faces_haar}
 

@@ -10,10 +10,10 @@ import argparse
 import cv2
 import numpy as np
 
-from data_prep.io import atomic_write_png, read_photo
+from facevision.face.images import atomic_write_png, read_photo
 from facevision.predict.overlay import draw_overlay, encode_jpeg
 from facevision.predict.predictor import Predictor
-from meshing.fileio import atomic_write_bytes
+from facevision.common.fileio import atomic_write_bytes
 
 
 def overlay_figure(predictor: Predictor, photos: list[str], height: int = 250) -> np.ndarray:

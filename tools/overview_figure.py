@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 
-from data_prep.io import atomic_write_png, read_photo
+from facevision.face.images import atomic_write_png, read_photo
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb
 from facevision.predict.predictor import Predictor
 from facevision.predict.render import RenderConfig, preview_sheet

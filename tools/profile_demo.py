@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from data_prep.dataset_format import Sample, read_manifest, read_sample
-from data_prep.io import atomic_write
+from facevision.common.fileio import atomic_write
 from data_prep.profile import ProfileConfig, lift_surface, render_view
 from data_prep.toy import toy_sample
-from data_prep.sizes import CROP_SIZE
+from facevision.face.sizes import CROP_SIZE
 
 LFW_DATASET_ENV = "FACEVISION_LFW_DATASET"
 FIGURE_VIEWS = ((0.0, 0.0), (-75.0, 0.0), (-40.0, 15.0), (40.0, -15.0), (90.0, 0.0))

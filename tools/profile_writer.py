@@ -96,7 +96,7 @@ def main() -> int:
         retain_freed_memory()
     except ImportError:
         pass
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from facevision.benchmark.throughput import first_photo_per_person
     from facevision.predict import outputs
     from facevision.predict.predictor import PredictConfig, Predictor

@@ -42,7 +42,7 @@ def main() -> int:
         (photos_dir / p.name).symlink_to(p.resolve())
     load_before = os.getloadavg()[0]
 
-    from data_prep.io import read_photo
+    from facevision.face.images import read_photo
     from facevision.benchmark.throughput import in_memory_seconds_per_photo
     from facevision.predict.predictor import PredictConfig, Predictor
 

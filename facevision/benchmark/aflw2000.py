@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from data_prep.ibug68 import IBUG68_GROUPS
+from facevision.face.ibug68 import IBUG68_GROUPS
 
 __all__ = ["labeler_maps_method", "AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
            "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box",
@@ -149,7 +149,7 @@ def nme(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def group_errors(pred: np.ndarray, gt: np.ndarray, yaw_deg: float) -> dict[str, dict[str, float]]:
-    """Per iBUG part (:data:`data_prep.ibug68.IBUG68_GROUPS`): ``nme`` (as :func:`nme`, over the part's points)
+    """Per iBUG part (:data:`facevision.face.ibug68.IBUG68_GROUPS`): ``nme`` (as :func:`nme`, over the part's points)
     and the mean signed offset ``dx``, ``dy`` of prediction minus ground truth (same normaliser, fractions),
     with ``dx > 0`` towards the side the face turns to (the nose side: image right for yaw >= 0 in
     facevision's convention) and ``dy > 0`` down. A part-wide offset that grows with |yaw| is a
@@ -290,7 +290,7 @@ def run_benchmark(root: str | Path, method: Method, config: AflwConfig = AflwCon
     unreadable photo, a ValueError, landmarks that are not a finite (68, 2) array) is a record with ``nme`` None
     and an ``error`` naming the photo, counted in ``failed``.
     """
-    from data_prep.io import ImageReadError, read_photo
+    from facevision.face.images import ImageReadError, read_photo
 
     photos = list_photos(root)
     if config.limit is not None:
@@ -340,7 +340,7 @@ def run_benchmark(root: str | Path, method: Method, config: AflwConfig = AflwCon
 def network_method(predictor, config: AflwConfig = AflwConfig()) -> Method:
     """The facevision pipeline: detector (nearest detection, else the fallback box) -> crop -> network ->
     landmarks and pose, exactly as ``facevision predict`` computes them."""
-    from data_prep.detect import FaceBox, detect_faces
+    from facevision.face.detect import FaceBox, detect_faces
 
     def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
         faces = detect_faces(image, predictor.config.detect)
@@ -363,11 +363,11 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
     chosen like a detection, :func:`nearest_box`); when it finds none of this face, it is run on the fallback
     crop. ``mirror_average``: the labeler's
     photo + mirrored photo average (:class:`data_prep.landmarks.FaceMeshConfig`)."""
-    from data_prep.crop import CropConfig, crop_image, crop_to_original, square_crop_box
+    from facevision.face.crop import CropConfig, crop_image, crop_to_original, square_crop_box
     from data_prep.landmarks import FaceMeshConfig, face_mesh_landmarks
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
     from facevision.maps.pose import reference_tilt
-    from meshing.geometry import similarity_fit
+    from facevision.common.geometry import similarity_fit
 
     ref = load_reference()
     mesh_cfg = FaceMeshConfig(max_faces=4, mirror_average=mirror_average)
@@ -398,7 +398,7 @@ def tddfa_labeler_method(tddfa_dir: str | Path, config: AflwConfig = AflwConfig(
     """The 3DDFA_V2 labeler (:mod:`data_prep.label_tddfa`): the project's detector (the detection chosen by
     :func:`nearest_box`, else the fallback box), 3DDFA_V2's box rule, then ``passes - 1`` passes from the
     previous landmarks. Pose: the regressor's rotation, decomposed in AFLW's order."""
-    from data_prep.detect import DetectConfig, detect_faces
+    from facevision.face.detect import DetectConfig, detect_faces
     from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
 
     labeler = TddfaLabeler(tddfa_dir, TddfaConfig(passes=passes, mirror_average=mirror_average))
@@ -423,7 +423,7 @@ def labeler_maps_method(tddfa_dir: str | Path, postprocessor, config: AflwConfig
     (``postprocessor``: a :class:`facevision.predict.predictor.Postprocessor` in the labels' correspondence space).
     What this loses against :func:`tddfa_labeler_method` is lost by the read-out, not by the network. A face the
     labeler drops (landmarks outside the crop) fails."""
-    from data_prep.detect import FaceBox, detect_faces
+    from facevision.face.detect import FaceBox, detect_faces
     from data_prep.drops import DropError
     from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
 

@@ -31,8 +31,8 @@ def within_between_ratio(a: np.ndarray, b: np.ndarray) -> float:
 def run_identity_stability(root: str | Path, maps_of: Callable[[np.ndarray], tuple | None], people: int = 20,
                            k: int = 5, progress: bool = False) -> dict:
     """maps_of(photo_rgb) -> (depth_px, corr, mask, id_coeffs of its own fit) or None when no face."""
-    from data_prep.face_model import load_face_model
-    from data_prep.io import read_photo
+    from facevision.face.face_model import load_face_model
+    from facevision.face.images import read_photo
     from data_prep.lfw import list_lfw
     from data_prep.split import split_identities
     from facevision.fit.model_fit import fit_shared_identity

@@ -117,7 +117,7 @@ def run_lfw_pairs(root: str | Path, code_of: Callable[[np.ndarray], np.ndarray |
     root: ``.../lfw/images_deepfunneled`` (pairs.txt is looked for in it and its parent). max_pairs:
     the first N pairs of each fold, same and different alternating, for a quicker run.
     """
-    from data_prep.io import ImageReadError, read_photo
+    from facevision.face.images import ImageReadError, read_photo
 
     root = Path(root)
     if pairs_file is None:

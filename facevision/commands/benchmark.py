@@ -178,7 +178,7 @@ def _postprocessor(checkpoint: Path | None):
 
 
 def run_aflw2000(args: argparse.Namespace) -> int:
-    from data_prep.io import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
     from facevision.benchmark.aflw2000 import (AflwConfig, labeler_maps_method, labeler_method, network_method,
                                                run_benchmark, tddfa_labeler_method)
 

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
-    from data_prep.io import atomic_write_json
+    from facevision.common.fileio import atomic_write_json
     from facevision.evaluate import EvaluateConfig, evaluate, metrics_table
     from facevision.model.device import resolve_device
     from facevision.predict.predictor import default_checkpoint
@@ -65,7 +65,7 @@ def _check_same_space(checkpoint, data) -> None:
     """ValueError when the checkpoint names a correspondence space other than the dataset's (its maps would be
     scored against labels in another colour code)."""
     from data_prep.dataset_format import read_manifest
-    from data_prep.reference import CORRESPONDENCE_SPACE
+    from facevision.face.reference import CORRESPONDENCE_SPACE
     from facevision.model.checkpoint import read_generator_metadata
 
     ours = read_generator_metadata(checkpoint).get("correspondence_space", CORRESPONDENCE_SPACE)

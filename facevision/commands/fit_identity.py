@@ -47,8 +47,9 @@ def misfits(shared_rms: list[float], alone_rms: list[float | None], factor: floa
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from data_prep.face_model import load_face_model
-    from data_prep.io import ImageReadError, atomic_write_json
+    from facevision.face.face_model import load_face_model
+    from facevision.face.images import ImageReadError
+    from facevision.common.fileio import atomic_write_json
     from facevision.fit.model_fit import fit_shared_identity
     from facevision.maps.pose import photo_pose
     from facevision.predict.batch import expand_inputs

@@ -118,9 +118,10 @@ def fit_face_dir(face_dir: Path, model: Any, relation: Any, use_landmarks: bool 
     """Register one predict face folder; writes flame.npz, flame_mesh.obj, result.json["flame"]."""
     import numpy as np
 
-    from data_prep.crop import original_to_crop
-    from data_prep.dataset_format import decode_corr, decode_depth
-    from data_prep.io import atomic_write_json, read_png
+    from facevision.face.crop import original_to_crop
+    from facevision.face.codecs import decode_corr, decode_depth
+    from facevision.common.fileio import atomic_write_json
+    from facevision.face.images import read_png
     from facevision.flame.io import save_fit
     from facevision.flame.registration import register
     from meshing import mesh_from_maps
@@ -164,7 +165,7 @@ def _fit(args: argparse.Namespace, model: Any) -> int:
 
     reference = None
     if args.reference is not None:
-        from data_prep.reference import load_reference
+        from facevision.face.reference import load_reference
 
         reference = load_reference(args.reference)
     dirs = find_face_dirs(args.paths)

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.io import atomic_write_json
+    from facevision.common.fileio import atomic_write_json
     from facevision.predict.outputs import SUMMARY_NAME
     from facevision.predict.shards import ShardMergeError, merge_shard_summaries
 

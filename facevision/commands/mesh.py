@@ -138,7 +138,7 @@ def _read_array(path: Path, flag: str):
     """A map file as an array: .npy (no pickles) or any image OpenCV reads, bit depth and floats kept."""
     import numpy as np
 
-    from data_prep.io import ImageReadError, read_png
+    from facevision.face.images import ImageReadError, read_png
 
     try:
         if path.suffix.lower() != ".npy":
@@ -158,7 +158,8 @@ def _depth_from(path: Path, raw):
     and floats as they are. Anything with colour channels is refused (_InputError naming the file)."""
     import numpy as np
 
-    from data_prep.dataset_format import check_depth_px, decode_depth
+    from data_prep.dataset_format import check_depth_px
+    from facevision.face.codecs import decode_depth
 
     if raw.ndim == 3 and raw.shape[2] == 1:
         raw = raw[..., 0]
@@ -179,7 +180,8 @@ def _corr_from(path: Path, raw):
     as they are (checked). Anything else is refused (_InputError naming the file)."""
     import numpy as np
 
-    from data_prep.dataset_format import check_corr, decode_corr
+    from data_prep.dataset_format import check_corr
+    from facevision.face.codecs import decode_corr
 
     if not (raw.ndim == 3 and raw.shape[2] in (3, 4) and (raw.dtype in (np.uint8, np.uint16) or raw.dtype.kind == "f")):
         what = _describe(raw) if raw.ndim in (2, 3) else f"{raw.shape}"
@@ -194,7 +196,7 @@ def _corr_from(path: Path, raw):
 def _read_maps(args):
     import numpy as np
 
-    from data_prep.io import ImageReadError, read_photo
+    from facevision.face.images import ImageReadError, read_photo
 
     for path in (args.depth, args.mask, args.corr, args.image):
         _check_pixels(path, args.max_pixels)
@@ -230,7 +232,7 @@ def _read_maps(args):
 @reports_errors(PROG)
 def run(args: argparse.Namespace) -> int:
     from meshing import FaceMesh, MeshingError, mesh_from_maps, save_mesh
-    from data_prep.io import OutputWriteError
+    from facevision.common.fileio import OutputWriteError
     from meshing.io import MESH_SUFFIXES, MeshIOError
 
     prog = PROG

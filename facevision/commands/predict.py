@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from data_prep.sizes import CROP_SIZE  # imports nothing
+from facevision.face.sizes import CROP_SIZE  # imports nothing
 from facevision.commands.errors import CommandError, config_errors, fail, reports_errors
 from facevision.env import CHECKPOINT_ENV, FLAME_MODEL_ENV  # imports nothing (numpy loads after run() sets threads)
 
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 def _configs(args: argparse.Namespace, threads: int | None):
     """(PredictConfig, BatchConfig) from the command line; each config checks itself, a bad value is a
     :class:`CommandError` naming the flag (nothing has loaded yet)."""
-    from data_prep.detect import DetectConfig
+    from facevision.face.detect import DetectConfig
     from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig
     from facevision.predict.outputs import OutputConfig, parse_outputs
     from facevision.predict.predictor import PredictConfig

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data_prep.sizes import CROP_SIZE  # imports nothing
+from facevision.face.sizes import CROP_SIZE  # imports nothing
 from facevision.commands.errors import DeprecatedFlag, config_errors, fail, reports_errors
 
 PROG = "facevision prepare"
@@ -56,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Writes the .npz asset and prints its model card (JSON).")
     fm.add_argument("dataset", metavar="DATASET", help="dataset folder from `facevision prepare lfw`")
     fm.add_argument("-o", "--output", metavar="NPZ", default=None,
-                    help="where to write the model (default: the package asset data_prep/assets/face_model.npz for "
+                    help="where to write the model (default: the package asset facevision/face/assets/face_model.npz for "
                          "Face Mesh labels; DATASET/face_model.npz, beside its reference.npz, for other spaces)")
     fm.add_argument("--limit", type=int, default=None, help="only the first N samples per split (quick runs)")
     fm.add_argument("--id-modes", type=int, default=None, metavar="K",
@@ -118,8 +118,8 @@ def run_face_model(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
     from pathlib import Path
 
-    from data_prep.face_model import FACE_MODEL_PATH
-    from data_prep.reference import CORRESPONDENCE_SPACE
+    from facevision.face.face_model import FACE_MODEL_PATH
+    from facevision.face.reference import CORRESPONDENCE_SPACE
 
     try:
         grids = {}

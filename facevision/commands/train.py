@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
               save_every_steps=args.save_every_steps, init_generator=args.init)
     except (DatasetFormatError, RunFolderError, CheckpointError, ValueError) as exc:
         return fail("facevision train", exc)
-    except OSError as exc:  # data_prep.io.OutputWriteError: a checkpoint or log could not be written (disk full...)
+    except OSError as exc:  # facevision.face.images.OutputWriteError: a checkpoint or log could not be written (disk full...)
         return fail("facevision train", exc, code=1)
     return 0
 

@@ -45,7 +45,7 @@ def similarity_matrix(size: int, angle_deg: float, scale: float, shift: tuple[fl
 def warp_sample(image: np.ndarray, depth: np.ndarray, corr: np.ndarray, mask: np.ndarray, matrix: np.ndarray,
                 scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Apply a similarity ``matrix`` (scale factor ``scale``) to a sample, keeping the labels exact."""
-    from data_prep.dataset_format import DEPTH_BASE_PX
+    from facevision.face.codecs import DEPTH_BASE_PX
 
     size = image.shape[1], image.shape[0]
     warp = lambda a, interp: cv2.warpAffine(a, matrix, size, flags=interp, borderMode=cv2.BORDER_CONSTANT,  # noqa: E731

@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from data_prep.dataset_format import SAMPLE_FILES, DatasetFormatError, read_manifest, read_sample, sample_dir
-from data_prep.io import png_complete
+from facevision.common.fileio import png_complete
 from facevision.data.augment import AugmentConfig, augment_sample
 from facevision.model.outputs import depth_from_network, depth_to_network
-from data_prep.sizes import CROP_SIZE
+from facevision.face.sizes import CROP_SIZE
 
 
 class SampleError(DatasetFormatError):

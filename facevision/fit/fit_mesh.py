@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.crop import crop_to_original
+from facevision.face.crop import crop_to_original
 from facevision.fit.model_fit import ModelFit
 
 __all__ = ["fit_mesh"]

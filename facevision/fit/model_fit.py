@@ -1,4 +1,4 @@
-"""Fit the project's linear face model (:mod:`data_prep.face_model`) to one prediction's maps.
+"""Fit the project's linear face model (:mod:`facevision.face.face_model`) to one prediction's maps.
 
 Every face pixel gives a pair: its 3D point lifted from the depth map in the mesh frame of
 :mod:`facevision.maps.pose` (``X`` = column, ``Y`` = ``S - 1 - row``, ``Z`` = depth, crop px), and the
@@ -21,11 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.face_model import FaceModel, load_face_model
-from data_prep.reference import ReferenceFace, load_reference
+from facevision.face.face_model import FaceModel, load_face_model
+from facevision.face.reference import ReferenceFace, load_reference
 from facevision.maps.pose import Pose, reference_tilt, rotation_to_angles
-from meshing.geometry import similarity_fit
-from data_prep.sizes import CROP_SIZE
+from facevision.common.geometry import similarity_fit
+from facevision.face.sizes import CROP_SIZE
 
 __all__ = ["FitConfig", "ModelFit", "fit_face_model", "fit_shared_identity", "uv_lookup", "locate_uv"]
 
@@ -100,7 +100,7 @@ def uv_lookup(reference: ReferenceFace, size: int = 512) -> np.ndarray:
                           + np.ascontiguousarray(reference.triangles).tobytes()).hexdigest()
     key = (reference.name, layout, int(size))
     if key not in _LOOKUPS:
-        from data_prep.rasterize import rasterize
+        from facevision.face.rasterize import rasterize
 
         tri = reference.triangles
         uv = reference.vertices[:, :2]
@@ -238,7 +238,7 @@ def _prior(config: FitConfig, s: float) -> float:
 
 def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel | None = None,
                    config: FitConfig = FitConfig(), reference: ReferenceFace | None = None) -> ModelFit:
-    """(S, S) depth_px, (S, S, 3) correspondence, (S, S) mask (maps of :mod:`meshing.conventions`) -> :class:`ModelFit`.
+    """(S, S) depth_px, (S, S, 3) correspondence, (S, S) mask (maps of :mod:`facevision.common.conventions`) -> :class:`ModelFit`.
 
     Raises:
         ValueError: fewer than ``config.min_pixels`` face pixels fall on the model.

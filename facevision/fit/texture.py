@@ -4,7 +4,7 @@
 same point of every face (the nose tip of one photo's texture sits where the nose tip of another's does):
 
 * ``facevision-reference-v1`` (468 Face Mesh vertices, the package's face model): the reference face's own (u, v)
-  (``data_prep/assets/reference_face.npz``), i.e. the u and v of the correspondence code: u to the right of a
+  (``facevision/face/assets/reference_face.npz``), i.e. the u and v of the correspondence code: u to the right of a
   frontal face, v up, both spanning [0, 1]. So a pixel of ``corr.png`` with code (u, v, w) shows the texel (u, v).
   The layout is the reference's fold-free frontal projection, so the sides of the face get fewer texels.
 * ``3ddfa-grid64`` (the 3DDFA space's 4,096 grid points and 68 landmarks): u = (column + 0.5) / 64,
@@ -35,7 +35,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from data_prep.rasterize import rasterize
+from facevision.face.rasterize import rasterize
 from meshing.refine import vertex_normals
 
 __all__ = ["TextureConfig", "UVLayout", "FitTexture", "uv_layout", "texel_lookup", "unwrap_texture", "SEEN", "MIRRORED",
@@ -111,7 +111,7 @@ def _key(*arrays: np.ndarray) -> str:
 @lru_cache(maxsize=4)
 def _reference_layout() -> tuple[str, np.ndarray, np.ndarray]:
     """(triangles key, triangles, uv) of the package reference face."""
-    from data_prep.reference import load_reference
+    from facevision.face.reference import load_reference
 
     ref = load_reference()
     uv = ref.vertices[:, :2].copy()
@@ -121,7 +121,7 @@ def _reference_layout() -> tuple[str, np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=4)
 def _grid_key(n_grid: int) -> str:
-    from data_prep.tddfa_files import grid_triangles
+    from facevision.face.grid import grid_triangles
 
     return _key(grid_triangles(n_grid).astype(np.int64))
 
@@ -146,7 +146,7 @@ def uv_layout(vertices: np.ndarray, triangles: np.ndarray) -> UVLayout:
     vertices: (V, 3) the fit's vertices (any frame; used only to place vertices no triangle uses);
     triangles: (F, 3) the face model's triangles. Raises ValueError for a topology with no known layout.
     """
-    from data_prep.tddfa_files import GRID
+    from facevision.face.grid import GRID
 
     tri = np.asarray(triangles, np.int64)
     v = np.asarray(vertices)

@@ -33,7 +33,7 @@ from facevision.env import CACHE_ENV
 from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, torch_threads
 from facevision.flame.model import FlameModel
-from meshing.geometry import similarity_fit
+from facevision.common.geometry import similarity_fit
 from meshing.refine import vertex_normals
 
 __all__ = ["EMBEDDING_ENV", "EMBEDDING_NAME", "find_landmark_embedding", "relation_for", "LandmarkEmbedding",
@@ -100,7 +100,7 @@ class FlameCorrespondence:
         return self.face_faces[tri], bary, np.linalg.norm(pts - q, axis=1)
 
     def save(self, path: Path) -> None:
-        from data_prep.io import atomic_write
+        from facevision.common.fileio import atomic_write
 
         arrays = {k: getattr(self, k) for k in ("vertex_ref", "face_faces", "landmark_tri", "landmark_bary",
                                                 "uvw_offset", "uvw_scale")}
@@ -189,7 +189,7 @@ def relate_reference_to_flame(model: FlameModel, reference: Any, config: Relatio
 
     Args:
         reference: anything with ``vertices (N,3)`` in [0,1]^3, ``triangles``, ``ibug68`` and optionally
-            ``normalization`` {"offset", "scale"} (data_prep.reference.ReferenceFace or a synthetic one).
+            ``normalization`` {"offset", "scale"} (facevision.face.reference.ReferenceFace or a synthetic one).
         cache: True = default cache folder, a path = that folder, False/None = no disk cache.
         embedding: optional known reference-vertex <-> FLAME-surface pairs (FLAME's MediaPipe landmark
             embedding): they initialize the alignment and anchor the non-rigid fit.
@@ -386,11 +386,11 @@ def find_landmark_embedding(model: FlameModel) -> Path | None:
 
 def relation_for(model: FlameModel, reference: Any = None, embedding: str | os.PathLike | LandmarkEmbedding | None
                  | bool = True, config: RelationConfig = RelationConfig()) -> FlameCorrespondence:
-    """The (cached) relation for ``model``: default reference = data_prep.reference.load_reference();
+    """The (cached) relation for ``model``: default reference = facevision.face.reference.load_reference();
     ``embedding`` = a LandmarkEmbedding, a path, True (look for one: :func:`find_landmark_embedding`)
     or None/False (none)."""
     if reference is None:
-        from data_prep.reference import load_reference
+        from facevision.face.reference import load_reference
 
         reference = load_reference()
     if embedding is True:

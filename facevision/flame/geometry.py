@@ -1,6 +1,6 @@
 """Small mesh-geometry helpers: closest points on triangles (Open3D), barycentric sampling, OBJ of a bare mesh.
 
-Vertex normals: :func:`meshing.refine.vertex_normals`; similarity fit: :func:`meshing.geometry.similarity_fit`.
+Vertex normals: :func:`meshing.refine.vertex_normals`; similarity fit: :func:`facevision.common.geometry.similarity_fit`.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meshing.lazy_modules import import_open3d
+from facevision.common.lazy_modules import import_open3d
 
 __all__ = ["closest_points", "barycentric_points", "write_obj"]
 

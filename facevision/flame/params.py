@@ -139,7 +139,7 @@ def interpolate_params(a: FlameParams, b: FlameParams, t: float) -> FlameParams:
 def save_params(path: str | os.PathLike, params: FlameParams, model_sha256: str,
                 extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``flame.npz`` atomically: every parameter, the model file's sha256 and JSON metadata."""
-    from data_prep.io import atomic_write
+    from facevision.common.fileio import atomic_write
 
     meta = {"version": PARAMS_VERSION, "units": "flame_mesh in metres (FLAME frame); vertices_px = scale * v + "
             "translation_px in crop pixels (X=col, Y=H-1-row, Z towards viewer)", **(extra or {})}

@@ -36,8 +36,8 @@ from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import flame_forward_torch, flame_tensors, subset_tensors, torch_threads
 from facevision.flame.model import FlameModel
 from facevision.flame.params import FlameParams
-from meshing.conventions import check_corr
-from meshing.geometry import similarity_fit
+from facevision.common.conventions import check_corr
+from facevision.common.geometry import similarity_fit
 
 __all__ = ["RegistrationConfig", "FlameFit", "RegistrationError", "register", "CONTOUR_LANDMARKS"]
 
@@ -135,12 +135,12 @@ def register(mesh: Any, corr_map: np.ndarray | None, landmarks68: np.ndarray | N
     Args:
         mesh: meshing.FaceMesh (uses ``vertices`` (N,3) crop px, ``pixels`` (N,2) (row, col) and ``corr``
             (N,3) or None).
-        corr_map: (H,W,3) correspondence (:mod:`meshing.conventions`: in [0,1], 0 = background; checked); sampled at ``mesh.pixels`` when
+        corr_map: (H,W,3) correspondence (:mod:`facevision.common.conventions`: in [0,1], 0 = background; checked); sampled at ``mesh.pixels`` when
             ``mesh.corr`` is None; its height also converts landmark rows to Y. May be None when
             ``mesh.corr`` is set and no landmarks are given.
         landmarks68: (68,2) iBUG-68 landmarks in crop pixels (x = column, y = row), or None.
         model: the FLAME model (:func:`load_flame_model`).
-        reference: the correspondence space's reference face (default: data_prep.reference.load_reference()).
+        reference: the correspondence space's reference face (default: facevision.face.reference.load_reference()).
         relation: a precomputed :func:`relate_reference_to_flame` result; else :func:`relation_for` computes
             (and caches) it, using FLAME's mediapipe_landmark_embedding.npz when found next to the model
             file or named by $FACEVISION_FLAME_EMBEDDING.

@@ -1,6 +1,6 @@
 """68 iBUG landmarks read from a correspondence map through the reference face.
 
-For every iBUG-68 vertex of the reference face (``data_prep.reference.load_reference().ibug68``) the
+For every iBUG-68 vertex of the reference face (``facevision.face.reference.load_reference().ibug68``) the
 face pixels whose predicted ``(u, v, w)`` are nearest to that vertex are found with a k-d tree
 (``scipy.spatial.cKDTree``). Distances are measured in the reference face's *raw* coordinates
 (``ReferenceFace.from_uvw``: isotropic, unit RMS radius), because the ``uvw`` normalization scales
@@ -11,7 +11,7 @@ fit is ill-conditioned or lands far from the matches, the inverse-distance weigh
 ``k`` pixels is used instead.
 
 Coordinates: crop pixels, ``x`` = column (right), ``y`` = row (down), pixel centres at integers.
-:func:`landmarks_to_original` maps them to original-photo pixels with ``data_prep.crop``.
+:func:`landmarks_to_original` maps them to original-photo pixels with ``facevision.face.crop``.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.crop import crop_to_original
-from data_prep.reference import ReferenceFace, load_reference
+from facevision.face.crop import crop_to_original
+from facevision.face.reference import ReferenceFace, load_reference
 
 __all__ = ["LandmarkConfig", "Landmarks", "landmarks_from_corr", "landmarks_to_original"]
 
@@ -115,5 +115,5 @@ def _affine_solve(pix: np.ndarray, values: np.ndarray, targets: np.ndarray) -> n
 
 
 def landmarks_to_original(points: np.ndarray, crop_box: Sequence[int], size: int, angle: float = 0.0) -> np.ndarray:
-    """(68, 2) crop pixels -> original-photo pixels (x right, y down), via ``data_prep.crop.crop_to_original``."""
+    """(68, 2) crop pixels -> original-photo pixels (x right, y down), via ``facevision.face.crop.crop_to_original``."""
     return crop_to_original(np.asarray(points, dtype=np.float64), crop_box, size, angle)

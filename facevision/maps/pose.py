@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.reference import FACE_MESH_FRONTAL_PITCH_DEG, ReferenceFace, load_reference
-from meshing.geometry import similarity_fit
+from facevision.face.reference import FACE_MESH_FRONTAL_PITCH_DEG, ReferenceFace, load_reference
+from facevision.common.geometry import similarity_fit
 
 __all__ = ["PoseConfig", "Pose", "photo_pose", "REFERENCE_PITCH_DEG", "reference_tilt", "pose_from_maps", "rotation_to_angles", "angles_to_rotation"]
 
@@ -118,7 +118,7 @@ def reference_tilt(reference_pitch_deg: float = REFERENCE_PITCH_DEG) -> np.ndarr
 
 def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, reference: ReferenceFace | None = None,
                    config: PoseConfig = PoseConfig()) -> Pose:
-    """(H, W) depth_px, (H, W, 3) correspondence, (H, W) mask (:mod:`meshing.conventions`) -> :class:`Pose`.
+    """(H, W) depth_px, (H, W, 3) correspondence, (H, W) mask (:mod:`facevision.common.conventions`) -> :class:`Pose`.
 
     Raises:
         ValueError: fewer than ``config.min_pixels`` face pixels.
@@ -149,7 +149,7 @@ def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, ref
 
 
 def photo_pose(pose: Pose, crop_angle: float) -> Pose:
-    """A pose read in a crop turned by ``crop_angle`` degrees (clockwise as seen, :mod:`data_prep.crop`)
+    """A pose read in a crop turned by ``crop_angle`` degrees (clockwise as seen, :mod:`facevision.face.crop`)
     -> the same head in the photo's frame: rotation, fit rotation and translation turned by
     ``Rz(-crop_angle)`` about the crop centre's Z axis, angles recomputed (roll changes by about
     ``-crop_angle``). Scale and residual are unchanged; translation stays in crop px."""

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, safe_open, save
 
-from data_prep.io import atomic_write_bytes
+from facevision.common.fileio import atomic_write_bytes
 from facevision.model.config import ModelConfig, input_multiple
 from facevision.model.generator import DualUnetGenerator
 

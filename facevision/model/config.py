@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from facevision.config import DictConfig
-from data_prep.sizes import CROP_SIZE
+from facevision.face.sizes import CROP_SIZE
 
 __all__ = ["ModelConfig", "input_multiple", "check_input_size"]
 

@@ -10,7 +10,7 @@ Outputs for an input crop of size S (RGB in [0, 1], (B, 3, S, S)):
 * ``corr``: (B, 3, S, S) in [0, 1] (sigmoid): the correspondence map.
 * ``mask_logits``: (B, 1, S, S) face-mask logits from a small extra head on the depth decoder.
 
-The maps' conventions are :mod:`meshing.conventions`'; the units and the one decoder of these outputs
+The maps' conventions are :mod:`facevision.common.conventions`'; the units and the one decoder of these outputs
 (depth x S, mask threshold, masking) are :mod:`facevision.model.outputs`'. Depth and corr are meaningful
 inside the face mask.
 """

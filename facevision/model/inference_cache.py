@@ -126,7 +126,7 @@ def store(checkpoint: str | Path, model_bytes: bytes, key: str | None = None) ->
     """Write ONNX ``model_bytes`` (made by :func:`export_onnx` with this checkpoint's key, ``key`` if given, in
     its metadata) to the cache atomically; None when the cache is off or the write fails (the cache only saves
     time)."""
-    from data_prep.io import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
 
     key = key or cache_key(checkpoint)
     path = cache_path(checkpoint, key)

@@ -5,7 +5,7 @@ each (B, C, S, S) for (B, 3, S, S) RGB crops in [0, 1]:
 
 * ``depth`` is depth in crop pixels divided by the crop side S (:func:`depth_to_network`), so the numbers
   stay O(1) whatever the crop size; :func:`depth_from_network` turns it back into crop px. The maps'
-  conventions (larger = closer, 0 = background) are :mod:`meshing.conventions`'.
+  conventions (larger = closer, 0 = background) are :mod:`facevision.common.conventions`'.
 * ``corr`` is the correspondence map (u, v, w), channels first.
 * ``mask_logits``: a pixel is face where its probability sigmoid(logit) is above the mask threshold
   (:func:`mask_logit_threshold`: the same test on the logit, no sigmoid needed).
@@ -15,7 +15,7 @@ training's validation, and by the dataset reader for the other direction.
 
 Mirror averaging (``PredictConfig.mirror_average``): the outputs for a mirrored crop, mirrored back
 (:func:`unmirror_outputs`: columns reversed, u -> 1 - u, since the reference face is symmetric about
-u = 0.5, :mod:`data_prep.reference`), are averaged with the crop's own (:func:`mirror_averaged`).
+u = 0.5, :mod:`facevision.face.reference`), are averaged with the crop's own (:func:`mirror_averaged`).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ the batch goes on.
 
 Reliability II: one run per OUT at a time (:class:`OutputFolderLock`: a second is refused naming the
 holder's pid, a lock left by a killed run is taken over); a photo's folder is written as a whole, into a
-temporary sibling renamed into place (:func:`meshing.fileio.atomic_folder`), so no folder mixes two runs'
+temporary sibling renamed into place (:func:`facevision.common.fileio.atomic_folder`), so no folder mixes two runs'
 files and a killed run leaves no half folder, and a folder holding files predict did not write is never
 replaced; ``summary.json`` is rebuilt from OUT at the end of every run, an interrupted one included
 (Ctrl-C; SIGTERM where the command turns it into one): this run's records plus every photo finished in
@@ -56,8 +56,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from data_prep.io import (ImageReadError, OutputWriteError, ScaledPhoto, atomic_write_json, read_photo_scaled,
-                          remove_stale_temporaries, temp_prefix)
+from facevision.face.images import ImageReadError, ScaledPhoto, read_photo_scaled
+from facevision.common.fileio import OutputWriteError, atomic_write_json, remove_stale_temporaries, temp_prefix
 from facevision.predict.outputs import (IMAGE_RECORD, MESH_FILE_OUTPUTS, MESH_OUTPUTS, PHOTO_FILES, SUMMARY_NAME,
                                        OutputConfig, face_dir_name, finished_photo, finished_photos, photo_outputs,
                                        present_outputs, read_image_record, write_face, write_photo_files,
@@ -67,7 +67,7 @@ from facevision.predict.render import RenderConfig
 from facevision.predict.report import REPORT_NAME
 from facevision.predict.shards import SHARD_SUMMARY, merge_shard_summaries, shard_of, shard_summary_name
 from facevision.predict.writer import WriterConfig, WriterPool, open_writer
-from meshing.fileio import atomic_folder, native_stderr_silenced
+from facevision.common.fileio import atomic_folder, native_stderr_silenced
 
 try:
     import fcntl
@@ -742,7 +742,7 @@ class _WriteJob:
     """Everything needed to finish one input, as plain data (sent to a writer process as it is).
 
     Per face (F of them): crops (F, S, S, 3) uint8, depth (F, S, S) float32 crop px, corr (F, S, S, 3) float32,
-    mask (F, S, S) bool (:mod:`meshing.conventions`), boxes: integer crop boxes and faces: detector boxes
+    mask (F, S, S) bool (:mod:`facevision.common.conventions`), boxes: integer crop boxes and faces: detector boxes
     (photo px), angles: crop angles (degrees), refusals: why a face is refused (its way up cannot be told) or
     None, :class:`facevision.predict.predictor.FaceCrops`; timings: ms per stage so far; network_ms: the network's ms per face;
     outputs: the outputs to write (:data:`facevision.predict.outputs.OUTPUT_FILES` names); found: faces the detector
@@ -804,7 +804,7 @@ class _WriteSetup:
         """Import what only the writers use (Open3D for smoothing and PLY, scipy.sparse, the fitted mesh) in the
         process the writer processes fork from: ~1 s of CPU once instead of once per worker. Imports only: no
         Open3D work, which would start threads before the fork."""
-        from meshing.lazy_modules import import_open3d
+        from facevision.common.lazy_modules import import_open3d
 
         import_open3d()
         import scipy.sparse.csgraph  # noqa: F401
@@ -1221,7 +1221,7 @@ def _fail(rec: dict[str, Any], reason: str) -> None:
 
 def _finish(job: _WriteJob, results: list, state: _WriteState, outcome: _Outcome) -> None:
     """Write one input's folder as a whole: its faces, then its image.json, into a temporary folder beside
-    ``OUT/<name>`` that then replaces it (:func:`meshing.fileio.atomic_folder`; never one holding files predict
+    ``OUT/<name>`` that then replaces it (:func:`facevision.common.fileio.atomic_folder`; never one holding files predict
     did not write, :func:`_foreign`); set ``outcome`` (status, faces, reason, lines)."""
     setup = state.setup
     output = replace(setup.output, outputs=job.outputs)

@@ -17,7 +17,7 @@ head's (millimetres, pose removed: for 3D tools).
   mm_per_px in result.json's ``mesh.head_frame`` (photo frame; :class:`HeadFrame`).
 
 **Millimetres.** The fit's scale is photo px per face-model unit, and the face model's unit is the RMS radius of
-its mean face (:mod:`data_prep.face_model`), which has no physical size of its own (it is built from MediaPipe
+its mean face (:mod:`facevision.face.face_model`), which has no physical size of its own (it is built from MediaPipe
 shapes in image units). It is tied to millimetres by the mean face's biocular width (outer eye corners, iBUG 36
 and 45) = :data:`BIOCULAR_WIDTH_MM`, 89 mm, the adult average of anthropometric tables (Farkas: ex-ex about 91 mm
 in men, 87 mm in women). The package model's mean has 1.698 units there, so one unit is 52.4 mm; its other
@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_prep.crop import crop_scale, crop_to_original
+from facevision.face.crop import crop_scale, crop_to_original
 
 __all__ = ["MESH_FRAMES", "crop_to_photo_vertices", "mesh_to_photo", "photo_frame_mesh", "BIOCULAR_WIDTH_MM",
            "HeadFrame", "head_pose_px", "head_frame", "head_frame_mesh", "mm_per_model_unit", "crop_to_image_vertices"]
@@ -51,7 +51,7 @@ def crop_to_photo_vertices(vertices: np.ndarray, crop_box: Sequence[int], size: 
                            photo_height: int, photo_scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """(N, 3) crop-frame vertices -> (N, 3) float32 photo-frame vertices (see the module docstring).
 
-    crop_box, crop_angle: the face's crop (:mod:`data_prep.crop`) in the pixels of the photo it was cut from;
+    crop_box, crop_angle: the face's crop (:mod:`facevision.face.crop`) in the pixels of the photo it was cut from;
     photo_scale: (x, y) factor by which that photo was reduced from the original (``predict --max-pixels``);
     photo_height: the original photo's height in px.
     """
@@ -95,7 +95,7 @@ def mm_per_model_unit(landmarks68: np.ndarray) -> float:
 @lru_cache(maxsize=1)
 def _package_mm_per_unit() -> tuple[int, float]:
     """(vertex count, mm per unit) of the package's face model (its mean face)."""
-    from data_prep.face_model import load_face_model
+    from facevision.face.face_model import load_face_model
 
     model = load_face_model()
     return model.n_vertices, mm_per_model_unit(model.mean[model.ibug68])

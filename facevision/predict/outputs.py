@@ -13,7 +13,7 @@ photo by :func:`write_photo_files`: overlay.jpg, every face drawn over the photo
 and ``image.json`` (written after all its faces), which
 records the input, its status, its faces with the outputs written for each, the outputs asked for
 (``asked``) and whether meshes were made (``mesh``). A photo's folder is written as a whole (a temporary
-sibling renamed into place, :func:`meshing.fileio.atomic_folder`). ``OUT/summary.json`` lists the batch's
+sibling renamed into place, :func:`facevision.common.fileio.atomic_folder`). ``OUT/summary.json`` lists the batch's
 inputs and every photo finished in OUT (:func:`finished_photos`), each with the outputs it holds.
 
 A photo's outputs count for each of its faces: :func:`present_outputs` of a face folder lists the face's own
@@ -30,9 +30,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_prep.crop import crop_image
-from data_prep.dataset_format import DEPTH_PNG_UNITS_PER_PX, encode_corr, encode_depth
-from data_prep.io import atomic_write_json, atomic_write_png
+from facevision.face.crop import crop_image
+from facevision.face.codecs import DEPTH_PNG_UNITS_PER_PX, encode_corr, encode_depth
+from facevision.common.fileio import atomic_write_json
+from facevision.face.images import atomic_write_png
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb
 from facevision.predict.predictor import FaceResult
 from facevision.predict.render import RenderConfig, preview_sheet
@@ -245,7 +246,7 @@ def to_original_pixels(data: dict[str, Any], result: FaceResult, scale: tuple[fl
 
 
 def _fit_triangles() -> np.ndarray:
-    from data_prep.face_model import load_face_model
+    from facevision.face.face_model import load_face_model
 
     return load_face_model().triangles
 
@@ -272,7 +273,7 @@ def write_fit_mesh(face_dir: str | Path, result: FaceResult, texture_image: np.n
 
     from facevision.fit.fit_mesh import fit_mesh
     from facevision.fit.texture import TextureConfig, unwrap_texture, uv_layout
-    from meshing.fileio import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
     from meshing.io import MeshIOError, obj_text
     from meshing.types import MeshingError
 

@@ -26,7 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from data_prep.rasterize import rasterize
+from facevision.face.rasterize import rasterize
 from facevision.predict.mesh_frame import crop_to_image_vertices, head_pose_px
 from meshing.refine import vertex_normals
 
@@ -100,7 +100,7 @@ def face_mesh_px(result) -> tuple[np.ndarray, np.ndarray] | None:
     if fit is not None:
         tri = fit.triangles
         if tri is None:
-            from data_prep.face_model import load_face_model
+            from facevision.face.face_model import load_face_model
 
             tri = load_face_model().triangles
         return crop_to_image_vertices(fit.vertices, result.crop_box, size, result.crop_angle), np.asarray(tri)
@@ -223,6 +223,6 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
 def write_overlay(path: str | Path, photo: np.ndarray, results: Sequence,
                   config: OverlayConfig = OverlayConfig()) -> Path:
     """Draw :func:`draw_overlay` and write it to ``path`` as JPEG, atomically (complete or absent)."""
-    from meshing.fileio import atomic_write_bytes
+    from facevision.common.fileio import atomic_write_bytes
 
     return atomic_write_bytes(path, encode_jpeg(draw_overlay(photo, results, config), config.jpeg_quality))

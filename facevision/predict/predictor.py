@@ -5,8 +5,8 @@
 ``all_faces``). Lower levels, usable on their own: :meth:`Predictor.run_network` (crops -> maps,
 batched) and :meth:`Predictor.predict_crops` (crops + crop boxes -> results, no detector).
 
-Per face: detect (``data_prep.detect.find_faces``: the short-range model, then, where it finds nothing or every
-face is wanted, the full-range model and tiles of large photos) -> square crop (``data_prep.crop``, the same functions
+Per face: detect (``facevision.face.detect.find_faces``: the short-range model, then, where it finds nothing or every
+face is wanted, the full-range model and tiles of large photos) -> square crop (``facevision.face.crop``, the same functions
 ``facevision prepare`` uses, so crops match training) -> network (batched over faces) -> maps
 (mask threshold, depth in crop px) -> fit of the project's face model (:mod:`facevision.fit.model_fit`):
 all 68 landmarks (also those the face hides), their visibility, the pose and a fixed-topology mesh;
@@ -23,15 +23,15 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image, crop_to_original, upright_face_crop
-from data_prep.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces
+from facevision.face.crop import CropConfig, crop_image, crop_to_original, upright_face_crop
+from facevision.face.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces
 from facevision.env import CHECKPOINT_ENV
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
 from facevision.model.device import resolve_device
 from facevision.model.outputs import decode_outputs, mirror_averaged
-from meshing.conventions import check_corr, check_depth_px, check_mask
+from facevision.common.conventions import check_corr, check_depth_px, check_mask
 from meshing.types import MeshConfig
 
 __all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "FaceCrops", "Predictor", "Postprocessor",
@@ -46,7 +46,7 @@ class PredictConfig:
 
     crop: square-crop rule (``size`` is replaced by the network's input size).
     detect: face detector settings.
-    search: how faces the first detector pass misses are looked for (:class:`data_prep.detect.SearchConfig`: the
+    search: how faces the first detector pass misses are looked for (:class:`facevision.face.detect.SearchConfig`: the
         full-range model, then tiles of large photos, when the first pass finds nothing; always, merged, when every
         face is wanted); None: the first pass only.
     mesh: meshing settings, or None to skip meshing (``--no-mesh``).
@@ -105,8 +105,8 @@ class FaceResult:
     index: face number in the photo (0 = largest). bbox: detector box (x0, y0, x1, y1) float;
     score: detector score (None for injected crops). crop_box: integer square (x0, y0, x1, y1), end exclusive;
     crop_angle: degrees the crop is turned about the box centre so the eyes are level (upright crops,
-    :mod:`data_prep.crop`); maps, mesh and ``*_crop`` values are in that turned crop.
-    crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px (:mod:`meshing.conventions`), 0 outside
+    :mod:`facevision.face.crop`); maps, mesh and ``*_crop`` values are in that turned crop.
+    crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px (:mod:`facevision.common.conventions`), 0 outside
     the mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
     mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None;
     :func:`facevision.predict.mesh_frame.photo_frame_mesh` gives it in photo px (what predict writes).
@@ -195,7 +195,7 @@ class DetectedFaces(list):
 
 class FaceCrops(NamedTuple):
     """What :meth:`Predictor.crop_faces` cuts: crops (B, S, S, 3) uint8, their integer crop boxes (photo px) and
-    angles (degrees, :mod:`data_prep.crop`), and per face the reason it is refused (its way up cannot be told)
+    angles (degrees, :mod:`facevision.face.crop`), and per face the reason it is refused (its way up cannot be told)
     or None."""
 
     crops: np.ndarray
@@ -214,13 +214,13 @@ class Postprocessor:
     """
 
     def __init__(self, config: PredictConfig | None = None) -> None:
-        from data_prep.reference import load_reference
+        from facevision.face.reference import load_reference
 
         self.config = config or PredictConfig()
         self.reference = load_reference(self.config.reference)
         self.face_model = None
         if self.config.fit is not None:
-            from data_prep.face_model import load_face_model
+            from facevision.face.face_model import load_face_model
 
             self.face_model = load_face_model(self.config.face_model)
             if self.face_model.n_vertices != len(self.reference.raw_vertices):
@@ -234,7 +234,7 @@ class Postprocessor:
                     refusal: str | None = None) -> FaceResult:
         """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
 
-        Maps follow :mod:`meshing.conventions` (checked: a ValueError names what is wrong). A face whose maps
+        Maps follow :mod:`facevision.common.conventions` (checked: a ValueError names what is wrong). A face whose maps
         cannot be used (too small a mask, meshing failure) gets ``error`` set; so does a face refused before
         (``refusal``: the reason, :class:`FaceCrops`), with nothing read from its maps.
         """
@@ -400,7 +400,7 @@ class Predictor:
     # ------------------------------------------------------------------ stages
     def detect(self, image_rgb: np.ndarray, all_faces: bool | None = None) -> DetectedFaces:
         """Faces to process, largest first (only the largest unless ``all_faces``); ``found`` on the list counts
-        every face found. With ``all_faces`` every pass of :func:`data_prep.detect.find_faces` runs (full-range
+        every face found. With ``all_faces`` every pass of :func:`facevision.face.detect.find_faces` runs (full-range
         model, tiles of large photos); without, the later passes run only when the short-range one finds nothing."""
         all_faces = self.config.all_faces if all_faces is None else all_faces
         found = find_faces(image_rgb, self.config.detect, self.config.search, thorough=all_faces,
@@ -409,7 +409,7 @@ class Predictor:
         return DetectedFaces(faces if all_faces else faces[:1], len(faces))
 
     def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]) -> "FaceCrops":
-        """Upright crops of ``faces`` (:func:`data_prep.crop.upright_face_crop`: faces at any roll, an upside-down
+        """Upright crops of ``faces`` (:func:`facevision.face.crop.upright_face_crop`: faces at any roll, an upside-down
         one turned the right way up by the detector's second look, or refused with its reason)."""
         def detect(image: np.ndarray) -> list[FaceBox]:
             return detect_faces(image, self.config.detect)  # this module's name: tests replace it
@@ -467,7 +467,7 @@ class Predictor:
         """Crops already cut (e.g. by :meth:`crop_faces`) + their crop boxes -> results (no detector).
 
         crops: (B, S, S, 3) uint8; crop_boxes: B integer squares in original px; crop_angles: B angles
-        (degrees, :mod:`data_prep.crop`), 0 when None; refusals: B reasons to refuse a face, or None (:class:`FaceCrops`).
+        (degrees, :mod:`facevision.face.crop`), 0 when None; refusals: B reasons to refuse a face, or None (:class:`FaceCrops`).
         """
         crops = np.asarray(crops)
         if len(crop_boxes) != len(crops):
@@ -487,13 +487,13 @@ class Predictor:
         return out
 
     def __call__(self, image_rgb: np.ndarray | str | os.PathLike, all_faces: bool | None = None) -> list[FaceResult]:
-        """(H, W, 3) uint8 **RGB** photo, or a path (read with ``data_prep.io.read_photo``: EXIF-upright RGB,
+        """(H, W, 3) uint8 **RGB** photo, or a path (read with ``facevision.face.images.read_photo``: EXIF-upright RGB,
         the safe choice) -> one result per face (largest first); [] when no face is found.
 
         A BGR array, what ``cv2.imread`` returns, is accepted without complaint but gives other (worse)
         results: the network was trained on RGB. Pass ``image[..., ::-1]`` or, better, the path."""
         if isinstance(image_rgb, (str, os.PathLike)):
-            from data_prep.io import read_photo
+            from facevision.face.images import read_photo
 
             image_rgb = read_photo(image_rgb)
         image_rgb = np.asarray(image_rgb)
@@ -526,7 +526,7 @@ def space_files(checkpoint: str | Path) -> tuple[Path, Path] | None:
 
     from safetensors import safe_open
 
-    from data_prep.reference import CORRESPONDENCE_SPACE
+    from facevision.face.reference import CORRESPONDENCE_SPACE
 
     checkpoint = Path(checkpoint)
     try:

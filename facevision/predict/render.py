@@ -1,4 +1,4 @@
-"""Shaded renders of a mesh and the ``preview.png`` sheet (numpy z-buffer via ``data_prep.rasterize``).
+"""Shaded renders of a mesh and the ``preview.png`` sheet (numpy z-buffer via ``facevision.face.rasterize``).
 
 Renders are orthographic: the mesh (meshing frame, X right, Y up, Z towards the viewer) is turned
 about the vertical axis through its centre by ``yaw_deg`` (positive = its front turns to the image
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data_prep.rasterize import rasterize
+from facevision.face.rasterize import rasterize
 from meshing.refine import vertex_normals
 
 __all__ = ["RenderConfig", "render_mesh", "preview_sheet", "preview_labels", "face_panel", "panel_box",
@@ -78,7 +78,7 @@ def _fit_tile(image: np.ndarray, size: int) -> np.ndarray:
 def annotate_photo(photo: np.ndarray, crop_box, landmarks68: np.ndarray | None, crop_angle: float = 0.0) -> np.ndarray:
     """Copy of the whole photo with the (possibly turned) crop square (green) and the 68 landmarks (red dots) drawn
     (the preview's first panel before it showed the face large: :func:`face_panel`)."""
-    from data_prep.crop import crop_to_original
+    from facevision.face.crop import crop_to_original
 
     img = np.ascontiguousarray(photo.copy())
     t = max(1, round(max(img.shape[:2]) / 300))
@@ -107,7 +107,7 @@ def face_panel(photo: np.ndarray, crop_box, size: int, crop_angle: float = 0.0, 
     box's side, centred on it) cut from ``photo`` (zero padding outside it), enlarged or reduced to ``size``, with
     the (possibly turned) crop square (green) and the 68 landmarks (photo px; visible ones red dots, hidden ones,
     where ``visible`` says so, blue rings) drawn at the panel's scale."""
-    from data_prep.crop import crop_image, crop_to_original, original_to_crop
+    from facevision.face.crop import crop_image, crop_to_original, original_to_crop
 
     box = panel_box(crop_box, context)
     tile = np.ascontiguousarray(crop_image(photo, box, size))

@@ -23,8 +23,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data_prep.io import atomic_write_bytes, read_png
-from meshing.lazy_modules import import_open3d
+from facevision.common.fileio import atomic_write_bytes
+from facevision.face.images import read_png
+from facevision.common.lazy_modules import import_open3d
 
 __all__ = ["ReportConfig", "write_report", "REPORT_NAME", "display_mesh", "encode_mesh"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from data_prep.io import atomic_write_bytes
+from facevision.common.fileio import atomic_write_bytes
 from facevision.model.checkpoint import (CheckpointError, CheckpointLimits, build_model, check_file, checked_model_config,
                                          one_line, save_generator)
 

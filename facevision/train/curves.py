@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data_prep.io import atomic_write_png
+from facevision.face.images import atomic_write_png
 
 __all__ = ["CurvesConfig", "PANELS", "read_log", "draw_curves", "write_curves", "plot_log"]
 

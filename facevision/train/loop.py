@@ -32,7 +32,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from data_prep.io import atomic_write_bytes, atomic_write_json, atomic_write_png, remove_stale_temporaries
+from facevision.common.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from facevision.face.images import atomic_write_png
 from facevision.data import AugmentConfig, FaceMapsDataset
 from facevision.maps.visualize import corr_to_rgb, depth_to_rgb, image_grid
 from facevision.train.curves import plot_log

@@ -84,7 +84,7 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 
 
 def _folder_frames(folder: Path, fps: float) -> tuple[VideoInfo, Iterator[np.ndarray]]:
-    from data_prep.io import ImageReadError, read_photo
+    from facevision.face.images import ImageReadError, read_photo
     from facevision.predict.batch import IMAGE_SUFFIXES
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

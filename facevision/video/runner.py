@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_prep.crop import CropConfig, crop_image
+from facevision.face.crop import CropConfig, crop_image
 from facevision.fit.model_fit import FitConfig
 from facevision.video.frames import VideoInfo, open_frames
 from facevision.video.smoothing import OneEuroConfig, OneEuroFilter, jitter, savgol_smooth
@@ -256,7 +256,7 @@ def run_video(predictor, path: str | Path, out_dir: str | Path, config: VideoCon
     summary (also written as video.json).
 
     Raises :class:`facevision.video.frames.VideoReadError` when the video cannot be read at all."""
-    from meshing.fileio import replace_folder, temp_folder
+    from facevision.common.fileio import replace_folder, temp_folder
 
     info, frames = open_frames(path, fps)
     out_dir = Path(out_dir)

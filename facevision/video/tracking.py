@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.crop import CropConfig, square_crop_box, upright_angle
+from facevision.face.crop import CropConfig, square_crop_box, upright_angle
 
 __all__ = ["BoxRelation", "box_relation", "tracked_crop", "landmark_box"]
 
@@ -40,7 +40,7 @@ def box_relation(box: Sequence[float], landmarks68: np.ndarray) -> BoxRelation:
 def tracked_crop(landmarks68: np.ndarray, relation: BoxRelation, config: CropConfig = CropConfig()
                  ) -> tuple[tuple[float, float, float, float], tuple[int, int, int, int], float]:
     """The previous frame's (68, 2) landmarks -> (detector-like box, integer crop box, crop angle in degrees)
-    for this frame (:mod:`data_prep.crop`'s conventions)."""
+    for this frame (:mod:`facevision.face.crop`'s conventions)."""
     c, side = landmark_box(landmarks68)
     dx, dy, w, h = relation
     cx, cy = c[0] + dx * side, c[1] + dy * side

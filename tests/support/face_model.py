@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.rasterize import rasterize
-from data_prep.reference import load_reference
+from facevision.face.rasterize import rasterize
+from facevision.face.reference import load_reference
 from facevision.maps.pose import REFERENCE_PITCH_DEG
 from support.synthetic import known_rotation
 

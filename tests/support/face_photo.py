@@ -3,7 +3,7 @@
 The package's face model with known coefficients and head pose is placed in the crop frame of a crop box
 (possibly turned) of a larger photo, exactly as :func:`support.face_model.render_face_model` places it:
 ``X = scale * R(yaw, pitch, roll) @ T @ p + centre`` (crop px, Y up, ``T`` the reference's tilt, rotations
-built with scipy). The same vertices are mapped into the photo with :func:`data_prep.crop.crop_to_original`
+built with scipy). The same vertices are mapped into the photo with :func:`facevision.face.crop.crop_to_original`
 and rasterized there, each face pixel painted with its reference (u, v): R = 255 u, G = 255 v, B = 128, on a
 grey background; marks (filled discs) can be painted at chosen vertices. The crop's maps are those a perfect
 network would predict, and :func:`face_result` runs them through the real Predictor (a stand-in network
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_prep.crop import crop_image, crop_to_original
-from data_prep.face_model import load_face_model
-from data_prep.rasterize import rasterize
-from data_prep.reference import load_reference
+from facevision.face.crop import crop_image, crop_to_original
+from facevision.face.face_model import load_face_model
+from facevision.face.rasterize import rasterize
+from facevision.face.reference import load_reference
 from facevision.maps.pose import REFERENCE_PITCH_DEG
 from support.face_model import S, render_face_model
 from support.synthetic import fixed_maps_model, known_rotation
@@ -53,7 +53,7 @@ class FacePhoto:
 
 
 def crop_to_photo_px(points: np.ndarray, box, angle: float) -> np.ndarray:
-    """(N, 3) crop mesh-frame points (Y up) -> (N, 3) photo px (x = column, y = row, z), through data_prep.crop."""
+    """(N, 3) crop mesh-frame points (Y up) -> (N, 3) photo px (x = column, y = row, z), through facevision.face.crop."""
     p = np.asarray(points, np.float64)
     return crop_to_original(np.column_stack([p[:, 0], S - 1 - p[:, 1], p[:, 2]]), box, S, angle)
 

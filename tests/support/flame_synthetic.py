@@ -164,7 +164,7 @@ def save_synthetic_flame(path: str | Path, arrays: dict[str, np.ndarray] | None 
 
 @dataclass
 class SyntheticReference:
-    """Duck-typed like data_prep.reference.ReferenceFace: vertices (N,3) in [0,1]^3, triangles, ibug68."""
+    """Duck-typed like facevision.face.reference.ReferenceFace: vertices (N,3) in [0,1]^3, triangles, ibug68."""
 
     vertices: np.ndarray
     triangles: np.ndarray
@@ -298,8 +298,8 @@ def render_synthetic_face(setup: SyntheticSetup, params: "FlameParams", size: in
     depth outliers (+-30 px spikes) and Gaussian landmark noise (px)."""
     from dataclasses import replace as dc_replace
 
-    from data_prep.dataset_format import DEPTH_BASE_PX
-    from data_prep.rasterize import rasterize
+    from facevision.face.codecs import DEPTH_BASE_PX
+    from facevision.face.rasterize import rasterize
     from facevision.flame.params import flame_forward
 
     rng = np.random.default_rng(seed)

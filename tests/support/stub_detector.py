@@ -2,7 +2,7 @@
 detector does not fire on generated images; the per-face path then runs on known maps)."""
 from __future__ import annotations
 
-from data_prep.detect import FaceBox
+from facevision.face.detect import FaceBox
 from facevision.predict.predictor import Predictor
 
 FACE_BOX = (30.0, 40.0, 130.0, 150.0)

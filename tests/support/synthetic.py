@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_prep.dataset_format import DEPTH_BASE_PX
-from data_prep.rasterize import rasterize
-from data_prep.reference import ReferenceFace, load_reference
+from facevision.face.codecs import DEPTH_BASE_PX
+from facevision.face.rasterize import rasterize
+from facevision.face.reference import ReferenceFace, load_reference
 from facevision.maps.pose import REFERENCE_PITCH_DEG
 
 __all__ = ["SyntheticFace", "known_rotation", "render_reference", "fixed_maps_model", "drawn_face_photo"]

@@ -1,6 +1,6 @@
 """The project's reference face ("facevision-reference-v1"): a canonical 468-vertex MediaPipe-topology face.
 
-Stored as the small committed asset ``data_prep/assets/reference_face.npz`` and built by
+Stored as the small committed asset ``facevision/face/assets/reference_face.npz`` and built by
 ``python tools/build_reference.py`` (mean of similarity-aligned Face Mesh landmark sets over
 train-split LFW photos, mirror-symmetrized). Correspondence maps store, per face pixel, the
 reference vertex coordinates ``(u, v, w)`` in [0, 1]^3: u right, v UP, w towards the camera;
@@ -68,7 +68,7 @@ def load_reference(path: str | Path | None = None) -> ReferenceFace:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> ReferenceFace:
-    from data_prep.io import read_npz_asset
+    from facevision.face.images import read_npz_asset
 
     p = Path(path)
     data = read_npz_asset(p, ("vertices", "triangles", "ibug68", "mirror", "raw_vertices", "norm_offset", "norm_scale"),

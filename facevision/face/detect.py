@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from meshing.fileio import native_stderr_silenced
-from meshing.lazy_modules import import_deferring
+from facevision.common.fileio import native_stderr_silenced
+from facevision.common.lazy_modules import import_deferring
 
 __all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "native_stderr_silenced", "import_mediapipe",
            "SearchConfig", "find_faces", "search_tiles"]
@@ -77,7 +77,7 @@ MEDIAPIPE_UNUSED = ("matplotlib", "matplotlib.pyplot")  # mediapipe's plotting h
 
 def import_mediapipe() -> ModuleType:
     """``import mediapipe``, without matplotlib (which its drawing helpers import) until something uses it
-    (:func:`meshing.lazy_modules.import_deferring`; ~0.5 s of a one-photo run)."""
+    (:func:`facevision.common.lazy_modules.import_deferring`; ~0.5 s of a one-photo run)."""
     return import_deferring("mediapipe", MEDIAPIPE_UNUSED)
 
 

@@ -238,7 +238,7 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
       (``prepare``'s crop); it is refused only when the look turned by 180 deg wins by
       ``config.half_turn_refuse_gap``. An upside-down profile can therefore still come out upside down.
 
-    detect: ``image -> list of FaceBox`` (default :func:`data_prep.detect.detect_faces` with its default config).
+    detect: ``image -> list of FaceBox`` (default :func:`facevision.face.detect.detect_faces` with its default config).
     Costs two detector runs on a 128 px image (about 5 ms on a 2-core CPU).
     """
     from dataclasses import replace
@@ -249,7 +249,7 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
     if not config.upright or keypoints is None or len(keypoints) < 2:
         return UprightCrop(crop_box, angle)
     if detect is None:
-        from data_prep.detect import detect_faces
+        from facevision.face.detect import detect_faces
 
         detect = detect_faces
     x0, y0, x1, y1 = crop_box

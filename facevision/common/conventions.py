@@ -1,8 +1,8 @@
 """The map conventions of the whole project, stated once here, and the checks that enforce them.
 
 Every stage shares these maps (data_prep writes them, the network predicts them, meshing and the fits read
-them); the module lives in ``meshing``, the package with the fewest dependencies, so that all can import it.
-One crop of S x S pixels (S = ``data_prep.sizes.CROP_SIZE`` by default); rows go down, columns go right; pixel centres at integer coordinates.
+them); the module lives in ``facevision.common``, the base every package may import.
+One crop of S x S pixels (S = ``facevision.face.sizes.CROP_SIZE`` by default); rows go down, columns go right; pixel centres at integer coordinates.
 
 * **Depth** ``depth_px``: (H, W) float, the height of the face surface *towards the camera* in crop pixels:
   **larger = closer**, relative (measured from a plane behind the farthest face pixel), face pixels > 0,
@@ -45,7 +45,7 @@ def check_depth_px(depth: np.ndarray, source: str = "depth", error: type[ValueEr
             neg = d < 0
         if neg.any():
             raise error(f"{source}: depth has {int(neg.sum())} negative value(s) (min {float(d[neg].min()):.4g}); "
-                        "depth is larger = closer with 0 = background, never negative (meshing.conventions)")
+                        "depth is larger = closer with 0 = background, never negative (facevision.common.conventions)")
     return d
 
 
@@ -64,7 +64,7 @@ def check_corr(corr: np.ndarray, shape: tuple[int, int] | None = None, source: s
             out = (c < -CORR_TOLERANCE) | (c > 1.0 + CORR_TOLERANCE)
         if out.any():
             raise error(f"{source}: {int(out.sum())} correspondence value(s) outside [0, 1] (e.g. "
-                        f"{float(c[out][0]):.4g}); (u, v, w) are normalized coordinates (meshing.conventions)")
+                        f"{float(c[out][0]):.4g}); (u, v, w) are normalized coordinates (facevision.common.conventions)")
     elif c.max(initial=0) > 1 or c.min(initial=0) < 0:
         raise error(f"{source}: correspondence of type {c.dtype} must be decoded to [0, 1] floats first")
     return c

@@ -1,7 +1,6 @@
-"""Atomic file writing, the one implementation every package uses (``data_prep.io`` re-exports it).
+"""Atomic file writing, the one implementation every package uses (standard library only).
 
-It lives in ``meshing``, the package with the fewest dependencies (numpy only), so that ``meshing`` stays
-importable alone and ``data_prep`` builds on it. A file appears complete or not at all: data is written to a
+A file appears complete or not at all: data is written to a
 temporary name in the target folder (``.<stem>.<pid>-<random>.tmp<suffix>``), checked (size, the writer's
 return value, an optional read-back check), flushed to disk and then renamed over the final name
 (``os.replace`` is atomic on POSIX). A failed write leaves nothing under the final name and raises
@@ -15,6 +14,7 @@ descriptor 2.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -228,6 +228,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memory
             raise write_error(path, problem=f"only {size} of {expected} bytes were written")
         _commit(tmp, path, None, allow_empty=True)
     return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def png_complete(path: str | os.PathLike) -> str | None:

@@ -2,9 +2,9 @@
 
 Built by ``facevision prepare face-model`` (:mod:`data_prep.build_face_model`) from the Face Mesh
 vertices that ``prepare`` keeps for every LFW sample; no third-party model file is involved. Shipped
-as the small asset ``data_prep/assets/face_model.npz`` with a model card (``docs/face_model.md``).
+as the small asset ``facevision/face/assets/face_model.npz`` with a model card (``docs/face_model.md``).
 
-Frame: the reference face's raw frame (:class:`data_prep.reference.ReferenceFace`): x right, y up,
+Frame: the reference face's raw frame (:class:`facevision.face.reference.ReferenceFace`): x right, y up,
 z towards the camera, centred, unit RMS radius; topology: MediaPipe's 468 vertices and the reference's
 triangles. A shape is ``mean + id_basis^T @ id_coeffs + exp_basis^T @ exp_coeffs`` where each basis row is
 a mode scaled by its standard deviation, so coefficients have unit prior variance.
@@ -87,7 +87,7 @@ def load_face_model(path: str | Path | None = None) -> FaceModel:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> FaceModel:
-    from data_prep.io import read_npz_asset
+    from facevision.face.images import read_npz_asset
 
     p = Path(path)
     need = ("mean", "id_basis", "exp_basis", "id_var_ratio", "exp_var_ratio", "triangles", "ibug68", "mirror")

@@ -1,11 +1,8 @@
-"""Atomic writing of JSON and PNG, and robust image reading, shared by every stage.
-
-Every output of the project is written atomically (complete or absent): the core (:func:`atomic_write`,
-:func:`atomic_write_bytes`, :class:`OutputWriteError`, ...) is :mod:`meshing.fileio`'s, re-exported here.
+"""Images in and out: robust photo reading (any size, EXIF orientation, 16-bit PNG), PNG read/write (atomic,
+on :mod:`facevision.common.fileio`), and the package's small npz assets.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -15,27 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from meshing.fileio import (PNG_SIGNATURE, OutputWriteError, atomic_write, atomic_write_bytes, fsync_file, png_complete,
-                            remove_stale_temporaries, temp_prefix, write_error)
+from facevision.common.fileio import PNG_SIGNATURE, atomic_write_bytes
 
-__all__ = [
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_write_png",
-    "read_png",
-    "ImageReadError",
-    "OutputWriteError",
-    "ScaledPhoto",
-    "read_photo",
-    "read_photo_scaled",
-    "remove_stale_temporaries",
-    "temp_prefix",
-    "write_error",
-    "fsync_file",
-    "png_complete",
-    "read_npz_asset",
-]
+__all__ = ["atomic_write_png", "read_png", "ImageReadError", "ScaledPhoto", "read_photo", "read_photo_scaled",
+           "read_npz_asset"]
 
 
 class ImageReadError(ValueError):
@@ -53,11 +33,6 @@ def read_npz_asset(path: Path, need: tuple[str, ...], what: str, hint: str) -> d
     if missing:
         raise ValueError(f"{path}: {what} asset lacks {missing}")
     return data
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def atomic_write_png(path: str | os.PathLike, image: np.ndarray, rgb: bool = True) -> Path:

@@ -8,4 +8,4 @@ from __future__ import annotations
 
 __all__ = ["CROP_SIZE"]
 
-CROP_SIZE = 128  # S: side in pixels of the square face crop the maps are given in (meshing.conventions)
+CROP_SIZE = 128  # S: side in pixels of the square face crop the maps are given in (facevision.common.conventions)
