@@ -38,7 +38,8 @@ __all__ = ["FaceModelBuildConfig", "align_to_reference", "mirror_shapes", "rigid
 class FaceModelBuildConfig:
     """id_grid, exp_grid: mode counts tried on the val split; tolerance: relative slack over the best val
     error when picking the smallest model; min_photos: people with fewer train photos do not enter the
-    identity / expression split; ridge: prior weight of the val reconstructions (unit-variance coefficients)."""
+    identity / expression split; ridge: prior weight of the val reconstructions (unit-variance coefficients);
+    limit: first N samples per split (None = all). Checked when built (ValueError naming the field)."""
 
     id_grid: tuple[int, ...] = (5, 10, 20, 30, 40, 60)
     exp_grid: tuple[int, ...] = (5, 10, 15, 20, 30)
@@ -46,6 +47,20 @@ class FaceModelBuildConfig:
     min_photos: int = 2
     ridge: float = 1e-4
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("id_grid", "exp_grid"):
+            grid = getattr(self, name)
+            if not grid or min(int(k) for k in grid) < 1:
+                raise ValueError(f"FaceModelBuildConfig.{name}: mode counts must be >= 1, got {grid!r}")
+        if not float(self.tolerance) >= 0.0:
+            raise ValueError(f"FaceModelBuildConfig.tolerance must be >= 0, got {self.tolerance!r}")
+        if int(self.min_photos) < 1:
+            raise ValueError(f"FaceModelBuildConfig.min_photos must be at least 1, got {self.min_photos!r}")
+        if not float(self.ridge) >= 0.0:
+            raise ValueError(f"FaceModelBuildConfig.ridge must be >= 0, got {self.ridge!r}")
+        if self.limit is not None and int(self.limit) < 1:
+            raise ValueError(f"FaceModelBuildConfig.limit must be at least 1 or None (all), got {self.limit!r}")
 
 
 def align_to_reference(mesh_crop: np.ndarray, reference: ReferenceFace) -> np.ndarray:
@@ -128,8 +143,6 @@ def _load_split(root: Path, manifest: dict, split: str, reference: ReferenceFace
 def build_face_model(dataset: str | Path, config: FaceModelBuildConfig = FaceModelBuildConfig(),
                      reference: ReferenceFace | None = None) -> tuple[FaceModel, dict[str, Any]]:
     """Dataset folder -> (model, model card dict)."""
-    if not config.id_grid or not config.exp_grid or min(config.id_grid + config.exp_grid) < 1:
-        raise ValueError(f"mode counts must be >= 1, got identity {config.id_grid}, expression {config.exp_grid}")
     t0 = time.time()
     root = Path(dataset)
     manifest = read_manifest(root)

@@ -15,13 +15,9 @@ Layout::
       samples/<id>/label_fit.npz    # optional, "3ddfa-v2": params (62,) de-normalized 3DDFA_V2 parameters,
                                     # roi (4,) the photo-px square they refer to, landmarks (68, 3) crop px
 
-Conventions: the maps' conventions (depth in crop px, larger = closer, 0 = background; correspondence
-(u, v, w) in [0, 1]; mask) are stated once in :mod:`facevision.common.conventions` and checked there
-(``check_depth_px``, ``check_corr``, ``check_mask``, re-exported here): :func:`read_sample` refuses a sample
-that breaks them, :func:`encode_depth` refuses negative depth. This module adds the storage: depth as
-``uint16 = round(z * DEPTH_PNG_UNITS_PER_PX)`` (1/256 px resolution, up to 255.99 px), measured from a plane
-``DEPTH_BASE_PX`` behind the farthest face pixel so every face pixel has ``z > 0``; correspondence as 16-bit
-RGB ``round(c * CORR_SCALE)``; mask 255 inside.
+Conventions: the maps' conventions are :mod:`facevision.common.conventions`' (its ``check_*`` functions are
+re-exported here; :func:`read_sample` refuses a sample that breaks them). Storage: depth and correspondence as
+PNG values of :mod:`facevision.face.codecs` (``DEPTH_PNG_UNITS_PER_PX``, ``CORR_SCALE``); mask 255 inside.
 
 ``manifest.json``::
 
@@ -83,11 +79,8 @@ class DatasetFormatError(ValueError):
 
 @dataclass
 class Sample:
-    """One labelled crop. Arrays use the conventions of this module.
-
-    image: (S, S, 3) uint8 RGB. depth: (S, S) float32 crop px, corr: (S, S, 3) float32,
-    mask: (S, S) bool (the maps of :mod:`facevision.common.conventions`).
-    """
+    """One labelled crop: image (S, S, 3) uint8 RGB; depth (S, S) float32 crop px, corr (S, S, 3) float32,
+    mask (S, S) bool (the maps of :mod:`facevision.common.conventions`)."""
 
     image: np.ndarray
     depth: np.ndarray

@@ -35,6 +35,7 @@ class LabelConfig:
 
     max_outside_frac: drop (labeler failure) when more than this fraction of landmarks falls outside the crop.
     min_mask_frac: drop when the face mask covers less than this fraction of the crop.
+    Checked when built (ValueError naming the field).
     """
 
     detect: DetectConfig = field(default_factory=DetectConfig)
@@ -42,6 +43,11 @@ class LabelConfig:
     mesh: FaceMeshConfig = field(default_factory=FaceMeshConfig)
     max_outside_frac: float = 0.02
     min_mask_frac: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("max_outside_frac", "min_mask_frac"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"LabelConfig.{name} must be a fraction in [0, 1], got {getattr(self, name)!r}")
 
 
 @dataclass

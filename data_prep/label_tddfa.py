@@ -1,19 +1,15 @@
 """The 3DDFA_V2 labeler: a photo -> the 62 3DMM parameters, the 4,096-point face, 68 landmarks, pose, and
 dense depth / correspondence / mask labels in the project's crop.
 
-Per face (:func:`fit_face`): a square roi is cut from the photo (from a detector box by a box rule, or from
-the previous pass's landmarks by 3DDFA_V2's landmark rule), resized to 120 x 120 (bilinear, zero padding
-outside the photo), the regressor (:mod:`data_prep.tddfa_net`) gives the normalized parameters, de-normalized
-as ``out * std + mean``; ``P = params[:12].reshape(3, 4) = [s R | t]`` in the 120-px crop frame (y up),
-``alpha = params[12:52]``, ``beta = params[52:62]``; points ``V = P @ (X, 1)`` with X from the face model
-(:class:`data_prep.tddfa_files.TddfaFiles`), then 3DDFA's crop rule ``x - 1, 120 - y, z - 1`` and the roi's
-scale and corner give photo pixels (x right, y down, z larger = closer, photo px, origin arbitrary).
+Per face (:meth:`TddfaLabeler.fit_face`): a square roi (from a detector box by a box rule, or from the previous
+pass's landmarks) is resized to 120 x 120 and regressed (:mod:`data_prep.tddfa_net`); parameters are
+de-normalized (``out * std + mean``): ``P = params[:12].reshape(3, 4) = [s R | t]`` in the 120-px frame (y up),
+``alpha = params[12:52]``, ``beta = params[52:62]``. Points ``V = P @ (X, 1)`` of the face model
+(:class:`data_prep.tddfa_files.TddfaFiles`) go to photo px (x right, y down, z larger = closer, origin arbitrary)
+by 3DDFA's crop rule and the roi.
 
-Dense labels (:func:`label_photo_tddfa`): the 64 x 64 grid is triangulated and rendered with
-:func:`facevision.face.rasterize.rasterize` into the project's crop (the same crop ``predict`` cuts: detector box,
-:func:`facevision.face.crop.face_crop`); correspondence = the normalized coordinate code of the model's mean shape
-at each point, 3DDFA's PNCC on the grid (space ``3ddfa-bfm4096-ncc``, :mod:`data_prep.tddfa_files`); depth as for every labeler (:mod:`facevision.common.conventions`,
-re-based so the farthest face pixel sits at ``DEPTH_BASE_PX``).
+Dense labels (:meth:`TddfaLabeler.label_face`): the 64 x 64 grid rendered into ``predict``'s crop; correspondence =
+the ``3ddfa-bfm4096-ncc`` code of the mean shape; depth re-based so the farthest face pixel is ``DEPTH_BASE_PX``.
 """
 from __future__ import annotations
 
@@ -46,14 +42,12 @@ _SIZE = 120
 class TddfaConfig:
     """Settings of the 3DDFA_V2 labeler.
 
-    passes: regressor passes per face; pass 1 cuts the roi from the detector box (``box_scale`` x the mean
-        of the box's width and height, centred ``box_shift`` x that mean below the box centre), every later
-        pass from the previous pass's 68 landmarks (3DDFA_V2's rule: sqrt(2) x their box's longer side).
-        The defaults of the box rule are 3DDFA_V2's for its FaceBoxes detector (1.58, 0.14).
-    mirror_average: also fit the mirrored photo and average the landmarks and grid points with it.
-    max_outside_frac: drop (labeler failure) when more of the 68 landmarks fall outside the crop.
-    min_mask_frac: drop when the rendered face covers less of the crop.
-    """
+    passes: regressor passes per face; pass 1 cuts the roi from the detector box (``box_scale`` x the mean of its
+    width and height, centred ``box_shift`` x that mean below its centre: 3DDFA_V2's rule for its detector), later
+    passes from the previous pass's 68 landmarks (sqrt(2) x their box's longer side).
+    mirror_average: also fit the mirrored photo and average landmarks and grid points with it.
+    max_outside_frac, min_mask_frac: drop (labeler failure) when more of the 68 landmarks fall outside the crop,
+    or the rendered face covers less of it."""
 
     passes: int = 2
     box_scale: float = 1.58

@@ -21,10 +21,8 @@ class FaceMeshConfig:
 
     mirror_average: also run Face Mesh on the mirrored photo and average each face with its mirrored
         twin (vertices un-mirrored with the reference's left/right map): halves the left/right bias.
-    z_stretch: Face Mesh's z is multiplied by this (about its origin; x and y are untouched). Orthographic
-        structure from motion on LFW people's photos says Face Mesh's faces are too flat: the 2D evidence
-        wants z about 1.15-1.24 x deeper (``tools/depth_scale_sfm.py``; docs/DEVELOPING.md). 1 = as Face
-        Mesh gives it.
+    z_stretch: Face Mesh's z is multiplied by this (about its origin; x and y are untouched); 1 = as Face
+        Mesh gives it (why deeper: README, Benchmarks; ``tools/depth_scale_sfm.py``).
     """
 
     min_score: float = 0.5
@@ -54,12 +52,8 @@ def _face_mesh(min_score: float, max_faces: int):
 
 
 def face_mesh_landmarks(image_rgb: np.ndarray, config: FaceMeshConfig = FaceMeshConfig()) -> list[np.ndarray]:
-    """Run Face Mesh on an (H, W, 3) uint8 RGB photo.
-
-    Returns one (468, 3) float64 array per face: x = column, y = row in photo pixels (pixel centres at
-    integer coordinates), z = depth in photo pixels relative to the face centre, LARGER = CLOSER
-    (MediaPipe's z is negated; its scale is the image width, like x).
-    """
+    """Run Face Mesh on an (H, W, 3) uint8 RGB photo -> one (468, 3) float64 array per face: x = column,
+    y = row in photo px (pixel centres at integers), z in photo px relative to the face centre, larger = closer."""
     image_rgb = np.ascontiguousarray(image_rgb)
     faces = _run(image_rgb, config)
     if config.mirror_average and faces:

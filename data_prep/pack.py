@@ -4,15 +4,14 @@ A dataset written by ``facevision prepare lfw`` (labeler ``mediapipe``) keeps, p
 Mesh vertices its labels were rendered from (``face_mesh.npy``). The labels are a pure function of those
 vertices (:func:`data_prep.label_mediapipe.render_labels`), so a pack stores only:
 
-* the RGB crop as WebP (``quality``: about 2.6 KB at 128 px and quality 88; above 100 lossless);
+* the RGB crop as WebP (``quality``; above 100 lossless);
 * the vertices as a least-squares affine map of the pack's mean mesh (12 float32) plus the residual in
   steps of 1/``mesh_steps_per_px`` crop px (int16, LZMA-compressed; 8 by default, so the rounding error
   is at most 1/16 px, far below Face Mesh's own noise);
 * the manifest (JSON).
 
-That is about 3.6 KB per sample instead of about 80 KB of PNGs. :func:`unpack_dataset` re-renders depth,
-correspondence and mask from the restored vertices and writes an ordinary dataset folder, so
-``facevision prepare profile`` and ``facevision train`` run on it unchanged. The labels differ from the
+:func:`unpack_dataset` re-renders depth, correspondence and mask from the restored vertices and writes an
+ordinary dataset folder, so ``facevision prepare profile`` and ``facevision train`` run on it unchanged. The labels differ from the
 source's only by the vertex rounding; the image by the WebP compression.
 
 Command line::
@@ -36,8 +35,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data_prep.dataset_format import (DatasetFormatError, Sample, read_face_mesh, read_manifest, sample_complete,
-                                      sample_dir, write_face_mesh, write_manifest, write_sample)
+from data_prep.dataset_format import (SPLITS, DatasetFormatError, Sample, read_face_mesh, read_manifest,
+                                      sample_complete, sample_dir, write_face_mesh, write_manifest, write_sample)
 from facevision.common.fileio import atomic_write_bytes
 
 PACK_FORMAT = "facevision-pack"
@@ -49,11 +48,20 @@ __all__ = ["PackConfig", "pack_dataset", "unpack_dataset", "PACK_FORMAT"]
 @dataclass(frozen=True)
 class PackConfig:
     """splits: which splits go into the pack. quality: WebP quality of the RGB crops (1-100; above 100: lossless).
-    mesh_steps_per_px: resolution of the stored vertices (steps per crop px)."""
+    mesh_steps_per_px: resolution of the stored vertices (steps per crop px). Checked when built (ValueError
+    naming the field)."""
 
     splits: tuple[str, ...] = ("train", "val", "test")
     quality: int = 88
     mesh_steps_per_px: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.splits or not set(self.splits) <= set(SPLITS):
+            raise ValueError(f"PackConfig.splits must be some of {', '.join(SPLITS)}, got {self.splits!r}")
+        if int(self.quality) < 1:
+            raise ValueError(f"PackConfig.quality must be at least 1, got {self.quality!r}")
+        if int(self.mesh_steps_per_px) < 1:
+            raise ValueError(f"PackConfig.mesh_steps_per_px must be at least 1, got {self.mesh_steps_per_px!r}")
 
 
 def _affine_basis(mean: np.ndarray) -> np.ndarray:
@@ -195,8 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     try:
+        cfg = PackConfig(tuple(args.splits.split(",")), args.quality, args.mesh_steps_per_px) \
+            if args.cmd == "pack" else None
+    except ValueError as exc:
+        p.error(str(exc))  # exit code 2
+    try:
         if args.cmd == "pack":
-            cfg = PackConfig(tuple(args.splits.split(",")), args.quality, args.mesh_steps_per_px)
             res = pack_dataset(args.dataset, args.pack, cfg)
         else:
             res = unpack_dataset(args.pack, args.dataset, max(1, args.workers))

@@ -39,7 +39,7 @@ class PrepareConfig:
     """Options of one ``prepare`` run (see ``facevision prepare lfw --help``); checked when built.
 
     z_stretch: Face Mesh labels only: its z is multiplied by this (:class:`data_prep.landmarks.FaceMeshConfig`;
-        written as ``depth_scale`` in summary.json, as before).
+        written as ``depth_scale`` in summary.json).
     """
 
     labeler: str = "mediapipe"
@@ -197,8 +197,6 @@ def _check_same_labeler(out: Path, labeler: str) -> None:
 
 def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig()) -> dict[str, Any]:
     """Build (or resume) a dataset from an LFW-style tree; returns the summary (also saved as summary.json)."""
-    from facevision.face.reference import CORRESPONDENCE_SPACE
-
     if cfg.labeler == "3ddfa-v2":  # the config checked itself when built (PrepareConfig.__post_init__)
         from data_prep.tddfa_files import load_tddfa_files
         from data_prep.tddfa_net import load_regressor
@@ -214,15 +212,26 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
     out.mkdir(parents=True, exist_ok=True)
     if cfg.labeler == "3ddfa-v2":
         from facevision.face.reference import DATASET_REFERENCE_FILE
+        from data_prep.tddfa_files import load_tddfa_files
         from data_prep.tddfa_reference import write_tddfa_reference
 
         write_tddfa_reference(out / DATASET_REFERENCE_FILE, load_tddfa_files(cfg.tddfa_dir))
     records = read_records(out)
     todo = [e for e in entries if not _is_done(out, records.get(e.id), e)]
-    resumed = len(entries) - len(todo)
-    print(f"prepare: {len(entries)} files under {root}; {resumed} already done, {len(todo)} to process "
-          f"with {cfg.workers} worker(s), labeler {cfg.labeler}", file=sys.stderr, flush=True)
+    print(f"prepare: {len(entries)} files under {root}; {len(entries) - len(todo)} already done, {len(todo)} to "
+          f"process with {cfg.workers} worker(s), labeler {cfg.labeler}", file=sys.stderr, flush=True)
+    _label(todo, root, out, cfg, records)
+    kept, dropped = _kept_and_dropped(entries, records, split)
+    summary = _summary(root, cfg, entries, split, kept, dropped, len(todo), time.time() - t0)
+    write_manifest(out, kept, size=cfg.size, label_source=cfg.labeler, correspondence_space=_space(cfg.labeler),
+                   split_config=asdict(cfg.split), summary=summary)
+    atomic_write_json(out / SUMMARY_NAME, summary)
+    return summary
 
+
+def _label(todo: list[PhotoEntry], root: Path, out: Path, cfg: PrepareConfig,
+           records: dict[str, dict[str, Any]]) -> None:
+    """Label ``todo`` with the worker pool; each record goes into ``records`` and is appended to records.jsonl."""
     bar = None
     if cfg.progress:
         from tqdm import tqdm
@@ -240,8 +249,11 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
     if bar is not None:
         bar.close()
 
+
+def _kept_and_dropped(entries: list[PhotoEntry], records: dict[str, dict[str, Any]],
+                      split: dict[str, str]) -> tuple[list[dict[str, Any]], Counter]:
+    """Manifest entries of the kept photos (in listing order) and the drop count per reason."""
     kept, dropped = [], Counter()
-    kept_per_split = Counter()
     for e in entries:
         r = records.get(e.id)
         if r is None:
@@ -249,28 +261,38 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
         if r["status"] == "dropped":
             dropped[r["reason"]] += 1
             continue
-        s = split[e.identity]
-        kept_per_split[s] += 1
-        kept.append({"id": e.id, "identity": e.identity, "split": s, "source": e.source,
+        kept.append({"id": e.id, "identity": e.identity, "split": split[e.identity], "source": e.source,
                      "crop_box": r.get("crop_box"), "crop_angle": r.get("crop_angle", 0.0)})
-    label_source = cfg.labeler
-    if cfg.labeler == "mediapipe":
-        space = CORRESPONDENCE_SPACE
-    else:
-        from data_prep.label_tddfa import CORRESPONDENCE_SPACE as space
+    return kept, dropped
+
+
+def _space(labeler: str) -> str:
+    """The correspondence space of a labeler's maps."""
+    if labeler == "mediapipe":
+        from facevision.face.reference import CORRESPONDENCE_SPACE
+
+        return CORRESPONDENCE_SPACE
+    from data_prep.label_tddfa import CORRESPONDENCE_SPACE
+
+    return CORRESPONDENCE_SPACE
+
+
+def _summary(root: Path, cfg: PrepareConfig, entries: list[PhotoEntry], split: dict[str, str],
+             kept: list[dict[str, Any]], dropped: Counter, processed: int, elapsed: float) -> dict[str, Any]:
+    """summary.json: settings, counts (listed, read, dropped per reason, kept per split) and wall time (s)."""
+    kept_per_split = Counter(k["split"] for k in kept)
     photos_per_split = Counter(split[e.identity] for e in entries)
-    elapsed = time.time() - t0
-    summary = {
+    return {
         "root": str(root),
         "labeler": cfg.labeler,
         "mirror_average": cfg.mirror_average,
-        "depth_scale": cfg.z_stretch if cfg.labeler == "mediapipe" else None,  # the summary's key, kept
+        "depth_scale": cfg.z_stretch if cfg.labeler == "mediapipe" else None,  # the summary's name for z_stretch
         "passes": cfg.passes if cfg.labeler == "3ddfa-v2" else None,
         "size": cfg.size,
         "files_listed": len(entries),
         "images_read": len(entries) - dropped[UNREADABLE],
-        "processed_this_run": len(todo),
-        "resumed_from_previous_runs": resumed,
+        "processed_this_run": processed,
+        "resumed_from_previous_runs": len(entries) - processed,
         "dropped": {reason: dropped[reason] for reason in DROP_REASONS},
         "dropped_total": sum(dropped.values()),
         "kept": len(kept),
@@ -281,10 +303,6 @@ def prepare_lfw(root: str | Path, out: str | Path, cfg: PrepareConfig = PrepareC
         "wall_time_s": round(elapsed, 1),
         "workers": cfg.workers,
     }
-    write_manifest(out, kept, size=cfg.size, label_source=label_source, correspondence_space=space,
-                   split_config=asdict(cfg.split), summary=summary)
-    atomic_write_json(out / SUMMARY_NAME, summary)
-    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -92,6 +92,7 @@ class ProfileConfig:
         only removes pixels: the source label's steep rim (a silhouette sampled once per pixel, so
         its depth jitters from row to row) turns into "comb teeth" when it faces the camera.
     min_face_pixels: fewer visible face pixels than this raises ProfileError.
+    Checked when built (ValueError naming the field).
     """
 
     center_behind_rim: float = 0.05
@@ -104,6 +105,17 @@ class ProfileConfig:
     max_rescale: float = 1.3
     open_mask_px: int = 2
     min_face_pixels: int = 50
+
+    def __post_init__(self) -> None:
+        if len(self.head_scale) != 2 or not all(float(v) > 0 for v in self.head_scale):
+            raise ValueError(f"ProfileConfig.head_scale must be two radii factors > 0, got {self.head_scale!r}")
+        if not float(self.anchor_level) > 0:
+            raise ValueError(f"ProfileConfig.anchor_level must be > 0, got {self.anchor_level!r}")
+        if not float(self.max_rescale) >= 1.0:
+            raise ValueError(f"ProfileConfig.max_rescale must be >= 1, got {self.max_rescale!r}")
+        for name in ("open_mask_px", "min_face_pixels"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"ProfileConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -415,6 +427,7 @@ class ProfileRunConfig:
     Each view draws |yaw| uniformly in [min_yaw, max_yaw] (signs alternate between a sample's views,
     starting at random) and pitch uniformly in [-max_pitch, max_pitch]; the draw depends only on
     seed, sample id and view number, so reruns and ``--views`` changes keep existing views valid.
+    Checked when built (ValueError naming the field).
     """
 
     views: int = 4
@@ -428,15 +441,20 @@ class ProfileRunConfig:
     progress: bool = True
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
-    def validate(self) -> None:
-        if self.views < 1:
-            raise ValueError(f"views must be at least 1, got {self.views}")
+    def __post_init__(self) -> None:
+        if int(self.views) < 1:
+            raise ValueError(f"ProfileRunConfig.views must be at least 1, got {self.views!r}")
         if not 0 <= self.min_yaw <= self.max_yaw <= 90:
-            raise ValueError(f"need 0 <= min_yaw <= max_yaw <= 90, got {self.min_yaw:g}, {self.max_yaw:g}")
+            raise ValueError(f"ProfileRunConfig needs 0 <= min_yaw <= max_yaw <= 90, got min_yaw {self.min_yaw:g}, "
+                             f"max_yaw {self.max_yaw:g}")
         if not 0 <= self.max_pitch <= 90:
-            raise ValueError(f"max_pitch must be in [0, 90], got {self.max_pitch:g}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+            raise ValueError(f"ProfileRunConfig.max_pitch must be in [0, 90], got {self.max_pitch:g}")
+        if int(self.workers) < 1:
+            raise ValueError(f"ProfileRunConfig.workers must be at least 1, got {self.workers!r}")
+        if int(self.seed) < 0:
+            raise ValueError(f"ProfileRunConfig.seed must be >= 0, got {self.seed!r}")
+        if self.limit is not None and int(self.limit) < 0:
+            raise ValueError(f"ProfileRunConfig.limit must be at least 0, got {self.limit!r}")
 
 
 def view_id(sample_id: str, k: int) -> str:
@@ -557,7 +575,6 @@ def profile_dataset(src: str | Path, out: str | Path, cfg: ProfileRunConfig = Pr
     source pose).
     Views whose four files exist are skipped. Returns the summary (also stored in the manifest).
     """
-    cfg.validate()
     src, out = Path(src), Path(out)
     t0 = time.time()
     manifest = read_manifest(src)
@@ -574,6 +591,28 @@ def profile_dataset(src: str | Path, out: str | Path, cfg: ProfileRunConfig = Pr
     n_todo = sum(len(ks) for _, ks in tasks)
     print(f"profile: {len(entries)} source samples x {cfg.views} views; {len(entries) * cfg.views - n_todo} "
           f"already done, {n_todo} to render with {cfg.workers} worker(s)", file=sys.stderr, flush=True)
+    failed = _render_views(tasks, src, out, cfg, n_todo)
+    samples, originals = _profiled_entries(entries, src, out, cfg)
+    summary = {
+        "source": str(src),
+        "source_samples": len(entries),
+        "views_per_sample": cfg.views,
+        "rendered_this_run": n_todo - len(failed),
+        "failed": len(failed),
+        "failures": dict(sorted(failed.items())[:50]),
+        "views": len(samples) - originals,
+        "originals": originals,
+        "wall_time_s": round(time.time() - t0, 1),
+        "workers": cfg.workers,
+    }
+    written = _write_profile_manifest(src, out, manifest, samples, cfg, summary)
+    summary["split_counts"] = {s: written["split_counts"][s] for s in SPLITS}
+    return summary
+
+
+def _render_views(tasks: list[tuple[str, list[int]]], src: Path, out: Path, cfg: ProfileRunConfig,
+                  n_todo: int) -> dict[str, str]:
+    """Render and write the missing views with the worker pool; returns {view id: why it failed}."""
     bar = None
     if cfg.progress:
         from tqdm import tqdm
@@ -586,7 +625,13 @@ def profile_dataset(src: str | Path, out: str | Path, cfg: ProfileRunConfig = Pr
             bar.update(rec["written"] + len(rec["failed"]))
     if bar is not None:
         bar.close()
+    return failed
 
+
+def _profiled_entries(entries: list[dict[str, Any]], src: Path, out: Path,
+                      cfg: ProfileRunConfig) -> tuple[list[dict[str, Any]], int]:
+    """Manifest entries of the complete views (and of the source samples, linked in, with
+    ``include_originals``); also the number of originals."""
     samples: list[dict[str, Any]] = []
     originals = 0
     for e in entries:
@@ -601,27 +646,20 @@ def profile_dataset(src: str | Path, out: str | Path, cfg: ProfileRunConfig = Pr
             if sample_complete(out, vid):
                 yaw, pitch = view_angles(e["id"], k, cfg)
                 samples.append({**e, "id": vid, "profile_of": e["id"], "view": k, "yaw": yaw, "pitch": pitch})
-    summary = {
-        "source": str(src),
-        "source_samples": len(entries),
-        "views_per_sample": cfg.views,
-        "rendered_this_run": n_todo - len(failed),
-        "failed": len(failed),
-        "failures": dict(sorted(failed.items())[:50]),
-        "views": len(samples) - originals,
-        "originals": originals,
-        "wall_time_s": round(time.time() - t0, 1),
-        "workers": cfg.workers,
-    }
-    settings = {"min_yaw": cfg.min_yaw, "max_yaw": cfg.max_yaw, "max_pitch": cfg.max_pitch, "seed": cfg.seed,
-                "config": asdict(cfg.profile), "labels_from": "face model" if _dataset_model(src) else "visible depth"}
+    return samples, originals
+
+
+def _write_profile_manifest(src: Path, out: Path, manifest: dict[str, Any], samples: list[dict[str, Any]],
+                            cfg: ProfileRunConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """The new dataset's manifest (the source's size, label source + "+profile", space; the profile settings),
+    with the source's reference face linked in where it has one; returns the written manifest."""
     from facevision.face.reference import DATASET_REFERENCE_FILE
 
+    settings = {"min_yaw": cfg.min_yaw, "max_yaw": cfg.max_yaw, "max_pitch": cfg.max_pitch, "seed": cfg.seed,
+                "config": asdict(cfg.profile), "labels_from": "face model" if _dataset_model(src) else "visible depth"}
     if (src / DATASET_REFERENCE_FILE).is_file():  # the views' maps are in the source's space
         _link_or_copy(src / DATASET_REFERENCE_FILE, out / DATASET_REFERENCE_FILE)
-    written = write_manifest(out, samples, size=manifest["size"],
-                             label_source=f"{manifest.get('label_source', 'unknown')}+profile",
-                             correspondence_space=manifest.get("correspondence_space", "unknown"),
-                             profile=settings, summary=summary)
-    summary["split_counts"] = {s: written["split_counts"][s] for s in SPLITS}
-    return summary
+    return write_manifest(out, samples, size=manifest["size"],
+                          label_source=f"{manifest.get('label_source', 'unknown')}+profile",
+                          correspondence_space=manifest.get("correspondence_space", "unknown"),
+                          profile=settings, summary=summary)

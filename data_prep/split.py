@@ -10,7 +10,7 @@ Small sets: with at least ``min_identities_for_eval`` identities, test and val e
 identity even when the fractions give them none (4 people x 5 photos would otherwise all go to train and
 leave nothing to validate on): an empty evaluation split (test first, then val) takes the train identity with
 the fewest photos (the earliest in the shuffled order among equals), preferring those within
-``max_eval_photos``. Sets whose fractions already fill both splits are assigned exactly as before.
+``max_eval_photos``. Sets whose fractions already fill both splits are not changed by this rule.
 """
 from __future__ import annotations
 
@@ -23,13 +23,29 @@ __all__ = ["SplitConfig", "split_identities"]
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Split fractions are of all photos (the paper: 11,794 train / 543 test of 12,337 ~ 4.4 % test)."""
+    """How identities are split; checked when built (ValueError naming the field).
+
+    seed: shuffles the identities. test_frac, val_frac: shares of all photos for test and val (test follows
+    the paper's split, 543 of 12,337 photos, ~4.4 %). max_eval_photos: identities with more photos always go to
+    train. min_identities_for_eval: from this many identities on, test and val never stay empty.
+    """
 
     seed: int = 20240607
     test_frac: float = 0.045
     val_frac: float = 0.04
     max_eval_photos: int = 20
-    min_identities_for_eval: int = 3  # from this many identities on, test and val never stay empty
+    min_identities_for_eval: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("test_frac", "val_frac"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"SplitConfig.{name} must be a fraction in [0, 1], got {getattr(self, name)!r}")
+        if self.test_frac + self.val_frac > 1.0:
+            raise ValueError(f"SplitConfig.test_frac + val_frac must be at most 1, got {self.test_frac!r} + "
+                             f"{self.val_frac!r}")
+        for name in ("max_eval_photos", "min_identities_for_eval"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"SplitConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 def split_identities(photo_counts: Mapping[str, int], config: SplitConfig = SplitConfig()) -> dict[str, str]:

@@ -1,22 +1,15 @@
-"""The 3DDFA / 3DDFA_V2 files a user passes with ``--tddfa-dir DIR``, read into plain arrays.
-
-Nothing here is shipped: the folder holds the regressor's weights and a face model derived from the Basel
-Face Model (non-commercial research use; see the folder's SOURCE.md). Files read (all npz or safetensors):
-
-* ``tddfa_v2_mb05_120x120.safetensors``: the regressor (:mod:`data_prep.tddfa_net`);
-* ``tddfa_v2_param_mean_std_62d.npz``: ``mean``, ``std`` (62,): parameters = network output * std + mean;
-* ``bfm_paf_4096.npz``: the face model on a 64 x 64 grid of points (``mu``, ``w_shp`` (40), ``w_exp`` (10));
-* ``bfm_53215_mean.npz``: the 53,215-vertex mean and the flat indices of the 68 iBUG landmarks;
-* ``tddfa_v2_bfm_noneck_v3_meta.npz``: 3DDFA_V2's face vertices (``indices``), checked to lie in the mean.
+"""The 3DDFA / 3DDFA_V2 files a user passes with ``--tddfa-dir DIR`` (never shipped: the face model derives
+from the Basel Face Model, non-commercial research use), read into plain arrays. ``FILES``: the regressor's
+weights (:mod:`data_prep.tddfa_net`), the parameters' mean and std (62,), the face model on a 64 x 64 grid
+(``mu``, ``w_shp`` (40), ``w_exp`` (10)), the 53,215-vertex mean with the 68 iBUG landmarks' indices, and
+3DDFA_V2's face vertex indices (checked to lie in the mean).
 
 Correspondence space ``3ddfa-bfm4096-ncc`` (:meth:`TddfaFiles.to_ncc`): the normalized coordinate code of the
-4,096-point mean shape, 3DDFA's PNCC idea on the grid the labels are rendered from: v and w span the mean's
-range in y and z, u spans [-a, a] in x with a the mean's largest |x|, so the mirror image of a point (x -> -x
-in the model frame) has u -> 1 - u exactly. (3DDFA_V2's own PNCC normalizes over its 38,365 face vertices; the
-grid reaches past them at the ears and chin, 16 % of the range in z, so its code would leave [0, 1].)
+4,096-point mean shape (docs/data_prep.md): v and w span its range in y and z, u spans [-a, a] in x (a = its
+largest |x|), so a point's mirror image (x -> -x) has u -> 1 - u exactly.
 
-Model frame ("BFM units"): x right, y up, z towards the viewer; one face is ~146,000 units wide.
-Grid order: point ``i * 64 + j`` is column ``i`` (left to right as seen) and row ``j`` (top to bottom).
+Model frame ("BFM units"): x right, y up, z towards the viewer; one face is ~146,000 units wide. Grid order:
+point ``i * 64 + j`` is column ``i`` (left to right as seen) and row ``j`` (top to bottom).
 """
 from __future__ import annotations
 
@@ -33,9 +26,8 @@ __all__ = ["TddfaFiles", "load_tddfa_files", "TddfaFilesError", "FILES", "LANDMA
 FILES = {"weights": "tddfa_v2_mb05_120x120.safetensors", "param_stats": "tddfa_v2_param_mean_std_62d.npz",
          "grid_model": "bfm_paf_4096.npz", "mean_53215": "bfm_53215_mean.npz",
          "meta": "tddfa_v2_bfm_noneck_v3_meta.npz"}
-#: Grid points whose bases are blended (inverse-square distance) into each landmark's basis: the 68
-#: landmarks are not grid points (nearest at a median of ~1,900 units). The choice hardly matters: AFLW2000-3D
-#: labeler mean of bins 4.155 / 4.152 / 4.151 / 4.150 % with 1 / 3 / 6 / 12 points (docs/data_prep.md).
+#: Grid points whose bases are blended (inverse-square distance) into each landmark's basis (the 68 landmarks
+#: are not grid points; how many hardly matters: docs/data_prep.md).
 LANDMARK_NEIGHBOURS = 6
 
 

@@ -1,10 +1,9 @@
 """3DDFA_V2's regressor as a small torch module: MobileNet V1 (widen 0.5), 120 x 120 BGR crop -> 62 numbers.
 
-Written here from the architecture its weight file implies (3DDFA_V2, Guo et al. 2020, MIT): a stride-2
-3 x 3 convolution, 13 depthwise-separable blocks (``dw2_1`` ... ``dw6``), global average pooling and a
-linear head ``fc_param`` (62 = 12 pose + 40 shape + 10 expression, normalized: the caller de-normalizes
-with :func:`data_prep.tddfa_files.TddfaFiles.param_mean` / ``param_std``). The auxiliary head ``fc_lm`` of the
-file is not used by 3DDFA_V2's inference and is not built. Weights are read from safetensors only.
+Built from the architecture its weight file implies (3DDFA_V2, Guo et al. 2020, MIT): a stride-2 convolution,
+13 depthwise-separable blocks, global average pooling and the head ``fc_param`` (12 pose + 40 shape + 10
+expression, normalized: de-normalize with :class:`data_prep.tddfa_files.TddfaFiles`' ``param_mean`` /
+``param_std``). The file's auxiliary head ``fc_lm`` is not built. Weights are read from safetensors only.
 """
 from __future__ import annotations
 
@@ -60,11 +59,8 @@ class TddfaRegressor(nn.Module):
 
 
 def load_regressor(path: str | Path) -> TddfaRegressor:
-    """The regressor with the weights of ``path`` (safetensors), in eval mode.
-
-    Raises RegressorFileError (one line naming the file) when the file is missing or unreadable, or when a
-    tensor the regressor needs is missing or has another shape (extra tensors such as ``fc_lm`` are ignored).
-    """
+    """The regressor with the weights of ``path`` (safetensors), in eval mode; RegressorFileError naming the file
+    when it is missing or unreadable or a needed tensor is missing or of another shape (extra ones are ignored)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

@@ -1,14 +1,9 @@
 """The reference face of the ``3ddfa-bfm4096-ncc`` correspondence space, in :mod:`facevision.face.reference`'s format.
 
-Vertices: the 4,096 grid points of the 3DDFA face model's mean, then its 68 iBUG landmarks (``ibug68`` =
-4096 .. 4163; they lie on the surface but are not grid points, so no triangle uses them). ``vertices`` hold
-the code (u, v, w) the labels carry (:meth:`data_prep.tddfa_files.TddfaFiles.to_ncc`); ``raw_vertices`` the
-mean in the reference frame (x right, y up, z towards the viewer, centred on the grid, unit RMS radius).
-
-``prepare lfw --labeler 3ddfa-v2`` writes this file into the dataset (``DATASET/reference.npz``), so the
-landmark read-out and the face-model build of such a dataset read it from there
-(:func:`facevision.face.reference.load_reference` takes its path). It is derived from the Basel Face Model's mean
-(non-commercial research use): it travels with the data and models made from these labels, under their terms.
+Vertices: the 4,096 grid points of the 3DDFA mean, then its 68 iBUG landmarks (``ibug68`` = 4096 .. 4163; no
+triangle uses them); ``vertices`` hold the labels' code (u, v, w), ``raw_vertices`` the mean centred, unit RMS
+radius (x right, y up, z towards the viewer). ``prepare lfw --labeler 3ddfa-v2`` writes it as
+``DATASET/reference.npz``. Derived from the Basel Face Model's mean: non-commercial research use.
 """
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """A generated toy dataset in the facevision format: shaded ellipsoid "faces" with exact labels.
 
-Used by tests and to try training end to end without any photos. Each sample is an
-ellipsoid cap seen from the front: depth = its height towards the camera (crop pixels,
-plus DEPTH_BASE_PX), correspondence = the ellipsoid's normalized coordinates
-(u right, v up, w towards the camera), mask = its silhouette, image = Lambertian shading
-of the surface under a random light with a random albedo over a noisy background.
+Used by tests and to try training without photos. Each sample is an ellipsoid cap seen from the front: depth =
+its height towards the camera (crop px, plus DEPTH_BASE_PX), correspondence = the ellipsoid's normalized
+coordinates (u right, v up, w towards the camera), mask = its silhouette, image = Lambertian shading under a
+random light and albedo over a noisy background.
 """
 from __future__ import annotations
 

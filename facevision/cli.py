@@ -33,8 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``argv=None`` means the program's own command line (``facevision ...``, ``python -m facevision ...``): then a
     command that sets ``fast_exit`` (``predict``: every output is written, flushed and closed when it returns)
-    ends the process right away with its exit code once stdout and stderr are flushed, skipping the interpreter's
-    teardown of torch, Open3D and MediaPipe (~1 s, a quarter of a one-photo run)."""
+    ends the process right away once stdout and stderr are flushed, skipping the interpreter's teardown of
+    torch, Open3D and MediaPipe."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

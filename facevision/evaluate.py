@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.dataset_format import DatasetFormatError, read_manifest, read_sample
+from data_prep.dataset_format import SPLITS, DatasetFormatError, read_manifest, read_sample
 from facevision.common.fileio import atomic_write_bytes
 from facevision.face.reference import dataset_reference
 from facevision.maps.landmarks import landmarks_from_corr
@@ -45,7 +45,7 @@ IOD_POINTS = (36, 45)
 class EvaluateConfig:
     """split: split to score; limit: first N samples of it (None = all); batch_size: network batch;
     baseline_split: split the mean maps come from; baseline_limit: first N of those (None = all);
-    mask_threshold: predicted-mask probability threshold."""
+    mask_threshold: predicted-mask probability threshold. Checked when built (ValueError naming the field)."""
 
     split: str = "test"
     limit: int | None = None
@@ -53,6 +53,18 @@ class EvaluateConfig:
     baseline_split: str = "train"
     baseline_limit: int | None = None
     mask_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("split", "baseline_split"):
+            if getattr(self, name) not in SPLITS:
+                raise ValueError(f"EvaluateConfig.{name} must be one of {', '.join(SPLITS)}, got {getattr(self, name)!r}")
+        for name in ("limit", "baseline_limit"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise ValueError(f"EvaluateConfig.{name} must be at least 1 or None (all), got {getattr(self, name)!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"EvaluateConfig.batch_size must be at least 1, got {self.batch_size!r}")
+        if not 0.0 <= float(self.mask_threshold) <= 1.0:
+            raise ValueError(f"EvaluateConfig.mask_threshold must be a probability in [0, 1], got {self.mask_threshold!r}")
 
 
 class MapMetrics:

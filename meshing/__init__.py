@@ -1,19 +1,9 @@
-"""meshing: depth (+ correspondence, image) maps -> refined triangle mesh. Plain numpy arrays in and out.
+"""meshing: depth (+ mask, photo, correspondence) maps -> refined triangle mesh; plain numpy arrays in and out.
 
-Pipeline (each step a public function, composable)::
-
-    vertices, faces, pixels = lift(depth, mask, density=1.0)                       # 1
-    faces = remove_background(vertices, faces, pixels, mask)                       # 2
-    vertices, faces, kept = remove_spikes(vertices, faces); pixels = pixels[kept]  # 3
-    vertices = smooth_laplacian(vertices, faces, iterations=5, lam=0.5)            # 4 (Open3D)
-    vertices = fill_detail(vertices, faces, pixels, image, strength=2.0)           # 5
-    colors, uvs = sample_colors(image, pixels), pixel_uvs(pixels, image.shape[:2]) # 6
-
-or all at once: ``mesh_from_maps(depth, mask, image, corr, MeshConfig()) -> FaceMesh``;
-``save_mesh(path, mesh, texture=image)`` writes PLY or textured OBJ (+ MTL + PNG).
-
-Coordinates: right-handed, X = column, Y = H - 1 - row (up), Z = depth (towards the viewer),
-all in source-map pixels (see :mod:`meshing.types`).
+``mesh_from_maps(depth, mask, image, corr, MeshConfig()) -> FaceMesh`` runs the steps in order (lift, remove
+background, remove spikes, smooth, fill detail, sample colours / uvs / corr), each also a public function;
+``save_mesh(path, mesh, texture=image)`` writes PLY or textured OBJ. Coordinates: :mod:`meshing.types`.
+Guide and measurements: docs/meshing.md.
 """
 from meshing.cleanup import (boundary_vertices, compact, face_areas, largest_component, longest_edges,
                              remove_background, remove_spikes)

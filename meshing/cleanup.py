@@ -55,12 +55,9 @@ def remove_background(vertices: np.ndarray, faces: np.ndarray, pixels: np.ndarra
                       max_edge: float | None = None) -> np.ndarray:
     """Drop triangles touching background; returns the kept faces (F', 3) int64.
 
-    A triangle is dropped when a corner has ``Z <= 0`` or non-finite, when a corner lies
-    outside ``mask`` (bilinear foreground weight < 0.5 at its (row, col) ``pixels``), or when
-    its longest 2D edge (in pixel positions, or mesh X/Y without ``pixels``) exceeds
-    ``max_edge`` (default ``edge_factor`` x the median 2D edge): such triangles bridge a
-    background gap, e.g. the convex-hull triangles of a Delaunay triangulation.
-    """
+    Dropped: a corner with ``Z <= 0`` or non-finite, a corner outside ``mask`` (bilinear foreground weight < 0.5
+    at its (row, col) ``pixels``), or a longest 2D edge (in ``pixels``, else mesh X/Y) above ``max_edge`` (default
+    ``edge_factor`` x the median 2D edge): such triangles bridge a background gap."""
     v, f = _check(vertices, faces)
     if len(f) == 0:
         return f.reshape(0, 3)
@@ -116,17 +113,9 @@ def remove_spikes(vertices: np.ndarray, faces: np.ndarray, *, edge_factor: float
                   keep_largest: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop spike triangles, keep the largest component, remove unreferenced vertices.
 
-    A triangle is a spike when its longest 3D edge > ``edge_factor`` x the median longest
-    edge, or its 3D area > ``area_factor`` x the median area (None disables a test).
-    Degenerate triangles (repeated corners) are dropped too.
-
-    Returns:
-        ``(vertices, faces, kept)``: ``kept`` indexes the input vertices, so callers can
-        carry per-vertex data along (``pixels[kept]``).
-
-    Raises:
-        MeshingError: no triangle survives.
-    """
+    A spike's longest 3D edge exceeds ``edge_factor`` x the median longest edge, or its area ``area_factor`` x the
+    median area (None disables a test); degenerate triangles go too. Returns ``(vertices, faces, kept)``, ``kept``
+    indexing the input vertices (``pixels[kept]``). Raises MeshingError when no triangle survives."""
     v, f = _check(vertices, faces)
     if len(f) == 0:
         raise MeshingError("no triangles to clean (the mesh is empty)")

@@ -1,13 +1,10 @@
 """Text of float arrays in fixed-point notation, byte for byte what printf's ``%.Nf`` writes, made with numpy.
 
-``fixed_rows(arr, "v", (4, 4, 4))`` is ``"".join("v %.4f %.4f %.4f\\n" % tuple(row) for row in arr)`` (and
-np.savetxt's text) at a fraction of the cost: Python formats ~100k numbers of a face mesh's OBJ in ~12 ms,
-this in ~2 ms. How: each value times 10**N (one correctly rounded multiplication) rounded half-to-even is the
-printed integer ``q``, except where that product lies within a few units in the last place of a tie
-(``k + 0.5``): there the exact decimal value decides, so those few values (about one in 10**10 at random, but
-exact ties such as 0.03125 are common) are formatted by Python and ``q`` read back from its text. ``q``'s
-digits are then laid out in a character matrix, one row per line, and the unused cells dropped. Non-finite
-values and magnitudes of 2**52 / 10**N and above (N: the most decimals asked for) are left to Python entirely.
+``fixed_rows(arr, "v", (4, 4, 4))`` is ``"".join("v %.4f %.4f %.4f\\n" % tuple(row) for row in arr)``, faster
+(docs/meshing.md). Each value times 10**N rounded half-to-even is the printed integer ``q``, except within a few
+units in the last place of a tie (``k + 0.5``), where Python formats the value and ``q`` is read back from its
+text; ``q``'s digits are laid out in a character matrix, one row per line. Non-finite values and magnitudes of
+2**52 / 10**N and above are left to Python entirely.
 """
 from __future__ import annotations
 

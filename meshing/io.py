@@ -1,19 +1,12 @@
-"""Mesh files: PLY (vertex colours, via Open3D) and OBJ (+ MTL + PNG texture, written here), atomically.
+"""Mesh files, written atomically: PLY (via Open3D) and OBJ (+ MTL + PNG texture, written here).
 
 * ``.ply``: binary PLY with positions, normals and vertex colours (if any).
-* ``.obj``: positions with vertex colours (``v x y z r g b``), vertex normals (``vn``) and, when a
-  texture is given, **one texture coordinate per vertex** (``vt``, shared by every face corner at that
-  vertex: ``f i/i/i``, as each vertex has exactly one uv here), ``<stem>.mtl`` (``map_Kd <stem>_0.png``)
-  and ``<stem>_0.png`` next to it, so the mesh opens textured in Blender and MeshLab, and trimesh or a
-  game engine keeps one vertex per ``v`` line instead of splitting every vertex by its corners.
+* ``.obj``: ``v x y z r g b``, ``vn`` and, with a texture, one ``vt`` per vertex (faces ``f i/i/i``),
+  ``<stem>.mtl`` (``map_Kd <stem>_0.png``) and ``<stem>_0.png`` beside it.
 
-Every file appears complete or not at all: the set is written into a hidden temporary folder
-beside the target (PLY: a temporary file), checked (Open3D's return value, then the PLY size
-against its header; each file of an OBJ set against the size of the bytes meant for it, and the texture
-PNG's end chunk: a writer can report success for a file a full disk cut short), flushed, and each file is renamed
-into place (texture and material first, the OBJ last), so a complete OBJ always finds its
-material and texture. A failed write leaves nothing under the final names and raises
-``facevision.common.fileio.OutputWriteError`` (an ``OSError``) naming the file and the reason.
+Each file is written to a temporary name (an OBJ set into a temporary folder), checked against the bytes
+meant for it (PLY: its header's counts; PNG: its end chunk), flushed and renamed into place, the OBJ last. A
+failed write leaves nothing under the final names and raises ``facevision.common.fileio.OutputWriteError``.
 """
 from __future__ import annotations
 
@@ -159,17 +152,11 @@ def save_mesh(path: str | os.PathLike, mesh: FaceMesh, texture: np.ndarray | Non
               decimals: int = 4, texture_png: bytes | None = None) -> Path:
     """Write ``mesh`` to ``path`` (.ply or .obj) atomically; returns the path.
 
-    Args:
-        texture: (H, W, 3) photo the mesh's ``uvs`` point into (uint8, uint16 or float [0, 1]).
-            OBJ only: written as ``<stem>_0.png`` and referenced from ``<stem>.mtl``.
-            Ignored for PLY (PLY keeps the vertex colours).
-        comment, decimals: OBJ only, see :func:`obj_text`.
-        texture_png: the texture already encoded by :func:`encode_texture` (instead of ``texture``).
-
-    Raises:
-        MeshIOError: unknown suffix, invalid mesh, texture without uvs.
-        facevision.common.fileio.OutputWriteError (an OSError): the files could not be written completely (disk full...).
-    """
+    texture: (H, W, 3) photo the mesh's ``uvs`` point into (uint8, uint16 or float [0, 1]); OBJ only (written as
+    ``<stem>_0.png``, referenced from ``<stem>.mtl``); texture_png: the same already encoded (:func:`encode_texture`);
+    comment, decimals: OBJ only, see :func:`obj_text`.
+    Raises MeshIOError (unknown suffix, invalid mesh, texture without uvs) or OutputWriteError (an OSError: the
+    files could not be written completely)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
@@ -270,13 +257,10 @@ def _set_file_problem(file: Path, sizes: dict[str, int]) -> str | None:
 
 
 def load_mesh(path: str | os.PathLike) -> FaceMesh:
-    """Read a .ply or .obj mesh into a :class:`FaceMesh` of numpy arrays.
+    """Read a .ply or .obj mesh into a :class:`FaceMesh`; MeshIOError naming the file when it cannot.
 
-    ``pixels`` are NaN (not stored in mesh files); ``uvs`` are per vertex (from the OBJ's
-    per-corner coordinates), ``colors`` come from vertex colours. Vertex and face counts are
-    those of the file, but Open3D's OBJ reader numbers vertices in order of first use by the
-    faces, so OBJ vertex order may differ from the file's (PLY keeps it). Raises MeshIOError.
-    """
+    ``pixels`` are NaN; ``uvs`` per vertex (from the OBJ's per-corner coordinates); ``colors`` from vertex colours.
+    Open3D numbers OBJ vertices in order of first use by the faces (PLY keeps the file's order)."""
     o3d = import_open3d()
 
     path = Path(path)

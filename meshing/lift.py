@@ -32,11 +32,8 @@ def _as_depth(depth: np.ndarray) -> np.ndarray:
 
 
 def foreground(depth: np.ndarray, mask: np.ndarray | None = None, nonfinite: str = "error") -> np.ndarray:
-    """Foreground pixels: ``depth > 0`` (finite) and, if given, ``mask`` (bool or > 0).
-
-    Raises MeshingError for a non-2D/empty depth, a mask of another size, or (with
-    ``nonfinite="error"``) NaN/inf depth values.
-    """
+    """Foreground pixels: ``depth > 0`` (finite) and, if given, ``mask`` (bool or > 0). MeshingError for a
+    non-2D or empty depth, a mask of another size, or (``nonfinite="error"``) NaN/inf depth."""
     if nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
     d = _as_depth(depth)
@@ -83,12 +80,9 @@ def lattice_step(shape: tuple[int, int], density: float) -> tuple[float, float]:
 
 def resample(depth: np.ndarray, fg: np.ndarray,
              density: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Re-sample depth on a lattice of ``density`` points per source pixel.
-
-    Returns ``(z, valid, rows, cols)``: lattice depth (h, w), lattice foreground (h, w)
-    (interpolated foreground weight >= 0.5), and the source-pixel row (h,) and column (w,)
-    of each lattice line. ``density == 1`` returns the map itself.
-    """
+    """Re-sample depth on a lattice of ``density`` points per source pixel -> ``(z, valid, rows, cols)``: lattice
+    depth and foreground (interpolated foreground weight >= 0.5), (h, w) each, and the source-pixel row (h,) and
+    column (w,) of each lattice line. ``density == 1`` returns the map itself."""
     d = np.where(fg, _as_depth(depth), 0.0)
     h_in, w_in = d.shape
     if not (np.isfinite(density) and density > 0):
@@ -142,10 +136,8 @@ def orient_faces(pixels: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def triangulate(pixels: np.ndarray) -> np.ndarray:
-    """Delaunay triangulation (scipy.spatial / qhull) of scattered (row, col) points -> (F, 3) int64, CCW.
-
-    Raises MeshingError for fewer than 3 points or points that are all collinear.
-    """
+    """Delaunay triangulation (scipy.spatial) of scattered (row, col) points -> (F, 3) int64, CCW; MeshingError
+    for fewer than 3 points or points that are all collinear."""
     from scipy.spatial import Delaunay, QhullError
 
     pts = np.asarray(pixels, dtype=np.float64)
@@ -166,11 +158,9 @@ def triangulate(pixels: np.ndarray) -> np.ndarray:
 def triangulate_grid(valid: np.ndarray) -> np.ndarray:
     """Direct triangulation of a regular lattice: (F, 3) int64 indices, CCW seen from +Z.
 
-    Vertices are the ``valid`` lattice points numbered in row-major order. A cell with four
-    valid corners gives two triangles (split along the same diagonal everywhere), a cell with
-    three gives one. On a lattice this is a Delaunay triangulation (each cell's corners are
-    co-circular, so either diagonal satisfies the empty-circle property) restricted to
-    triangles whose corners are all foreground.
+    Vertices are the ``valid`` lattice points in row-major order. A cell with four valid corners gives
+    two triangles (the same diagonal everywhere), a cell with three gives one: a Delaunay triangulation
+    of the lattice (a cell's corners are co-circular) restricted to all-foreground triangles.
     """
     valid = np.asarray(valid, dtype=bool)
     if valid.ndim != 2:
@@ -195,22 +185,13 @@ def triangulate_grid(valid: np.ndarray) -> np.ndarray:
 def lift(depth: np.ndarray, mask: np.ndarray | None = None, *, density: float = 1.0,
          triangulation: str = "auto", z_scale: float = 1.0,
          nonfinite: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lift a depth map (:mod:`facevision.common.conventions`: larger = closer, 0 = background) to a triangle mesh.
+    """Lift a depth map (:mod:`facevision.common.conventions`) to a triangle mesh.
 
-    Args:
-        depth: (H, W) depth in pixel units (any numeric dtype).
-        mask: optional (H, W) foreground mask (bool or > 0); background is also ``depth <= 0``.
-        density: vertices per foreground pixel (1 = one vertex per pixel).
-        triangulation: "auto"/"grid" (direct lattice triangulation) or "delaunay" (scipy).
-        z_scale: multiplies depth values.
-        nonfinite: "error" or "background" for NaN/inf depth.
-
-    Returns:
-        ``(vertices (N, 3) float32, faces (F, 3) int64, pixels (N, 2) float32 (row, col))``.
-
-    Raises:
-        MeshingError: no foreground, fewer than 3 points, no triangle, non-finite depth...
-    """
+    depth: (H, W) in pixel units (any numeric dtype); mask: optional (H, W) foreground (bool or > 0), background is
+    also ``depth <= 0``; density: vertices per foreground pixel; triangulation: "auto"/"grid" (lattice) or
+    "delaunay" (scipy); z_scale multiplies depth; nonfinite: "error" or "background" for NaN/inf depth.
+    Returns (vertices (N, 3) float32, faces (F, 3) int64, pixels (N, 2) float32 (row, col)).
+    Raises MeshingError: no foreground, fewer than 3 points, no triangle, non-finite depth."""
     if triangulation not in TRIANGULATIONS:
         raise ValueError(f"triangulation must be one of {TRIANGULATIONS}, got {triangulation!r}")
     if not (np.isfinite(z_scale) and z_scale > 0):

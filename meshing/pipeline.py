@@ -42,21 +42,12 @@ def check_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndar
 
 def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndarray | None = None,
                    corr: np.ndarray | None = None, config: MeshConfig | None = None) -> FaceMesh:
-    """Depth (+ mask, photo, correspondence) maps -> refined mesh, all steps per ``config``.
+    """Depth (+ mask, photo, correspondence) maps -> refined mesh, every step per ``config`` (default ``MeshConfig()``).
 
-    Args:
-        depth: (H, W) depth, pixel units (:mod:`facevision.common.conventions`; 8-bit maps fine; negative values refused).
-        mask: (H, W) foreground mask (bool or > 0), optional.
-        image: (H, W, 3) photo (uint8 RGB or float in [0, 1]) for detail, colours and uvs.
-        corr: (H, W, 3) correspondence map in [0, 1], sampled per vertex into ``mesh.corr``.
-        config: step switches and strengths (default ``MeshConfig()``).
-
-    Steps: lift (sampled at ``vertex_density``) -> background removal -> spike removal +
-    largest component -> Laplacian smoothing -> detail filling -> colours/uvs/corr.
-
-    Raises:
-        MeshingError: empty/degenerate/non-finite input or maps of different sizes.
-    """
+    depth: (H, W) pixel units (:mod:`facevision.common.conventions`); mask: (H, W) foreground (bool or > 0);
+    image: (H, W, 3) photo (uint8 RGB or float in [0, 1]) for detail, colours and uvs; corr: (H, W, 3) in [0, 1],
+    sampled per vertex into ``mesh.corr``. Raises MeshingError for empty, degenerate or non-finite input or maps of
+    different sizes."""
     config = MeshConfig() if config is None else config
     shape = check_maps(depth, mask, image, corr)
     fg = foreground(depth, mask, config.nonfinite)

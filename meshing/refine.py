@@ -21,17 +21,9 @@ def _validated(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.
 
 def smooth_laplacian(vertices: np.ndarray, faces: np.ndarray, iterations: int = 5, lam: float = 0.5,
                      pin_boundary: bool = False) -> np.ndarray:
-    """Open3D Laplacian smoothing: each pass moves every vertex by ``lam`` towards the
-    (inverse-distance weighted) centroid of its one-ring.
-
-    Args:
-        iterations: number of passes (0 = unchanged copy).
-        lam: step in [0, 1].
-        pin_boundary: keep vertices on the mesh boundary fixed (the silhouette would
-            otherwise shrink inwards by about ``lam`` px per pass).
-
-    Returns: (N, 3) float32 vertices. Raises MeshingError for an empty/degenerate/non-finite mesh.
-    """
+    """Open3D Laplacian smoothing: each of ``iterations`` passes moves every vertex by ``lam`` (in [0, 1])
+    towards the weighted centroid of its one-ring; ``pin_boundary`` keeps boundary vertices fixed.
+    Returns (N, 3) float32 vertices; MeshingError for an empty, degenerate or non-finite mesh."""
     if int(iterations) < 0:
         raise MeshingError(f"iterations must be >= 0, got {iterations!r}")
     if not (0.0 <= lam <= 1.0):
@@ -114,13 +106,9 @@ def one_ring_mean(values: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def fill_detail(vertices: np.ndarray, faces: np.ndarray, pixels: np.ndarray, image: np.ndarray,
                 strength: float = 2.0, sigma: float = 2.0) -> np.ndarray:
-    """Detail filling: move each vertex along its normal by ``strength`` x the mean high-pass
-    grey value (grey in [0, 1], ``high_pass(image, sigma)``) over the vertex and its one-ring.
-
-    Brighter-than-surroundings pixels move towards the viewer, darker ones (creases, pores)
-    away. ``strength`` is in mesh units (px) per unit grey; 0 returns the vertices unchanged.
-    ``image`` must be the photo the (row, col) ``pixels`` refer to.
-    """
+    """Move each vertex along its normal by ``strength`` (px per unit grey) x the mean high-pass grey
+    (``high_pass(image, sigma)``, grey in [0, 1]) over the vertex and its one-ring: brighter than the surroundings
+    moves towards the viewer. ``image`` is the photo the (row, col) ``pixels`` refer to; strength 0 = unchanged."""
     v = np.asarray(vertices)
     if strength == 0:
         return v.astype(np.float32, copy=True)

@@ -40,11 +40,8 @@ def pixel_uvs(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def sample_corr(corr: np.ndarray, pixels: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Correspondence (u, v, w) at each vertex, (N, 3) float32.
-
-    With ``mask`` the bilinear average uses foreground pixels only (background zeros do not
-    pull boundary vertices towards (0, 0, 0)).
-    """
+    """Correspondence (u, v, w) at each vertex, (N, 3) float32; with ``mask`` the bilinear average uses
+    foreground pixels only."""
     c = np.asarray(corr, dtype=np.float64)
     if c.ndim != 3 or c.shape[2] < 3:
         raise MeshingError(f"correspondence map must be (H, W, 3), got shape {c.shape}")

@@ -1,15 +1,8 @@
 """Data types of :mod:`meshing`: the configuration, the mesh container and the error class.
 
-Mesh coordinate system (used by every function of the package)::
-
-    X = column of the source map            (to the image right)
-    Y = (H - 1) - row of the source map     (up)
-    Z = depth value                          (towards the viewer; larger = closer)
-
-Right-handed, all three axes in the same units: pixels of the source map (times
-``MeshConfig.z_scale`` for Z), so a depth map in pixel units lifts with its true
-proportions. Triangles are ordered counter-clockwise seen from +Z, so face normals
-point towards the viewer.
+Mesh coordinates (every function of the package): X = column of the source map (right), Y = (H - 1) - row (up),
+Z = depth (towards the viewer; larger = closer); right-handed, all in source-map pixels (Z times
+``MeshConfig.z_scale``). Triangles are counter-clockwise seen from +Z (normals towards the viewer).
 """
 from __future__ import annotations
 
@@ -30,37 +23,17 @@ class MeshingError(ValueError):
 
 @dataclass
 class MeshConfig:
-    """Every switch and strength of :func:`meshing.mesh_from_maps`.
+    """Every switch and strength of :func:`meshing.mesh_from_maps` (docs/meshing.md: counts and timings).
 
-    Sampling:
-        vertex_density: vertices per foreground pixel of the source map (<1 sub-samples,
-            >1 up-samples; the map is re-sampled on a regular lattice of step
-            ``1/sqrt(density)`` px). The default 1.0 makes every foreground pixel a vertex, as
-            in the paper: facevision's 128x128 crops (face = 32-50 % of the crop) give
-            5.2k-8.2k vertices and 10k-16k faces, the paper's range.
-        target_vertices: if set, overrides ``vertex_density`` with
-            ``target_vertices / number of foreground pixels`` (use for other resolutions).
-        triangulation: "auto" (default) = direct grid triangulation for the regular
-            lattice of a map (itself a Delaunay triangulation of the lattice, ~50x faster
-            than qhull on it); "delaunay" = scipy.spatial.Delaunay on the lifted pixel
-            positions (the default of :func:`meshing.triangulate` for scattered points);
-            "grid" = same as "auto".
-        z_scale: multiplies depth values (e.g. to bring an 8-bit 0-255 depth map to pixel units).
-        nonfinite: "error" (NaN/inf depth raises MeshingError) or "background" (treated as 0).
-    Steps (each can be switched off):
-        remove_background, background_edge_factor: drop triangles touching background or
-            spanning a background gap (longest 2D edge > factor x the lattice step; a lattice
-            triangle's longest edge, its diagonal, is <= sqrt(2) x the step).
-        remove_spikes, spike_edge_factor, spike_area_factor: drop triangles whose longest 3D
-            edge or 3D area exceeds factor x the median; ``keep_largest_component``.
-        smooth_iterations, smooth_lambda, smooth_pin_boundary: Open3D Laplacian smoothing
-            (0 iterations = off). Pinning keeps boundary vertices fixed so the silhouette does
-            not shrink (about ``lambda`` px per pass on a straight edge) but costs one Open3D
-            call per iteration (~3x slower), so it is off by default.
-        detail_strength, detail_sigma: detail filling, px of normal displacement per unit of
-            high-pass grey value (grey in [0, 1]); Gaussian sigma in source pixels;
-            strength 0 = off (also off without an image).
-    """
+    vertex_density: vertices per foreground pixel (re-sampled on a lattice of step ``1/sqrt(density)`` px);
+    target_vertices: overrides it with ``target_vertices / foreground pixels``; triangulation: "auto"/"grid" (the
+    map's lattice, a Delaunay triangulation of it) or "delaunay" (scipy on the pixel positions); z_scale multiplies
+    depth; nonfinite: "error" (NaN/inf depth raises MeshingError) or "background" (read as 0).
+    Steps, each can be switched off: background removal (triangles touching background, or whose longest 2D edge
+    exceeds ``background_edge_factor`` x the lattice step); spike removal (longest 3D edge or area above the
+    factors x the median) and ``keep_largest_component``; Open3D Laplacian smoothing (``smooth_iterations`` 0 = off,
+    ``smooth_pin_boundary`` keeps the silhouette); detail filling: ``detail_strength`` px of normal displacement per
+    unit of high-pass grey (in [0, 1]; 0 = off, also off without an image), ``detail_sigma`` Gaussian sigma in px."""
 
     vertex_density: float = 1.0
     target_vertices: Optional[int] = None
@@ -107,18 +80,12 @@ class MeshConfig:
 
 @dataclass
 class FaceMesh:
-    """A triangle mesh as plain numpy arrays (no Open3D objects).
+    """A triangle mesh as plain numpy arrays.
 
-    vertices: (N, 3) float32, mesh coordinates (see module docstring), source-map pixel units.
-    faces: (F, 3) int64 vertex indices, counter-clockwise seen from +Z.
-    pixels: (N, 2) float32 (row, col) position of each vertex in the source map
-        (NaN when unknown, e.g. after :func:`meshing.load_mesh`).
-    colors: (N, 3) float32 RGB in [0, 1] sampled from the photo, or None.
-    uvs: (N, 2) float32 texture coordinates into the source image, OBJ/OpenGL convention:
-        u = (col + 0.5) / W, v = 1 - (row + 0.5) / H (origin bottom-left), or None.
-    corr: (N, 3) float32 correspondence (u, v, w) sampled at each vertex, or None.
-    source_shape: (H, W) of the source map, or None.
-    """
+    vertices (N, 3) float32, mesh coordinates (module docstring); faces (F, 3) int64, counter-clockwise seen from +Z;
+    pixels (N, 2) float32 (row, col) in the source map (NaN when unknown); colors (N, 3) float32 RGB in [0, 1];
+    uvs (N, 2) float32, OBJ convention ``u = (col + 0.5) / W``, ``v = 1 - (row + 0.5) / H``; corr (N, 3) float32
+    (u, v, w) per vertex; source_shape (H, W). Optional ones are None when absent."""
 
     vertices: np.ndarray
     faces: np.ndarray

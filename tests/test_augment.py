@@ -72,3 +72,12 @@ def test_scale_multiplies_depth_relief_and_keeps_correspondence_values() -> None
         # nearest-neighbour sampling: every correspondence value is one the label had
         src = {tuple(v) for v in s.corr[s.mask].round(6)}
         assert all(tuple(v) in src for v in corr[mask].round(6))
+
+
+def test_augment_config_refuses_bad_values() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"AugmentConfig\.flip_p must be in \[0, 1\], got 1\.5"):
+        AugmentConfig(flip_p=1.5)
+    with pytest.raises(ValueError, match=r"AugmentConfig\.max_scale must be >= 1, got 0\.8"):
+        AugmentConfig(max_scale=0.8)

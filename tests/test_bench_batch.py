@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from facevision.benchmark.throughput import in_memory_seconds_per_photo
-from facevision.predict.batch import BatchConfig, run_batch
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.outputs import write_face
 from facevision.predict.predictor import PredictConfig
 from facevision.predict.writer import WriterConfig

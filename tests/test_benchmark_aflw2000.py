@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,32 @@ def test_cli_json_on_generated_photos_uses_fallback_boxes(tmp_path, random_check
     assert {"nme_mean3", "nme_bins", "pose_mae_mean"} <= set(out)
     assert out["photos"] == 2 and out["fallback_boxes"] == 2  # black photos: the detector finds nothing
     assert (tmp_path / "r.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("field, value", [("limit", 0), ("passes", 0), ("pose_limit_deg", float("nan")),
+                                          ("fallback_scale", -1.0), ("fallback_shift", (0.0,))])
+def test_config_refuses_a_bad_value_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"^AflwConfig\.{field} must .*got {re.escape(repr(value))}$"):
+        AflwConfig(**{field: value})
+
+
+@pytest.mark.parametrize("flag", ["--limit", "--passes"])
+def test_cli_names_the_flag_of_a_bad_value_before_loading_anything(tmp_path, capsys, flag):
+    from facevision.cli import main
+
+    assert main(["benchmark", "aflw2000", str(tmp_path / "nope"), flag, "0"]) == 2
+    assert capsys.readouterr().err.strip() == f"facevision benchmark aflw2000: error: {flag} must be >= 1, got 0"
+
+
+def test_cli_passes_default_is_the_config_default():
+    import argparse
+
+    from facevision.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["benchmark"]
+    p = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices["aflw2000"]
+    passes = next(a for a in p._actions if a.dest == "passes")
+    assert passes.default == AflwConfig.passes and f"(default {AflwConfig.passes})" in passes.help
 
 
 def test_cli_missing_folder(tmp_path, capsys):

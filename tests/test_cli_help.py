@@ -95,7 +95,7 @@ def test_evaluate_help_states_the_evaluate_config_defaults():
 
 def test_predict_help_states_the_predict_defaults():
     from facevision.face.detect import DetectConfig
-    from facevision.predict.batch import DEFAULT_MAX_PIXELS
+    from facevision.predict.runner import DEFAULT_MAX_PIXELS
     from facevision.predict.outputs import OutputConfig
     from facevision.predict.predictor import PredictConfig
 

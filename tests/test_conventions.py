@@ -102,17 +102,18 @@ def test_dataset_reader_checks_the_decoded_maps(tmp_path, monkeypatch):
 
 def test_predictor_postprocess_refuses_maps_that_break_the_conventions():
     from facevision.predict.predictor import PredictConfig, Predictor
+    from facevision.predict.records import FaceCrop, FaceMaps
     from support.synthetic import fixed_maps_model
 
     depth, corr, mask = _maps()
     p = Predictor(fixed_maps_model(depth, corr, mask), PredictConfig(mesh=None, fit=None, freeze=False))
-    crop = np.zeros(depth.shape + (3,), np.uint8)
+    crop = FaceCrop(np.zeros(depth.shape + (3,), np.uint8), (0, 0, 32, 32))
     with pytest.raises(ValueError, match="postprocess: depth_px: .*negative"):
-        p.postprocess(crop, -depth, corr, mask, (0, 0, 32, 32))
+        p.postprocess(crop, FaceMaps(-depth, corr, mask))
     with pytest.raises(ValueError, match=r"postprocess: corr: .*outside \[0, 1\]"):
-        p.postprocess(crop, depth, corr * 3, mask, (0, 0, 32, 32))
+        p.postprocess(crop, FaceMaps(depth, corr * 3, mask))
     with pytest.raises(ValueError, match="postprocess: mask: mask size"):
-        p.postprocess(crop, depth, corr, mask[:5], (0, 0, 32, 32))
+        p.postprocess(crop, FaceMaps(depth, corr, mask[:5]))
 
 
 def test_flame_register_refuses_a_correspondence_map_out_of_range():
@@ -138,7 +139,7 @@ def test_meshing_imports_alone():
                    "assert not extra, extra")
 
 
-@pytest.mark.parametrize("package", ["facevision.predict.predictor", "facevision.predict.batch",
+@pytest.mark.parametrize("package", ["facevision.predict.predictor", "facevision.predict.runner",
                                      "facevision.predict.outputs", "facevision.evaluate", "facevision.model.checkpoint",
                                      "facevision.model.outputs", "facevision.maps.pose", "facevision.maps.landmarks",
                                      "facevision.fit.model_fit", "facevision.commands.predict"])

@@ -95,3 +95,10 @@ def test_upright_turn_fades_out_for_turned_away_faces():
     assert face_crop(box, eyes(15.0), cfg)[1] == 0.0  # profile: keypoints unsure, no turn
     half = 0.5 * (cfg.upright_full_ratio + cfg.upright_none_ratio) * 100
     assert face_crop(box, eyes(half), cfg)[1] == pytest.approx(10.0)
+
+
+def test_crop_config_refuses_bad_values() -> None:
+    with pytest.raises(ValueError, match=r"CropConfig\.margin must be > 0, got 0"):
+        CropConfig(margin=0)
+    with pytest.raises(ValueError, match=r"upright_none_ratio 0\.4, upright_full_ratio 0\.3"):
+        CropConfig(upright_none_ratio=0.4, upright_full_ratio=0.3)

@@ -106,3 +106,12 @@ def test_unpack_names_a_damaged_pack(tmp_path: Path, capsys: pytest.CaptureFixtu
     np.savez(tmp_path / "other.npz", header=np.frombuffer(json.dumps({"format": "x"}).encode(), np.uint8))
     with pytest.raises(DatasetFormatError, match="other.npz: not a facevision-pack"):
         unpack_dataset(tmp_path / "other.npz", tmp_path / "out2")
+
+
+def test_pack_config_refuses_bad_values_and_the_command_exits_2(tmp_path, capsys) -> None:
+    with pytest.raises(ValueError, match=r"PackConfig\.splits must be some of train, val, test, got \('dev',\)"):
+        PackConfig(splits=("dev",))
+    with pytest.raises(SystemExit) as exc:
+        main(["pack", str(tmp_path / "d"), str(tmp_path / "p.npz"), "--mesh-steps-per-px", "0"])
+    assert exc.value.code == 2
+    assert "PackConfig.mesh_steps_per_px must be at least 1, got 0" in capsys.readouterr().err

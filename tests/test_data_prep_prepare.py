@@ -114,3 +114,10 @@ def test_old_depth_scale_flag_warns_and_still_works(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert seen[0].z_stretch == 1.17
     assert len(err.splitlines()) == 1 and "--depth-scale is deprecated" in err and "--z-stretch" in err
+
+
+def test_label_config_refuses_bad_values() -> None:
+    from data_prep.label_mediapipe import LabelConfig
+
+    with pytest.raises(ValueError, match=r"LabelConfig\.min_mask_frac must be a fraction in \[0, 1\], got 2"):
+        LabelConfig(min_mask_frac=2)

@@ -286,3 +286,15 @@ def test_face_model_points_must_cover_the_sample() -> None:
     pts, tri, code = ellipsoid_grid()
     with pytest.raises(ProfileError, match="do not cover"):
         align_face_model(ellipsoid_sample(), pts + [200.0, 0.0, 0.0], tri, code)
+
+
+def test_profile_configs_refuse_bad_values_and_the_command_names_the_flag(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match=r"ProfileConfig\.anchor_level must be > 0, got 0"):
+        ProfileConfig(anchor_level=0)
+    with pytest.raises(ValueError, match=r"ProfileRunConfig\.views must be at least 1, got 0"):
+        ProfileRunConfig(views=0)
+    with pytest.raises(ValueError, match=r"min_yaw 50, max_yaw 40"):
+        ProfileRunConfig(min_yaw=50, max_yaw=40)
+    assert cli_main(["prepare", "profile", str(tmp_path / "src"), "-o", str(tmp_path / "lp"), "--max-pitch", "95"]) == 2
+    assert capsys.readouterr().err.strip() == "facevision prepare: error: --max-pitch must be in [0, 90], got 95"
+    assert not (tmp_path / "lp").exists()

@@ -57,3 +57,12 @@ def test_two_identities_stay_in_train_and_a_filled_split_is_kept():
     counts = {"solo": 1, **{f"p{i}": 6 for i in range(3)}}
     a = split_identities(counts, SplitConfig(test_frac=0.06, val_frac=0.0))
     assert a["solo"] == "test" and sorted(a.values()) == ["test", "train", "train", "val"]
+
+
+def test_split_config_refuses_bad_values() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"SplitConfig\.val_frac must be a fraction in \[0, 1\], got -0\.1"):
+        SplitConfig(val_frac=-0.1)
+    with pytest.raises(ValueError, match=r"SplitConfig\.test_frac \+ val_frac must be at most 1"):
+        SplitConfig(test_frac=0.6, val_frac=0.5)

@@ -140,3 +140,17 @@ def test_cli_refuses_a_checkpoint_of_another_space(dataset, tmp_path, capsys):
     assert main(["evaluate", "--data", str(dataset), "--checkpoint", str(ckpt), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "3ddfa-bfm4096-ncc" in err and "facevision-reference-v1" in err and str(ckpt) in err
+
+
+def test_evaluate_config_refuses_bad_values_and_the_command_names_the_flag(dataset, tmp_path, capsys):
+    from facevision.cli import main
+
+    with pytest.raises(ValueError, match=r"EvaluateConfig\.batch_size must be at least 1, got 0"):
+        EvaluateConfig(batch_size=0)
+    with pytest.raises(ValueError, match=r"EvaluateConfig\.mask_threshold .* got 1\.5"):
+        EvaluateConfig(mask_threshold=1.5)
+    # checked before any checkpoint is looked for: the missing file is not what is reported
+    assert main(["evaluate", "--data", str(dataset), "--checkpoint", str(tmp_path / "none.safetensors"),
+                 "--limit", "0"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "facevision evaluate: error: --limit must be at least 1 or None (all), got 0"

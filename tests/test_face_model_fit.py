@@ -3,6 +3,7 @@ through the project's rasterizer, read the maps with a perfect stand-in network,
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -169,3 +170,19 @@ def test_maps_that_show_no_face_give_no_fit():
     corr = rng.uniform(0, 1, (S, S, 3))
     with pytest.raises(ValueError, match="implausible"):
         fit_face_model(depth, corr, np.ones((S, S), bool))
+
+
+@pytest.mark.parametrize("field, value", [("iterations", 0), ("noise_px", -1.0), ("trim_factor", float("nan")),
+                                          ("scale_range", (0.8, 0.05)), ("max_rms_frac", 0.0)])
+def test_fit_config_refuses_a_bad_value_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"^FitConfig\.{field} must .*got {re.escape(repr(value))}$"):
+        FitConfig(**{field: value})
+
+
+def test_face_model_build_config_refuses_bad_values() -> None:
+    from data_prep.build_face_model import FaceModelBuildConfig
+
+    with pytest.raises(ValueError, match=r"FaceModelBuildConfig\.exp_grid: mode counts must be >= 1, got \(3, 0\)"):
+        FaceModelBuildConfig(exp_grid=(3, 0))
+    with pytest.raises(ValueError, match=r"FaceModelBuildConfig\.limit must be at least 1 or None \(all\), got 0"):
+        FaceModelBuildConfig(limit=0)

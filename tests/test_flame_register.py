@@ -143,3 +143,14 @@ def test_landmark_embedding_file_sharpens_the_relation(setup, relation, tmp_path
     np.savez(tmp_path / "bad.npz", something=np.zeros(3))
     with pytest.raises(ValueError, match="bad.npz"):
         load_landmark_embedding(tmp_path / "bad.npz")
+
+
+def test_registration_and_relation_configs_refuse_bad_values() -> None:
+    from facevision.flame import RegistrationConfig, RelationConfig
+
+    with pytest.raises(ValueError, match=r"RegistrationConfig\.reassociate_every must be at least 1, got 0"):
+        RegistrationConfig(reassociate_every=0)
+    with pytest.raises(ValueError, match=r"RegistrationConfig\.max_points must be at least min_points \(50\), got 10"):
+        RegistrationConfig(max_points=10)
+    with pytest.raises(ValueError, match=r"RelationConfig\.icp_iterations must be at least 1, got 0"):
+        RelationConfig(icp_iterations=0)

@@ -1,6 +1,8 @@
 """Landmarks and pose from maps, against ground truth rendered from the reference face."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -159,3 +161,12 @@ def test_weighted_similarity_fit_ignores_zero_weight_outliers():
     assert s == pytest.approx(2.0) and np.allclose(t, [1.0, 2.0, 3.0])
     assert np.allclose(rot, known_rotation(10.0, 5.0, -20.0))
     assert abs(similarity_fit(src, dst)[0] - 2.0) > 1e-3  # unweighted, the outliers do pull the fit
+
+
+@pytest.mark.parametrize("config, field, value", [(LandmarkConfig, "k", 0), (LandmarkConfig, "max_offset_px", -0.5),
+                                                  (LandmarkConfig, "min_pixels", 0), (PoseConfig, "min_pixels", 2),
+                                                  (PoseConfig, "trim_factor", -1.0),
+                                                  (PoseConfig, "reference_pitch_deg", float("inf"))])
+def test_landmark_and_pose_configs_refuse_a_bad_value_naming_the_field(config, field, value):
+    with pytest.raises(ValueError, match=rf"^{config.__name__}\.{field} must .*got {re.escape(repr(value))}$"):
+        config(**{field: value})

@@ -101,7 +101,7 @@ def _violations() -> list[str]:
 def test_layer_of_names_the_table_rows():
     assert layer_of("facevision.common.fileio") == "base" and layer_of("meshing.lift") == "meshing"
     assert layer_of("facevision.face.crop") == "face" and layer_of("data_prep.prepare") == "data"
-    assert layer_of("facevision.predict.batch") == "inference" and layer_of("facevision.env") == "inference"
+    assert layer_of("facevision.predict.runner") == "inference" and layer_of("facevision.env") == "inference"
     assert layer_of("facevision.train.loop") == "training" and layer_of("facevision.commands.predict") == "command line"
     assert layer_of("facevision.cli") == "command line" and layer_of("numpy") is None
 

@@ -3,14 +3,12 @@ face model rendered at a known pose into a (turned) crop of a photo; landmarks, 
 be drawn where the photo shows them, and nothing elsewhere."""
 from __future__ import annotations
 
-import inspect
 import json
 
 import cv2
 import numpy as np
 import pytest
 
-import facevision.predict.batch as batch
 from facevision.face.crop import original_to_crop
 from facevision.face.face_model import load_face_model
 from facevision.predict.outputs import (DEFAULT_OUTPUTS, PHOTO_FILES, OutputConfig, finished_photos, parse_outputs,
@@ -18,10 +16,10 @@ from facevision.predict.outputs import (DEFAULT_OUTPUTS, PHOTO_FILES, OutputConf
                                         written_outputs)
 from facevision.predict.overlay import OverlayConfig, draw_overlay, overlay_scale
 from facevision.predict.render import RenderConfig, face_panel, panel_box, preview_sheet
+from facevision.predict.resume import missing_outputs
 from support.face_photo import crop_to_photo_px, face_photo, face_result
 
 CFG = OverlayConfig()
-BATCH_WRITES_PHOTO_FILES = "write_photo_files" in inspect.getsource(batch)  # the change proposed for batch.py
 
 
 def _near(picture: np.ndarray, x: float, y: float, colour, tol: int = 60, reach: int = 1) -> bool:
@@ -143,9 +141,9 @@ def test_photo_files_and_the_index_count_the_overlay(tmp_path, scene):
     assert finished_photos(tmp_path)[0]["outputs"] == ["depth", "overlay"]
     rec = json.loads((folder / "image.json").read_text())
     want = frozenset({"depth", "overlay"})
-    assert batch._missing_outputs(folder, rec, want, mesh=True) == set()  # a rerun skips it
+    assert missing_outputs(folder, rec, want, mesh=True) == set()  # a rerun skips it
     (folder / "overlay.jpg").unlink()
-    assert batch._missing_outputs(folder, rec, want, mesh=True) == {"overlay"}  # ... unless the overlay is gone
+    assert missing_outputs(folder, rec, want, mesh=True) == {"overlay"}  # ... unless the overlay is gone
     assert finished_photos(tmp_path)[0]["outputs"] == ["depth"]
     from dataclasses import replace
 
@@ -191,13 +189,10 @@ def test_preview_shows_the_face_large_around_its_crop_box(scene):
     np.testing.assert_array_equal(sheet[2:130, 2:130], tile)
 
 
-@pytest.mark.skipif(not BATCH_WRITES_PHOTO_FILES,
-                    reason="overlay.jpg in a batch needs the facevision/predict/batch.py change described with this "
-                           "feature (_finish calls write_photo_files; _foreign accepts PHOTO_FILES)")
 def test_a_batch_writes_one_overlay_per_photo_and_reruns_judge_it(tmp_path):
     from PIL import Image
 
-    from facevision.predict.batch import BatchConfig, run_batch
+    from facevision.predict.runner import BatchConfig, run_batch
     from facevision.predict.predictor import PredictConfig
     from facevision.predict.writer import WriterConfig
     from support.stub_detector import StubDetector

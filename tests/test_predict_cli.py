@@ -19,7 +19,9 @@ from PIL import Image
 
 from facevision.face.detect import FaceBox
 from facevision.cli import main
-from facevision.predict.batch import BatchConfig, expand_inputs, output_names, run_batch
+from facevision.predict.inputs import expand_inputs
+from facevision.predict.out_folder import output_names
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.predictor import PredictConfig, Predictor
 from support.stub_detector import FACE_BOX, StubDetector
 from support.synthetic import fixed_maps_model, render_reference

@@ -8,7 +8,6 @@ Same stubbed detector and known maps as test_predict_cli (MediaPipe does not fir
 from __future__ import annotations
 
 import errno
-import inspect
 import io
 import json
 import os
@@ -21,23 +20,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import facevision.predict.batch as batch
+import facevision.predict.jobs as jobs
 from facevision.cli import main
-from facevision.predict.batch import BatchConfig, output_names, run_batch
+from facevision.predict.out_folder import output_names
 from facevision.predict.outputs import (DEFAULT_OUTPUTS, OUTPUT_FILES, PHOTO_FILES, PHOTO_OUTPUT_FILES, OutputConfig,
                                        parse_outputs)
 from facevision.predict.predictor import PredictConfig, Predictor
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.shards import (ShardMergeError, merge_shard_summaries, parse_shard, shard_of,
                                        shard_summary_name)
 from facevision.predict.writer import WriterConfig, open_writer
 from support.outputs import output_files as _files
 from support.stub_detector import StubDetector as _StubDetector
 from support.synthetic import fixed_maps_model, render_reference
-
-
-# overlay.jpg is written once per photo by outputs.write_photo_files, which batch._finish is to call (the change to
-# facevision/predict/batch.py proposed with the overlay; tests/test_overlay.py): until it does, no photo file is written
-_BATCH_WRITES_PHOTO_FILES = "write_photo_files" in inspect.getsource(batch)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +61,7 @@ def test_writer_pool_gives_the_serial_files(predictor, photos, tmp_path, kind):
                        BatchConfig(log=False, writer=WriterConfig(workers=3, max_pending=2, kind=kind)))
     assert serial["counts"] == pooled["counts"] == {"ok": 7, "failed": 0, "skipped": 0}
     a, b = _files(tmp_path / "serial"), _files(tmp_path / kind)
-    per_photo = 2 + (len(PHOTO_FILES) if _BATCH_WRITES_PHOTO_FILES else 0)
+    per_photo = 2 + len(PHOTO_FILES)
     assert len(a) == 7 * (sum(len(v) for v in OUTPUT_FILES.values()) + per_photo)  # + result.json, image.json, overlay
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
@@ -129,10 +124,8 @@ def test_a_writer_process_that_dies_fails_only_its_photo(predictor, photos, tmp_
     temporary: p3 is failed with the reason, its files are removed, a new worker finishes the rest."""
     import signal
 
-    import facevision.predict.batch as batch
-
     out = tmp_path / "out"
-    real = batch.write_face
+    real = jobs.write_face
 
     def write_face(face_dir, *a, **kw):
         data = real(face_dir, *a, **kw)
@@ -141,7 +134,7 @@ def test_a_writer_process_that_dies_fails_only_its_photo(predictor, photos, tmp_
             os.kill(os.getpid(), signal.SIGKILL)
         return data
 
-    monkeypatch.setattr(batch, "write_face", write_face)
+    monkeypatch.setattr(jobs, "write_face", write_face)
     t = time.monotonic()
     s = run_batch(predictor, [str(p) for p in photos], out,
                   BatchConfig(log=False, writer=WriterConfig(workers=2, kind="process")))
@@ -360,8 +353,6 @@ def test_outputs_writes_exactly_the_chosen_files(predictor, photos, tmp_path, ch
     assert sorted(json.loads((face / "result.json").read_text())["files"]) == want
     # a photo's own files (overlay.jpg) sit beside image.json, once per photo
     photo_want = [f for o in outputs if o in PHOTO_OUTPUT_FILES for f in PHOTO_OUTPUT_FILES[o]]
-    if not _BATCH_WRITES_PHOTO_FILES:
-        photo_want = []
     assert sorted(os.listdir(face.parent)) == sorted(["face0", "image.json"] + photo_want)
 
 

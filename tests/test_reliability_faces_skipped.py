@@ -18,7 +18,7 @@ from PIL import Image
 import facevision.predict.predictor as pp
 from facevision.face.detect import FaceBox
 from facevision.cli import main
-from facevision.predict.batch import BatchConfig, run_batch
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.outputs import OutputConfig
 from facevision.predict.predictor import PredictConfig, Predictor
 from facevision.predict.writer import WriterConfig

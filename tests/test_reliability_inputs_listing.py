@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import facevision.predict.batch as batch
-from facevision.predict.batch import LOCK_NAME, BatchConfig, expand_inputs, output_marker, run_batch
+import facevision.predict.inputs as inputs
+from facevision.predict.inputs import expand_inputs, output_marker
+from facevision.predict.lock import LOCK_NAME
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.outputs import OutputConfig
 from facevision.predict.predictor import PredictConfig
 from facevision.predict.writer import WriterConfig
@@ -102,9 +104,9 @@ def test_links_and_unreadable_formats_are_counted_once(tmp_path, monkeypatch):
     (photos / "c.heic").write_bytes(b"\0\0\0\x18ftypheic")
     (photos / "d.cr2").write_bytes(b"II*\0")
     (photos / "notes.txt").write_text("not an image: not counted")
-    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(photos / "e.avif") if batch._pillow_reads(".avif") \
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(photos / "e.avif") if inputs._pillow_reads(".avif") \
         else (photos / "e.avif").write_bytes(b"\0")
-    monkeypatch.setattr(batch, "_pillow_reads", lambda suffix: False)  # a Pillow without AVIF (and HEIF) support
+    monkeypatch.setattr(inputs, "_pillow_reads", lambda suffix: False)  # a Pillow without AVIF (and HEIF) support
     notes: list[str] = []
     files, failures = expand_inputs([str(photos)], notes=notes)
     assert files == [photos / "a.png"] and failures == []
@@ -117,7 +119,7 @@ def test_links_and_unreadable_formats_are_counted_once(tmp_path, monkeypatch):
         f"broken symbolic link (points to {tmp_path / 'deleted.jpg'}, which does not exist)",
         "the pattern matches only broken symbolic links (pointing to nothing)"]
     monkeypatch.undo()
-    if batch._pillow_reads(".avif"):  # this Pillow reads AVIF: such photos are inputs
+    if inputs._pillow_reads(".avif"):  # this Pillow reads AVIF: such photos are inputs
         files, _ = expand_inputs([str(photos)])
         assert photos / "e.avif" in files
 

@@ -22,12 +22,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import facevision.predict.batch as batch
+import facevision.predict.jobs as jobs
+import facevision.predict.runner as runner
 from facevision.cli import main
-from facevision.predict.batch import (LOCK_NAME, BatchConfig, OutputFolderBusyError, OutputFolderLock, output_names,
-                                      run_batch)
+from facevision.predict.lock import LOCK_NAME, OutputFolderBusyError, OutputFolderLock
+from facevision.predict.out_folder import output_names
 from facevision.predict.outputs import OutputConfig
 from facevision.predict.predictor import PredictConfig, Predictor
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.writer import WriterConfig
 from support.outputs import output_files
 from support.stub_detector import StubDetector
@@ -79,7 +81,7 @@ def _errors(capsys) -> list[str]:
 # ----------------------------------------------------------------------------- 1a. one run per OUT
 _HOLD = textwrap.dedent("""
     import sys
-    from facevision.predict.batch import OutputFolderLock
+    from facevision.predict.lock import OutputFolderLock
     lock = OutputFolderLock(sys.argv[1], None if sys.argv[2] == "-" else (int(sys.argv[2]), 2)).acquire()
     print("held", flush=True)
     sys.stdin.readline()
@@ -133,7 +135,7 @@ def test_the_lock_is_released_on_an_error_and_on_ctrl_c(tmp_path, predictor, mon
             raise exc
 
         with monkeypatch.context() as m:
-            m.setattr(batch, "output_folder_problem", fail)
+            m.setattr(runner, "output_folder_problem", fail)
             with pytest.raises(type(exc)):
                 run_batch(predictor, [str(_photo(tmp_path / "a.png"))], out, _maps())
         assert not (out / LOCK_NAME).exists() and (out / "summary.json").is_file()
@@ -182,7 +184,7 @@ def test_a_redone_photo_is_one_runs_folder_and_ctrl_c_midway_leaves_the_old_one_
                                                                      "result.json"]
     before = output_files(out)
     # --overwrite stopped by Ctrl-C while b's files are being written: a and b stay as they were, whole
-    real = batch.write_face
+    real = jobs.write_face
 
     def write_face(face_dir, *args, **kw):
         data = real(face_dir, *args, **kw)
@@ -190,7 +192,7 @@ def test_a_redone_photo_is_one_runs_folder_and_ctrl_c_midway_leaves_the_old_one_
             raise KeyboardInterrupt
         return data
 
-    monkeypatch.setattr(batch, "write_face", write_face)
+    monkeypatch.setattr(jobs, "write_face", write_face)
     with pytest.raises(KeyboardInterrupt):
         run_batch(predictor, [str(a), str(b)], out, _maps(overwrite=True))
     after = output_files(out)

@@ -21,7 +21,9 @@ import pytest
 from PIL import Image
 
 from facevision.cli import main
-from facevision.predict.batch import BatchConfig, expand_inputs, run_batch, safe_stem
+from facevision.predict.inputs import expand_inputs
+from facevision.predict.out_folder import safe_stem
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.predictor import PredictConfig
 from support.synthetic import fixed_maps_model, render_reference
 from support.stub_detector import FACE_BOX, StubDetector

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facevision.predict.batch import BatchConfig, run_batch
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.predictor import PredictConfig
 from support.stub_detector import StubDetector
 from support.synthetic import fixed_maps_model, render_reference

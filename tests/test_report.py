@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from facevision.face.detect import FaceBox
-from facevision.predict.batch import BatchConfig, run_batch
+from facevision.predict.runner import BatchConfig, run_batch
 from facevision.predict.predictor import PredictConfig, Predictor
 from facevision.predict.report import ReportConfig, display_mesh, encode_mesh, write_report
 from support.synthetic import fixed_maps_model, render_reference
@@ -94,6 +94,14 @@ def test_display_size_is_configurable(out):
     big = write_report(out, _records(1), ReportConfig(display_triangles=20000)).stat().st_size
     small = write_report(out, _records(1), ReportConfig(display_triangles=1000)).stat().st_size
     assert small < big
+
+
+@pytest.mark.parametrize("field, value", [("display_triangles", 0), ("preview_width", -5), ("canvas", 0),
+                                          ("jpeg_quality", 101), ("jpeg_quality", -1)])
+def test_report_config_refuses_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"ReportConfig\.{field} must be .*, got {value}"):
+        ReportConfig(**{field: value})
+    ReportConfig(**{field: 100})  # a good value passes
 
 
 def test_a_photo_name_that_is_not_utf8_is_shown_escaped(tmp_path):

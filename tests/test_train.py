@@ -225,3 +225,37 @@ def test_a_dataset_without_val_trains_without_validation(tmp_path: Path, capsys:
     for (k, a), b in zip(best.state_dict().items(), last.state_dict().values()):
         assert torch.equal(a, b), k
     assert load_training_state(run / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("config, message", [
+    (lambda: TrainConfig(lr=-1e-4), "TrainConfig.lr must be >= 0, got -0.0001"),
+    (lambda: TrainConfig(batch_size=0), "TrainConfig.batch_size must be at least 1, got 0"),
+    (lambda: TrainConfig(gan_mode="wgan"), "TrainConfig.gan_mode must be one of lsgan, vanilla, got 'wgan'"),
+    (lambda: TrainConfig(max_steps_per_epoch=0), "TrainConfig.max_steps_per_epoch must be at least 1 or None, got 0"),
+    (lambda: ModelConfig(image_size=100), "ModelConfig.image_size 100 must be divisible by 32"),
+    (lambda: ModelConfig(decoder_channels=(32, 16)), "ModelConfig.decoder_channels must be at least 5"),
+])
+def test_train_and_model_configs_refuse_bad_values(config, message: str) -> None:
+    """A bad value is refused when the config is built, the message naming the field and the value."""
+    with pytest.raises(ValueError) as exc:
+        config()
+    assert message in str(exc.value)
+
+
+def test_curves_config_refuses_a_panel_too_small_to_plot() -> None:
+    from facevision.train.curves import CurvesConfig
+
+    with pytest.raises(ValueError, match=r"CurvesConfig\.panel .*\(40, 240\)"):
+        CurvesConfig(panel=(40, 240))
+
+
+def test_train_command_names_the_bad_flag_and_exits_2(tmp_path: Path, toy_data: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """The config's error comes back as one line naming the command-line flag; nothing is written."""
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(toy_data), "--out", str(run), "--lr", "-0.5", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "facevision train: error: --lr must be >= 0, got -0.5"
+    assert main(["train", "--data", str(toy_data), "--out", str(run), "--workers", "-1", "--device", "cpu"]) == 2
+    assert "--workers must be >= 0, got -1" in capsys.readouterr().err
+    assert not run.exists()

@@ -1,4 +1,4 @@
-"""Throughput of ``facevision predict`` against the in-memory pipeline, measured in one run (issue #12):
+"""Throughput of ``facevision predict`` against the in-memory pipeline, measured in one run:
 ``python tools/throughput.py LFW_ROOT [--photos 200] [--out /tmp/fv_throughput] [-- PREDICT OPTIONS...]``.
 
 1. In memory: the first ``--photos`` LFW photos (one per person, sorted) are read, then each goes through

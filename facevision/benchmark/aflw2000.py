@@ -1,31 +1,16 @@
 """The AFLW2000-3D benchmark: 68-landmark NME per |yaw| bin and head-pose MAE.
 
-Protocol (3DDFA, 3DDFA_V2, SynergyNet, ...): for each photo ``imageNNNNN.jpg`` with ``imageNNNNN.mat``,
+Protocol (3DDFA, 3DDFA_V2, SynergyNet, ...), per ``imageNNNNN.jpg`` with ``imageNNNNN.mat``: NME = mean 2D
+distance over the 68 points of ``pt3d_68[:2]`` (photo px, x right, y down) / ``sqrt(w * h)`` of the ground-truth
+landmarks' box, per |yaw| bin [0, 30), [30, 60), [60, 90] (beyond 90 in the last), as the mean of the bins
+(``nme_mean3``, the papers' figure) and over all photos (``nme_mean``); pose MAE of yaw, pitch, roll (degrees)
+over photos whose three angles lie within +-99 degrees. Faces come from the project's detector
+(:func:`nearest_box`), else a box from the ground truth (:func:`fallback_box`, counted in ``fallback_boxes``).
 
-* NME = mean 2D distance over the 68 points of ``pt3d_68[:2]`` (photo pixels, x right, y down),
-  divided by ``sqrt(w * h)`` of the ground-truth landmarks' bounding box; reported per |yaw| bin
-  [0, 30), [30, 60), [60, 90] (|yaw| >= 90 counts in the last bin), as the mean of the three bins
-  (``nme_mean3``, the figure papers quote) and as the mean over all photos (``nme_mean``);
-* pose MAE of yaw, pitch and roll (degrees) and their mean, over photos whose three ground-truth
-  angles all lie within +-99 degrees.
-
-Faces come from the project's own detector (the detection whose box centre is nearest the
-ground-truth landmarks' centre, among those whose box contains that centre); where it finds none (or only
-other people's faces), a box derived from the ground-truth landmarks stands in (the protocol provides
-boxes), and the run reports how many photos needed it.
-
-Angle conventions. ``Pose_Para`` holds (pitch, yaw, roll) in radians in 3DDFA's convention, where
-yaw > 0 turns the nose towards the image *left* and roll > 0 turns the face clockwise as the viewer
-sees it (checked on the annotations: corr(yaw, nose x - face centre x) = -0.94). facevision's
-convention (:mod:`facevision.maps.pose`) is yaw > 0 towards the image right, pitch > 0 tilting up,
-roll > 0 counter-clockwise, so :func:`aflw_angles_to_ours` negates yaw and roll and keeps pitch
-(``AFLW_SIGNS``); every angle in this module's outputs is in facevision's convention, in degrees.
-
-The Euler order differs too: AFLW2000-3D's rotation is ``R = Rx(pitch) Ry(yaw) Rz(roll)`` (in its own
-signs; in facevision's signs and standard right-handed matrices ``Rx(-pitch) Ry(yaw) Rz(roll)``), while
-facevision reports ``Rz(roll) Ry(yaw) Rx(-pitch)``. The two agree near frontal views and part ways at
-large yaw, where pitch and roll trade places, so predicted rotations are decomposed in AFLW's order
-(:func:`angles_in_aflw_order`) before they are compared, as 3DDFA's ``matrix2angle`` does for its own.
+Angles: ``Pose_Para`` holds (pitch, yaw, roll) radians in 3DDFA's signs (yaw > 0 towards the image left, roll > 0
+clockwise as seen); :func:`aflw_angles_to_ours` turns them into facevision's (:mod:`facevision.maps.pose`), the
+signs of every angle returned here, in degrees. AFLW's Euler order is ``Rx(-pitch) Ry(yaw) Rz(roll)``, ours
+``Rz(roll) Ry(yaw) Rx(-pitch)``; predictions are decomposed in AFLW's (:func:`angles_in_aflw_order`) to compare.
 """
 from __future__ import annotations
 
@@ -39,10 +24,10 @@ import numpy as np
 
 from facevision.face.ibug68 import IBUG68_GROUPS
 
-__all__ = ["labeler_maps_method", "AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
+__all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
            "aflw_angles_to_ours", "angles_in_aflw_order", "nme", "group_errors", "yaw_bin", "fallback_box",
-           "nearest_box", "list_photos",
-           "summarize", "run_benchmark", "network_method", "labeler_method", "tddfa_labeler_method"]
+           "nearest_box", "list_photos", "summarize", "run_benchmark", "network_method", "labeler_method",
+           "tddfa_labeler_method", "labeler_maps_method"]
 
 #: (yaw, pitch, roll) sign factors from 3DDFA's Pose_Para to facevision's convention.
 AFLW_SIGNS = (-1.0, 1.0, -1.0)
@@ -57,15 +42,28 @@ class AflwConfig:
     pose_limit_deg: photos enter the pose MAE only when all three ground-truth angles lie within this.
     fallback_scale, fallback_shift: the stand-in detector box when the detector finds no face:
         side = ``fallback_scale`` x the longer side of the ground-truth landmarks' box, centre moved by
-        ``fallback_shift`` x that side (x, y). Measured on 173 LFW photos (not on AFLW2000-3D): the
-        MediaPipe box is 1.11 x the 68-landmark box (std 0.06), centred 0.014 right and 0.038 up.
+        ``fallback_shift`` x that side (x right, y down; docs/predict.md says how they were measured).
     limit: score only the first N photos (sorted by name); None = all.
+    passes: 3DDFA_V2 regressor passes of the labeler methods (:class:`data_prep.label_tddfa.TddfaConfig`).
     """
 
     pose_limit_deg: float = 99.0
     fallback_scale: float = 1.11
     fallback_shift: tuple[float, float] = (0.014, -0.038)
     limit: int | None = None
+    passes: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.pose_limit_deg <= 180.0:  # also refuses NaN
+            raise ValueError(f"AflwConfig.pose_limit_deg must be in (0, 180], got {self.pose_limit_deg!r}")
+        if not 0.0 < self.fallback_scale < float("inf"):
+            raise ValueError(f"AflwConfig.fallback_scale must be a finite number > 0, got {self.fallback_scale!r}")
+        if len(self.fallback_shift) != 2 or not all(math.isfinite(v) for v in self.fallback_shift):
+            raise ValueError(f"AflwConfig.fallback_shift must be two finite numbers, got {self.fallback_shift!r}")
+        if self.limit is not None and int(self.limit) < 1:
+            raise ValueError(f"AflwConfig.limit must be >= 1, got {self.limit!r}")
+        if int(self.passes) < 1:
+            raise ValueError(f"AflwConfig.passes must be >= 1, got {self.passes!r}")
 
 
 @dataclass
@@ -152,8 +150,7 @@ def group_errors(pred: np.ndarray, gt: np.ndarray, yaw_deg: float) -> dict[str, 
     """Per iBUG part (:data:`facevision.face.ibug68.IBUG68_GROUPS`): ``nme`` (as :func:`nme`, over the part's points)
     and the mean signed offset ``dx``, ``dy`` of prediction minus ground truth (same normaliser, fractions),
     with ``dx > 0`` towards the side the face turns to (the nose side: image right for yaw >= 0 in
-    facevision's convention) and ``dy > 0`` down. A part-wide offset that grows with |yaw| is a
-    difference of landmark definition in depth, not noise (README, Benchmarks)."""
+    facevision's convention) and ``dy > 0`` down."""
     d = _normalized_offsets(pred, gt)
     d[:, 0] *= -1.0 if yaw_deg < 0 else 1.0
     return {name: {"nme": float(np.linalg.norm(d[a:b], axis=1).mean()), "dx": float(d[a:b, 0].mean()),
@@ -202,12 +199,9 @@ def list_photos(root: str | Path) -> list[Path]:
 
 
 def summarize(records: Iterable[dict], config: AflwConfig = AflwConfig()) -> dict:
-    """Per-photo records (``yaw_gt``, ``pitch_gt``, ``roll_gt``, ``nme`` or None, ``yaw``, ``pitch``,
-    ``roll`` or None, ``fallback``, optionally ``groups`` from :func:`group_errors`) -> the benchmark's
-    figures. NMEs in %, angles in degrees; per-part NME and offsets per bin where records carry ``groups``.
-
-    A photo without landmarks (method failed) is counted in ``failed`` and left out of the NME.
-    """
+    """Per-photo records (``yaw_gt``, ``pitch_gt``, ``roll_gt``, ``nme``, ``yaw``, ``pitch``, ``roll``,
+    ``fallback``, optionally ``groups``) -> the benchmark's figures: NMEs in %, angles in degrees, per-part figures
+    where records carry ``groups``. A photo without landmarks counts in ``failed``, not in the NME."""
     records = list(records)
     bins: list[list[float]] = [[], [], []]
     for r in records:
@@ -280,16 +274,12 @@ def _check_prediction(pred: AflwPrediction, photo: Path) -> AflwPrediction:
 
 def run_benchmark(root: str | Path, method: Method, config: AflwConfig = AflwConfig(),
                   progress: bool = False) -> tuple[dict, list[dict]]:
-    """Score ``method`` (photo RGB, annotation -> :class:`AflwPrediction`) on every photo under ``root``.
+    """Score ``method`` (photo RGB, annotation -> :class:`AflwPrediction`) on every photo under ``root``; the
+    annotation serves only to pick the detection and the fallback box. Returns (summary, per-photo records).
 
-    The annotation is given to the method only to pick the detection and the fallback box
-    (:func:`nearest_box`, :func:`fallback_box`). Returns (summary, per-photo records).
-
-    A photo whose ``.mat`` is unreadable or malformed is skipped: the summary counts it in ``bad_files`` and
-    lists it in ``bad_file_errors`` (``{"photo": name, "error": message}``). A photo the method fails on (an
-    unreadable photo, a ValueError, landmarks that are not a finite (68, 2) array) is a record with ``nme`` None
-    and an ``error`` naming the photo, counted in ``failed``.
-    """
+    A photo whose ``.mat`` is unreadable is skipped, counted in ``bad_files`` and listed in ``bad_file_errors``. A
+    photo the method fails on (unreadable photo, ValueError, landmarks not a finite (68, 2) array) is a record with
+    ``nme`` None and an ``error`` naming the photo, counted in ``failed``."""
     from facevision.face.images import ImageReadError, read_photo
 
     photos = list_photos(root)
@@ -361,8 +351,8 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
     the ceiling the network learns from. Pose: a similarity fit of the reference face to the 468
     landmarks, reported like :mod:`facevision.maps.pose`. Face Mesh's own detector finds the face (the mesh
     chosen like a detection, :func:`nearest_box`); when it finds none of this face, it is run on the fallback
-    crop. ``mirror_average``: the labeler's
-    photo + mirrored photo average (:class:`data_prep.landmarks.FaceMeshConfig`)."""
+    crop. ``mirror_average``: the labeler's photo + mirrored photo average
+    (:class:`data_prep.landmarks.FaceMeshConfig`)."""
     from facevision.face.crop import CropConfig, crop_image, crop_to_original, square_crop_box
     from data_prep.landmarks import FaceMeshConfig, face_mesh_landmarks
     from facevision.face.reference import load_reference
@@ -393,15 +383,15 @@ def labeler_method(config: AflwConfig = AflwConfig(), mirror_average: bool = Fal
     return run
 
 
-def tddfa_labeler_method(tddfa_dir: str | Path, config: AflwConfig = AflwConfig(), mirror_average: bool = False,
-                         passes: int = 2) -> Method:
+def tddfa_labeler_method(tddfa_dir: str | Path, config: AflwConfig = AflwConfig(), mirror_average: bool = False
+                         ) -> Method:
     """The 3DDFA_V2 labeler (:mod:`data_prep.label_tddfa`): the project's detector (the detection chosen by
-    :func:`nearest_box`, else the fallback box), 3DDFA_V2's box rule, then ``passes - 1`` passes from the
+    :func:`nearest_box`, else the fallback box), 3DDFA_V2's box rule, then ``config.passes - 1`` passes from the
     previous landmarks. Pose: the regressor's rotation, decomposed in AFLW's order."""
     from facevision.face.detect import DetectConfig, detect_faces
     from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
 
-    labeler = TddfaLabeler(tddfa_dir, TddfaConfig(passes=passes, mirror_average=mirror_average))
+    labeler = TddfaLabeler(tddfa_dir, TddfaConfig(passes=config.passes, mirror_average=mirror_average))
     detect = DetectConfig()
 
     def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
@@ -416,8 +406,7 @@ def tddfa_labeler_method(tddfa_dir: str | Path, config: AflwConfig = AflwConfig(
     return run
 
 
-def labeler_maps_method(tddfa_dir: str | Path, postprocessor, config: AflwConfig = AflwConfig(),
-                        passes: int = 2) -> Method:
+def labeler_maps_method(tddfa_dir: str | Path, postprocessor, config: AflwConfig = AflwConfig()) -> Method:
     """The read-out's ceiling: the 3DDFA_V2 labeler's maps, rendered into predict's crop as training labels are
     (:meth:`data_prep.label_tddfa.TddfaLabeler.label_face`), read by predict's own fit and landmarks
     (``postprocessor``: a :class:`facevision.predict.predictor.Postprocessor` in the labels' correspondence space).
@@ -426,8 +415,9 @@ def labeler_maps_method(tddfa_dir: str | Path, postprocessor, config: AflwConfig
     from facevision.face.detect import FaceBox, detect_faces
     from data_prep.drops import DropError
     from data_prep.label_tddfa import TddfaConfig, TddfaLabeler
+    from facevision.predict.records import FaceCrop, FaceMaps
 
-    labeler = TddfaLabeler(tddfa_dir, TddfaConfig(passes=passes))
+    labeler = TddfaLabeler(tddfa_dir, TddfaConfig(passes=config.passes))
 
     def run(image: np.ndarray, ann: AflwAnnotation) -> AflwPrediction:
         faces = detect_faces(image, labeler.config.detect)
@@ -439,7 +429,8 @@ def labeler_maps_method(tddfa_dir: str | Path, postprocessor, config: AflwConfig
         except DropError as exc:
             return AflwPrediction(landmarks=None, fallback=fallback, error=str(exc))
         s = label.sample
-        res = postprocessor.postprocess(s.image, s.depth, s.corr, s.mask, label.crop_box, crop_angle=label.crop_angle)
+        res = postprocessor.postprocess(FaceCrop(s.image, tuple(label.crop_box), float(label.crop_angle)),
+                                        FaceMaps(s.depth, s.corr, s.mask))
         if not res.ok:
             return AflwPrediction(landmarks=None, fallback=fallback, error=res.error)
         yaw, pitch, roll = angles_in_aflw_order(res.pose.rotation)

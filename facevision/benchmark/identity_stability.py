@@ -1,13 +1,9 @@
 """How stable identity codes are: single-photo fits against one identity shared over several photos.
 
-For LFW people with at least ``2 * k`` photos (test/val split people first, then train), the photos are
-cut into two disjoint halves of ``k``. For each kind of code the figure is the ratio
-
-    mean distance between two codes of the same person / mean distance between codes of different people
-
-(lower = more stable; 1 = codes say nothing about who it is). Single-photo codes compare the first
-photo of each half; shared codes compare the joint fits (:func:`facevision.fit.model_fit.fit_shared_identity`)
-of the two halves. Codes are the identity coefficients (unit prior variance).
+For LFW people with at least ``2 * k`` photos (test/val split people first), two disjoint halves of ``k`` photos:
+the figure is mean same-person code distance / mean different-person distance (lower = more stable; 1 = the
+codes say nothing), for single-photo codes (the first photo of each half) and for each half's joint fit
+(:func:`facevision.fit.model_fit.fit_shared_identity`).
 """
 from __future__ import annotations
 

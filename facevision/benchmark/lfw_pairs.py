@@ -1,14 +1,9 @@
 """LFW face verification from identity codes (the face-model fit's identity coefficients).
 
-Protocol (LFW's official ``pairs.txt``): 10 folds of 300 same-person and 300 different-person pairs. Each photo's identity code is the fit's identity
-coefficients (:mod:`facevision.fit.model_fit`); a pair's score is the cosine similarity of the two codes.
-For each fold, the threshold that maximizes accuracy on the other nine folds is applied to it;
-``accuracy`` is the mean over folds (with the standard deviation).
-
-The facevision model is trained on LFW's identity-disjoint train split, so pairs may contain people
-whose photos were in training; ``accuracy_unseen`` uses only pairs whose people are all outside the
-train split (:func:`data_prep.split.split_identities`, the rule ``prepare`` uses), with thresholds
-chosen the same way within those pairs.
+Protocol (LFW's ``pairs.txt``): 10 folds of 300 same-person and 300 different-person pairs; a pair's score is the
+cosine similarity of its codes; each fold is scored at the threshold that maximizes accuracy on the other nine;
+``accuracy`` is the mean over folds. ``accuracy_unseen`` uses only pairs whose people are outside the train split
+``prepare`` makes (:func:`data_prep.split.split_identities`), thresholds chosen within those pairs.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facevision.commands.errors import fail
+from facevision.commands.errors import config_errors, fail, reports_errors
 
 NAME = "benchmark"
 
@@ -19,6 +19,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(NAME, help="score on public benchmarks (AFLW2000-3D)",
                               description="Score the pipeline (or its labeler) on a public benchmark.")
     sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    _add_aflw2000(sub)
+    _add_lfw_pairs(sub)
+    _add_identity_stability(sub)
+    return p
+
+
+def _add_aflw2000(sub) -> None:
     a = sub.add_parser(
         "aflw2000", help="AFLW2000-3D: 68-landmark NME per |yaw| bin and head-pose MAE",
         description="AFLW2000-3D protocol (3DDFA / SynergyNet): NME = mean distance over the 68 points of "
@@ -42,13 +49,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--mirror-average", action="store_true",
                    help="average over the photo and its mirror image: the network's maps (as predict "
                         "--mirror-average) or, with --method labeler, Face Mesh")
-    a.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
-    a.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     a.add_argument("--limit", type=int, help="score only the first N photos (sorted by name)")
-    a.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     a.add_argument("--csv", type=Path, metavar="FILE", help="write per-photo records (NME, angles) to FILE")
-    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_run_flags(a)
     a.set_defaults(func=run_aflw2000)
+
+
+def _add_lfw_pairs(sub) -> None:
     v = sub.add_parser(
         "lfw-pairs", help="LFW verification (pairs.txt, 10 folds) from the face-model fit's identity codes",
         description="Cosine similarity of identity codes for LFW's official pairs; per fold the threshold is chosen "
@@ -57,11 +64,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     v.add_argument("root", type=Path, help="LFW images folder (<Person>/<Person>_NNNN.jpg); pairs.txt here or one up")
     v.add_argument("--pairs", type=Path, help="pairs file (default: pairs.txt in ROOT or its parent)")
     v.add_argument("--max-pairs", type=int, help="use about N pairs (equal per fold, half same, half different)")
-    v.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
-    v.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    v.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_run_flags(v)
     v.set_defaults(func=run_lfw_pairs)
+
+
+def _add_identity_stability(sub) -> None:
     st = sub.add_parser(
         "identity-stability", help="same-person / different-person code distance ratio: single photos vs shared fits",
         description="For LFW people with 2K+ photos, two disjoint halves of K photos each: the ratio of the mean "
@@ -73,7 +80,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     st.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
     st.add_argument("--json", action="store_true", help="print one JSON object")
     st.set_defaults(func=run_identity_stability)
-    return p
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags every network benchmark shares: --checkpoint, --device, --json, -q."""
+    p.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run_identity_stability(args: argparse.Namespace) -> int:
@@ -177,13 +191,18 @@ def _postprocessor(checkpoint: Path | None):
     return Postprocessor(PredictConfig(mesh=None, reference=ref, face_model=model))
 
 
+AFLW_PROG = "facevision benchmark aflw2000"
+# AflwConfig's fields as the command line names them (its ValueErrors name the field)
+_AFLW_FLAGS = {"limit": "--limit", "passes": "--passes"}
+
+
+@reports_errors(AFLW_PROG)
 def run_aflw2000(args: argparse.Namespace) -> int:
     from facevision.common.fileio import atomic_write_bytes
     from facevision.benchmark.aflw2000 import (AflwConfig, labeler_maps_method, labeler_method, network_method,
                                                run_benchmark, tddfa_labeler_method)
 
-    prog = "facevision benchmark aflw2000"
-    cfg = AflwConfig(limit=args.limit)
+    prog = AFLW_PROG
     labeler = args.labeler or ("3ddfa-v2" if args.tddfa_dir else "mediapipe")
     if args.method != "labeler" and args.labeler:
         return fail(prog, "--labeler needs --method labeler")
@@ -191,15 +210,15 @@ def run_aflw2000(args: argparse.Namespace) -> int:
         return fail(prog, "--labeler 3ddfa-v2 needs --tddfa-dir DIR")
     if args.method == "labeler-maps" and not args.tddfa_dir:
         return fail(prog, "--method labeler-maps needs --tddfa-dir DIR")
-    if args.passes < 1:
-        return fail(prog, f"--passes must be at least 1, got {args.passes}")
+    with config_errors(prog, _AFLW_FLAGS):
+        cfg = AflwConfig(limit=args.limit, passes=args.passes)
     try:
         if args.method == "labeler" and labeler == "3ddfa-v2":
-            method = tddfa_labeler_method(args.tddfa_dir, cfg, mirror_average=args.mirror_average, passes=args.passes)
+            method = tddfa_labeler_method(args.tddfa_dir, cfg, mirror_average=args.mirror_average)
         elif args.method == "labeler":
             method = labeler_method(cfg, mirror_average=args.mirror_average)
         elif args.method == "labeler-maps":
-            method = labeler_maps_method(args.tddfa_dir, _postprocessor(args.checkpoint), cfg, passes=args.passes)
+            method = labeler_maps_method(args.tddfa_dir, _postprocessor(args.checkpoint), cfg)
         else:
             from facevision.predict.predictor import PredictConfig, Predictor
 

@@ -1,15 +1,8 @@
 """How commands report a bad input: one line ``"<prog>: error: <message>"`` on stderr and exit code 2.
 
-* :func:`fail` prints that line and returns 2 (``return fail(prog, message)``).
-* :func:`config_errors` is the one place a configuration's ValueError (raised by the dataclass's own
-  ``__post_init__``, naming the field and the value) becomes that line: the field's name is replaced by the
-  command line's flag, so the user reads the option they typed.
-* :func:`reports_errors` decorates a command's ``run``: a :class:`CommandError` raised inside ends the command
-  with :func:`fail`.
-* :class:`DeprecatedFlag`: an argparse action for an old flag name kept for one release; it warns once on
-  stderr and stores into the new flag's destination.
-
-Imports nothing heavy: command modules load it when the parser is built.
+:func:`fail` prints that line; :func:`config_errors` turns a config's ValueError (naming the field) into it with
+the field named as its flag; :func:`reports_errors` ends a command's ``run`` with it on a :class:`CommandError`;
+:class:`DeprecatedFlag` keeps an old flag name one release. Imports nothing heavy (loaded while parsers are built).
 """
 from __future__ import annotations
 

@@ -5,9 +5,12 @@ import argparse
 import json
 from pathlib import Path
 
-from facevision.commands.errors import fail
+from facevision.commands.errors import config_errors, fail, reports_errors
 
 NAME = "evaluate"
+PROG = f"facevision {NAME}"
+# EvaluateConfig's fields as the command line names them (its ValueErrors name the field)
+_FLAGS = {"split": "--split", "limit": "--limit", "baseline_limit": "--baseline-limit", "batch_size": "--batch-size"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,6 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors(PROG)
 def run(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
     from facevision.common.fileio import atomic_write_json
@@ -40,20 +44,20 @@ def run(args: argparse.Namespace) -> int:
     from facevision.predict.predictor import default_checkpoint
     from facevision.model.checkpoint import CheckpointError, load_generator
 
-    prog = "facevision evaluate"
+    with config_errors(PROG, _FLAGS):
+        cfg = EvaluateConfig(split=args.split, limit=args.limit, batch_size=args.batch_size,
+                             baseline_limit=args.baseline_limit)
     try:
         device = resolve_device(args.device)
         ckpt = args.checkpoint or default_checkpoint()
         model = load_generator(ckpt, device)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
-        return fail(prog, exc)
-    cfg = EvaluateConfig(split=args.split, limit=args.limit, batch_size=args.batch_size,
-                         baseline_limit=args.baseline_limit)
+        return fail(PROG, exc)
     try:
         _check_same_space(ckpt, args.data)
         result = evaluate(args.data, model, cfg, device=device)
     except (DatasetFormatError, ValueError) as exc:
-        return fail(prog, exc, code=1)
+        return fail(PROG, exc, code=1)
     result = {"checkpoint": str(ckpt), **result}
     print(json.dumps(result, indent=2) if args.json else metrics_table(result))
     if args.output:

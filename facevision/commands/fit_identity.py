@@ -8,10 +8,8 @@ from pathlib import Path
 from facevision.commands.errors import fail
 
 NAME = "fit-identity"
-# A photo whose residual under the shared identity exceeds its own fit's by this factor does not fit the others'
-# face: on LFW (29 people unseen in training, 174 sets of 3-6 photos of one person) the largest factor was 1.07;
-# a face model face of another identity among three of one gives 1.5-2. Real photos of two people often stay
-# below it (the maps of one person vary about as much as those of two), so no warning proves nothing.
+# A photo whose residual under the shared identity exceeds its own fit's by this factor may show someone else
+# (how it was chosen: docs/face_model.md)
 MISFIT_FACTOR = 1.15
 
 
@@ -52,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from facevision.common.fileio import atomic_write_json
     from facevision.fit.model_fit import fit_shared_identity
     from facevision.maps.pose import photo_pose
-    from facevision.predict.batch import expand_inputs
+    from facevision.predict.inputs import expand_inputs
     from facevision.predict.predictor import PredictConfig, Predictor
     from meshing import save_mesh
     from meshing.types import FaceMesh
@@ -61,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         return fail(prog, f"{args.output}: exists and is not a folder")
     photos, problems = expand_inputs([str(p) for p in args.photos], exclude=args.output)
-    for rec in problems:  # arguments that match nothing, folders without images: their path once
+    for rec in problems:  # arguments that match nothing, folders without images
         print(f"{prog}: {rec['input']}: {rec['reason']}", file=sys.stderr)
     pred = Predictor.from_pretrained(args.checkpoint, device=args.device, config=PredictConfig(mesh=None))
     used, maps, failed = [], [], len(problems)

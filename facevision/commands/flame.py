@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     except FlameModelMissingError:
         return fail("facevision flame", FLAME_HELP)
     except (FlameModelError, FlameParamsError, FileNotFoundError) as exc:
-        print(f"facevision flame: {exc}", file=sys.stderr)
-        return 2
+        return fail("facevision flame", exc)
 
 
 def find_face_dirs(paths: list[Path]) -> list[Path]:
@@ -170,14 +169,12 @@ def _fit(args: argparse.Namespace, model: Any) -> int:
         reference = load_reference(args.reference)
     dirs = find_face_dirs(args.paths)
     if not dirs:
-        print(f"facevision flame fit: no face folders (with depth.png and corr.png) under "
-              f"{', '.join(map(str, args.paths))}", file=sys.stderr)
-        return 2
+        return fail("facevision flame fit", f"no face folders (with depth.png and corr.png) under "
+                                            f"{', '.join(map(str, args.paths))}")
     try:
         relation = relation_for(model, reference, embedding=args.flame_embedding or True)
     except (ValueError, OSError) as exc:
-        print(f"facevision flame fit: cannot relate the reference face to {model.source}: {exc}", file=sys.stderr)
-        return 2
+        return fail("facevision flame fit", f"cannot relate the reference face to {model.source}: {exc}")
     failed = 0
     for d in dirs:
         try:
@@ -209,8 +206,7 @@ def _edit_or_animate(args: argparse.Namespace, model: Any) -> int:
         print(f"wrote {args.output}")
         return 0
     if args.frames < 2:
-        print("facevision flame animate: --frames must be at least 2", file=sys.stderr)
-        return 2
+        return fail("facevision flame animate", f"--frames must be at least 2, got {args.frames}")
     for k, t in enumerate(np.linspace(0.0, 1.0, args.frames)):
         v = flame_forward(model, interpolate_params(params, edited, float(t)), pixels=args.pixels)
         write_obj(args.output / f"frame_{k:03d}.obj", v, model.faces, comment=f"frame {k}, t={t:.3f}; {units}")

@@ -13,7 +13,7 @@ _FLAGS = {"vertex_density": "--density", "target_vertices": "--target-vertices",
           "z_scale": "--z-scale", "spike_edge_factor": "--spike-edge-factor",
           "spike_area_factor": "--spike-area-factor", "smooth_iterations": "--smooth-iterations",
           "smooth_lambda": "--smooth-lambda", "detail_strength": "--detail-strength", "detail_sigma": "--detail-sigma"}
-MAX_PIXELS = 2048 * 2048  # meshing needs ~250 bytes per map pixel: an 8000 x 8000 map would take 15 GB
+MAX_PIXELS = 2048 * 2048  # meshing needs ~250 bytes per map pixel
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -158,7 +158,7 @@ def _depth_from(path: Path, raw):
     and floats as they are. Anything with colour channels is refused (_InputError naming the file)."""
     import numpy as np
 
-    from data_prep.dataset_format import check_depth_px
+    from facevision.common.conventions import check_depth_px
     from facevision.face.codecs import decode_depth
 
     if raw.ndim == 3 and raw.shape[2] == 1:
@@ -180,7 +180,7 @@ def _corr_from(path: Path, raw):
     as they are (checked). Anything else is refused (_InputError naming the file)."""
     import numpy as np
 
-    from data_prep.dataset_format import check_corr
+    from facevision.common.conventions import check_corr
     from facevision.face.codecs import decode_corr
 
     if not (raw.ndim == 3 and raw.shape[2] in (3, 4) and (raw.dtype in (np.uint8, np.uint16) or raw.dtype.kind == "f")):

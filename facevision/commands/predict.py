@@ -17,29 +17,43 @@ PROG = "facevision predict"
 _FLAGS = {"batch_size": "--batch-size", "threads": "--threads", "max_pixels": "--max-pixels",
           "texture_size": "--texture-size", "mesh_frame": "--mesh-frame", "workers": "--writers",
           "min_score": "--min-score", "redetect_every": "--redetect-every", "smoothing": "--smoothing"}
+_DESCRIPTION = ("Reconstruct every photo given (files, folders searched recursively, or globs): per face "
+                "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
+                "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), fit_mesh.obj, preview.png and result.json "
+                "(--outputs picks some; bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); "
+                "OUT/summary.json lists every input (with faces_detected and faces_skipped per photo). Folders holding "
+                "an earlier run's outputs (image.json, summary.json) are not read as photos. Meshes are in photo pixels "
+                "by default (X = column, Y = height - 1 - row, Z = depth in "
+                f"photo px), so they overlay the photo; --mesh-frame crop keeps the {CROP_SIZE}-px crop's frame. "
+                "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
+                "OUT. A progress bar shows photos/s and ETA (-q: none; -v: one line per input). "
+                "--shard K/N splits a collection over N jobs or machines. One run per OUT at a time (shards of "
+                "one N may share it); a photo's folder is written as a whole. summary.json is rebuilt from OUT at "
+                "the end of every run, also one stopped by Ctrl-C or SIGTERM. "
+                "Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint, OUT in use by "
+                "another run), 130 on Ctrl-C, 143 on SIGTERM.")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         NAME,
         help="photos -> depth / correspondence maps, 3D mesh, 68 landmarks and head pose per face",
-        description="Reconstruct every photo given (files, folders searched recursively, or globs): per face "
-                    "OUT/<image stem>/face<k>/ gets crop.png, depth.png (16-bit, round(px * 256)), depth_vis.png, "
-                    "corr.png, mask.png, mesh.ply, mesh.obj (+ .mtl + texture), fit_mesh.obj, preview.png and result.json "
-                    "(--outputs picks some; bbox, crop_box, landmarks68, pose, mesh counts and frame, timings); "
-                    "OUT/summary.json lists every input (with faces_detected and faces_skipped per photo). Folders holding "
-                    "an earlier run's outputs (image.json, summary.json) are not read as photos. Meshes are in photo pixels by default (X = column, Y = height - 1 - row, Z = depth in "
-                    f"photo px), so they overlay the photo; --mesh-frame crop keeps the {CROP_SIZE}-px crop's frame. "
-                    "Finished inputs are skipped on a rerun unless --overwrite; summary.json keeps every input finished in "
-                    "OUT. A progress bar shows photos/s and ETA (-q: none; -v: one line per input). "
-                    "--shard K/N splits a collection over N jobs or machines. One run per OUT at a time (shards of "
-                    "one N may share it); a photo's folder is written as a whole. summary.json is rebuilt from OUT at "
-                    "the end of every run, also one stopped by Ctrl-C or SIGTERM. "
-                    "Exit code 1 if any input failed, 2 if nothing could run (bad OUT or checkpoint, OUT in use by "
-                    "another run), 130 on Ctrl-C, 143 on SIGTERM.",
+        description=_DESCRIPTION,
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or glob patterns")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
+    _add_network_arguments(p)
+    _add_output_arguments(p)
+    _add_flame_arguments(p)
+    _add_video_arguments(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="also one line per input on stdout")
+    p.set_defaults(func=run, fast_exit=True)  # everything is written and closed when run returns
+    return p
+
+
+def _add_network_arguments(p: argparse.ArgumentParser) -> None:
+    """The network and what it runs on: checkpoint, device, batches, threads, faces, mirror averaging, meshes."""
     p.add_argument("--checkpoint", type=Path, help="generator .safetensors (default: the shipped checkpoint, "
                                                    f"or ${CHECKPOINT_ENV})")
     p.add_argument("--device", default="auto", help="auto (GPU if available), cpu or cuda[:N] (default auto)")
@@ -58,6 +72,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="average the network's maps of each crop and of its mirror image: better landmarks and pose "
                         "(README, AFLW2000-3D), twice the network time")
     p.add_argument("--no-mesh", action="store_true", help="maps, landmarks and pose only (faster; no mesh files)")
+    p.add_argument("--complete-mesh", choices=("auto", "always", "never"), default="auto",
+                   help="auto (default): for a face turned 35 degrees or more, or where the maps' mesh has holes, "
+                        "torn strips or pieces, the mesh is the face-model fit moved onto the maps: one whole piece, "
+                        "the hidden side from the fit; always: for every face; never: the maps' mesh as it is")
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """What is written where and how: outputs, shards, writers, mesh frame, textures, report, reruns, photo size,
+    detector threshold."""
     p.add_argument("--outputs", default="all", metavar="LIST",
                    help="comma-separated files to write (result.json always): per face crop, depth, depth_vis, "
                         "corr, mask, ply (mesh.ply), obj (mesh.obj + .mtl + texture), fit_mesh (fit_mesh.obj + "
@@ -93,6 +116,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=None,
                    help="face detector confidence threshold in [0, 1]: detections scoring below it are ignored "
                         "(default 0.5)")
+
+
+def _add_flame_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flame", action="store_true",
                    help="also register FLAME to each face (needs a FLAME model: --flame-model or "
                         f"${FLAME_MODEL_ENV}; without one it is an error unless --flame-optional)")
@@ -100,6 +126,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--flame-optional", action="store_true",
                    help="with --flame: when no FLAME model file is given or found, warn and go on without FLAME "
                         "instead of stopping with an error")
+
+
+def _add_video_arguments(p: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("video", "a video file given (.mp4, .mov, .avi, .mkv, .webm, ...) is processed frame by "
                              "frame into OUT/<clip>/: frames.jsonl (per frame: status, crop, landmarks raw and "
                              "smoothed, visibility, pose, fit codes, ms), overlay.mp4 (unless --outputs leaves out "
@@ -114,10 +143,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="run the detector every N frames while following a face (0 = only when it is lost; "
                         "default 30)")
     v.add_argument("--fps", type=float, default=25.0, help="frame rate of a --sequence (default 25)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="also one line per input on stdout")
-    p.set_defaults(func=run, fast_exit=True)  # everything is written and closed when run returns
-    return p
 
 
 @reports_errors(PROG)
@@ -128,13 +153,14 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads
     if threads is None and args.writers != 0 and not str(args.device).startswith("cuda"):
         # writers keep the other cores busy: one thread per library call is faster than torch's and OpenBLAS's
-        # pools spinning on the same cores (measured with writer threads: 30 s instead of 46 s for 200 LFW photos)
+        # pools spinning on the same cores
         threads = 1
         from facevision.predict.writer import one_thread_per_library  # imports neither numpy nor torch
 
         one_thread_per_library(override=False)  # read when numpy and torch load (the imports below)
 
-    from facevision.predict.batch import OutputFolderError, OutputFolderLock, check_output_folder
+    from facevision.predict.lock import OutputFolderLock
+    from facevision.predict.out_folder import OutputFolderError, check_output_folder
     from facevision.predict.writer import retain_freed_memory
 
     retain_freed_memory()  # our own process: numpy's large temporaries reuse freed memory (no page faults)
@@ -174,14 +200,16 @@ def _configs(args: argparse.Namespace, threads: int | None):
     """(PredictConfig, BatchConfig) from the command line; each config checks itself, a bad value is a
     :class:`CommandError` naming the flag (nothing has loaded yet)."""
     from facevision.face.detect import DetectConfig
-    from facevision.predict.batch import DEFAULT_MAX_PIXELS, BatchConfig
+    from facevision.fit.complete import CompleteConfig
+    from facevision.predict.runner import DEFAULT_MAX_PIXELS, BatchConfig
     from facevision.predict.outputs import OutputConfig, parse_outputs
     from facevision.predict.predictor import PredictConfig
     from facevision.predict.shards import parse_shard
     from facevision.predict.writer import WriterConfig
 
     with config_errors(PROG, _FLAGS):
-        config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces,
+        complete = None if args.complete_mesh == "never" else CompleteConfig(always=args.complete_mesh == "always")
+        config = PredictConfig(batch_size=args.batch_size, all_faces=args.all_faces, complete=complete,
                                mirror_average=args.mirror_average, threads=None if threads is None else max(1, threads))
     try:
         outputs = parse_outputs(args.outputs)
@@ -230,7 +258,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def _predict(args: argparse.Namespace, config, batch, threads: int | None) -> int:
     """Load the network and run the batch (OUT checked and locked by :func:`run`); the exit code."""
-    from facevision.predict.batch import OutputFolderError, run_batch
+    from facevision.predict.out_folder import OutputFolderError
+    from facevision.predict.runner import run_batch
     from facevision.predict.predictor import Predictor
     from facevision.predict.shards import shard_summary_name
 
@@ -273,7 +302,7 @@ def _predict_videos(args: argparse.Namespace, videos: list[str], output, photo_p
     (loaded once), no mesh and the video fit; 1 if any failed, else 0."""
     from dataclasses import replace
 
-    from facevision.predict.batch import safe_stem
+    from facevision.predict.out_folder import safe_stem
     from facevision.predict.predictor import Predictor
     from facevision.video.frames import VideoReadError
     from facevision.video.runner import VideoConfig, run_video

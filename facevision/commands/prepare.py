@@ -14,6 +14,10 @@ PROG = "facevision prepare"
 # PrepareConfig's fields as the command line names them (its ValueErrors name the field)
 _LFW_FLAGS = {"z_stretch": "--z-stretch", "tddfa_dir": "--tddfa-dir", "labeler": "--labeler", "size": "--size",
               "workers": "--workers", "passes": "--passes", "limit": "--limit"}
+# ProfileRunConfig's and FaceModelBuildConfig's fields as the command line names them
+_PROFILE_FLAGS = {"views": "--views", "min_yaw": "--min-yaw", "max_yaw": "--max-yaw", "max_pitch": "--max-pitch",
+                  "seed": "--seed", "workers": "--workers", "limit": "--limit"}
+_FACE_MODEL_FLAGS = {"id_grid": "--id-modes", "exp_grid": "--exp-modes", "limit": "--limit"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,13 +25,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "prepare", help="turn face photos into a labelled dataset (depth, correspondence, mask)",
         description="Turn face photos into a labelled facevision dataset.")
     sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    _add_lfw(sub)
+    _add_face_model(sub)
+    _add_toy(sub)
+    _add_profile(sub)
+    return p
+
+
+def _add_output(p: argparse.ArgumentParser, metavar: str, help: str) -> None:
+    p.add_argument("-o", "--output", required=True, metavar=metavar, help=help)
+
+
+def _add_lfw(sub) -> None:
     lfw = sub.add_parser(
         "lfw", help="an LFW-style tree ROOT/<Person>/<Person>_NNNN.jpg",
         description="Detect one face per photo, crop it square, label it (3DDFA_V2 run here when --tddfa-dir is "
                     "given, MediaPipe Face Mesh otherwise) and write the dataset. Resumable: rerun the same "
                     "command to continue; finished and dropped photos are skipped.")
     lfw.add_argument("root", metavar="ROOT", help="folder of <Person>/<Person>_NNNN.jpg photos")
-    lfw.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write")
+    _add_output(lfw, "DATASET", "dataset folder to write")
     lfw.add_argument("--labeler", choices=("mediapipe", "3ddfa-v2"), default=None,
                      help="label source: 3ddfa-v2 (the 3DDFA_V2 regressor and its 3DMM, needs --tddfa-dir; the "
                           "default when --tddfa-dir is given) or mediapipe (Face Mesh, built in; the default otherwise)")
@@ -48,6 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     lfw.add_argument("--limit", type=int, default=None, help="only the first N files (sorted), for a quick run")
     lfw.add_argument("--no-progress", action="store_true", help="no progress bar")
     lfw.set_defaults(func=run)
+
+
+def _add_face_model(sub) -> None:
     fm = sub.add_parser(
         "face-model", help="build the linear face model (mean, identity and expression modes) from a dataset",
         description="Procrustes-align the Face Mesh vertices `prepare lfw` keeps per sample, add their mirror "
@@ -64,21 +83,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     fm.add_argument("--exp-modes", type=int, default=None, metavar="K",
                     help="keep exactly K expression modes instead of choosing by val reconstruction error")
     fm.set_defaults(func=run_face_model)
+
+
+def _add_toy(sub) -> None:
     toy = sub.add_parser(
         "toy", help="a generated toy dataset (shaded ellipsoids with exact labels), no photos needed",
         description="Write generated samples in the dataset format, to try `facevision train` end to end.")
-    toy.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write")
+    _add_output(toy, "DATASET", "dataset folder to write")
     toy.add_argument("--count", type=int, default=32, help="number of samples (default 32; a quarter are val)")
     toy.add_argument("--size", type=int, default=CROP_SIZE, help=f"crop side in pixels (default {CROP_SIZE})")
     toy.add_argument("--seed", type=int, default=0)
     toy.set_defaults(func=run_toy)
+
+
+def _add_profile(sub) -> None:
     prof = sub.add_parser(
         "profile", help="large-pose views of a dataset by 3D profiling (300W-LP style)",
         description="Lift every sample of DATASET to 3D, rotate it by random yaw/pitch and re-render image and "
                     "labels as new samples <id>_lp<k> (same identity and split) in a new dataset. Resumable: "
                     "rerun the same command to continue. See docs/profile.md.")
     prof.add_argument("dataset", metavar="DATASET", help="source dataset folder (manifest.json + samples/)")
-    prof.add_argument("-o", "--output", required=True, metavar="DATASET_LP", help="new dataset folder to write")
+    _add_output(prof, "DATASET_LP", "new dataset folder to write")
     prof.add_argument("--views", type=int, default=4, help="rotated views per sample (default 4)")
     prof.add_argument("--min-yaw", type=float, default=20.0, help="smallest |yaw| in degrees (default 20)")
     prof.add_argument("--max-yaw", type=float, default=90.0, help="largest |yaw| in degrees (default 90)")
@@ -90,16 +115,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                       help="also link the source samples in, so the result can be trained on directly")
     prof.add_argument("--no-progress", action="store_true", help="no progress bar")
     prof.set_defaults(func=run_profile)
-    return p
 
 
+@reports_errors(PROG)
 def run_profile(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
     from data_prep.profile import ProfileRunConfig, profile_dataset
 
-    cfg = ProfileRunConfig(views=args.views, min_yaw=args.min_yaw, max_yaw=args.max_yaw, max_pitch=args.max_pitch,
-                           seed=args.seed, workers=args.workers, limit=args.limit,
-                           include_originals=args.include_originals, progress=not args.no_progress)
+    with config_errors(PROG, _PROFILE_FLAGS):
+        cfg = ProfileRunConfig(views=args.views, min_yaw=args.min_yaw, max_yaw=args.max_yaw, max_pitch=args.max_pitch,
+                               seed=args.seed, workers=args.workers, limit=args.limit,
+                               include_originals=args.include_originals, progress=not args.no_progress)
     try:
         summary = profile_dataset(args.dataset, args.output, cfg)
     except (ValueError, DatasetFormatError) as exc:
@@ -111,6 +137,7 @@ def run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports_errors(f"{PROG} face-model")
 def run_face_model(args: argparse.Namespace) -> int:
     import json
 
@@ -121,13 +148,15 @@ def run_face_model(args: argparse.Namespace) -> int:
     from facevision.face.face_model import FACE_MODEL_PATH
     from facevision.face.reference import CORRESPONDENCE_SPACE
 
+    grids = {}
+    if args.id_modes is not None:
+        grids["id_grid"] = (args.id_modes,)
+    if args.exp_modes is not None:
+        grids["exp_grid"] = (args.exp_modes,)
+    with config_errors(f"{PROG} face-model", _FACE_MODEL_FLAGS):
+        config = FaceModelBuildConfig(limit=args.limit, **grids)
     try:
-        grids = {}
-        if args.id_modes is not None:
-            grids["id_grid"] = (args.id_modes,)
-        if args.exp_modes is not None:
-            grids["exp_grid"] = (args.exp_modes,)
-        model, card = build_face_model(args.dataset, FaceModelBuildConfig(limit=args.limit, **grids))
+        model, card = build_face_model(args.dataset, config)
         default = FACE_MODEL_PATH if card["correspondence_space"] == CORRESPONDENCE_SPACE else \
             Path(args.dataset) / "face_model.npz"
         out = save_face_model(args.output or default, model, card)

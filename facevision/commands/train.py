@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import argparse
 
-from facevision.commands.errors import fail
+from facevision.commands.errors import config_errors, fail, reports_errors
 from facevision.model.config import ModelConfig
 from facevision.train.config import TrainConfig
 
+PROG = "facevision train"
 _DEFAULTS = TrainConfig()
+# TrainConfig's and ModelConfig's fields as the command line names them (their ValueErrors name the field)
+_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "lr_disc": "--lr-disc",
+          "decay_epochs": "--decay-epochs", "gan_mode": "--gan-mode", "adv_weight": "--adv-weight",
+          "l1_weight": "--l1-weight", "grad_weight": "--grad-weight", "mask_weight": "--mask-weight",
+          "num_workers": "--workers", "seed": "--seed", "max_steps_per_epoch": "--max-steps-per-epoch",
+          "encoder_name": "--encoder", "encoder_weights": "--encoder-weights"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,28 +67,30 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors(PROG)
 def run(args: argparse.Namespace) -> int:
     from data_prep.dataset_format import DatasetFormatError
-    from facevision.model.config import ModelConfig
     from facevision.model.checkpoint import CheckpointError
     from facevision.train.loop import RunFolderError, train
 
-    cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_disc=args.lr_disc, decay_epochs=args.decay_epochs, gan_mode=args.gan_mode,
-        adv_weight=args.adv_weight, l1_weight=args.l1_weight, grad_weight=args.grad_weight,
-        mask_weight=args.mask_weight, augment=not args.no_augment, num_workers=args.workers, seed=args.seed,
-        max_steps_per_epoch=args.max_steps_per_epoch, amp=not args.no_amp,
-    )
-    model_cfg = ModelConfig(encoder_name=args.encoder, encoder_weights=args.encoder_weights)
+    with config_errors(PROG, _FLAGS):
+        cfg = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_disc=args.lr_disc,
+            decay_epochs=args.decay_epochs, gan_mode=args.gan_mode, adv_weight=args.adv_weight,
+            l1_weight=args.l1_weight, grad_weight=args.grad_weight, mask_weight=args.mask_weight,
+            augment=not args.no_augment, num_workers=args.workers, seed=args.seed,
+            max_steps_per_epoch=args.max_steps_per_epoch, amp=not args.no_amp,
+        )
+        model_cfg = ModelConfig(encoder_name=args.encoder, encoder_weights=args.encoder_weights)
     try:
         if args.resume:
             _check_resume_space(args.out, args.data)
         train(args.data, args.out, cfg, model_cfg, device=args.device, resume=args.resume,
               save_every_steps=args.save_every_steps, init_generator=args.init)
     except (DatasetFormatError, RunFolderError, CheckpointError, ValueError) as exc:
-        return fail("facevision train", exc)
+        return fail(PROG, exc)
     except OSError as exc:  # facevision.face.images.OutputWriteError: a checkpoint or log could not be written (disk full...)
-        return fail("facevision train", exc, code=1)
+        return fail(PROG, exc, code=1)
     return 0
 
 

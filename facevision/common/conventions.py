@@ -1,8 +1,8 @@
 """The map conventions of the whole project, stated once here, and the checks that enforce them.
 
 Every stage shares these maps (data_prep writes them, the network predicts them, meshing and the fits read
-them); the module lives in ``facevision.common``, the base every package may import.
-One crop of S x S pixels (S = ``facevision.face.sizes.CROP_SIZE`` by default); rows go down, columns go right; pixel centres at integer coordinates.
+them). One crop of S x S pixels (S = ``facevision.face.sizes.CROP_SIZE`` by default); rows go down, columns go
+right; pixel centres at integer coordinates.
 
 * **Depth** ``depth_px``: (H, W) float, the height of the face surface *towards the camera* in crop pixels:
   **larger = closer**, relative (measured from a plane behind the farthest face pixel), face pixels > 0,

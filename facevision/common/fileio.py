@@ -1,19 +1,16 @@
 """Atomic file writing, the one implementation every package uses (standard library only).
 
-A file appears complete or not at all: data is written to a
-temporary name in the target folder (``.<stem>.<pid>-<random>.tmp<suffix>``), checked (size, the writer's
-return value, an optional read-back check), flushed to disk and then renamed over the final name
-(``os.replace`` is atomic on POSIX). A failed write leaves nothing under the final name and raises
-:class:`OutputWriteError` naming the final file and the reason ("disk full" for ENOSPC). Temporaries left by
-a killed process are removed by :func:`remove_stale_temporaries`. A whole folder is written the same way
-(:func:`atomic_folder`): into a temporary sibling folder (``.<name>.<pid>-<random>.tmp``) that replaces the
-final one when complete, so the final name holds the old folder or the new one, never a mix, never a half.
-Also here: :func:`native_stderr_silenced`, for native libraries (Open3D, MediaPipe) that print to file
-descriptor 2.
+A file is written to a temporary name in the target folder (``.<stem>.<pid>-<random>.tmp<suffix>``), checked,
+flushed and renamed over the final name; a failed write leaves nothing under the final name and raises
+:class:`OutputWriteError` naming the final file and the reason. :func:`atomic_folder` writes a whole folder the
+same way (a temporary sibling folder that replaces the final one). :func:`remove_stale_temporaries` removes
+what killed processes left. Also here: :func:`native_stderr_silenced`, for native libraries that print to
+file descriptor 2.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -26,17 +23,15 @@ from typing import Any, Callable, Iterator
 
 __all__ = ["OutputWriteError", "write_error", "temp_prefix", "remove_stale_temporaries", "fsync_file", "atomic_write",
            "atomic_write_bytes", "png_complete", "native_stderr_silenced", "atomic_folder", "temp_folder",
-           "replace_folder"]
+           "replace_folder", "file_sha256"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 class OutputWriteError(OSError):
-    """An output could not be written completely; the message names the final file and the reason.
-
-    Nothing is left under the final name. ``errno`` is the OS error number when there was one.
-    """
+    """An output could not be written completely (nothing is left under the final name); the message names the
+    final file and the reason, ``errno`` is the OS error number when there was one."""
 
 
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
@@ -78,7 +73,7 @@ def temp_prefix(path: Path) -> str:
     return f".{path.stem}.{os.getpid()}-"
 
 
-# .<stem>.<pid>-<8 random chars>.tmp[.suffix]; older versions wrote .<stem>.<8 random chars>.tmp[.suffix]
+# .<stem>.<pid>-<8 random chars>.tmp[.suffix]; a name without the pid is always stale
 _TEMP_NAME = re.compile(r"^\..*\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.[A-Za-z0-9]+)?$")
 
 
@@ -122,6 +117,15 @@ def remove_stale_temporaries(folder: str | os.PathLike, max_depth: int = 2) -> l
                 pass  # not ours to fight over: a later run tries again
         dirs[:] = [] if depth >= max_depth else [d for d in dirs if not _stale_temporary(d)]
     return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read 1 MiB at a time)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -188,13 +192,9 @@ def _temporary(path: Path) -> Iterator[tuple[int, Path]]:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any],
                  check: Callable[[Path], str | None] | None = None, allow_empty: bool = False) -> Path:
-    """Call ``write(tmp_path)`` and rename the result to ``path`` atomically.
-
-    The temporary file lives in the same folder (same file system) and keeps the final suffix so
-    that libraries choosing a format by extension still work. The write fails (nothing is left under
-    ``path``, :class:`OutputWriteError` is raised) when ``write`` raises an OSError or returns
-    ``False``, the file is empty (unless ``allow_empty``) or ``check(tmp_path)`` returns a problem.
-    """
+    """Call ``write(tmp_path)`` (a temporary beside ``path``, same suffix) and rename the result to ``path``.
+    OutputWriteError, nothing left under ``path``, when ``write`` raises an OSError or returns ``False``, the file is
+    empty (unless ``allow_empty``) or ``check(tmp_path)`` returns a problem."""
     path = Path(path)
     with _temporary(path) as (fd, tmp):
         os.close(fd)

@@ -1,11 +1,10 @@
 """Import a third-party package without submodules it loads at import time and we never use.
 
-Open3D's ``import open3d`` imports its plotly/dash web viewer (dash, plotly, IPython: ~0.6 s of its ~1 s),
-MediaPipe's ``import mediapipe`` imports matplotlib for a plotting helper (~0.5 s). :func:`deferred` puts
-stand-ins for such modules in ``sys.modules`` while the package is imported: what the package takes from them
-(``from dash import Dash``, ``import matplotlib.pyplot as plt``) is a proxy, and the real module is imported the
-first time the proxy is used (called, or an attribute read), so the package behaves as before, only later.
-After the block the stand-ins leave ``sys.modules``: a later ``import dash`` is an ordinary import.
+Open3D imports its plotly/dash web viewer, MediaPipe imports matplotlib for a plotting helper (the time this
+saves: README, Performance). :func:`deferred` puts stand-ins for such modules in ``sys.modules`` while the
+package is imported: what the package takes from them (``from dash import Dash``) is a proxy, and the real
+module is imported the first time the proxy is used (called, or an attribute read). After the block the
+stand-ins leave ``sys.modules``: a later ``import dash`` is an ordinary import.
 :func:`import_open3d` is the one way this project imports Open3D.
 """
 from __future__ import annotations

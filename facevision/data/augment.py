@@ -21,9 +21,10 @@ import numpy as np
 @dataclass
 class AugmentConfig:
     """flip_p: horizontal flip probability. affine_p: probability of the similarity transform, whose roll
-    is uniform in +-rotate_deg (real photos: AFLW2000-3D rolls mostly lie within +-40 deg), scale is
-    log-uniform in [1/max_scale, max_scale] about the crop centre, and shift uniform in +-translate x size
-    per axis. photometric_p: probability of colour / blur / noise / JPEG changes."""
+    is uniform in +-rotate_deg (degrees; real photos' rolls mostly lie within +-40), scale is log-uniform in
+    [1/max_scale, max_scale] about the crop centre, and shift uniform in +-translate x size per axis.
+    photometric_p: probability of colour / blur / noise / JPEG changes. Checked when built (ValueError naming
+    the field)."""
 
     flip_p: float = 0.5
     rotate_deg: float = 40.0
@@ -31,6 +32,15 @@ class AugmentConfig:
     translate: float = 0.06
     affine_p: float = 0.8
     photometric_p: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("flip_p", "affine_p", "photometric_p", "translate"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.rotate_deg) <= 180.0:
+            raise ValueError(f"AugmentConfig.rotate_deg must be in [0, 180] degrees, got {self.rotate_deg!r}")
+        if not float(self.max_scale) >= 1.0:
+            raise ValueError(f"AugmentConfig.max_scale must be >= 1, got {self.max_scale!r}")
 
 
 def similarity_matrix(size: int, angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:

@@ -30,11 +30,7 @@ def encode_depth(depth_px: np.ndarray, mask: np.ndarray | None = None) -> np.nda
 
 
 def decode_depth(values: np.ndarray) -> np.ndarray:
-    """uint16 PNG values -> float32 relative depth in crop pixels (0 = background).
-
-    8-bit input is accepted and read as depth in pixels directly (value = px), which is
-    what simple hand-made depth maps usually mean.
-    """
+    """uint16 PNG values -> float32 relative depth in crop pixels (0 = background); 8-bit values are read as px."""
     values = np.asarray(values)
     if values.ndim == 3:
         values = values[..., 0]

@@ -24,7 +24,7 @@ tell which way up the face is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -47,12 +47,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CropConfig:
-    """How a detector box becomes a square crop.
+    """How a detector box becomes a square crop; checked when built (ValueError naming the field).
 
     size: output side in pixels.
     margin: side of the square = ``margin * max(box width, box height)``. MediaPipe's detector box
         spans roughly brows to mouth; the value is chosen so the whole labelled mesh (forehead to chin,
-        ear to ear) fits with a little background on LFW (measured, see the README part).
+        ear to ear) fits with a little background.
     shift_y: the square's centre is moved by ``shift_y * box height`` (negative = up) from the box centre.
 
     upright: turn each crop so the detector's eye keypoints are level (:func:`upright_turn`);
@@ -60,14 +60,14 @@ class CropConfig:
     max_angle: eye-line angles beyond this (degrees) are clipped to it (90; :func:`upright_face_crop` uses 180,
         the full circle).
     quarter_turns: fade only the eye line's residual beyond its nearest quarter turn for turned-away faces
-        (:func:`upright_turn`); off for ``prepare`` and the plain crop, whose rule fades the whole turn: on
-        AFLW2000-3D the quarter-turn rule turned profile faces, whose eye keypoints are unsure, sideways
-        (v7's [60,90] bin 10.25 -> 12.65 % NME). :func:`upright_face_crop` switches it on for its second look.
+        (:func:`upright_turn`); off for ``prepare`` and the plain crop, whose rule fades the whole turn, so
+        profile faces, whose eye keypoints are unsure, are not turned sideways. :func:`upright_face_crop`
+        switches it on for its second look.
     upright_full_ratio, upright_none_ratio: the eye keypoints of a turned-away face are unsure (one eye
         is hidden), so the turn is scaled by how frontal the face looks: eye distance / box width at or
         above ``upright_full_ratio`` turns fully, at or below ``upright_none_ratio`` not at all, linearly
-        between. On LFW's near-frontal photos the ratio's median is 0.41 (274 photos); the two limits are
-        0.41 x cos 30 deg and 0.41 x cos 60 deg, i.e. full turning up to about 30 deg of yaw, none beyond 60.
+        between. The limits are a frontal face's ratio (about 0.41) x cos 30 deg and x cos 60 deg, i.e. full
+        turning up to about 30 deg of yaw, none beyond 60.
         "Not at all" means no turn beyond the nearest quarter turn (0, +-90, 180) of the eye line: the
         unsure part is the residual, not that a photo was taken sideways (:func:`upright_turn`).
     half_turn_context, half_turn_size, half_turn_min_gap, half_turn_refuse_gap, refine_angle:
@@ -75,8 +75,7 @@ class CropConfig:
         px square of ``half_turn_context`` x the detector box (as ``margin``), upright and turned by 180 deg;
         for a frontal face, scores closer than ``half_turn_min_gap`` with the turned one ahead leave it
         untrusted; a turned-away face is refused only when the turned one leads by ``half_turn_refuse_gap``;
-        a turn of more than ``refine_angle`` deg read in that second look re-places the crop. Chosen on LFW
-        photos and LFW profile views, upright and turned (docs/predict.md).
+        a turn of more than ``refine_angle`` deg read in that second look re-places the crop (docs/predict.md).
     """
 
     size: int = 128
@@ -92,6 +91,22 @@ class CropConfig:
     half_turn_min_gap: float = 0.1
     half_turn_refuse_gap: float = 0.3
     refine_angle: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in ("size", "half_turn_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"CropConfig.{name} must be at least 1 px, got {getattr(self, name)!r}")
+        for name in ("margin", "half_turn_context"):
+            if not float(getattr(self, name)) > 0.0:
+                raise ValueError(f"CropConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.max_angle) <= 180.0:
+            raise ValueError(f"CropConfig.max_angle must be in [0, 180] degrees, got {self.max_angle!r}")
+        if not 0.0 <= float(self.upright_none_ratio) <= float(self.upright_full_ratio):
+            raise ValueError(f"CropConfig needs 0 <= upright_none_ratio <= upright_full_ratio, got upright_none_ratio "
+                             f"{self.upright_none_ratio!r}, upright_full_ratio {self.upright_full_ratio!r}")
+        for name in ("half_turn_min_gap", "half_turn_refuse_gap", "refine_angle"):
+            if not float(getattr(self, name)) >= 0.0:
+                raise ValueError(f"CropConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 def square_crop_box(box: Sequence[float], config: CropConfig = CropConfig(),
@@ -148,12 +163,12 @@ def upright_turn(box: Sequence[float], keypoints: Sequence[Sequence[float]],
     The eye line's angle ``a`` (:func:`upright_angle`) is split into its nearest quarter turn ``q`` (0, +-90
     or 180; ties go to 0 or 180) and the residual ``a - q`` (within +-45 deg). Only the residual is faded for
     turned-away faces (weight from eye distance / box width, see :class:`CropConfig`): ``q + weight (a - q)``,
-    clipped to ``+-config.max_angle``. For ``|a| < 45`` this is the rule ``prepare`` always used
-    (``weight * a``); for a sideways face it keeps the quarter turn: the eye distance of a frontal face
-    turned by 90 deg is often small against the box width (ratio down to 0.1 on LFW photos turned by 90),
-    and fading it to 0 left the face sideways in the crop (landmark NME 1-3 x the eye distance)."""
+    clipped to ``+-config.max_angle``. For ``|a| < 45`` this is ``weight * a``; a sideways face keeps its
+    quarter turn, since the eye distance of a frontal face turned by 90 deg is often small against the box
+    width and fading the whole turn would leave the face sideways in the crop. With ``quarter_turns`` off the
+    whole turn is faded (``prepare``'s rule)."""
     a = upright_angle(keypoints[0], keypoints[1])
-    if not config.quarter_turns:  # the rule prepare and predict always used: the whole turn faded
+    if not config.quarter_turns:  # prepare's rule: the whole turn faded
         a = float(np.clip(a, -config.max_angle, config.max_angle))
     quarter = 90.0 * float(np.round(a / 90.0)) if config.quarter_turns else 0.0
     ratio = eye_ratio(box, keypoints)
@@ -169,7 +184,7 @@ def face_crop(box: Sequence[float], keypoints: Sequence[Sequence[float]] | None,
 
     The one crop rule of ``prepare`` and ``predict``. The box is turned about its centre, so the square
     keeps its size and centre (``shift_y`` goes towards the top of the face, by the nearest quarter turn of
-    the angle: for an angle within +-45 deg, towards the photo's top as always); angle is 0 without keypoints
+    the angle: for an angle within +-45 deg, towards the photo's top); angle is 0 without keypoints
     or with ``config.upright`` off, else :func:`upright_turn` (the residual beyond the nearest quarter turn
     shrinks for turned-away faces).
     Keypoints cannot tell a face turned by more than 90 deg (see the module docstring): such a crop shows it
@@ -233,13 +248,13 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
       in neither, is not trusted). When it wins, or the turn :func:`upright_turn` reads in the square as cut is
       more than ``config.refine_angle`` (a sideways or badly read face), crop box and angle are taken again
       from that second detection (box and keypoints mapped back to the photo); otherwise the full-circle crop.
-    * A turned-away face: its eye line and the detector's way up are both unsure (on profile views of LFW the
-      scores of the two looks overlap), so it keeps the photo's up, :func:`face_crop` with ``config`` as given
+    * A turned-away face: its eye line and the detector's way up are both unsure (the two looks' scores
+      overlap for profile faces), so it keeps the photo's up, :func:`face_crop` with ``config`` as given
       (``prepare``'s crop); it is refused only when the look turned by 180 deg wins by
       ``config.half_turn_refuse_gap``. An upside-down profile can therefore still come out upside down.
 
     detect: ``image -> list of FaceBox`` (default :func:`facevision.face.detect.detect_faces` with its default config).
-    Costs two detector runs on a 128 px image (about 5 ms on a 2-core CPU).
+    Costs two detector runs on a ``config.half_turn_size`` px image.
     """
     from dataclasses import replace
 
@@ -248,6 +263,30 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
     crop_box, angle = face_crop(box, keypoints, config)
     if not config.upright or keypoints is None or len(keypoints) < 2:
         return UprightCrop(crop_box, angle)
+    look = _second_look(image, crop_box, angle, config, detect, score)
+    seen_ratios = [eye_ratio(f.box, f.keypoints) for f in (look.as_cut, look.turned)
+                   if f is not None and len(f.keypoints) >= 2]
+    if max(seen_ratios or [eye_ratio(box, keypoints)]) < config.upright_full_ratio:
+        return _turned_away_crop(plain, look, config)
+    return _frontal_crop(crop_box, angle, look, config)
+
+
+class _SecondLook(NamedTuple):
+    """The detector's second look at a face: the context square (``ctx_box`` photo px, ``side`` photo px, cut at
+    ``size`` px), the face at its centre as cut and turned by 180 deg (None: none found), and their scores."""
+
+    ctx_box: tuple[int, int, int, int]
+    side: int
+    size: int
+    as_cut: Any
+    turned: Any
+    score: float
+    turned_score: float
+
+
+def _second_look(image: np.ndarray, crop_box: tuple[int, int, int, int], angle: float, config: CropConfig,
+                 detect, score: float) -> _SecondLook:
+    """Run the detector on the context square around ``crop_box`` (turned by ``angle``), as cut and turned."""
     if detect is None:
         from facevision.face.detect import detect_faces
 
@@ -263,16 +302,26 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
     # within 45 deg of the photo's up, the photo's own detection (``score``) saw the face as cut too
     score = max(0.0 if as_cut is None else float(as_cut.score), float(score) if abs(angle) <= 45.0 else 0.0)
     turned_score = 0.0 if turned is None else float(turned.score)
-    seen_ratios = [eye_ratio(f.box, f.keypoints) for f in (as_cut, turned) if f is not None and len(f.keypoints) >= 2]
-    if max(seen_ratios or [eye_ratio(box, keypoints)]) < config.upright_full_ratio:
-        # a turned-away face: its eye line and the detector's way up are unsure, so the photo's up is kept
-        # (prepare's crop); only a clear win of the face turned by 180 deg refuses it
-        if turned_score - score >= config.half_turn_refuse_gap:
-            return UprightCrop(*plain, trusted=False, score=score, turned_score=turned_score,
-                               reason=f"a turned-away face that looks upside down (detector {score:.2f} as the "
-                                      f"photo stands, {turned_score:.2f} turned by 180 deg): its roll is unknown")
-        return UprightCrop(*plain, score=score, turned_score=turned_score)
-    if as_cut is None and turned is None:
+    return _SecondLook(ctx_box, side, size, as_cut, turned, score, turned_score)
+
+
+def _turned_away_crop(plain: tuple[tuple[int, int, int, int], float], look: _SecondLook,
+                      config: CropConfig) -> UprightCrop:
+    """A turned-away face: its eye line and the detector's way up are unsure, so the photo's up is kept
+    (``plain``, prepare's crop); only a clear win of the face turned by 180 deg refuses it."""
+    score, turned_score = look.score, look.turned_score
+    if turned_score - score >= config.half_turn_refuse_gap:
+        return UprightCrop(*plain, trusted=False, score=score, turned_score=turned_score,
+                           reason=f"a turned-away face that looks upside down (detector {score:.2f} as the "
+                                  f"photo stands, {turned_score:.2f} turned by 180 deg): its roll is unknown")
+    return UprightCrop(*plain, score=score, turned_score=turned_score)
+
+
+def _frontal_crop(crop_box: tuple[int, int, int, int], angle: float, look: _SecondLook,
+                  config: CropConfig) -> UprightCrop:
+    """A frontal face: the full-circle crop, turned by 180 deg or placed again from the second look."""
+    score, turned_score = look.score, look.turned_score
+    if look.as_cut is None and look.turned is None:
         return UprightCrop(crop_box, angle, trusted=False, score=score, turned_score=turned_score,
                            reason="face not found again in its upright crop, either way up: its roll is unknown")
     turn = turned_score > score
@@ -280,7 +329,7 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
         return UprightCrop(crop_box, angle, trusted=False, turned=False, score=score, turned_score=turned_score,
                            reason=f"cannot tell which way up the face is (detector {score:.2f} as the keypoints "
                                   f"place it, {turned_score:.2f} turned by 180 deg): its roll is unknown")
-    seen, seen_angle = (turned, _wrap(angle + 180.0)) if turn else (as_cut, angle)
+    seen, seen_angle = (look.turned, _wrap(angle + 180.0)) if turn else (look.as_cut, angle)
     if seen is None:  # only with a detector that reports zero scores
         return UprightCrop(crop_box, angle, score=score, turned_score=turned_score)
     # the turn face_crop would give in the square: small = the crop is upright (a turned-away face's unsure eye
@@ -288,16 +337,22 @@ def upright_face_crop(image: np.ndarray, box: Sequence[float], keypoints: Sequen
     level = len(seen.keypoints) < 2 or abs(upright_turn(seen.box, seen.keypoints, config)) <= config.refine_angle
     if not turn and level:
         return UprightCrop(crop_box, angle, score=score, turned_score=turned_score)
-    # the second detection, in photo px: keypoints mapped exactly; the box keeps its centre, width and height
-    # (face-frame sizes, which face_crop's margin and eye-distance ratio mean)
-    # (detector coordinates are pixel edges, crop_to_original's pixel centres: hence the half pixels)
-    kp = crop_to_original(np.asarray(seen.keypoints, dtype=np.float64) - 0.5, ctx_box, size, seen_angle) + 0.5
-    s = size / float(side)
-    c = crop_to_original(np.array([[0.5 * (seen.box[0] + seen.box[2]), 0.5 * (seen.box[1] + seen.box[3])]]) - 0.5,
-                         ctx_box, size, seen_angle)[0] + 0.5
-    w, h = (seen.box[2] - seen.box[0]) / s, (seen.box[3] - seen.box[1]) / s
-    new_box, new_angle = face_crop((c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2), kp.tolist(), config)
+    new_box, new_angle = _crop_from_look(seen, seen_angle, look, config)
     return UprightCrop(new_box, new_angle, turned=turn, refined=True, score=score, turned_score=turned_score)
+
+
+def _crop_from_look(seen: Any, seen_angle: float, look: _SecondLook,
+                    config: CropConfig) -> tuple[tuple[int, int, int, int], float]:
+    """:func:`face_crop` of the second look's detection ``seen`` (in the square turned by ``seen_angle``) in photo
+    px: keypoints mapped exactly; the box keeps its centre, width and height (face-frame sizes, which face_crop's
+    margin and eye-distance ratio mean)."""
+    # detector coordinates are pixel edges, crop_to_original's pixel centres: hence the half pixels
+    kp = crop_to_original(np.asarray(seen.keypoints, dtype=np.float64) - 0.5, look.ctx_box, look.size, seen_angle) + 0.5
+    s = look.size / float(look.side)
+    c = crop_to_original(np.array([[0.5 * (seen.box[0] + seen.box[2]), 0.5 * (seen.box[1] + seen.box[3])]]) - 0.5,
+                         look.ctx_box, look.size, seen_angle)[0] + 0.5
+    w, h = (seen.box[2] - seen.box[0]) / s, (seen.box[3] - seen.box[1]) / s
+    return face_crop((c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2), kp.tolist(), config)
 
 
 def crop_matrix(crop_box: Sequence[int], size: int, angle: float = 0.0) -> np.ndarray:

@@ -1,15 +1,10 @@
 """Face detection on RGB photos (shared by ``prepare`` and ``predict``).
 
-The default detector is MediaPipe's short-range BlazeFace (``mp.solutions.face_detection``),
-bundled in the ``mediapipe`` wheel: no download. It was chosen over OpenCV's bundled Haar
-cascade by measured recall on LFW (see ``docs/data_prep.md`` and
-``python tools/detector_recall.py``). Detector objects are created once per process and
-cached, because creating them costs far more than one detection.
-
-The short-range model misses faces under ~10 % of the photo's width (measured: 16 of 20 LFW faces
-found at 10 %, 4 of 20 at 8 %, none at 6 %); the full-range model reaches ~6-8 % (15 and 19 of 20). For
-``predict``, :func:`find_faces` adds the full-range model and overlapping tiles of large photos to the
-short-range pass (:class:`SearchConfig`; ``prepare`` keeps the one pass of :func:`detect_faces`).
+The detector is MediaPipe's short-range BlazeFace (``mp.solutions.face_detection``, bundled in the
+``mediapipe`` wheel; why this one: docs/data_prep.md), created once per process and cached. It misses faces
+under ~10 % of the photo's width: for ``predict``, :func:`find_faces` adds the full-range model and overlapping
+tiles of large photos (:class:`SearchConfig`; docs/predict.md); ``prepare`` keeps the one pass of
+:func:`detect_faces`.
 """
 from __future__ import annotations
 
@@ -32,12 +27,9 @@ __all__ = ["DetectConfig", "FaceBox", "detect_faces", "detect_faces_haar", "nati
 class DetectConfig:
     """Face detector settings.
 
-    min_score: detection confidence threshold in [0, 1]: detections scoring below it are dropped. Applied by
-        :func:`detect_faces` itself, because MediaPipe 0.10.21 ignores its own ``min_detection_confidence``.
-    model_selection: 0 = short-range model (faces within ~2 m, e.g. LFW, portraits), 1 = full-range.
-    min_size_frac: boxes whose longer side is below this fraction of the image's shorter side are
-        ignored (tiny background faces are not "a second face" a label could be confused with).
-    """
+    min_score: confidence threshold in [0, 1] (applied by :func:`detect_faces`: MediaPipe ignores its own);
+    model_selection: 0 = short-range model (faces within ~2 m), 1 = full-range; min_size_frac: boxes whose longer
+    side is below this fraction of the image's shorter side are ignored."""
 
     min_score: float = 0.5
     model_selection: int = 0
@@ -77,7 +69,7 @@ MEDIAPIPE_UNUSED = ("matplotlib", "matplotlib.pyplot")  # mediapipe's plotting h
 
 def import_mediapipe() -> ModuleType:
     """``import mediapipe``, without matplotlib (which its drawing helpers import) until something uses it
-    (:func:`facevision.common.lazy_modules.import_deferring`; ~0.5 s of a one-photo run)."""
+    (:func:`facevision.common.lazy_modules.import_deferring`)."""
     return import_deferring("mediapipe", MEDIAPIPE_UNUSED)
 
 
@@ -125,31 +117,16 @@ def detect_faces(image_rgb: np.ndarray, config: DetectConfig = DetectConfig()) -
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """How :func:`find_faces` looks for the faces one short-range pass misses (small faces in large photos).
+    """How :func:`find_faces` looks for the faces one short-range pass misses (small faces in large photos;
+    measurements: docs/predict.md, "Finding faces").
 
-    After the first pass (:func:`detect_faces` with the :class:`DetectConfig`), when it found nothing or when every
-    face is wanted (``thorough``):
-    full_range: the full-range model (``model_selection=1``) on the whole photo (faces down to ~6-8 % of its width).
-    tile_above: a photo whose longer side is above this (px) is also searched in overlapping square tiles with the
-        first pass's model, so that a face of 64 px or more is at least ~10 % of some tile.
-    tile_size, tile_frac: side of a tile in px: ``max(tile_size, tile_frac * longer side)`` (a 4000 x 3000 photo: 640,
-        108 tiles; larger photos get larger tiles, so their count stays at ~110, also for 40 megapixels).
-    tile_step: distance between tiles as a fraction of their side (0.5: each overlaps its neighbours by half, so
-        every face up to half a tile lies whole in some tile).
-    tile_min_score: a tile's detections scoring below this are dropped: a tile's smooth patches of a large photo (hair,
-        blurred background) give false faces scoring up to ~0.65, where the true faces of the measurements below score
-        0.78 or more in 95 of 100 (median 0.93).
-    tile_margin: a tile's detection reaching within this fraction of the tile's side of an edge inside the photo is
-        dropped (a cut face; the neighbouring tile holds it whole).
-    same_face: detections whose boxes share more than this fraction of the smaller box's area are one face; the
-        whole-photo detection is kept (then the higher score).
-
-    Measured (LFW photos pasted on generated canvases, a hit = a box holding the pasted person's centre; 2026-12-06,
-    2-core CPU under load; docs/predict.md): of 16 LFW photos tiled at 250 px (1000 x 1000) one short-range pass
-    finds 3, the full-range model 14, all passes 15; of 30 (1500 x 1250) 1, 7 and 29; of one ~150 px or ~120 px
-    face in 4000 x 3000 (5 people each) none by either model, 5 by the tiles (~0.3 s). A photo whose face the
-    first pass finds costs what it did (LFW 250 px: 1.8 ms); a 4000 x 3000 photo without a face ~0.25 s more.
-    """
+    full_range: run the full-range model (``model_selection=1``) on the whole photo.
+    tile_above: a photo whose longer side is above this (px) is also searched in overlapping square tiles.
+    tile_size, tile_frac: a tile's side in px, ``max(tile_size, tile_frac * longer side)``; tile_step: tile spacing
+    as a fraction of the side; tile_min_score: a tile's detections scoring below it are dropped; tile_margin: a
+    tile's detection within this fraction of the side of an inner tile edge is dropped (a cut face).
+    same_face: boxes sharing more than this fraction of the smaller one's area are one face (the whole-photo
+    detection kept, then the higher score)."""
 
     full_range: bool = True
     tile_above: int = 960
@@ -224,13 +201,10 @@ def find_faces(image_rgb: np.ndarray, config: DetectConfig = DetectConfig(),
                detector: Callable[[np.ndarray, DetectConfig], list[FaceBox]] | None = None) -> list[FaceBox]:
     """Faces in an (H, W, 3) uint8 RGB photo, best score first, looking harder than one pass (:class:`SearchConfig`).
 
-    The first pass is :func:`detect_faces` with ``config``. Unless ``thorough``, the search stops at the first pass
-    that finds a face, so a photo whose face the first pass finds costs no more than before; with ``thorough``
-    (every face wanted) all passes run and their faces are merged: the full-range model on the whole photo, then,
-    for a photo larger than ``search.tile_above``, overlapping tiles. ``search=None``: the first pass only.
-    ``config.min_size_frac`` applies to the photo's shorter side in every pass. ``detector(image, config)`` runs
-    each pass (default :func:`detect_faces`).
-    """
+    The first pass is ``detector(image, config)`` (default :func:`detect_faces`). Unless ``thorough``, the search
+    stops at the first pass that finds a face; with it all passes run and their faces are merged: the full-range
+    model, then, above ``search.tile_above``, tiles. ``search=None``: the first pass only. ``config.min_size_frac``
+    applies to the photo's shorter side in every pass."""
     detect = detect_faces if detector is None else detector
     image_rgb = _check_image(image_rgb)
     faces = detect(image_rgb, config)

@@ -1,8 +1,7 @@
 """The project's linear face model ("facevision-face-model-v1"): mean + identity + expression modes.
 
 Built by ``facevision prepare face-model`` (:mod:`data_prep.build_face_model`) from the Face Mesh
-vertices that ``prepare`` keeps for every LFW sample; no third-party model file is involved. Shipped
-as the small asset ``facevision/face/assets/face_model.npz`` with a model card (``docs/face_model.md``).
+vertices ``prepare`` keeps; shipped as ``facevision/face/assets/face_model.npz`` (model card: docs/face_model.md).
 
 Frame: the reference face's raw frame (:class:`facevision.face.reference.ReferenceFace`): x right, y up,
 z towards the camera, centred, unit RMS radius; topology: MediaPipe's 468 vertices and the reference's

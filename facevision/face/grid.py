@@ -14,7 +14,7 @@ GRID = 64
 
 def grid_mirror(grid: np.ndarray) -> np.ndarray:
     """(N,) index of each model-frame point's mirror image: the nearest point to it mirrored in x = 0 (the
-    4,096-point grid is not exactly symmetric: median gap ~850 units of a ~175,000-unit face)."""
+    grid is not exactly symmetric)."""
     from scipy.spatial import cKDTree
 
     g = np.asarray(grid, np.float64)

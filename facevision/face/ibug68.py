@@ -1,10 +1,8 @@
 """iBUG-68 landmarks as MediaPipe Face Mesh vertex indices.
 
-Source: the MediaPipe-468 -> 68-point correspondence list that circulates widely in open-source face
-tools (used, for example, by ByteDance's LatentSync for its face alignment, and in many MediaPipe
-"landmark_points_68" snippets). Written out here by hand and checked (``tests/test_data_prep_reference.py``)
-by position on the reference face: iBUG left/right pairs map to mirrored vertices (within a small
-tolerance), contours are ordered left to right / top to bottom as in iBUG.
+Source: the MediaPipe-468 -> 68-point correspondence list common in open-source face tools (e.g. LatentSync's
+face alignment), written out by hand and checked on the reference face (``tests/test_data_prep_reference.py``:
+left/right pairs map to mirrored vertices, contours run as in iBUG).
 iBUG order (0-based): 0-16 jaw (image left -> right), 17-21 / 22-26 brows, 27-30 nose bridge,
 31-35 nostrils, 36-41 / 42-47 eyes, 48-59 outer lips, 60-67 inner lips.
 """

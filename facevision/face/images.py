@@ -36,12 +36,8 @@ def read_npz_asset(path: Path, need: tuple[str, ...], what: str, hint: str) -> d
 
 
 def atomic_write_png(path: str | os.PathLike, image: np.ndarray, rgb: bool = True) -> Path:
-    """Write an 8- or 16-bit PNG atomically.
-
-    Args:
-        image: ``(H, W)`` gray or ``(H, W, 3|4)`` colour, dtype uint8 or uint16.
-        rgb: colour channels are in RGB(A) order (converted to OpenCV's BGR on write).
-    """
+    """Write an 8- or 16-bit PNG atomically: ``image`` (H, W) gray or (H, W, 3|4) colour, uint8 or uint16;
+    ``rgb``: colour channels are in RGB(A) order."""
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"{path}: PNG data must be uint8 or uint16, got {image.dtype}")
     out = image
@@ -56,11 +52,8 @@ def atomic_write_png(path: str | os.PathLike, image: np.ndarray, rgb: bool = Tru
 
 
 def read_png(path: str | os.PathLike, rgb: bool = True) -> np.ndarray:
-    """Read a PNG keeping its bit depth (uint8 or uint16); colour comes back as RGB.
-
-    Raises:
-        ImageReadError: the file is missing or not a decodable image.
-    """
+    """Read a PNG keeping its bit depth (uint8 or uint16), colour as RGB; ImageReadError when the file is missing or
+    not a decodable image."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
@@ -229,17 +222,10 @@ def _open(path: Path):
 def read_photo_scaled(path: str | os.PathLike, max_pixels: int | None = None) -> ScaledPhoto:
     """Read any photo as upright uint8 RGB with at most ``max_pixels`` pixels (None: full size).
 
-    Larger photos are reduced: a JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg, so its full-size image
-    never exists in memory (so a JPEG of any size is read); other formats are decoded whole (8 bits per
-    sample; a 16-bit PNG whose values are all <= 255 at 16 bits) and converted a strip at a time,
-    block-averaged by an integer factor, so memory stays near the decoded image's size (never a float copy);
-    then the result is area-resampled to the limit. ``ScaledPhoto.scale`` maps the returned image's
-    coordinates back to the original photo's. A photo that would decode to more than Pillow's
-    decompression-bomb limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS``: 179 megapixels) is refused.
-
-    Raises:
-        ImageReadError: see :func:`read_photo`.
-    """
+    A JPEG is decoded reduced by libjpeg (its full-size image never exists in memory); other formats are decoded
+    whole and converted a strip at a time, block-averaged by an integer factor; then the result is area-resampled
+    to the limit. ``ScaledPhoto.scale`` maps its coordinates back to the original photo's. A photo that would decode
+    to more than 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` is refused. Raises ImageReadError (see :func:`read_photo`)."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -292,14 +278,9 @@ def read_photo_scaled(path: str | os.PathLike, max_pixels: int | None = None) ->
 
 
 def read_photo(path: str | os.PathLike) -> np.ndarray:
-    """Read any photo as (H, W, 3) uint8 RGB, upright.
+    """Read any photo as (H, W, 3) uint8 RGB, upright (EXIF orientation applied).
 
-    Handles EXIF orientation, grayscale, palette, RGBA/LA (composited over black), 16-bit gray and
-    colour (full scale 65535, or 255 when no value exceeds 255; 16-bit colour keeps each sample's high byte, as
-    Pillow decodes it, gray is rounded) and CMYK images; of an animation or multi-page file, the first frame.
-
-    Raises:
-        ImageReadError: missing, empty, truncated or non-image file, or one too large to decode (see
-        :func:`read_photo_scaled`); the message names the file.
-    """
+    Grayscale, palette, CMYK, alpha (composited over black) and 16-bit images (full scale 65535, or 255 when no value
+    exceeds 255) are converted; of an animation or multi-page file, the first frame. Raises ImageReadError naming the
+    file: missing, empty, truncated or non-image, or too large to decode (:func:`read_photo_scaled`)."""
     return read_photo_scaled(path).image

@@ -19,9 +19,9 @@ __all__ = ["ReferenceFace", "load_reference", "dataset_reference", "REFERENCE_PA
 
 REFERENCE_PATH = Path(__file__).with_name("assets") / "reference_face.npz"
 CORRESPONDENCE_SPACE = "facevision-reference-v1"
-#: Pitch (degrees) at which the Face Mesh reference's raw frame appears in a camera-frontal photo: it keeps the
-#: pitch of the Procrustes mean it was built from (measured on LFW, :mod:`facevision.maps.pose`). A 3DMM's frame
-#: is frontal (0); a reference file records its own value (``frontal_pitch_deg``).
+#: Pitch (degrees) at which the Face Mesh reference's raw frame appears in a camera-frontal photo (the pitch of
+#: the Procrustes mean it was built from; docs/predict.md). A 3DMM's frame is frontal (0); a reference file
+#: records its own value (``frontal_pitch_deg``).
 FACE_MESH_FRONTAL_PITCH_DEG = -16.0
 #: A dataset whose maps are in another space keeps that space's reference face in this file at its root.
 DATASET_REFERENCE_FILE = "reference.npz"
@@ -29,19 +29,13 @@ DATASET_REFERENCE_FILE = "reference.npz"
 
 @dataclass(frozen=True)
 class ReferenceFace:
-    """Canonical face.
+    """Canonical face (other spaces' references, e.g. :mod:`data_prep.tddfa_reference`, have other vertex counts).
 
-    vertices: (468, 3) float64 (u, v, w) in [0, 1]^3.
-    triangles: (F, 3) int64 vertex indices, counter-clockwise in (u, v) (v up), no folds or overlaps.
-    normalization: ``uvw = (raw - offset) * scale`` per axis, with ``raw`` the aligned mean shape
-        (``raw_vertices``: x right, y up, z towards the camera, centred, unit RMS radius).
-    ibug68: (68,) indices of the iBUG-68 landmarks among the 468 vertices (0-based iBUG order).
-    mirror: (468,) left/right vertex permutation.
-    name: the correspondence space. frontal_pitch_deg: pitch of the raw frame in a camera-frontal view (poses are
-    reported relative to that view, :func:`facevision.maps.pose.reference_tilt`).
-    Other spaces' references (e.g. ``3ddfa-bfm4096-ncc``, :mod:`data_prep.tddfa_reference`) have other vertex
-    counts in the same format.
-    """
+    vertices: (468, 3) float64 (u, v, w) in [0, 1]^3; triangles: (F, 3) int64, counter-clockwise in (u, v), no
+    folds; normalization: ``uvw = (raw - offset) * scale`` per axis, ``raw`` = ``raw_vertices`` (x right, y up, z
+    towards the camera, centred, unit RMS radius); ibug68: (68,) vertex indices in iBUG order; mirror: left/right
+    vertex permutation; name: the correspondence space; frontal_pitch_deg: pitch of the raw frame in a
+    camera-frontal view (:func:`facevision.maps.pose.reference_tilt`)."""
 
     vertices: np.ndarray
     triangles: np.ndarray

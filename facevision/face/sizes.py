@@ -1,8 +1,7 @@
 """The crop size, one constant for the whole project: datasets, the network's input and predict's crops.
 
-Imports nothing, so the command line can read it while building its parsers (before numpy loads; see
-``facevision.commands.predict``). A dataset records its own size in its manifest (``"size"``); a checkpoint
-records the network's (``image_size``); this is the default both start from.
+Imports nothing, so the command line can read it while building its parsers. A dataset's manifest (``"size"``)
+and a checkpoint (``image_size``) record their own.
 """
 from __future__ import annotations
 

@@ -2,17 +2,11 @@
 
 Every face pixel gives a pair: its 3D point lifted from the depth map in the mesh frame of
 :mod:`facevision.maps.pose` (``X`` = column, ``Y`` = ``S - 1 - row``, ``Z`` = depth, crop px), and the
-model surface point it shows: its correspondence ``(u, v)`` falls in one triangle of the reference
-face's ``(u, v)`` layout (fold-free), whose barycentric coordinates locate the same point on the model.
-The model point is linear in the coefficients ``c`` (identity then expression):
-``P(c) = A0 + A c``. The fit alternates a similarity (Umeyama: ``X ~ s R P + t``) with ridge
-least squares for ``c`` (prior: unit variance per coefficient, noise ``FitConfig.noise_px``), and trims
-pairs whose residual exceeds ``trim_factor`` x the median (outliers in the maps).
-
-Outputs (:class:`ModelFit`): the coefficients, the similarity, the fitted 468 vertices in the crop's
-mesh frame, the 68 iBUG landmarks projected from them (also the ones the face hides), their
-visibility from a z-buffer of the fitted mesh, and the head pose (same convention as
-:mod:`facevision.maps.pose`).
+model surface point its correspondence ``(u, v)`` shows (a triangle of the reference face's fold-free
+``(u, v)`` layout and barycentric coordinates in it). The model point is linear in the coefficients ``c``
+(identity then expression): ``P(c) = A0 + A c``. The fit alternates a similarity (Umeyama: ``X ~ s R P + t``)
+with ridge least squares for ``c`` and trims pairs whose residual exceeds ``trim_factor`` x the median.
+docs/face_model.md describes the fit and its measurements.
 """
 from __future__ import annotations
 
@@ -34,9 +28,7 @@ __all__ = ["FitConfig", "ModelFit", "fit_face_model", "fit_shared_identity", "uv
 class FitConfig:
     """max_points: face pixels used (even subsample); iterations: similarity / coefficient rounds;
     trim_factor: pairs beyond this x the median residual are dropped (0 = keep all); noise_px: expected
-    map noise in crop px (sets the prior's weight; 5 px was chosen on LFW val views by 68-point NME: more
-    than the maps' per-pixel error, because neighbouring pixels' errors are correlated);
-    prior_weight: extra factor on the prior;
+    map noise in crop px (sets the prior's weight); prior_weight: extra factor on the prior;
     visible_tol: a landmark is visible when its depth is within this fraction of the scale (px per
     unit radius) of the z-buffer; min_pixels: fewer usable pixels -> ValueError; lookup_size: side of
     the (u, v) -> triangle lookup grid; scale_range, max_rms_frac, max_outside_frac: a fit is implausible
@@ -54,6 +46,19 @@ class FitConfig:
     scale_range: tuple[float, float] = (0.05, 0.8)
     max_rms_frac: float = 0.1
     max_outside_frac: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, low in (("max_points", 3), ("iterations", 1), ("min_pixels", 3), ("lookup_size", 2)):
+            if int(getattr(self, name)) < low:
+                raise ValueError(f"FitConfig.{name} must be >= {low}, got {getattr(self, name)!r}")
+        for name in ("trim_factor", "noise_px", "prior_weight", "visible_tol", "max_outside_frac"):
+            if not 0.0 <= getattr(self, name) < float("inf"):  # also refuses NaN
+                raise ValueError(f"FitConfig.{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.max_rms_frac < float("inf"):
+            raise ValueError(f"FitConfig.max_rms_frac must be a finite number > 0, got {self.max_rms_frac!r}")
+        if len(self.scale_range) != 2 or not 0.0 <= self.scale_range[0] < self.scale_range[1]:
+            raise ValueError(f"FitConfig.scale_range must be (low, high) with 0 <= low < high, "
+                             f"got {self.scale_range!r}")
 
 
 @dataclass
@@ -238,11 +243,9 @@ def _prior(config: FitConfig, s: float) -> float:
 
 def fit_face_model(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, model: FaceModel | None = None,
                    config: FitConfig = FitConfig(), reference: ReferenceFace | None = None) -> ModelFit:
-    """(S, S) depth_px, (S, S, 3) correspondence, (S, S) mask (maps of :mod:`facevision.common.conventions`) -> :class:`ModelFit`.
-
-    Raises:
-        ValueError: fewer than ``config.min_pixels`` face pixels fall on the model.
-    """
+    """(S, S) depth_px, (S, S, 3) correspondence, (S, S) mask (:mod:`facevision.common.conventions`) ->
+    :class:`ModelFit`. ValueError when fewer than ``config.min_pixels`` face pixels fall on the model, or the fit is
+    implausible (:class:`FitConfig`)."""
     model = model or load_face_model()
     reference = reference or load_reference()
     return _fit_pairs(_pairs(depth_px, corr, mask, model, config, reference), model, config)
@@ -279,13 +282,9 @@ def _check_plausible(fit: ModelFit, config: FitConfig) -> ModelFit:
 def fit_shared_identity(maps: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], model: FaceModel | None = None,
                         config: FitConfig = FitConfig(), reference: ReferenceFace | None = None
                         ) -> tuple[np.ndarray, list[ModelFit]]:
-    """Several predictions of one person -> one identity code shared by all, with similarity and expression
-    per photo. ``maps``: (depth_px, corr, mask) per photo, as for :func:`fit_face_model`.
-
-    Starts from single-photo fits, then alternates: per-photo similarity, and one joint ridge solve of
-    the shared identity and every photo's expression (normal equations assembled block by block).
-    Returns (identity coefficients (Ki,), one :class:`ModelFit` per photo with that identity).
-    """
+    """Several predictions of one person (``maps``: (depth_px, corr, mask) per photo) -> one shared identity code,
+    with similarity and expression per photo: single-photo fits, then alternating per-photo similarities and one
+    joint ridge solve. Returns (identity coefficients (Ki,), one :class:`ModelFit` per photo)."""
     model = model or load_face_model()
     reference = reference or load_reference()
     if not maps:

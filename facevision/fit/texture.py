@@ -1,30 +1,18 @@
 """The photo's colours unwrapped onto the fitted face model in a fixed UV layout (``fit_texture.png``).
 
-**Layout** (:func:`uv_layout`): one per face-model topology, the same for every photo, so texel (u, v) shows the
-same point of every face (the nose tip of one photo's texture sits where the nose tip of another's does):
+Layouts (:func:`uv_layout`), one per face-model topology and the same for every photo, both mirror symmetric
+about u = 0.5 (a texel's mirror is the same row, mirrored column):
 
-* ``facevision-reference-v1`` (468 Face Mesh vertices, the package's face model): the reference face's own (u, v)
-  (``facevision/face/assets/reference_face.npz``), i.e. the u and v of the correspondence code: u to the right of a
-  frontal face, v up, both spanning [0, 1]. So a pixel of ``corr.png`` with code (u, v, w) shows the texel (u, v).
-  The layout is the reference's fold-free frontal projection, so the sides of the face get fewer texels.
-* ``3ddfa-grid64`` (the 3DDFA space's 4,096 grid points and 68 landmarks): u = (column + 0.5) / 64,
-  v = 1 - (row + 0.5) / 64 of the 64 x 64 grid (:func:`data_prep.tddfa_files.grid_triangles`); the 68 landmark
-  vertices, which no triangle uses (so no texel depends on them), take the (u, v) of the grid point nearest to
-  them in the fit.
+* ``facevision-reference-v1`` (468 Face Mesh vertices): the reference face's (u, v), i.e. the correspondence
+  code's u and v (u right, v up): a ``corr.png`` pixel with code (u, v, w) shows texel (u, v).
+* ``3ddfa-grid64``: u = (column + 0.5) / 64, v = 1 - (row + 0.5) / 64 of the 64 x 64 grid
+  (:mod:`facevision.face.grid`); the 68 landmark vertices take the (u, v) of their nearest grid point.
 
-Both layouts are mirror symmetric about u = 0.5 (the reference exactly; the grid by column i <-> 63 - i), so a
-texel's mirror image is the texel in the same row, mirrored column.
-
-**Texels** of a T x T texture: texel (row r, column c) covers u = (c + 0.5) / T, v = 1 - (r + 0.5) / T (OBJ
-convention: origin bottom-left; the PNG's first row is v near 1).
-
-**Unwrapping** (:func:`unwrap_texture`): every texel inside the layout is one point of the fitted surface (its
-layout triangle and barycentric coordinates). Projected orthographically into the image the fit was made on
-(x = column, y = row, z = depth towards the viewer, image px), it takes the image's colour (bilinear) when it is
-*seen*: inside the image, facing the camera and not behind the fitted mesh's z-buffer. A texel not seen takes its
-mirror texel's colour where that one is seen (*mirrored*), else it is *hidden* (grey). Texels outside the
-layout are grey too, except for a few texels of padding around it that repeat its edge colours (so a viewer's
-texture filtering does not pull grey into the face's rim).
+Texel (row r, column c) of a T x T texture covers u = (c + 0.5) / T, v = 1 - (r + 0.5) / T (OBJ convention; the
+PNG's first row is v near 1). :func:`unwrap_texture` projects each texel's surface point orthographically into
+the image (x = column, y = row, z towards the viewer, image px): it takes the image's colour when *seen*
+(inside the image, facing the camera, not behind the fitted mesh's z-buffer), else its mirror texel's
+(*mirrored*), else grey (*hidden*); outside the layout grey, but for ``pad`` texels repeating its edge.
 """
 from __future__ import annotations
 
@@ -49,13 +37,10 @@ GRID_LAYOUT = "3ddfa-grid64"
 @dataclass(frozen=True)
 class TextureConfig:
     """size: texture side in texels; depth_tol: a texel is seen when it lies at most this far behind the fitted
-    mesh's z-buffer, in face-model units (RMS radius of the face, ~52 mm; 0.04 ~ 2 mm); min_facing: least z
-    (towards the viewer) of its unit normal: grazing surface is not seen (0.2, i.e. within 78 degrees of the view:
-    on rendered faces turned by 25-55 degrees, 0.2-0.6 % of the seen texels show the wrong point, against 0.9-2.2 %
-    at 0.1, where silhouette pixels mix face and background); zbuffer_px: longest side of the z-buffer
-    (the image is reduced to it for the visibility test only; the fit comes from 128 px maps, finer is spurious);
-    hidden_rgb: colour of hidden texels and of texels outside the layout; pad: texels of edge padding around
-    the layout."""
+    mesh's z-buffer, in face-model units (RMS radius of the face, ~52 mm); min_facing: least z (towards the
+    viewer) of its unit normal: grazing surface is not seen (docs/predict.md); zbuffer_px: longest side of the
+    z-buffer (the image is reduced to it for the visibility test only); hidden_rgb: colour of hidden texels and of
+    texels outside the layout; pad: texels of edge padding around the layout."""
 
     size: int = 256
     depth_tol: float = 0.04

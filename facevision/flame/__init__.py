@@ -1,13 +1,8 @@
 """FLAME registration: fit the FLAME head model to a reconstruction and edit shape, expression and pose.
 
-Plain functions (see each module for frames and units):
-
-* :func:`load_flame_model` / :func:`resolve_model_path` (model.py): safe, chumpy-free loading.
-* :func:`flame_forward`, :func:`edit_params`, :func:`save_params`, :func:`load_params` (params.py).
-* :func:`relate_reference_to_flame` (correspondence.py): reference face -> FLAME mapping, cached.
-* :func:`register` (registration.py): rigid + refinement fit of one face; :func:`save_fit` writes its files;
-  :func:`register_and_save` does both (what ``predict --flame`` needs).
-* a small FLAME-format model for tests lives in the tests (``tests/support/flame_synthetic.py``).
+model.py (safe loading), params.py (forward model, edits, ``flame.npz``), correspondence.py (reference face ->
+FLAME, cached), registration.py (:func:`register`), io.py (:func:`save_fit`, :func:`register_and_save`).
+Frames and units: each module's docstring; guide: docs/flame.md.
 """
 from __future__ import annotations
 

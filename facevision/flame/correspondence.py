@@ -48,7 +48,8 @@ EMBEDDING_NAME = "mediapipe_landmark_embedding.npz"
 @dataclass
 class RelationConfig:
     """Settings of the one-off reference -> FLAME fit (all distances in reference raw units,
-    where the reference face has unit RMS radius, i.e. roughly 1 unit = 6 cm on a real face)."""
+    where the reference face has unit RMS radius, i.e. roughly 1 unit = 6 cm on a real face). Checked when
+    built (ValueError naming the field)."""
 
     radius_starts_m: tuple[float, ...] = (0.045, 0.06, 0.075)  # metric RMS radius tried for the reference face
     icp_iterations: int = 25
@@ -65,6 +66,25 @@ class RelationConfig:
     landmark_weight: float = 0.5  # weight of the embedding's pairs (when given) relative to the surface term
     dense_samples: int = 4000  # reference surface points used for fitting (vertices + random samples)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.radius_starts_m or not all(float(r) > 0.0 for r in self.radius_starts_m):
+            raise ValueError(f"RelationConfig.radius_starts_m must be radii > 0 (metres), got {self.radius_starts_m!r}")
+        if int(self.icp_iterations) < 1:
+            raise ValueError(f"RelationConfig.icp_iterations must be at least 1, got {self.icp_iterations!r}")
+        for name in ("n_shape", "n_expr", "iterations", "dense_samples", "seed"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"RelationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("shape_prior", "expr_prior", "jaw_prior", "landmark_weight"):
+            if not float(getattr(self, name)) >= 0.0:  # also refuses NaN
+                raise ValueError(f"RelationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 < float(self.face_distance) <= float(self.face_distance_max):
+            raise ValueError(f"RelationConfig needs 0 < face_distance <= face_distance_max, got face_distance "
+                             f"{self.face_distance!r}, face_distance_max {self.face_distance_max!r}")
+        if not 0.0 <= float(self.normal_offset_cos) <= 1.0:
+            raise ValueError(f"RelationConfig.normal_offset_cos must be in [0, 1], got {self.normal_offset_cos!r}")
+        if not -1.0 <= float(self.min_normal_dot) <= 1.0:
+            raise ValueError(f"RelationConfig.min_normal_dot must be in [-1, 1], got {self.min_normal_dot!r}")
 
 
 @dataclass

@@ -16,11 +16,8 @@ __all__ = ["closest_points", "barycentric_points", "write_obj"]
 
 def closest_points(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Closest surface point of a triangle mesh for each query (any units; float32 precision).
-
-    Returns:
-        points (Q,3), triangle index (Q,) into ``faces``, barycentric weights (Q,3) of that triangle.
-    """
+    """Closest surface point of a triangle mesh for each query (any units; float32 precision): points (Q,3),
+    triangle index (Q,) into ``faces``, barycentric weights (Q,3) in that triangle."""
     o3d = import_open3d()
 
     scene = o3d.t.geometry.RaycastingScene()

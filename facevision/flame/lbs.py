@@ -1,9 +1,7 @@
 """FLAME's forward model: blend shapes, pose correctives and linear blend skinning (torch).
 
-A compact implementation of the standard SMPL/FLAME formulation (Loper et al. 2015, Li et al.
-2017). The ``smplx`` package has the same function but is licensed for non-commercial research
-only, so facevision (MIT) does not depend on it; ``tests/test_flame_lbs.py`` compares the two when
-smplx happens to be installed.
+The standard SMPL/FLAME formulation (Loper et al. 2015, Li et al. 2017), written here because ``smplx`` is
+licensed for non-commercial research only; ``tests/test_flame_lbs.py`` compares the two when smplx is installed.
 
 Pose vector layout (FLAME, axis-angle radians): ``[global(3), neck(3), jaw(3), left eye(3), right eye(3)]``.
 """
@@ -39,8 +37,7 @@ class FlameTensors:
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """Temporarily set torch's CPU thread count (FLAME fitting is many tiny ops: 1 thread is fastest,
-    and far faster than several threads on a busy machine)."""
+    """Temporarily set torch's CPU thread count (FLAME fitting is many tiny ops: 1 thread is fastest)."""
     old = torch.get_num_threads()
     if n and n != old:
         torch.set_num_threads(n)
@@ -115,16 +112,9 @@ def _left_mm(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def lbs(v_shaped: torch.Tensor, pose: torch.Tensor, posedirs: torch.Tensor, J_regressor: torch.Tensor,
         parents: list[int], weights: torch.Tensor, joints: torch.Tensor | None = None
         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pose shaped vertices.
-
-    Args:
-        v_shaped: (B,V,3) template plus shape/expression offsets.
-        pose: (B, 3*J) axis-angle per joint, parents before children.
-        posedirs: (9*(J-1), V*3) pose-corrective basis. J_regressor: (J,V). weights: (V,J).
-        joints: (B,J,3) rest joints if already known (else regressed from ``v_shaped``).
-    Returns:
-        vertices (B,V,3) and posed joint locations (B,J,3).
-    """
+    """Pose shaped vertices: v_shaped (B,V,3) template plus shape/expression offsets; pose (B,3*J) axis-angle per
+    joint, parents before children; posedirs (9*(J-1),V*3); J_regressor (J,V); weights (V,J); joints (B,J,3) rest
+    joints if known (else regressed). Returns vertices (B,V,3) and posed joints (B,J,3)."""
     b, nv = v_shaped.shape[:2]
     nj = len(parents)
     if joints is None:
@@ -156,10 +146,8 @@ def lbs(v_shaped: torch.Tensor, pose: torch.Tensor, posedirs: torch.Tensor, J_re
 
 def flame_forward_torch(ft: FlameTensors, shape: torch.Tensor, expr: torch.Tensor, pose: torch.Tensor
                         ) -> torch.Tensor:
-    """FLAME vertices (B,V,3) in metres from shape (B,<=n_shape), expression (B,<=n_expr), pose (B,3*J).
-
-    Fewer coefficients than the model has are allowed (the rest are zero).
-    """
+    """FLAME vertices (B,V,3) in metres from shape (B,<=n_shape), expression (B,<=n_expr), pose (B,3*J); missing
+    coefficients are zero."""
     ks, ke = shape.shape[1], expr.shape[1]
     coeffs = torch.cat([shape, expr], 1)
     if ks == ft.n_shape and ke == ft.n_expr:

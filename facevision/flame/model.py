@@ -1,28 +1,15 @@
 """Loading FLAME model files safely: no chumpy, no arbitrary pickle code.
 
-Supported files:
+Files: FLAME 2020 (``generic_model.pkl``, ``male_model.pkl``, ``female_model.pkl``) and FLAME 2023
+(``flame2023.pkl``, ``flame2023_no_jaw.pkl``), or any pickle or ``.npz`` of FLAME's structure (``REQUIRED_KEYS``;
+``J_regressor`` dense or scipy sparse). An optional ``n_shape`` entry splits ``shapedirs`` into shape and
+expression; without it a 400-column basis is read as FLAME's 300 + 100.
 
-* FLAME 2020 ``generic_model.pkl`` / ``male_model.pkl`` / ``female_model.pkl`` and FLAME 2023
-  ``flame2023.pkl`` / ``flame2023_no_jaw.pkl`` (Python 2 or 3 pickles, read with ``latin1``).
-* Any pickle or ``.npz`` with FLAME's structure: ``v_template (V,3)``, ``f (F,3)``,
-  ``shapedirs (V,3,S+E)``, ``posedirs (V,3,9*(J-1))``, ``J_regressor (J,V)`` (dense or scipy
-  sparse), ``weights (V,J)``, ``kintree_table (2,J)``. An optional ``n_shape`` entry says how many
-  of the ``shapedirs`` columns are identity shape (the rest are expression); without it a
-  400-column basis is read as FLAME's 300 shape + 100 expression, otherwise pass ``n_shape``.
+The restricted unpickler resolves only numpy's array helpers, ``copyreg._reconstructor``, inert builtins and
+``_codecs.encode``; chumpy arrays and scipy sparse matrices become inert placeholders, then dense arrays. Any
+other global raises :class:`UnsafeModelFileError` before anything runs; :class:`PickleLimits` bounds the rest.
 
-The pickle reader is a restricted :class:`pickle.Unpickler`: it resolves only numpy's array
-reconstruction helpers, ``copyreg._reconstructor``, the inert builtins object/set/frozenset/slice/complex and ``_codecs.encode`` (bytes in protocol-2 pickles). chumpy arrays (``chumpy.ch.Ch``, which
-FLAME 2020 uses for ``shapedirs`` and others) and scipy sparse matrices are mapped to inert
-placeholder classes that only record their pickled state; after loading, a ``Ch`` becomes its
-stored value array ``x`` and a csc/csr/coo matrix becomes a dense numpy array. chumpy *expression*
-objects (sums, products, ...) are refused. Any other global (``os.system``, ``builtins.eval``,
-...) raises :class:`UnsafeModelFileError` before anything runs. Within the allowed types the result is
-bounded (:class:`PickleLimits`: file size, nesting depth, object count, size of a densified sparse
-matrix), so a crafted file ends in one :class:`FlameModelError` line, never a MemoryError or
-RecursionError traceback.
-
-Units: FLAME vertices are in metres; its frame is right-handed with X to the subject's left
-(image right for a frontal face), Y up and Z out of the face (towards the viewer).
+Units: metres; FLAME's frame is right-handed, X to the subject's left (image right), Y up, Z towards the viewer.
 """
 from __future__ import annotations
 
@@ -37,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from facevision.common.fileio import file_sha256
 from facevision.env import FLAME_MODEL_ENV
 
 __all__ = [
@@ -255,13 +243,9 @@ _LOAD_ERRORS = (pickle.UnpicklingError, EOFError, AttributeError, TypeError, Val
 
 
 def safe_load_pickle(path: str | os.PathLike, limits: PickleLimits = PickleLimits()) -> Any:
-    """Unpickle ``path`` with the restricted unpickler and return plain Python/numpy objects.
-
-    Raises:
-        UnsafeModelFileError: the pickle names any global outside the allow-list (nothing is run).
-        FlameModelError: unreadable or corrupt file, or one beyond :class:`PickleLimits` (too large,
-            too deeply nested, too many objects, a sparse matrix too large to make dense).
-    """
+    """Unpickle ``path`` with the restricted unpickler into plain Python/numpy objects. UnsafeModelFileError when
+    the pickle names a global outside the allow-list (nothing is run); FlameModelError for an unreadable or corrupt
+    file or one beyond :class:`PickleLimits`."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -321,14 +305,6 @@ class FlameModel:
     @property
     def n_joints(self) -> int:
         return int(self.parents.shape[0])
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _arrays_sha256(arrays: dict[str, Any]) -> str:
@@ -403,11 +379,8 @@ def flame_model_from_arrays(arrays: dict[str, Any], n_shape: int | None = None, 
 
 
 def load_flame_model(path: str | os.PathLike, n_shape: int | None = None) -> FlameModel:
-    """Load a FLAME 2020/2023 ``.pkl`` or a FLAME-structured ``.npz`` (see module docstring).
-
-    Raises:
-        FlameModelError (or its subclass UnsafeModelFileError): the message names the file and reason.
-    """
+    """Load a FLAME 2020/2023 ``.pkl`` or a FLAME-structured ``.npz`` (module docstring); FlameModelError (or
+    UnsafeModelFileError) naming the file and the reason."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FlameModelError(f"{path}: FLAME model file not found ({FLAME_DOWNLOAD}).")
@@ -425,12 +398,8 @@ def load_flame_model(path: str | os.PathLike, n_shape: int | None = None) -> Fla
 
 
 def resolve_model_path(path: str | os.PathLike | None = None) -> Path:
-    """The model file to use: ``path`` if given, else ``$FACEVISION_FLAME_MODEL``.
-
-    Raises:
-        FlameModelMissingError: neither is set (the command line prints :data:`FLAME_HELP` instead).
-        FlameModelError: the named file does not exist.
-    """
+    """The model file to use: ``path`` if given, else ``$FACEVISION_FLAME_MODEL``. FlameModelMissingError when
+    neither is set (the command line prints :data:`FLAME_HELP`); FlameModelError when the file does not exist."""
     value = str(path) if path else os.environ.get(FLAME_MODEL_ENV, "")
     if not value:
         raise FlameModelMissingError(f"no FLAME model file given: pass its path or set ${FLAME_MODEL_ENV} "

@@ -1,18 +1,13 @@
 """FLAME parameters: the forward model in numpy, editing, and the ``flame.npz`` file.
 
-Frames and units:
+* ``flame_forward(model, params)``: vertices in metres in FLAME's frame (X = subject's left = image right, Y up,
+  Z towards the viewer), posed by the global rotation (about the root joint), neck, jaw and eyes
+  (``flame_mesh.obj``).
+* ``vertices_px = params.scale * vertices_m + params.translation_px``: the same in meshing's frame (X = column,
+  Y = H - 1 - row, Z = depth towards the viewer, crop px).
 
-* ``flame_forward(model, params)`` returns FLAME vertices in **metres** in FLAME's frame
-  (X = subject's left = image right, Y up, Z towards the viewer), posed by the global rotation
-  (about FLAME's root joint), neck, jaw and eyes. This is what ``flame_mesh.obj`` contains.
-* ``params.scale`` (crop pixels per metre) and ``params.translation_px`` place that mesh on the
-  reconstruction: ``vertices_px = scale * vertices_m + translation_px`` in meshing's frame
-  (X = column, Y = (H-1-row) up, Z = depth towards the viewer, crop pixels).
-
-Edits use degrees: ``jaw`` opens the mouth (rotation about X, positive = open). Head angles follow the
-project's pose convention (:mod:`facevision.maps.pose`): global rotation ``R = Rz(roll) @ Ry(yaw) @ Rx(-pitch)``;
-``yaw`` > 0 turns the face towards the image right (+X), ``pitch`` > 0 tilts it up, ``roll`` > 0 turns it
-counter-clockwise in the image. Edits set absolute values.
+Edits set absolute values in degrees: ``jaw`` opens the mouth (about X, positive = open); head yaw, pitch and
+roll as in :mod:`facevision.maps.pose` (``R = Rz(roll) @ Ry(yaw) @ Rx(-pitch)``).
 """
 from __future__ import annotations
 
@@ -151,10 +146,8 @@ def save_params(path: str | os.PathLike, params: FlameParams, model_sha256: str,
 
 def load_params(path: str | os.PathLike, model: FlameModel | None = None, check_hash: bool = True
                 ) -> tuple[FlameParams, dict[str, Any]]:
-    """Read ``flame.npz``; with ``model`` check it was fitted with the same model file (sha256).
-
-    Returns the parameters and metadata (``model_sha256`` plus the stored JSON).
-    """
+    """Read ``flame.npz`` -> (parameters, metadata: ``model_sha256`` and the stored JSON); with ``model``, check it
+    was fitted with the same model file (sha256)."""
     path = Path(path)
     if not path.is_file():
         raise FlameParamsError(f"{path}: file not found")

@@ -1,14 +1,10 @@
 """68 iBUG landmarks read from a correspondence map through the reference face.
 
-For every iBUG-68 vertex of the reference face (``facevision.face.reference.load_reference().ibug68``) the
-face pixels whose predicted ``(u, v, w)`` are nearest to that vertex are found with a k-d tree
-(``scipy.spatial.cKDTree``). Distances are measured in the reference face's *raw* coordinates
-(``ReferenceFace.from_uvw``: isotropic, unit RMS radius), because the ``uvw`` normalization scales
-the three axes differently. Subpixel position: the correspondence map is locally affine in the
-pixel position, so an affine model ``raw ~ A @ (x, y, 1)`` is fitted to the ``k`` nearest pixels and
-solved for the pixel where it equals the target (least squares over the three channels); where that
-fit is ill-conditioned or lands far from the matches, the inverse-distance weighted mean of the
-``k`` pixels is used instead.
+For every iBUG-68 vertex of the reference face the ``k`` face pixels whose predicted ``(u, v, w)`` are nearest
+to it are found with a k-d tree, in the reference's *raw* coordinates (``ReferenceFace.from_uvw``: isotropic,
+unit RMS radius). Subpixel position: an affine model ``raw ~ A @ (x, y, 1)`` fitted to those pixels is solved
+for the pixel where it equals the target; where that is ill-conditioned or lands far from the matches, the
+inverse-distance weighted mean of the ``k`` pixels is used instead.
 
 Coordinates: crop pixels, ``x`` = column (right), ``y`` = row (down), pixel centres at integers.
 :func:`landmarks_to_original` maps them to original-photo pixels with ``facevision.face.crop``.
@@ -28,17 +24,21 @@ __all__ = ["LandmarkConfig", "Landmarks", "landmarks_from_corr", "landmarks_to_o
 
 @dataclass(frozen=True)
 class LandmarkConfig:
-    """Landmark read-out settings.
-
-    k: face pixels used per landmark (nearest in correspondence space).
-    max_offset_px: the affine subpixel solution is accepted only within this distance (crop px) of the
-        weighted mean of the ``k`` matches; otherwise the weighted mean is used.
-    min_pixels: fewer face pixels than this -> ValueError (nothing meaningful to read).
-    """
+    """k: face pixels used per landmark (nearest in correspondence space); max_offset_px: the affine subpixel
+    solution is used only within this distance (crop px) of the weighted mean of the ``k`` matches, else that mean;
+    min_pixels: fewer face pixels -> ValueError."""
 
     k: int = 8
     max_offset_px: float = 1.5
     min_pixels: int = 16
+
+    def __post_init__(self) -> None:
+        if int(self.k) < 1:
+            raise ValueError(f"LandmarkConfig.k must be >= 1, got {self.k!r}")
+        if not 0.0 <= self.max_offset_px < float("inf"):  # also refuses NaN
+            raise ValueError(f"LandmarkConfig.max_offset_px must be a finite number >= 0, got {self.max_offset_px!r}")
+        if int(self.min_pixels) < 1:
+            raise ValueError(f"LandmarkConfig.min_pixels must be >= 1, got {self.min_pixels!r}")
 
 
 @dataclass
@@ -55,10 +55,7 @@ class Landmarks:
 def landmarks_from_corr(corr: np.ndarray, mask: np.ndarray, reference: ReferenceFace | None = None,
                         config: LandmarkConfig = LandmarkConfig()) -> Landmarks:
     """(H, W, 3) correspondence in [0, 1] + (H, W) face mask -> 68 landmarks in crop pixels.
-
-    Raises:
-        ValueError: the mask has fewer than ``config.min_pixels`` pixels.
-    """
+    ValueError when the mask has fewer than ``config.min_pixels`` pixels."""
     reference = reference or load_reference()
     corr = np.asarray(corr, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
@@ -72,7 +69,7 @@ def landmarks_from_corr(corr: np.ndarray, mask: np.ndarray, reference: Reference
     k = int(min(config.k, len(rows)))
     from scipy.spatial import cKDTree  # here: predict's default path (the face-model fit) never needs it
 
-    tree = cKDTree(raw, balanced_tree=False, compact_nodes=False)  # ~2x faster to build, same answers
+    tree = cKDTree(raw, balanced_tree=False, compact_nodes=False)  # faster to build, same answers
     dist, idx = tree.query(targets, k=k)
     dist = dist.reshape(len(targets), k)
     idx = idx.reshape(len(targets), k)

@@ -1,28 +1,18 @@
 """Head pose from predicted maps: a similarity fit of the reference face to the predicted surface.
 
-Every face pixel gives a pair: its 3D position lifted from the depth map, in the mesh frame of
-:mod:`meshing` (``X`` = column, ``Y`` = ``H - 1 - row`` (up), ``Z`` = depth (towards the viewer), crop
-pixels), and the reference-face point it shows, from the correspondence map in the reference's raw
-frame (``ReferenceFace.from_uvw``: x right, y up, z towards the camera, unit RMS radius). Umeyama's
-closed form gives ``X ~ s R p + t``; RMS residuals above ``PoseConfig.trim_factor`` x the median are
-dropped and the fit repeated once.
+Each face pixel pairs its point lifted from the depth map (meshing's frame: ``X`` = column, ``Y`` = ``H - 1 -
+row`` (up), ``Z`` = depth towards the viewer, crop px) with the reference point its correspondence shows (raw
+frame, ``ReferenceFace.from_uvw``: x right, y up, z towards the camera, unit RMS radius); Umeyama gives
+``X ~ s R p + t``, refitted once without residuals above ``PoseConfig.trim_factor`` x the median.
 
-The reference face's own frame is not camera-frontal: it keeps the pitch of the Procrustes mean it
-was built from. On LFW labels (500 train samples, fitted here) it reads yaw -0.5, pitch -16.0 (std 9.7),
-roll 1.4 degrees on average, i.e. a typical, roughly frontal LFW photo shows the reference frame tilted
-by ``REFERENCE_PITCH_DEG`` = -16 degrees. Reported angles are relative to that camera-frontal view:
-``R = R_fit @ Rx(-REFERENCE_PITCH_DEG)^T`` (``PoseConfig.reference_pitch_deg = 0`` gives angles in the
-reference's own frame), so the average LFW face reads about 0 / 0 / 0.
-
-Angles (degrees), with ``R = Rz(roll) @ Ry(yaw) @ Rx(-pitch)`` (right-handed rotations about the
-mesh axes):
-
-* ``yaw`` > 0: the face turns towards the image right (its nose points to +X);
-* ``pitch`` > 0: the face tilts up (nose towards +Y, the top of the image);
-* ``roll`` > 0: the face rotates counter-clockwise in the image as the viewer sees it.
+Angles (degrees) describe ``R = Rz(roll) @ Ry(yaw) @ Rx(-pitch)`` relative to a camera-frontal view, in which the
+reference's raw frame appears pitched by its ``frontal_pitch_deg`` (``REFERENCE_PITCH_DEG`` = -16 for the Face
+Mesh reference; docs/predict.md): ``R = R_fit @ Rx(-REFERENCE_PITCH_DEG)^T``. yaw > 0: the face turns towards the
+image right (nose to +X); pitch > 0: it tilts up; roll > 0: it turns counter-clockwise as the viewer sees it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +38,15 @@ class PoseConfig:
     trim_factor: float = 3.0
     min_pixels: int = 16
     reference_pitch_deg: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_points", "min_pixels"):
+            if int(getattr(self, name)) < 3:  # a similarity needs three points
+                raise ValueError(f"PoseConfig.{name} must be >= 3, got {getattr(self, name)!r}")
+        if not 0.0 <= self.trim_factor < float("inf"):  # also refuses NaN
+            raise ValueError(f"PoseConfig.trim_factor must be a finite number >= 0, got {self.trim_factor!r}")
+        if self.reference_pitch_deg is not None and not math.isfinite(self.reference_pitch_deg):
+            raise ValueError(f"PoseConfig.reference_pitch_deg must be None or finite, got {self.reference_pitch_deg!r}")
 
 
 @dataclass
@@ -119,10 +118,7 @@ def reference_tilt(reference_pitch_deg: float = REFERENCE_PITCH_DEG) -> np.ndarr
 def pose_from_maps(depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray, reference: ReferenceFace | None = None,
                    config: PoseConfig = PoseConfig()) -> Pose:
     """(H, W) depth_px, (H, W, 3) correspondence, (H, W) mask (:mod:`facevision.common.conventions`) -> :class:`Pose`.
-
-    Raises:
-        ValueError: fewer than ``config.min_pixels`` face pixels.
-    """
+    ValueError when there are fewer than ``config.min_pixels`` face pixels."""
     reference = reference or load_reference()
     mask = np.asarray(mask, dtype=bool) & (np.asarray(depth_px) > 0)
     rows, cols = np.nonzero(mask)

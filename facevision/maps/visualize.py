@@ -6,10 +6,8 @@ import numpy as np
 
 
 def depth_to_rgb(depth: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Depth (H, W), larger = closer -> (H, W, 3) uint8 colour (turbo: near = red, far = blue), background black.
-
-    Normalized per image over the masked pixels, so relative shape is visible whatever the scale.
-    """
+    """Depth (H, W), larger = closer -> (H, W, 3) uint8 turbo colours (near = red, far = blue), normalized per
+    image over the masked pixels; background black."""
     depth = np.nan_to_num(np.asarray(depth, dtype=np.float32))
     m = depth > 0 if mask is None else np.asarray(mask, dtype=bool)
     out = np.zeros(depth.shape + (3,), np.uint8)

@@ -1,7 +1,3 @@
-"""The network: a shared-encoder dual U-Net generator and two 70x70 PatchGAN discriminators.
-
-Modules: config (:class:`~facevision.model.config.ModelConfig`), generator
-(:class:`~facevision.model.generator.DualUnetGenerator`), discriminator, outputs (the network's output units
-and their one decoder), checkpoint (inference checkpoints: save, check, load), inference (frozen copy for CPU).
-Import from the modules, so that reading a configuration does not import torch models.
+"""The network: a shared-encoder dual U-Net generator and two 70x70 PatchGAN discriminators, with its config,
+output units (outputs.py), checkpoints and CPU inference copies. Import from the modules: this file loads nothing.
 """

@@ -1,13 +1,9 @@
-"""Generator checkpoints for inference (``*.safetensors``), written atomically and loaded safely.
+"""Generator checkpoints for inference (``*.safetensors``): the state dict, with the model config as JSON in
+the metadata; written atomically, loaded safely. Training state (``last.pt``) is :mod:`facevision.train.checkpoint`'s.
 
-The file holds the generator's state dict with the model config as JSON in the safetensors metadata.
-Training state (``last.pt``) is :mod:`facevision.train.checkpoint`'s; it reuses the checks here.
-
-A checkpoint is not trusted: its ``model_config`` is checked against an allow-list of encoders
-and the bounds of :class:`CheckpointLimits` before any model is built, encoder weights are never
-downloaded at load time (``encoder_weights`` is forced to None: the file holds the weights), and
-the model is first built on the ``meta`` device (no memory) so that every tensor name and shape of
-the file can be compared with it before anything is allocated or loaded. Any problem is one
+A checkpoint is not trusted: its ``model_config`` is checked (known encoders, :class:`CheckpointLimits`) before
+any model is built, encoder weights are never downloaded (``encoder_weights=None``), and every tensor name and
+shape is compared with a model built on the ``meta`` device before anything is loaded. Any problem is one
 :class:`CheckpointError` line naming the file.
 """
 from __future__ import annotations
@@ -67,11 +63,8 @@ def _bounded_int(value: Any, low: int, high: int) -> bool:
 
 
 def checked_model_config(raw: Any, source: str, limits: CheckpointLimits = CheckpointLimits()) -> ModelConfig:
-    """A checkpoint's ``model_config`` dict -> :class:`ModelConfig` with ``encoder_weights=None``.
-
-    Raises:
-        CheckpointError: not a dict, an encoder outside the allow-list, or a value out of bounds.
-    """
+    """A checkpoint's ``model_config`` dict -> :class:`ModelConfig` with ``encoder_weights=None``; CheckpointError when
+    it is not a dict, names an encoder outside the allow-list, or holds a value out of bounds."""
     if not isinstance(raw, dict):
         raise CheckpointError(f"{source}: model_config is not a JSON object (got {type(raw).__name__})")
     d = {**ModelConfig().to_dict(), **raw}

@@ -24,16 +24,18 @@ def check_input_size(size: int, encoder_depth: int, what: str = "input size") ->
 
 @dataclass
 class ModelConfig(DictConfig):
-    """Architecture of the generator and discriminators.
+    """Architecture of the generator and discriminators; checked when built (ValueError naming the field).
 
-    encoder_name: any segmentation-models-pytorch encoder. Default: MobileNetV3-small (timm),
-        which trains about 1.6x faster than mobilenet_v2 on a 2-core CPU at 128x128.
+    encoder_name: any segmentation-models-pytorch encoder. Default: MobileNetV3-small (timm), chosen for
+        CPU training speed.
     encoder_weights: None (random init; nothing is downloaded) or e.g. "imagenet" where the user
         has those weights in their local cache.
-    decoder_channels: channels of the five U-Net decoder blocks (each decoder has its own).
+    encoder_depth: times the encoder halves its input (the input side must be a multiple of 2 ** depth).
+    decoder_channels: channels of the U-Net decoder blocks (each decoder has its own; the first
+        ``encoder_depth`` are used).
     disc_channels: width of the first PatchGAN layer (doubles per layer up to 8x). Default 16
-        (16-32-64-128, receptive field still 70x70): pix2pix's 64 costs 16x the compute and
-        dominated CPU training time, while the maps judged here are smooth and simple.
+        (16-32-64-128, receptive field still 70x70): pix2pix's 64 costs 16x the compute, while the
+        maps judged here are smooth and simple.
     image_size: side in pixels of the square crops the generator is trained on (set from the
         dataset by ``facevision train``); predict crops photos to this size.
     """
@@ -44,3 +46,18 @@ class ModelConfig(DictConfig):
     decoder_channels: tuple[int, ...] = (64, 48, 32, 24, 16)
     disc_channels: int = 16
     image_size: int = CROP_SIZE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.encoder_name, str) or not self.encoder_name:
+            raise ValueError(f"ModelConfig.encoder_name must be an encoder's name, got {self.encoder_name!r}")
+        if int(self.encoder_depth) < 1:
+            raise ValueError(f"ModelConfig.encoder_depth must be at least 1, got {self.encoder_depth!r}")
+        channels = tuple(self.decoder_channels)
+        if len(channels) < int(self.encoder_depth) or not all(int(c) >= 1 for c in channels):
+            raise ValueError(f"ModelConfig.decoder_channels must be at least {self.encoder_depth} (encoder_depth) "
+                             f"positive channel counts, got {self.decoder_channels!r}")
+        if int(self.disc_channels) < 1:
+            raise ValueError(f"ModelConfig.disc_channels must be at least 1, got {self.disc_channels!r}")
+        if int(self.image_size) < 1:
+            raise ValueError(f"ModelConfig.image_size must be at least 1, got {self.image_size!r}")
+        check_input_size(self.image_size, self.encoder_depth, what="ModelConfig.image_size")

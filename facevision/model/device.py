@@ -12,7 +12,7 @@ _GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/proc/driver
 
 def gpu_driver_present() -> bool:
     """False where torch certainly sees no CUDA GPU: Linux without NVIDIA's or ROCm's device files, or macOS.
-    Lets "auto" answer "cpu" without importing torch (~1 s at start). True elsewhere (ask torch)."""
+    Lets "auto" answer "cpu" without importing torch. True elsewhere (ask torch)."""
     if sys.platform == "darwin":
         return False
     if sys.platform.startswith("linux"):
@@ -21,12 +21,8 @@ def gpu_driver_present() -> bool:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """"auto" -> "cuda" when a GPU is usable, else "cpu" (without importing torch where no GPU driver exists,
-    :func:`gpu_driver_present`); "cpu" and "cuda[:N]" are returned as given.
-
-    Raises:
-        ValueError: another name, or cuda asked for where torch sees no GPU.
-    """
+    """"auto" -> "cuda" when a GPU is usable, else "cpu" (without importing torch where no GPU driver exists);
+    "cpu" and "cuda[:N]" are returned as given. ValueError for another name, or cuda where torch sees no GPU."""
     if device == "auto":
         if "torch" not in sys.modules and not gpu_driver_present():
             return "cpu"

@@ -1,18 +1,9 @@
-"""Dual-decoder U-Net generator: one shared encoder, a depth decoder and a correspondence decoder.
+"""Dual-decoder U-Net generator (segmentation-models-pytorch parts): one shared encoder, a depth decoder and a
+correspondence decoder, skip connections to both.
 
-Composition follows segmentation-models-pytorch: ``get_encoder`` gives the multi-scale
-features, and two independent ``UnetDecoder`` instances consume the same features through
-their skip connections.
-
-Outputs for an input crop of size S (RGB in [0, 1], (B, 3, S, S)):
-
-* ``depth``: (B, 1, S, S) in [0, 1] (sigmoid): depth in the network's unit, crop px / S.
-* ``corr``: (B, 3, S, S) in [0, 1] (sigmoid): the correspondence map.
-* ``mask_logits``: (B, 1, S, S) face-mask logits from a small extra head on the depth decoder.
-
-The maps' conventions are :mod:`facevision.common.conventions`'; the units and the one decoder of these outputs
-(depth x S, mask threshold, masking) are :mod:`facevision.model.outputs`'. Depth and corr are meaningful
-inside the face mask.
+For an input crop (B, 3, S, S), RGB in [0, 1]: ``depth`` (B, 1, S, S) in [0, 1] (sigmoid; crop px / S),
+``corr`` (B, 3, S, S) in [0, 1] (sigmoid), ``mask_logits`` (B, 1, S, S) from a head on the depth decoder.
+Units and the one decoder of these outputs: :mod:`facevision.model.outputs`.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Inference-only speed-up: TorchScript trace + freeze (folds batch norm into the convolutions).
+"""Inference-only speed-up: TorchScript trace + freeze (folds batch norm into the convolutions; timings in
+docs/predict.md, Performance).
 
-On the project's 2-core CPU this takes the generator from ~23 ms to ~17 ms per 128 x 128 crop.
 The frozen module returns the same ``(depth, corr, mask_logits)`` tuple for any batch size of the
 traced crop size; it cannot be trained or saved as a checkpoint (use the eager model for that).
 """
@@ -21,7 +21,7 @@ def freeze_for_inference(model: torch.nn.Module, size: int, device: torch.device
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarning: the input-size check becomes a constant
-            # check_trace=False: the check re-runs the model in eager mode (~1 s at start); tests compare outputs
+            # check_trace=False: the check would re-run the model in eager mode; tests compare outputs
             frozen = torch.jit.freeze(torch.jit.trace(model, example, strict=False, check_trace=False))
             frozen(example)  # run once so the first real call is not the slow one
     except Exception:  # noqa: BLE001 - any tracing problem: keep the eager model

@@ -1,25 +1,15 @@
-"""The CPU inference network prepared once and kept on disk: a fast start for ``facevision predict``.
+"""The CPU inference network exported once and kept on disk: a fast start for ``facevision predict``.
 
-Preparing the network costs seconds at every start (importing torch, segmentation-models-pytorch, timm and
-torchvision, building the generator, loading its weights, exporting it to ONNX,
-:func:`facevision.model.onnx_network.export_onnx`); loading the ONNX copy back into ONNX Runtime takes
-~0.1 s (import included) and needs no torch at all. The cache file is
-``<cache dir>/generator-<path id>-<key>.onnx`` where ``key`` hashes the checkpoint's sha256, the torch,
-onnxruntime and facevision versions, the crop size and this module's format number, so a changed checkpoint or
-library makes a new file (the stale one of the same checkpoint path is removed when the new one is written).
-Where the export is impossible (no ``onnx`` or ``onnxruntime`` installed, an operator the exporter lacks), the
-network runs as the TorchScript-frozen copy of :mod:`facevision.model.inference`, prepared at every start.
+File: ``<cache dir>/generator-<path id>-<key>.onnx``; ``key`` hashes the checkpoint's sha256, the torch,
+onnxruntime and facevision versions, the crop size and ``FORMAT``, so a changed checkpoint or library makes a new
+file (the stale one is removed). Without an export (no ``onnx``/``onnxruntime``) the network is the TorchScript
+copy of :mod:`facevision.model.inference`, made at every start.
 
-Safety: the file is an ONNX graph (a protobuf message: operators and tensors, no Python code), parsed by ONNX
-Runtime. It is read only when it lies in a folder and is a regular file (not a link; checked on the descriptor
-it is read from), both owned by the current user and writable by nobody else (the folder is made with mode
-0700), and the key recorded in it must match; anything else (missing, stale, corrupt, foreign) is ignored and
-the network is prepared from the checkpoint as before. Written atomically (temporary file + rename).
+Safety: the file (an ONNX graph, no Python code) is read only when it is a regular file in a folder, both owned
+by the current user and writable by nobody else, and its recorded key matches; anything else is ignored.
 
-Where: ``$FACEVISION_CACHE_DIR`` if set (``off`` disables the cache), else
-``$XDG_CACHE_HOME/facevision/inference`` (``~/.cache/facevision/inference``). Not beside the checkpoint: the
-shipped one lies in the package or the source checkout, where extra files would be written into an install
-or show up in ``git status``.
+Where: ``$FACEVISION_CACHE_DIR`` (``off`` disables the cache), else ``$XDG_CACHE_HOME/facevision/inference``
+(``~/.cache/...``); never beside the checkpoint, which may lie in an install or a source checkout.
 """
 from __future__ import annotations
 
@@ -49,14 +39,6 @@ def cache_dir() -> Path | None:
     return Path(base) / "facevision" / "inference"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -69,7 +51,9 @@ def cache_key(checkpoint: str | Path, size: int = 0) -> str:
     versions (read from the installed packages' metadata: nothing is imported), format, crop size."""
     from facevision import __version__
 
-    text = (f"{_sha256(Path(checkpoint))}|torch {_version('torch')}|onnxruntime {_version('onnxruntime')}"
+    from facevision.common.fileio import file_sha256
+
+    text = (f"{file_sha256(checkpoint)}|torch {_version('torch')}|onnxruntime {_version('onnxruntime')}"
             f"|facevision {__version__}|format {FORMAT}|{size}")
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -1,18 +1,10 @@
-"""The CPU inference network as an ONNX graph run by ONNX Runtime: ``predict`` on a CPU never imports torch.
+"""The CPU inference network as an ONNX graph run by ONNX Runtime: ``predict`` on a CPU never imports torch
+(faster to start and to run than :mod:`facevision.model.inference`; README, "Fast start").
 
-Why: on the project's 2-core CPU, one thread, batch of 8 crops, ONNX Runtime runs the generator in ~14 ms per
-crop against ~21-23 ms for the TorchScript-frozen copy (:mod:`facevision.model.inference`), and importing it
-takes ~0.1 s against ~1.1 s for torch. Outputs agree with the eager model to ~1e-5 (tests).
-
-* :func:`export_onnx` (needs torch and the ``onnx`` package): the eager generator -> ONNX file bytes (torch's
-  TorchScript-based exporter, opset 17, batch axis free), with ``metadata`` stored in the file's
-  ``metadata_props``.
-* :class:`OnnxNetwork`: those bytes -> a callable with the generator's interface on numpy arrays:
-  (B, 3, S, S) float32 RGB in [0, 1] -> ``(depth, corr, mask_logits)``, each (B, C, S, S) float32, in the units
-  of :mod:`facevision.model.outputs`. ``config.image_size`` is S, as on the generator.
-
-An ONNX file is a protobuf message: ONNX Runtime parses it and runs its operators; no Python code in it is ever
-run. Where it may come from (a cache folder only you can write) is :mod:`facevision.model.inference_cache`'s job.
+:func:`export_onnx` (needs torch and ``onnx``) turns the eager generator into ONNX bytes; :class:`OnnxNetwork`
+runs them with the generator's interface on numpy arrays (units of :mod:`facevision.model.outputs`). An ONNX
+file holds operators and tensors, no Python code; where it may come from is :mod:`facevision.model.inference_cache`'s
+job.
 """
 from __future__ import annotations
 
@@ -52,15 +44,10 @@ def export_onnx(model: Any, size: int, metadata: dict[str, Any] | None = None) -
 
 
 class OnnxNetwork:
-    """ONNX file bytes -> the generator's interface on numpy arrays (see the module docstring). Holds an
-    ONNX Runtime session (state), so a class.
-
-    threads: CPU threads of one call (None = ONNX Runtime's default, one per physical core; ``predict`` with
-    writer processes uses 1, as the writers keep the other cores busy).
-
-    Raises:
-        ValueError: bytes ONNX Runtime cannot load, or a graph without the generator's input and outputs.
-    """
+    """ONNX file bytes -> the generator's interface on numpy arrays: (B, 3, S, S) float32 RGB in [0, 1] ->
+    ``(depth, corr, mask_logits)``, each (B, C, S, S); ``config.image_size`` is S. Holds an ONNX Runtime session.
+    threads: CPU threads of one call (None = ONNX Runtime's default). ValueError for bytes ONNX Runtime cannot load
+    or a graph without the generator's input and outputs."""
 
     def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
         import onnxruntime as ort

@@ -1,21 +1,13 @@
 """The network's output units, stated once, and the one decoder of its outputs into maps.
 
-The generator (:class:`facevision.model.generator.DualUnetGenerator`) returns ``(depth, corr, mask_logits)``,
-each (B, C, S, S) for (B, 3, S, S) RGB crops in [0, 1]:
+The generator returns ``(depth, corr, mask_logits)``, each (B, C, S, S) for (B, 3, S, S) RGB crops in [0, 1]:
+``depth`` is crop px / S (:func:`depth_to_network`, :func:`depth_from_network`); ``corr`` the correspondence
+(u, v, w), channels first; a pixel is face where sigmoid(``mask_logits``) is above the mask threshold
+(:func:`mask_logit_threshold`). The maps' conventions: :mod:`facevision.common.conventions`. Used by predict,
+evaluate, training's validation and the dataset reader.
 
-* ``depth`` is depth in crop pixels divided by the crop side S (:func:`depth_to_network`), so the numbers
-  stay O(1) whatever the crop size; :func:`depth_from_network` turns it back into crop px. The maps'
-  conventions (larger = closer, 0 = background) are :mod:`facevision.common.conventions`'.
-* ``corr`` is the correspondence map (u, v, w), channels first.
-* ``mask_logits``: a pixel is face where its probability sigmoid(logit) is above the mask threshold
-  (:func:`mask_logit_threshold`: the same test on the logit, no sigmoid needed).
-
-Used by ``predict`` (:meth:`facevision.predict.predictor.Predictor.run_network`), ``evaluate`` and
-training's validation, and by the dataset reader for the other direction.
-
-Mirror averaging (``PredictConfig.mirror_average``): the outputs for a mirrored crop, mirrored back
-(:func:`unmirror_outputs`: columns reversed, u -> 1 - u, since the reference face is symmetric about
-u = 0.5, :mod:`facevision.face.reference`), are averaged with the crop's own (:func:`mirror_averaged`).
+Mirror averaging (``PredictConfig.mirror_average``): the outputs for the mirrored crop, mirrored back
+(:func:`unmirror_outputs`: columns reversed, u -> 1 - u), averaged with the crop's own (:func:`mirror_averaged`).
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ PHOTO_OUTPUT_FILES: dict[str, tuple[str, ...]] = {
 PHOTO_FILES = tuple(f for files in PHOTO_OUTPUT_FILES.values() for f in files)
 _ALL_FILES = {**OUTPUT_FILES, **PHOTO_OUTPUT_FILES}
 OUTPUTS = tuple(_ALL_FILES)
-DEFAULT_OUTPUTS = frozenset(OUTPUTS)  # every file, as before --outputs existed
+DEFAULT_OUTPUTS = frozenset(OUTPUTS)  # every file
 OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
     "all": OUTPUTS,
     "maps": ("depth", "corr", "mask"),
@@ -320,60 +320,96 @@ def _frame_mesh(result: FaceResult, frame: str, height: int, photo_scale: tuple[
 def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, source: str = "",
                render: RenderConfig = RenderConfig(), extra: dict[str, Any] | None = None,
                photo_scale: tuple[float, float] = (1.0, 1.0), output: OutputConfig = OutputConfig()) -> dict[str, Any]:
-    """Write every file of one face; returns the result.json content (with ``timings_ms.write``).
+    """Write every file of one face that ``output`` asks for; returns the result.json content (with
+    ``timings_ms.write``).
 
     photo_scale: ``photo`` was reduced from the original by this (x, y) factor before detection; ``result``
     is in the reduced photo's pixels (as the preview shows it) and result.json gets original pixels.
-    output: mesh frame and texture size (:class:`OutputConfig`). The photo's own files (overlay.jpg) are not
+    output: mesh frame and texture size (:class:`OutputConfig`). extra: more result.json keys (``flame``: the FLAME
+    fit's summary, whose ``files`` count among the face's). The photo's own files (overlay.jpg) are not
     written here but once per photo, by :func:`write_photo_files`.
     """
     face_dir = Path(face_dir)
     t0 = time.perf_counter()
     want = output.outputs
-    mask = result.mask
     files: list[str] = []
-    timings: dict[str, float] = {}
-
-    def png(name: str, key: str, image_fn) -> None:
-        if key in want:
-            atomic_write_png(face_dir / name, image_fn())
-            files.append(name)
-
-    depth_rgb = depth_to_rgb(result.depth_px, mask) if want & {"depth_vis", "preview"} else None
-    corr_rgb = corr_to_rgb(result.corr, mask) if "preview" in want else None
-    png("crop.png", "crop", lambda: result.crop)
-    png("depth.png", "depth", lambda: encode_depth(result.depth_px, mask))
-    png("depth_vis.png", "depth_vis", lambda: depth_rgb)
-    png("corr.png", "corr", lambda: encode_corr(result.corr, mask))
-    png("mask.png", "mask", lambda: mask.astype(np.uint8) * 255)
+    depth_rgb = depth_to_rgb(result.depth_px, result.mask) if want & {"depth_vis", "preview"} else None
+    _write_maps(face_dir, result, want, depth_rgb, files)
     height = int(round(photo.shape[0] / photo_scale[1]))  # the original photo's
-    meshes = result.mesh is not None
-    with_fit = result.model_fit is not None and meshes and "fit_mesh" in want  # --no-mesh: no meshes at all
-    texture = face_texture(photo, result, output.texture_size) if meshes and ("obj" in want or with_fit) else None
-    head = None
-    if output.mesh_frame == "head" and meshes and want & {"ply", "obj", "fit_mesh"}:
-        from facevision.predict.mesh_frame import head_frame
-
-        head = head_frame(result, height, photo_scale)
-    if meshes and want & {"ply", "obj"}:
-        mesh = _frame_mesh(result, output.mesh_frame, height, photo_scale, head)
-        if "ply" in want:
-            save_mesh(face_dir / "mesh.ply", mesh)
-            files += list(OUTPUT_FILES["ply"])
-        if "obj" in want:
-            save_mesh(face_dir / "mesh.obj", mesh, texture_png=encode_texture(texture))
-            files += list(OUTPUT_FILES["obj"])
-    fit_texture = None
-    if with_fit:
-        t = time.perf_counter()
-        fit_texture = write_fit_mesh(face_dir, result, texture, height, photo_scale, output, head)
-        files += list(FIT_MESH_FILES)
-        timings["fit_mesh"] = round((time.perf_counter() - t) * 1e3, 3)
+    meshes = _write_meshes(face_dir, result, photo, height, photo_scale, output, files)
     if "preview" in want:
+        corr_rgb = corr_to_rgb(result.corr, result.mask)
         sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
                               result.landmarks68, render, result.crop_angle, visible=result.landmarks68_visible)
         atomic_write_png(face_dir / "preview.png", sheet)
         files.append("preview.png")
+    data = _result_data(result, source, photo_scale, height, output, meshes, extra, files)
+    data["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1e3, 3)
+    atomic_write_json(face_dir / "result.json", data)
+    return data
+
+
+def _write_maps(face_dir: Path, result: FaceResult, want: frozenset[str], depth_rgb: np.ndarray | None,
+                files: list[str]) -> None:
+    """crop.png and the maps' PNGs that ``want`` names; their names are added to ``files``."""
+    mask = result.mask
+    pngs = (("crop.png", "crop", lambda: result.crop),
+            ("depth.png", "depth", lambda: encode_depth(result.depth_px, mask)),
+            ("depth_vis.png", "depth_vis", lambda: depth_rgb),
+            ("corr.png", "corr", lambda: encode_corr(result.corr, mask)),
+            ("mask.png", "mask", lambda: mask.astype(np.uint8) * 255))
+    for name, key, image in pngs:
+        if key in want:
+            atomic_write_png(face_dir / name, image())
+            files.append(name)
+
+
+@dataclass
+class _MeshFiles:
+    """What writing a face's mesh files made: the OBJ texture (photo cut, None when not needed), the head frame
+    (``--mesh-frame head``), the fitted mesh's texture summary and ms per step."""
+
+    texture: np.ndarray | None = None
+    head: Any = None
+    fit_texture: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _write_meshes(face_dir: Path, result: FaceResult, photo: np.ndarray, height: int,
+                  photo_scale: tuple[float, float], output: OutputConfig, files: list[str]) -> _MeshFiles:
+    """mesh.ply, mesh.obj (+ .mtl + texture) and fit_mesh.obj (+ .mtl + texture) that ``output`` asks for, in its
+    mesh frame; none without a mesh (``--no-mesh``). ``height``: the original photo's, px."""
+    want = output.outputs
+    made = _MeshFiles()
+    if result.mesh is None:
+        return made
+    with_fit = result.model_fit is not None and "fit_mesh" in want
+    if "obj" in want or with_fit:
+        made.texture = face_texture(photo, result, output.texture_size)
+    if output.mesh_frame == "head" and want & {"ply", "obj", "fit_mesh"}:
+        from facevision.predict.mesh_frame import head_frame
+
+        made.head = head_frame(result, height, photo_scale)
+    if want & {"ply", "obj"}:
+        mesh = _frame_mesh(result, output.mesh_frame, height, photo_scale, made.head)
+        if "ply" in want:
+            save_mesh(face_dir / "mesh.ply", mesh)
+            files += list(OUTPUT_FILES["ply"])
+        if "obj" in want:
+            save_mesh(face_dir / "mesh.obj", mesh, texture_png=encode_texture(made.texture))
+            files += list(OUTPUT_FILES["obj"])
+    if with_fit:
+        t = time.perf_counter()
+        made.fit_texture = write_fit_mesh(face_dir, result, made.texture, height, photo_scale, output, made.head)
+        files += list(FIT_MESH_FILES)
+        made.timings["fit_mesh"] = round((time.perf_counter() - t) * 1e3, 3)
+    return made
+
+
+def _result_data(result: FaceResult, source: str, photo_scale: tuple[float, float], height: int,
+                 output: OutputConfig, meshes: _MeshFiles, extra: dict[str, Any] | None, files: list[str]
+                 ) -> dict[str, Any]:
+    """result.json's content (original photo px; ``height``: the original photo's) but its ``timings_ms.write``."""
     data = result.to_json()
     if tuple(photo_scale) != (1.0, 1.0):
         to_original_pixels(data, result, photo_scale)
@@ -381,20 +417,18 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     data["depth_png_scale"] = DEPTH_PNG_UNITS_PER_PX
     if "mesh" in data:
         data["mesh"].update(frame=output.mesh_frame,
-                            **({"texture_px": int(texture.shape[0])} if texture is not None else {}),
+                            **({"texture_px": int(meshes.texture.shape[0])} if meshes.texture is not None else {}),
                             **({"photo_height_px": height} if output.mesh_frame != "crop" else {}),
-                            **({"head_frame": head.to_json()} if head is not None else {}))
-    if fit_texture is not None:
-        data["fit_texture"] = fit_texture
+                            **({"head_frame": meshes.head.to_json()} if meshes.head is not None else {}))
+    if meshes.fit_texture is not None:
+        data["fit_texture"] = meshes.fit_texture
     if extra:
         data.update(extra)
         flame_files = (extra.get("flame") or {}).get("files") if isinstance(extra.get("flame"), dict) else None
         if isinstance(flame_files, dict):
-            files += [str(v) for v in flame_files.values()]
+            files = files + [str(v) for v in flame_files.values()]
     data["files"] = files + ["result.json"]
-    data["timings_ms"].update(timings)
-    data["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1e3, 3)
-    atomic_write_json(face_dir / "result.json", data)
+    data["timings_ms"].update(meshes.timings)
     return data
 
 

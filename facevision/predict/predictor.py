@@ -2,8 +2,10 @@
 
 ``Predictor.from_pretrained()`` loads the shipped checkpoint (see :func:`default_checkpoint`);
 ``predictor(image_rgb)`` returns one :class:`FaceResult` per face (the largest only unless
-``all_faces``). Lower levels, usable on their own: :meth:`Predictor.run_network` (crops -> maps,
-batched) and :meth:`Predictor.predict_crops` (crops + crop boxes -> results, no detector).
+``all_faces``). Its stages, usable on their own, pass per-face records (:mod:`facevision.predict.records`):
+:meth:`Predictor.prepare` (photo -> :class:`~facevision.predict.records.FaceCrop` per face),
+:meth:`Predictor.run_network` (crops -> :class:`~facevision.predict.records.FaceMaps`, batched) and
+:meth:`Postprocessor.postprocess` (one crop and its maps -> :class:`FaceResult`).
 
 Per face: detect (``facevision.face.detect.find_faces``: the short-range model, then, where it finds nothing or every
 face is wanted, the full-range model and tiles of large photos) -> square crop (``facevision.face.crop``, the same functions
@@ -17,24 +19,27 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from facevision.face.crop import CropConfig, crop_image, crop_to_original, upright_face_crop
 from facevision.face.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces
 from facevision.env import CHECKPOINT_ENV
+from facevision.fit.complete import CompleteConfig
 from facevision.fit.model_fit import FitConfig, ModelFit, fit_face_model
 from facevision.maps.landmarks import LandmarkConfig, landmarks_from_corr, landmarks_to_original
 from facevision.maps.pose import Pose, PoseConfig, photo_pose, pose_from_maps
 from facevision.model.device import resolve_device
 from facevision.model.outputs import decode_outputs, mirror_averaged
 from facevision.common.conventions import check_corr, check_depth_px, check_mask
+from facevision.predict.records import FaceCrop, FaceMaps, PreparedFaces
 from meshing.types import MeshConfig
 
-__all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "FaceCrops", "Predictor", "Postprocessor",
+__all__ = ["PredictConfig", "FaceResult", "DetectedFaces", "Predictor", "Postprocessor",
            "default_checkpoint", "checkpoint_candidates", "CHECKPOINT_ENV", "CHECKPOINT_NAME", "space_files"]
 
 CHECKPOINT_NAME = "facevision_lfw128.safetensors"
@@ -50,16 +55,19 @@ class PredictConfig:
         full-range model, then tiles of large photos, when the first pass finds nothing; always, merged, when every
         face is wanted); None: the first pass only.
     mesh: meshing settings, or None to skip meshing (``--no-mesh``).
+    complete: for a turned face (|yaw| >= 35 deg) or where the maps' mesh is not one whole disc (holes, torn
+        strips, pieces), the mesh is the face-model fit moved onto the maps instead (:mod:`facevision.fit.complete`;
+        ``always``: for every face); None: the maps' mesh as it is (``--complete-mesh never``).
     landmarks, pose: direct read-out settings of the maps.
     fit: face-model fit settings, or None to read landmarks and pose directly from the maps.
     refine_visible: landmarks the fit finds visible take the direct read-out's position where that is
-        confident (off by default: on AFLW2000-3D the fit alone was better).
+        confident (off by default).
     mask_threshold: face probability above which a pixel is face.
     batch_size: faces per network call.
     all_faces: every detected face (True) or only the largest (False).
     freeze: on CPU, run the network prepared for inference: exported once to ONNX and run by ONNX Runtime
         (:mod:`facevision.model.onnx_network`, cached by :mod:`facevision.model.inference_cache`; no torch
-        import, ~35 % faster than TorchScript), else a TorchScript-frozen copy (:mod:`facevision.model.inference`);
+        import), else a TorchScript-frozen copy (:mod:`facevision.model.inference`);
         same outputs as the eager model to ~1e-5.
     threads: CPU threads of one network call (None = the library's default; ``predict`` with writer
         processes uses 1). Applies to the ONNX Runtime network; torch's own setting rules the torch paths.
@@ -75,6 +83,7 @@ class PredictConfig:
     detect: DetectConfig = field(default_factory=DetectConfig)
     search: SearchConfig | None = field(default_factory=SearchConfig)
     mesh: MeshConfig | None = field(default_factory=MeshConfig)
+    complete: CompleteConfig | None = field(default_factory=CompleteConfig)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     fit: FitConfig | None = field(default_factory=FitConfig)
@@ -109,7 +118,8 @@ class FaceResult:
     crop: (S, S, 3) uint8 RGB. depth_px: (S, S) float32 depth in crop px (:mod:`facevision.common.conventions`), 0 outside
     the mask. corr: (S, S, 3) float32 (u, v, w) in [0, 1], 0 outside. mask: (S, S) bool.
     mesh: meshing.FaceMesh in crop px (mesh frame: X = column, Y = S - 1 - row, Z = depth), or None;
-    :func:`facevision.predict.mesh_frame.photo_frame_mesh` gives it in photo px (what predict writes).
+    :func:`facevision.predict.mesh_frame.photo_frame_mesh` gives it in photo px (what predict writes);
+    mesh_source: "maps" (meshed from the maps) or "fit" (the fit moved onto the maps, :mod:`facevision.fit.complete`).
     landmarks68: (68, 2) original px; landmarks68_crop: (68, 2) crop px; landmark_residual: (68,) of the
     direct read-out (large = point not visible, see :class:`facevision.maps.landmarks.Landmarks`), None
     when the fit gave the landmarks (the direct read-out is then skipped unless ``refine_visible``);
@@ -118,7 +128,7 @@ class FaceResult:
     fit (:class:`facevision.fit.model_fit.ModelFit`, crop frame) or None; landmarks_source: "model_fit" or "direct".
     pose: yaw/pitch/roll in degrees (:mod:`facevision.maps.pose`). timings: ms per stage.
     error: why the face could not be reconstructed (then landmarks/pose/mesh are None); refused: it was not
-    tried, its way up being unknown (:class:`FaceCrops`; ``error`` says why).
+    tried, its way up being unknown (:class:`~facevision.predict.records.FaceCrop`'s ``refusal``; ``error`` says why).
     """
 
     index: int
@@ -142,6 +152,7 @@ class FaceResult:
     error: str | None = None
     refused: bool = False
     crop_angle: float = 0.0
+    mesh_source: str = "maps"
 
     @property
     def ok(self) -> bool:
@@ -179,7 +190,7 @@ class FaceResult:
         if self.pose is not None:
             out["pose"] = self.pose.to_dict()
         if self.mesh is not None:
-            out["mesh"] = {"vertices": self.mesh.n_vertices, "faces": self.mesh.n_faces}
+            out["mesh"] = {"vertices": self.mesh.n_vertices, "faces": self.mesh.n_faces, "source": self.mesh_source}
         out["timings_ms"] = {k: round(float(v), 3) for k, v in self.timings.items()}
         return out
 
@@ -193,22 +204,11 @@ class DetectedFaces(list):
         self.found = len(self) if found is None else int(found)
 
 
-class FaceCrops(NamedTuple):
-    """What :meth:`Predictor.crop_faces` cuts: crops (B, S, S, 3) uint8, their integer crop boxes (photo px) and
-    angles (degrees, :mod:`facevision.face.crop`), and per face the reason it is refused (its way up cannot be told)
-    or None."""
-
-    crops: np.ndarray
-    boxes: list[tuple[int, int, int, int]]
-    angles: list[float]
-    refusals: list[str | None]
-
-
 class Postprocessor:
-    """Maps of one face -> :class:`FaceResult`: face-model fit (landmarks, visibility, pose), the direct read-out
-    where the fit is off or fails, and the mesh. numpy, scipy and Open3D only, never torch: this is the part of
-    the pipeline that ``facevision predict``'s writer processes run (:mod:`facevision.predict.writer`), each with
-    its own instance (the face model and reference are loaded once per instance).
+    """One face's crop and maps -> :class:`FaceResult`: face-model fit (landmarks, visibility, pose), the direct
+    read-out where the fit is off or fails, and the mesh. numpy, scipy and Open3D only, never torch: this is the
+    part of the pipeline that ``facevision predict``'s writer processes run (:mod:`facevision.predict.writer`),
+    each with its own instance (the face model and reference are loaded once per instance).
 
     config: the pipeline's settings (fit, landmarks, pose, mesh, refine_visible; the crop size is the maps' side).
     """
@@ -228,61 +228,72 @@ class Postprocessor:
                                  f"vertices, its reference {self.config.reference or '(package)'} "
                                  f"{len(self.reference.raw_vertices)}: they belong to different spaces")
 
-    def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
-                    crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
-                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0,
-                    refusal: str | None = None) -> FaceResult:
-        """Maps of one face -> :class:`FaceResult` with landmarks, pose and (if configured) mesh.
+    def postprocess(self, crop: FaceCrop, maps: FaceMaps, index: int = 0) -> FaceResult:
+        """One face's crop and maps -> :class:`FaceResult` with landmarks, pose and (if configured) mesh;
+        ``index``: the face's number in its photo.
 
-        Maps follow :mod:`facevision.common.conventions` (checked: a ValueError names what is wrong). A face whose maps
-        cannot be used (too small a mask, meshing failure) gets ``error`` set; so does a face refused before
-        (``refusal``: the reason, :class:`FaceCrops`), with nothing read from its maps.
+        Maps follow :mod:`facevision.common.conventions` (checked: a ValueError names what is wrong). A face whose
+        maps cannot be used (too small a mask, meshing failure) gets ``error`` set; so does a refused crop
+        (``crop.refusal``), with nothing read from its maps. ``timings``: the crop's, the network's
+        (``maps.network_ms``), then this stage's, and their ``total``.
         """
-        from meshing import MeshingError, mesh_from_maps
+        from meshing import MeshingError
 
-        size = int(depth_px.shape[0])
-        shape = check_depth_px(depth_px, "postprocess: depth_px").shape
-        check_corr(corr, shape, "postprocess: corr")
-        check_mask(mask, shape, "postprocess: mask")
-        timings = dict(timings or {})
-        crop_box = tuple(int(v) for v in crop_box)
-        bbox = tuple(float(v) for v in (bbox if bbox is not None else crop_box))
-        res = FaceResult(index=index, bbox=bbox, score=score, crop_box=crop_box, crop=crop, depth_px=depth_px,
-                         corr=corr, mask=mask, timings=timings, crop_angle=float(crop_angle))
-        if refusal is not None:
-            res.error, res.refused = refusal, True
+        res = _new_result(crop, maps, index)
+        if crop.refusal is not None:
+            res.error, res.refused = crop.refusal, True
             return res
         try:
-            fit = None
-            if self.config.fit is not None:
-                t = time.perf_counter()
-                try:
-                    fit = fit_face_model(depth_px, corr, mask, self.face_model, self.config.fit, self.reference)
-                except ValueError:
-                    fit = None  # too little of the face model in view: the direct read-out stands in
-                timings["fit"] = _ms(t)
-            if fit is None or self.config.refine_visible:
-                t = time.perf_counter()
-                lm = landmarks_from_corr(corr, mask, self.reference, self.config.landmarks)
-                res.landmarks68_crop = lm.points
-                res.landmark_residual = lm.residual
-                timings["landmarks"] = _ms(t)
-            if fit is not None:
-                self._use_fit(res, fit)
-            else:
-                t = time.perf_counter()
-                res.pose = pose_from_maps(depth_px, corr, mask, self.reference, self.config.pose)
-                timings["pose"] = _ms(t)
-            res.landmarks68 = landmarks_to_original(res.landmarks68_crop, crop_box, size, crop_angle)
-            res.pose = photo_pose(res.pose, crop_angle)
-            if self.config.mesh is not None:
-                t = time.perf_counter()
-                res.mesh = mesh_from_maps(depth_px, mask=mask, image=crop, corr=corr, config=self.config.mesh)
-                timings["mesh"] = _ms(t)
+            self._read_maps(res)
         except (ValueError, MeshingError) as exc:
             res.error = f"no usable face surface in the prediction ({exc})"
-        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        res.timings["total"] = sum(v for k, v in res.timings.items() if k != "total")
         return res
+
+    def _read_maps(self, res: FaceResult) -> None:
+        """Landmarks, pose and mesh of ``res`` from its maps: the face-model fit, else the direct read-out."""
+        from meshing import mesh_from_maps
+
+        fit = self._fit(res) if self.config.fit is not None else None
+        if fit is None or self.config.refine_visible:
+            with _timed(res.timings, "landmarks"):
+                lm = landmarks_from_corr(res.corr, res.mask, self.reference, self.config.landmarks)
+            res.landmarks68_crop, res.landmark_residual = lm.points, lm.residual
+        if fit is not None:
+            self._use_fit(res, fit)
+        else:
+            with _timed(res.timings, "pose"):
+                res.pose = pose_from_maps(res.depth_px, res.corr, res.mask, self.reference, self.config.pose)
+        size = int(res.depth_px.shape[0])
+        res.landmarks68 = landmarks_to_original(res.landmarks68_crop, res.crop_box, size, res.crop_angle)
+        res.pose = photo_pose(res.pose, res.crop_angle)
+        if self.config.mesh is not None:
+            with _timed(res.timings, "mesh"):
+                res.mesh = mesh_from_maps(res.depth_px, mask=res.mask, image=res.crop, corr=res.corr,
+                                          config=self.config.mesh)
+                self._complete_mesh(res)
+
+    def _complete_mesh(self, res: FaceResult) -> None:
+        """``res.mesh`` from the fit moved onto the maps where ``config.complete`` asks for it."""
+        from facevision.fit.complete import completed_face_mesh, needs_completion
+
+        cfg = self.config.complete
+        if cfg is None or res.model_fit is None or not needs_completion(res.mesh, res.model_fit, cfg):
+            return
+        res.mesh = completed_face_mesh(res.model_fit, res.depth_px, res.mask, res.crop, self.config.mesh,
+                                       self.face_model.mirror, self.reference.vertices, cfg)
+        res.mesh_source = "fit"
+
+    def _fit(self, res: FaceResult) -> ModelFit | None:
+        """The face-model fit of ``res``'s maps, or None when too little of the face model is in view (the direct
+        read-out stands in)."""
+        t = time.perf_counter()
+        try:
+            fit = fit_face_model(res.depth_px, res.corr, res.mask, self.face_model, self.config.fit, self.reference)
+        except ValueError:
+            fit = None
+        res.timings["fit"] = _ms(t)
+        return fit
 
     def _use_fit(self, res: FaceResult, fit: ModelFit) -> None:
         """Landmarks, visibility and pose of ``res`` from the face-model fit (crop frame)."""
@@ -297,6 +308,29 @@ class Postprocessor:
         res.landmarks68_3d = crop_to_original(p3, res.crop_box, int(res.crop.shape[0]), res.crop_angle)
         res.landmarks_source = "model_fit"
         res.pose = fit.pose
+
+
+def _new_result(crop: FaceCrop, maps: FaceMaps, index: int) -> FaceResult:
+    """The :class:`FaceResult` of one face before anything is read from its maps (checked here)."""
+    shape = check_depth_px(maps.depth_px, "postprocess: depth_px").shape
+    check_corr(maps.corr, shape, "postprocess: corr")
+    check_mask(maps.mask, shape, "postprocess: mask")
+    timings = dict(crop.timings)
+    if maps.network_ms is not None:
+        timings["network"] = maps.network_ms
+    box = tuple(int(v) for v in crop.box)
+    bbox = tuple(float(v) for v in (crop.bbox if crop.bbox is not None else box))
+    return FaceResult(index=index, bbox=bbox, score=crop.score, crop_box=box, crop=crop.image,
+                      depth_px=maps.depth_px, corr=maps.corr, mask=maps.mask, timings=timings,
+                      crop_angle=float(crop.angle))
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """``timings[stage]``: ms the block took (not set when it raises)."""
+    t = time.perf_counter()
+    yield
+    timings[stage] = _ms(t)
 
 
 def checkpoint_candidates() -> list[Path]:
@@ -333,8 +367,13 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-class Predictor:
-    """Photo -> list of :class:`FaceResult`. Holds the network (state), so a class.
+class Predictor(Postprocessor):
+    """Photo -> list of :class:`FaceResult`. Holds the network (state), so a class; its :meth:`postprocess` is
+    :class:`Postprocessor`'s.
+
+    Stages: :meth:`prepare` (photo -> :class:`FaceCrop` per face: :meth:`detect`, then :meth:`crop`),
+    :meth:`run_network` (crops -> :class:`FaceMaps`, batched), :meth:`postprocess` (one crop and its maps ->
+    :class:`FaceResult`).
 
     model: a module mapping (B, 3, S, S) RGB in [0, 1] to ``(depth, corr, mask_logits)`` (see
     :class:`facevision.model.generator.DualUnetGenerator`); it is put in eval mode on ``device``. Or an
@@ -357,21 +396,18 @@ class Predictor:
         size = int(getattr(getattr(model, "config", None), "image_size", config.crop.size))
         if config.crop.size != size:
             config = replace(config, crop=replace(config.crop, size=size))
-        self.config = config
         if config.freeze and str(self.device) == "cpu" and not self.numpy_network:
             from facevision.model.inference import freeze_for_inference
 
             self.model = freeze_for_inference(self.model, size, self.device)
-        self.postprocessor = Postprocessor(config)
-        self.reference = self.postprocessor.reference
-        self.face_model = self.postprocessor.face_model
+        super().__init__(config)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
                         config: PredictConfig | None = None) -> "Predictor":
         """Load a generator checkpoint (.safetensors; default :func:`default_checkpoint`). On CPU with
         ``config.freeze`` the network comes from :mod:`facevision.model.inference_cache` (exported to ONNX once,
-        then loaded in ~0.1 s without importing torch)."""
+        then loaded without importing torch)."""
         path = Path(path) if path is not None else default_checkpoint()
         dev = resolve_device(device)
         cfg = config or PredictConfig()
@@ -398,6 +434,16 @@ class Predictor:
         return int(self.config.crop.size)
 
     # ------------------------------------------------------------------ stages
+    def prepare(self, photo: np.ndarray, all_faces: bool | None = None) -> PreparedFaces:
+        """(H, W, 3) uint8 RGB photo -> one :class:`FaceCrop` per face to process (:meth:`detect`, then
+        :meth:`crop`), largest first; ``found`` counts every face found. Each crop's timings: detect and crop ms
+        per face."""
+        t = time.perf_counter()
+        faces = self.detect(photo, all_faces)
+        detect_ms = _ms(t) / max(len(faces), 1)
+        found = getattr(faces, "found", len(faces))  # a subclass's detect may return a plain list
+        return PreparedFaces(self.crop(photo, faces, {"detect": detect_ms}), found)
+
     def detect(self, image_rgb: np.ndarray, all_faces: bool | None = None) -> DetectedFaces:
         """Faces to process, largest first (only the largest unless ``all_faces``); ``found`` on the list counts
         every face found. With ``all_faces`` every pass of :func:`facevision.face.detect.find_faces` runs (full-range
@@ -408,25 +454,40 @@ class Predictor:
         faces = sorted(found, key=lambda f: -f.width * f.height)
         return DetectedFaces(faces if all_faces else faces[:1], len(faces))
 
-    def crop_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox]) -> "FaceCrops":
-        """Upright crops of ``faces`` (:func:`facevision.face.crop.upright_face_crop`: faces at any roll, an upside-down
-        one turned the right way up by the detector's second look, or refused with its reason)."""
+    def crop(self, photo: np.ndarray, faces: Sequence[FaceBox], timings: Mapping[str, float] | None = None
+             ) -> list[FaceCrop]:
+        """Upright crops of ``faces`` (:func:`facevision.face.crop.upright_face_crop`: faces at any roll, an
+        upside-down one turned the right way up by the detector's second look, or refused with its reason).
+        Each crop's timings: ``timings``, then the crop's ms per face."""
         def detect(image: np.ndarray) -> list[FaceBox]:
             return detect_faces(image, self.config.detect)  # this module's name: tests replace it
 
-        placed = [upright_face_crop(image_rgb, f.box, f.keypoints, self.config.crop, detect, f.score or 0.0)
+        t = time.perf_counter()
+        placed = [upright_face_crop(photo, f.box, f.keypoints, self.config.crop, detect, f.score or 0.0)
                   for f in faces]
-        crops = np.stack([crop_image(image_rgb, u.crop_box, self.size, u.angle) for u in placed]) if placed else \
-            np.zeros((0, self.size, self.size, 3), np.uint8)
-        return FaceCrops(crops, [u.crop_box for u in placed], [u.angle for u in placed],
-                         [None if u.trusted else u.reason for u in placed])
+        images = [crop_image(photo, u.crop_box, self.size, u.angle) for u in placed]
+        stages = {**(timings or {}), "crop": _ms(t) / max(len(faces), 1)}
+        return [FaceCrop(image, u.crop_box, u.angle, None if u.trusted else u.reason, tuple(f.box), f.score,
+                         dict(stages)) for f, u, image in zip(faces, placed, images)]
 
-    def run_network(self, crops: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run_network(self, crops: Sequence[FaceCrop], batch_size: int | None = None) -> list[FaceMaps]:
+        """The maps of each crop, batched by ``batch_size`` (default ``config.batch_size``); each records the
+        network's ms per face. Given an (B, S, S, 3) uint8 array of crops instead, the maps as arrays
+        (:meth:`network_arrays`)."""
+        if isinstance(crops, np.ndarray):
+            return self.network_arrays(crops, batch_size)
+        if not crops:
+            return []
+        t = time.perf_counter()
+        depth, corr, mask = self.network_arrays(np.stack([c.image for c in crops]), batch_size)
+        ms = _ms(t) / len(crops)
+        return [FaceMaps(depth[i], corr[i], mask[i], ms) for i in range(len(crops))]
+
+    def network_arrays(self, crops: np.ndarray, batch_size: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, S, S, 3) uint8 crops -> depth_px (B, S, S) float32 (crop px, 0 outside the mask),
         corr (B, S, S, 3) float32 (0 outside), mask (B, S, S) bool; batched by ``batch_size``."""
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
-            raise ValueError(f"crops must be (B, {self.size}, {self.size}, 3), got {crops.shape}")
+        crops = _checked_crops(np.asarray(crops), self.size)
         bs = int(batch_size or self.config.batch_size)
         run = self._run_numpy if self.numpy_network else self._run_torch
         maps = [run(crops[i:i + bs]) for i in range(0, len(crops), bs)]
@@ -451,40 +512,39 @@ class Predictor:
             x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
             return self._maps(x.permute(0, 3, 1, 2).float().div_(255.0))
 
-    def postprocess(self, crop: np.ndarray, depth_px: np.ndarray, corr: np.ndarray, mask: np.ndarray,
-                    crop_box: Sequence[int], bbox: Sequence[float] | None = None, score: float | None = None,
-                    index: int = 0, timings: dict[str, float] | None = None, crop_angle: float = 0.0,
-                    refusal: str | None = None) -> FaceResult:
-        """Maps of one face -> :class:`FaceResult` (:meth:`Postprocessor.postprocess`: landmarks, pose, mesh)."""
-        return self.postprocessor.postprocess(crop, depth_px, corr, mask, crop_box, bbox, score, index, timings,
-                                              crop_angle, refusal)
+    # ------------------------------------------------------------------ stages together
+    def predict_face_crops(self, crops: Sequence[FaceCrop]) -> list[FaceResult]:
+        """Crops already cut (:meth:`crop`, or your own :class:`FaceCrop`) -> one result each (network, then
+        :meth:`postprocess`; ``index`` = position in ``crops``)."""
+        maps = self.run_network(crops)
+        return [self.postprocess(c, m, index=i) for i, (c, m) in enumerate(zip(crops, maps))]
 
     def predict_crops(self, crops: np.ndarray, crop_boxes: Sequence[Sequence[int]],
                       bboxes: Sequence[Sequence[float]] | None = None, scores: Sequence[float | None] | None = None,
                       timings: Sequence[dict[str, float]] | None = None,
                       crop_angles: Sequence[float] | None = None,
                       refusals: Sequence[str | None] | None = None) -> list[FaceResult]:
-        """Crops already cut (e.g. by :meth:`crop_faces`) + their crop boxes -> results (no detector).
+        """The arrays form of :meth:`predict_face_crops`: crops you cut yourself + their crop boxes -> results.
 
-        crops: (B, S, S, 3) uint8; crop_boxes: B integer squares in original px; crop_angles: B angles
-        (degrees, :mod:`facevision.face.crop`), 0 when None; refusals: B reasons to refuse a face, or None (:class:`FaceCrops`).
+        crops: (B, S, S, 3) uint8; crop_boxes: B integer squares in original px; then per face, each optional:
+        detector boxes, scores, timings, crop angles (degrees, :mod:`facevision.face.crop`; 0 when None) and
+        reasons to refuse it (:class:`FaceCrop`).
         """
-        crops = np.asarray(crops)
+        crops = _checked_crops(np.asarray(crops), self.size)
         if len(crop_boxes) != len(crops):
             raise ValueError(f"{len(crops)} crops but {len(crop_boxes)} crop boxes")
-        t = time.perf_counter()
-        depth, corr, mask = self.run_network(crops)
-        per_face = _ms(t) / max(len(crops), 1)
-        out = []
-        for i in range(len(crops)):
-            tm = dict(timings[i]) if timings is not None else {}
-            tm["network"] = per_face
-            out.append(self.postprocess(crops[i], depth[i], corr[i], mask[i], crop_boxes[i],
-                                        None if bboxes is None else bboxes[i],
-                                        None if scores is None else scores[i], index=i, timings=tm,
-                                        crop_angle=0.0 if crop_angles is None else float(crop_angles[i]),
-                                        refusal=None if refusals is None else refusals[i]))
-        return out
+        n = len(crops)
+        faces = [FaceCrop(crop, tuple(box), float(angle or 0.0), refusal, None if bbox is None else tuple(bbox), score,
+                          dict(tm or {}))
+                 for crop, box, bbox, score, tm, angle, refusal in zip(crops, crop_boxes, _each(bboxes, n),
+                                                                       _each(scores, n), _each(timings, n),
+                                                                       _each(crop_angles, n), _each(refusals, n))]
+        return self.predict_face_crops(faces)
+
+    def predict_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox],
+                      timings: dict[str, float] | None = None) -> list[FaceResult]:
+        """Faces already found (detector boxes in photo px, e.g. from :meth:`detect`) -> one result each."""
+        return self.predict_face_crops(self.crop(image_rgb, faces, timings))
 
     def __call__(self, image_rgb: np.ndarray | str | os.PathLike, all_faces: bool | None = None) -> list[FaceResult]:
         """(H, W, 3) uint8 **RGB** photo, or a path (read with ``facevision.face.images.read_photo``: EXIF-upright RGB,
@@ -499,22 +559,19 @@ class Predictor:
         image_rgb = np.asarray(image_rgb)
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
-        t = time.perf_counter()
-        faces = self.detect(image_rgb, all_faces)
-        t_det = _ms(t) / max(len(faces), 1)
-        return self.predict_faces(image_rgb, faces, {"detect": t_det})
+        return self.predict_face_crops(self.prepare(image_rgb, all_faces))
 
-    def predict_faces(self, image_rgb: np.ndarray, faces: Sequence[FaceBox],
-                      timings: dict[str, float] | None = None) -> list[FaceResult]:
-        """Faces already found (detector boxes in photo px, e.g. from :meth:`detect`) -> one result each."""
-        if not faces:
-            return []
-        t = time.perf_counter()
-        cut = self.crop_faces(image_rgb, faces)
-        t_crop = _ms(t) / len(faces)
-        timings = [{**(timings or {}), "crop": t_crop} for _ in faces]
-        return self.predict_crops(cut.crops, cut.boxes, [f.box for f in faces], [f.score for f in faces], timings,
-                                  cut.angles, cut.refusals)
+
+def _each(values: Sequence[Any] | None, n: int) -> Sequence[Any]:
+    """``values``, or ``n`` times None when it is None."""
+    return [None] * n if values is None else values
+
+
+def _checked_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """``crops`` when it is (B, size, size, 3); else a ValueError naming its shape."""
+    if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
+        raise ValueError(f"crops must be (B, {size}, {size}, 3), got {crops.shape}")
+    return crops
 
 
 def space_files(checkpoint: str | Path) -> tuple[Path, Path] | None:

@@ -2,12 +2,11 @@
 
 One page, **one 3D viewer**: a strip of thumbnails (one per face) picks the face shown; the viewer is a
 single WebGL canvas (``assets/report_viewer.js``, inlined into the page from ``assets/report_page.html``; no
-library), so the page never holds more
-than one WebGL context, however many faces it lists (browsers drop the oldest beyond about 16, which
-blanked the 3D views of larger reports). Each face's data, its decimated display mesh (at most
+library), so the page never holds more than one WebGL context, however many faces it lists (browsers drop the
+oldest beyond about 16). Each face's data, its decimated display mesh (at most
 ``ReportConfig.display_triangles`` triangles, vertex clustering; the files keep the full mesh), its maps and
 preview (JPEG), sits in its own inline JSON block that is parsed, decoded and uploaded only when the face is
-selected. Size: about 100-150 kB per face (a 40-photo report stays well under 8 MB) plus ~15 kB of page.
+selected, so the page grows linearly with the faces (docs/predict.md gives its size).
 Selection: click a thumbnail, the arrow keys, or ``report.html#face=N``. Everything is read back from the
 files the batch wrote, so skipped (already finished) inputs appear too.
 """
@@ -42,6 +41,13 @@ class ReportConfig:
     preview_width: int = 960
     jpeg_quality: int = 82
     canvas: int = 480
+
+    def __post_init__(self) -> None:
+        for name in ("display_triangles", "preview_width", "canvas"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= int(self.jpeg_quality) <= 100:
+            raise ValueError(f"ReportConfig.jpeg_quality must be in [0, 100], got {self.jpeg_quality!r}")
 
 
 def _jpeg_uri(image: np.ndarray, quality: int, width: int | None = None) -> str:

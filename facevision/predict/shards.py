@@ -1,7 +1,7 @@
 """``facevision predict --shard K/N``: a deterministic 1/N of the inputs, and the merge of the shards' summaries.
 
 A photo's shard is a hash of its output folder name as the whole input list names it without looking at
-OUT (:func:`facevision.predict.batch.output_names`): the same on every machine and in every run, whatever
+OUT (:func:`facevision.predict.out_folder.output_names`): the same on every machine and in every run, whatever
 the order of the arguments or where the collection is mounted, so N jobs given the same paths (a SLURM
 array, Kubernetes jobs, a shell loop over hosts) process every photo exactly once. Shards write disjoint
 folders ``OUT/<name>/`` and their own ``OUT/summary.shard-K-of-N.json``; the shard that finds all N
@@ -9,7 +9,7 @@ summaries in OUT merges them into ``OUT/summary.json``, and ``facevision merge-s
 later (e.g. after copying the shards' OUT folders from several machines into one). The merge also lists
 every other photo finished in OUT (``earlier_batch``), so summary.json stays OUT's index; a shard whose
 run was interrupted is not merged until it is run again. Shards of one N may write into one OUT at the
-same time (:class:`facevision.predict.batch.OutputFolderLock`); a second run of the same K/N is refused.
+same time (:class:`facevision.predict.lock.OutputFolderLock`); a second run of the same K/N is refused.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ Kinds (:class:`WriterConfig`):
 * **process** (the default on Linux): worker processes forked from the calling process, so the modules it
   imported and the assets it loaded are shared and nothing is pickled at start (``preload`` imports the rest
   once before the fork; ``gc.freeze`` keeps the workers' garbage collector off the shared pages). Processes,
-  not threads: finishing a face is ~90 ms of CPU, most of it numpy, text formatting, PNG encoding and Open3D
-  with the GIL held, so writer threads used ~1.2 of 2 cores. Tasks and results go through one pipe per worker,
+  not threads: finishing a face is CPU work, most of it numpy, text formatting, PNG encoding and Open3D with
+  the GIL held, so writer threads share about one core. Tasks and results go through one pipe per worker,
   so the calling process knows which task each worker holds: a worker that dies (killed, out of memory) fails
   exactly that task, with its signal in the reason, and is replaced; the others go on. Workers never run torch
   (the postprocessing is numpy, scipy, OpenCV and Open3D); should a task use it anyway (FLAME registration) it
@@ -77,8 +77,7 @@ def retain_freed_memory() -> bool:
 
     By default every numpy temporary above 128 kB is its own mmap, returned on free: the next one page-faults
     its memory in again. The writer's rasterizer, PNG encoder and mesh code allocate such temporaries by the
-    dozen per face: writing one face's files took 25 ms of system CPU, 9 ms with this (the file operations;
-    measured on LFW photos). Call it in a process of our own (a writer process, the command line), not in a
+    dozen per face, so this saves most of a writer's system CPU. Call it in a process of our own (a writer process, the command line), not in a
     library user's process. Returns False where it does not apply (not glibc)."""
     if not sys.platform.startswith("linux"):
         return False
@@ -100,9 +99,9 @@ def fork_available() -> bool:
 
 
 def default_workers(kind: str = "process") -> int:
-    """Workers when not chosen. Processes: one per CPU core plus one, at most 8 (each writer also waits ~40 ms
-    per photo on its files' fsync on the development machine's disk, next to ~80 ms of CPU; the calling
-    process's reading, detection and network take ~18 ms). Threads: one per core, 1 to 4."""
+    """Workers when not chosen. Processes: one per CPU core plus one, at most 8 (each writer also waits on its
+    files' fsync, next to its CPU work; the calling process's reading, detection and network take far less per
+    photo than a writer's). Threads: one per core, 1 to 4."""
     cores = os.cpu_count() or 1
     return max(1, min(8, cores + 1)) if kind == "process" else max(1, min(4, cores))
 

@@ -5,10 +5,12 @@ from dataclasses import dataclass
 
 from facevision.config import DictConfig
 
+GAN_MODES = ("lsgan", "vanilla")
+
 
 @dataclass
 class TrainConfig(DictConfig):
-    """Optimisation and loss settings.
+    """Optimisation and loss settings; checked when built (ValueError naming the field).
 
     Loss per task t in {depth, corr} (paper Eq. 1):
         L_G,t = adv_weight * L_adv,t + l1_weight * L1(pred, label) + grad_weight * L1(grad pred, grad label)
@@ -19,6 +21,7 @@ class TrainConfig(DictConfig):
     l1_weight 100 follows pix2pix; maps are in [0, 1] so their L1 terms are ~1e-2.
     decay_epochs: as pix2pix, keep the learning rates constant, then decay them linearly to 0 over
     the last ``decay_epochs`` epochs (0 = constant). Computed from the global step, so resume-safe.
+    lr, lr_disc: 0 freezes the weights (batch-norm statistics still move). epochs 0 only sets the run up.
     """
 
     epochs: int = 20
@@ -38,3 +41,20 @@ class TrainConfig(DictConfig):
     vis_samples: int = 8
     max_steps_per_epoch: int | None = None
     amp: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.batch_size) < 1:
+            raise ValueError(f"TrainConfig.batch_size must be at least 1, got {self.batch_size!r}")
+        for name in ("lr", "lr_disc", "adv_weight", "l1_weight", "grad_weight", "mask_weight"):
+            if not float(getattr(self, name)) >= 0.0:  # also refuses NaN
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("epochs", "decay_epochs", "num_workers", "seed", "vis_samples"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if len(self.betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in self.betas):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.gan_mode not in GAN_MODES:
+            raise ValueError(f"TrainConfig.gan_mode must be one of {', '.join(GAN_MODES)}, got {self.gan_mode!r}")
+        if self.max_steps_per_epoch is not None and int(self.max_steps_per_epoch) < 1:
+            raise ValueError(f"TrainConfig.max_steps_per_epoch must be at least 1 or None, "
+                             f"got {self.max_steps_per_epoch!r}")

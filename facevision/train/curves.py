@@ -33,14 +33,23 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))  # RGB
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+_LEFT, _RIGHT, _TOP, _BOTTOM = 58, 10, 24, 26  # a panel's margins around its plot area (px)
+_MIN_PANEL = (_LEFT + _RIGHT + 13, _TOP + _BOTTOM + 1)  # the smallest panel with a plot area
 
 
 @dataclass(frozen=True)
 class CurvesConfig:
-    """panel: (width, height) of one panel in px; columns: panels per row."""
+    """panel: (width, height) of one panel in px (at least what its margins take); columns: panels per row.
+    Checked when built (ValueError naming the field)."""
 
     panel: tuple[int, int] = (360, 240)
     columns: int = 4
+
+    def __post_init__(self) -> None:
+        if len(self.panel) != 2 or int(self.panel[0]) < _MIN_PANEL[0] or int(self.panel[1]) < _MIN_PANEL[1]:
+            raise ValueError(f"CurvesConfig.panel must be (width, height) of at least {_MIN_PANEL} px, got {self.panel!r}")
+        if int(self.columns) < 1:
+            raise ValueError(f"CurvesConfig.columns must be at least 1, got {self.columns!r}")
 
 
 def read_log(path: str | Path) -> dict[str, np.ndarray]:
@@ -66,7 +75,7 @@ def _panel(title: str, x: np.ndarray, series: dict[str, np.ndarray], size: tuple
     """One line chart: (H, W, 3) uint8 RGB, white, title on top, min / mid / max ticks on y, epochs on x."""
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 58, 10, 24, 26
+    left, right, top, bottom = _LEFT, _RIGHT, _TOP, _BOTTOM
     _text(img, title, (left, 16), 0.42)
     x0, x1, y0, y1 = left, w - right, top, h - bottom
     cv2.rectangle(img, (x0, y0), (x1, y1), (160, 160, 160), 1)

@@ -25,7 +25,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -166,6 +166,40 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
+@dataclass
+class _Run:
+    """What the stages of :func:`train` share: the run's settings, data, networks, optimisers and counters."""
+
+    cfg: TrainConfig
+    data: str | Path
+    out: Path
+    dev: torch.device
+    dist: Dist
+    model_config: ModelConfig
+    train_set: FaceMapsDataset
+    val_set: FaceMapsDataset | None
+    generator: torch.nn.Module
+    disc_depth: torch.nn.Module
+    disc_corr: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    start_epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+    best: float = math.inf
+    sampler: Sampler | None = None
+    train_loader: DataLoader | None = None
+    val_loader: DataLoader | None = None
+    steps_per_epoch: int = 0
+    vis_indices: frozenset[int] = frozenset()
+    autocast: Callable[[], ContextManager] = nullcontext
+    scaler: torch.amp.GradScaler | None = None
+
+    @property
+    def last_pt(self) -> Path:
+        return self.out / "last.pt"
+
+
 def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
           model_config: ModelConfig | None = None, device: str = "auto", resume: bool = False,
           save_every_steps: int = 0, progress: bool = True, init_generator: str | Path | None = None) -> dict[str, Any]:
@@ -178,14 +212,44 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
         DatasetFormatError: the dataset folder is missing or malformed.
         RunFolderError: ``out`` already holds a run and ``resume`` is False.
     """
-    cfg = config or TrainConfig()
-    out = Path(out)
+    run = _set_up(data, Path(out), config or TrainConfig(), model_config, device, resume, init_generator)
+    row: dict[str, Any] = {}
+    run.generator.train()
+    for epoch in range(run.start_epoch, run.cfg.epochs):
+        means, timing = _train_epoch(run, epoch, save_every_steps, progress)
+        row = _end_epoch(run, epoch, means, timing, progress)
+    if run.dist.world > 1:
+        torch.distributed.destroy_process_group()
+    return row
+
+
+# ----------------------------------------------------------------------------- set-up
+def _set_up(data: str | Path, out: Path, cfg: TrainConfig, model_config: ModelConfig | None, device: str,
+            resume: bool, init_generator: str | Path | None) -> _Run:
+    """Device, seed, starting point, data, networks and optimisers (restored on resume), loaders; writes
+    ``config.json``."""
     dev = torch.device(resolve_device(device))
     dist = _init_distributed(dev)
     if dist.world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     torch.manual_seed(cfg.seed + dist.rank)
+    state, model_config, init_state = _starting_point(out, dist, resume, model_config, init_generator)
+    train_set, val_set = _datasets(data, cfg, dist)
+    model_config = _sized_model_config(model_config, train_set.size, data, fresh=state is None)
+    run = _Run(cfg, data, out, dev, dist, model_config, train_set, val_set,
+               *_networks(model_config, init_state, cfg, dev))
+    if state is not None:
+        _restore(run, state)
+    _distribute_and_load(run)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", {"train": cfg.to_dict(), "model": model_config.to_dict(), "data": str(data)})
+    return run
 
+
+def _starting_point(out: Path, dist: Dist, resume: bool, model_config: ModelConfig | None,
+                    init_generator: str | Path | None) -> tuple[dict[str, Any] | None, ModelConfig, dict | None]:
+    """(training state of ``last.pt`` when resuming, model config, generator weights of ``init_generator``)."""
     state: dict[str, Any] | None = None
     last_pt = out / "last.pt"
     if dist.main:
@@ -201,8 +265,11 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
 
         init_model = load_generator(init_generator, "cpu")
         model_config, init_state = init_model.config, init_model.state_dict()
-    model_config = model_config or ModelConfig()
+    return state, model_config or ModelConfig(), init_state
 
+
+def _datasets(data: str | Path, cfg: TrainConfig, dist: Dist) -> tuple[FaceMapsDataset, FaceMapsDataset | None]:
+    """The train split (augmented unless ``cfg.augment`` is off) and the val split (None when it is empty)."""
     train_set = FaceMapsDataset(data, "train", AugmentConfig() if cfg.augment else None, seed=cfg.seed)
     # a small dataset may have no val split: train without validation (one warning) rather than stop
     has_val = any(s.get("split") == "val" for s in train_set.manifest["samples"])
@@ -210,13 +277,22 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     if val_set is None and dist.main:
         print(f"facevision train: warning: {data}: no samples in split 'val'; training without validation "
               "(no val metrics; best.safetensors follows the last epoch)", file=sys.stderr, flush=True)
-    size = train_set.size
-    check_input_size(size, model_config.encoder_depth, what=f"{data}: crop size")
-    if state is None:
-        model_config = replace(model_config, image_size=size)
-    elif model_config.image_size != size:
-        raise ValueError(f"{data}: crop size {size} differs from the resumed model's {model_config.image_size}")
+    return train_set, val_set
 
+
+def _sized_model_config(model_config: ModelConfig, size: int, data: str | Path, fresh: bool) -> ModelConfig:
+    """A new run's model takes the dataset's crop size; a resumed run's must already have it."""
+    check_input_size(size, model_config.encoder_depth, what=f"{data}: crop size")
+    if fresh:
+        return replace(model_config, image_size=size)
+    if model_config.image_size != size:
+        raise ValueError(f"{data}: crop size {size} differs from the resumed model's {model_config.image_size}")
+    return model_config
+
+
+def _networks(model_config: ModelConfig, init_state: dict | None, cfg: TrainConfig, dev: torch.device
+              ) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module, torch.optim.Optimizer, torch.optim.Optimizer]:
+    """Generator (``init_state`` loaded), depth and correspondence discriminators, and their Adam optimisers."""
     generator = DualUnetGenerator(model_config)
     if init_state is not None:
         generator.load_state_dict(init_state)
@@ -225,114 +301,140 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None,
     disc_corr = PatchDiscriminator(6, model_config.disc_channels).to(dev)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(list(disc_depth.parameters()) + list(disc_corr.parameters()), lr=cfg.lr_disc, betas=cfg.betas)
+    return generator, disc_depth, disc_corr, opt_g, opt_d
 
-    start_epoch, step, batch_in_epoch, best = 0, 0, 0, math.inf
-    if state is not None:
-        try:
-            generator.load_state_dict(state["generator"])
-            disc_depth.load_state_dict(state["disc_depth"])
-            disc_corr.load_state_dict(state["disc_corr"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-            start_epoch, step = int(state["epoch"]), int(state["step"])
-            batch_in_epoch, best = int(state.get("batch_in_epoch", 0)), float(state.get("best_score", math.inf))
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise CheckpointError(f"{last_pt}: training state does not match its model ({first})") from None
 
+def _restore(run: _Run, state: dict[str, Any]) -> None:
+    """Load a ``last.pt`` state into the run's networks, optimisers and counters; CheckpointError if it does not fit."""
+    try:
+        run.generator.load_state_dict(state["generator"])
+        run.disc_depth.load_state_dict(state["disc_depth"])
+        run.disc_corr.load_state_dict(state["disc_corr"])
+        run.opt_g.load_state_dict(state["opt_g"])
+        run.opt_d.load_state_dict(state["opt_d"])
+        run.start_epoch, run.step = int(state["epoch"]), int(state["step"])
+        run.batch_in_epoch, run.best = int(state.get("batch_in_epoch", 0)), float(state.get("best_score", math.inf))
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{run.last_pt}: training state does not match its model ({first})") from None
+
+
+def _distribute_and_load(run: _Run) -> None:
+    """DDP wrapping (several processes), sampler, data loaders, visualised samples and mixed precision."""
+    cfg, dev, dist = run.cfg, run.dev, run.dist
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [dev.index] if dev.type == "cuda" else None
-        generator, disc_depth, disc_corr = (DDP(m, device_ids=ids) for m in (generator, disc_depth, disc_corr))
+        run.generator, run.disc_depth, run.disc_corr = (DDP(m, device_ids=ids)
+                                                        for m in (run.generator, run.disc_depth, run.disc_corr))
         from torch.utils.data.distributed import DistributedSampler
-        sampler: Sampler = DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank, seed=cfg.seed)
+        run.sampler = DistributedSampler(run.train_set, num_replicas=dist.world, rank=dist.rank, seed=cfg.seed)
     else:
-        sampler = ResumableSampler(len(train_set), cfg.seed)
-
-    workers = cfg.num_workers
-    loader_kw = dict(num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=False)
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_set) > cfg.batch_size, **loader_kw)
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw) \
+        run.sampler = ResumableSampler(len(run.train_set), cfg.seed)
+    loader_kw = dict(num_workers=cfg.num_workers, pin_memory=dev.type == "cuda", persistent_workers=False)
+    run.train_loader = DataLoader(run.train_set, batch_size=cfg.batch_size, sampler=run.sampler,
+                                  drop_last=len(run.train_set) > cfg.batch_size, **loader_kw)
+    val_set = run.val_set
+    run.val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_kw) \
         if val_set is not None else None
-
-    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    run.steps_per_epoch = len(run.train_loader) if cfg.max_steps_per_epoch is None \
+        else min(len(run.train_loader), cfg.max_steps_per_epoch)
     # fixed validation samples for the PNG grids, spread over the split (so over many identities)
-    vis_indices = frozenset(np.linspace(0, len(val_set) - 1, min(cfg.vis_samples, len(val_set))).round().astype(int).tolist()) \
+    run.vis_indices = frozenset(np.linspace(0, len(val_set) - 1, min(cfg.vis_samples, len(val_set))).round().astype(int).tolist()) \
         if cfg.vis_samples > 0 and val_set is not None else frozenset()
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
+    run.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    run.autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
 
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", {"train": cfg.to_dict(), "model": model_config.to_dict(), "data": str(data)})
 
-    def snapshot(epoch: int, batch_idx: int) -> dict[str, Any]:
-        return {
-            "generator": _unwrap(generator).state_dict(), "disc_depth": _unwrap(disc_depth).state_dict(),
-            "disc_corr": _unwrap(disc_corr).state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "epoch": epoch, "step": step, "batch_in_epoch": batch_idx, "best_score": best,
-            "model_config": model_config.to_dict(), "train_config": cfg.to_dict(),
-        }
+# ----------------------------------------------------------------------------- one epoch
+def _train_epoch(run: _Run, epoch: int, save_every_steps: int, progress: bool
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Train one epoch (from ``run.batch_in_epoch`` when resuming mid-epoch), checkpointing every
+    ``save_every_steps`` steps; returns (mean losses, {"images_per_s", "epoch_s"})."""
+    cfg = run.cfg
+    run.train_set.set_epoch(epoch)
+    skip = run.batch_in_epoch if epoch == run.start_epoch else 0
+    if isinstance(run.sampler, ResumableSampler):
+        run.sampler.set_epoch(epoch, start=skip * cfg.batch_size)
+    else:
+        run.sampler.set_epoch(epoch)
+        skip = 0
+    sums: dict[str, float] = {}
+    n_batches, n_images, t0 = 0, 0, time.time()
+    bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and run.dist.main),
+               dynamic_ncols=True)
+    for i, batch in enumerate(bar, start=skip):
+        if cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch:
+            break
+        batch = _to(batch, run.dev)
+        _set_learning_rates(run)
+        losses = gan_step(run.generator, run.disc_depth, run.disc_corr, run.opt_g, run.opt_d, batch, cfg,
+                          run.autocast, run.scaler)
+        run.step += 1
+        n_batches += 1
+        n_images += batch["image"].shape[0] * run.dist.world
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+        bar.set_postfix(g=f"{sums['loss_g'] / n_batches:.3f}", d=f"{sums['loss_d'] / n_batches:.3f}")
+        if save_every_steps and run.dist.main and run.step % save_every_steps == 0:
+            save_training_state(run.last_pt, _snapshot(run, epoch, i + 1))
+    elapsed = time.time() - t0
+    means = {k: round(v / max(n_batches, 1), 6) for k, v in sums.items()}
+    return means, {"images_per_s": round(n_images / max(elapsed, 1e-9), 2), "epoch_s": round(elapsed, 1)}
 
-    row: dict[str, Any] = {}
-    generator.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        train_set.set_epoch(epoch)
-        skip = batch_in_epoch if epoch == start_epoch else 0
-        if isinstance(sampler, ResumableSampler):
-            sampler.set_epoch(epoch, start=skip * cfg.batch_size)
-        else:
-            sampler.set_epoch(epoch)
-            skip = 0
-        sums: dict[str, float] = {}
-        n_batches, n_images, t0 = 0, 0, time.time()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and dist.main),
-                   dynamic_ncols=True)
-        for i, batch in enumerate(bar, start=skip):
-            if cfg.max_steps_per_epoch is not None and i >= cfg.max_steps_per_epoch:
-                break
-            batch = _to(batch, dev)
-            factor = lr_factor(step, steps_per_epoch, cfg.epochs, cfg.decay_epochs)
-            for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_disc)):
-                for group in opt.param_groups:
-                    group["lr"] = base * factor
-            losses = gan_step(generator, disc_depth, disc_corr, opt_g, opt_d, batch, cfg, autocast, scaler)
-            img = batch["image"]
-            step += 1
-            n_batches += 1
-            n_images += img.shape[0] * dist.world
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(g=f"{sums['loss_g'] / n_batches:.3f}", d=f"{sums['loss_d'] / n_batches:.3f}")
-            if save_every_steps and dist.main and step % save_every_steps == 0:
-                save_training_state(last_pt, snapshot(epoch, i + 1))
-        elapsed = time.time() - t0
-        if val_loader is not None:
-            metrics, grid = validate(generator, val_loader, dev, size, vis_indices if dist.main else frozenset())
-            score = validation_score(metrics, size)
-            val_row = {**{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6)}
-        else:  # no val split: nothing to report; best.safetensors follows the last epoch
-            metrics, grid, score, val_row = {}, None, None, {}
-        row = {"epoch": epoch + 1, "step": step, **{k: round(v / max(n_batches, 1), 6) for k, v in sums.items()},
-               **val_row, "lr": opt_g.param_groups[0]["lr"], "images_per_s": round(n_images / max(elapsed, 1e-9), 2),
-               "epoch_s": round(elapsed, 1)}
-        if dist.main:
-            meta = {"epoch": epoch + 1, "val": metrics, "data": str(data),
-                    "correspondence_space": train_set.manifest.get("correspondence_space", "unknown"),
-                    "label_source": train_set.manifest.get("label_source", "unknown")}
-            save_generator(out / "last.safetensors", _unwrap(generator), meta)
-            if score is None or score < best:
-                best = best if score is None else score
-                save_generator(out / "best.safetensors", _unwrap(generator), meta)
-            if grid is not None:
-                atomic_write_png(out / "vis" / f"epoch_{epoch + 1:03d}.png", grid)
-            _append_csv(out / "log.csv", row)
-            plot_log(out / "log.csv", out / "curves.png")  # redrawn from the whole CSV: also right after --resume
-            save_training_state(last_pt, snapshot(epoch + 1, 0))
-            if progress:
-                print(json.dumps(row), flush=True)
-    if dist.world > 1:
-        torch.distributed.destroy_process_group()
+
+def _set_learning_rates(run: _Run) -> None:
+    """Both optimisers' learning rates at the run's global step (:func:`lr_factor`)."""
+    factor = lr_factor(run.step, run.steps_per_epoch, run.cfg.epochs, run.cfg.decay_epochs)
+    for opt, base in ((run.opt_g, run.cfg.lr), (run.opt_d, run.cfg.lr_disc)):
+        for group in opt.param_groups:
+            group["lr"] = base * factor
+
+
+def _snapshot(run: _Run, epoch: int, batch_idx: int) -> dict[str, Any]:
+    """The ``last.pt`` state: next batch to train is ``batch_idx`` of epoch ``epoch`` (0-based)."""
+    return {
+        "generator": _unwrap(run.generator).state_dict(), "disc_depth": _unwrap(run.disc_depth).state_dict(),
+        "disc_corr": _unwrap(run.disc_corr).state_dict(), "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
+        "epoch": epoch, "step": run.step, "batch_in_epoch": batch_idx, "best_score": run.best,
+        "model_config": run.model_config.to_dict(), "train_config": run.cfg.to_dict(),
+    }
+
+
+# ----------------------------------------------------------------------------- validation and checkpoints
+def _end_epoch(run: _Run, epoch: int, means: dict[str, float], timing: dict[str, float],
+               progress: bool) -> dict[str, Any]:
+    """Validate a finished epoch and (main process) write its checkpoints, grid and log row; returns the row."""
+    if run.val_loader is not None:
+        metrics, grid = validate(run.generator, run.val_loader, run.dev, run.train_set.size,
+                                 run.vis_indices if run.dist.main else frozenset())
+        score = validation_score(metrics, run.train_set.size)
+        val_row = {**{f"val_{k}": round(v, 6) for k, v in metrics.items()}, "val_score": round(score, 6)}
+    else:  # no val split: nothing to report; best.safetensors follows the last epoch
+        metrics, grid, score, val_row = {}, None, None, {}
+    row = {"epoch": epoch + 1, "step": run.step, **means, **val_row, "lr": run.opt_g.param_groups[0]["lr"], **timing}
+    if run.dist.main:
+        _save_epoch(run, epoch, row, metrics, score, grid)
+        if progress:
+            print(json.dumps(row), flush=True)
     return row
+
+
+def _save_epoch(run: _Run, epoch: int, row: dict[str, Any], metrics: dict[str, float], score: float | None,
+                grid: np.ndarray | None) -> None:
+    """last/best.safetensors, the vis grid, log.csv, curves.png and last.pt (the next epoch's start)."""
+    out, train_set = run.out, run.train_set
+    meta = {"epoch": epoch + 1, "val": metrics, "data": str(run.data),
+            "correspondence_space": train_set.manifest.get("correspondence_space", "unknown"),
+            "label_source": train_set.manifest.get("label_source", "unknown")}
+    save_generator(out / "last.safetensors", _unwrap(run.generator), meta)
+    if score is None or score < run.best:
+        run.best = run.best if score is None else score
+        save_generator(out / "best.safetensors", _unwrap(run.generator), meta)
+    if grid is not None:
+        atomic_write_png(out / "vis" / f"epoch_{epoch + 1:03d}.png", grid)
+    _append_csv(out / "log.csv", row)
+    plot_log(out / "log.csv", out / "curves.png")  # redrawn from the whole CSV: also right after --resume
+    save_training_state(run.last_pt, _snapshot(run, epoch + 1, 0))

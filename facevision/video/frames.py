@@ -75,7 +75,7 @@ def open_frames(path: str | Path, default_fps: float = 25.0) -> tuple[VideoInfo,
 
 
 def _rgb(frame: np.ndarray) -> np.ndarray:
-    """OpenCV's BGR (or grey, or BGRA) frame -> RGB (cv2.cvtColor: a reversed-stride numpy copy is ~8x slower)."""
+    """OpenCV's BGR (or grey, or BGRA) frame -> RGB (cv2.cvtColor: faster than a reversed-stride numpy copy)."""
     import cv2
 
     if frame.ndim == 2 or frame.shape[2] == 1:
@@ -85,7 +85,7 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 
 def _folder_frames(folder: Path, fps: float) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     from facevision.face.images import ImageReadError, read_photo
-    from facevision.predict.batch import IMAGE_SUFFIXES
+    from facevision.predict.inputs import IMAGE_SUFFIXES
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:

@@ -28,6 +28,7 @@ import numpy as np
 
 from facevision.face.crop import CropConfig, crop_image
 from facevision.fit.model_fit import FitConfig
+from facevision.predict.records import FaceCrop
 from facevision.video.frames import VideoInfo, open_frames
 from facevision.video.smoothing import OneEuroConfig, OneEuroFilter, jitter, savgol_smooth
 from facevision.video.tracking import BoxRelation, box_relation, landmark_box, tracked_crop
@@ -45,8 +46,8 @@ class VideoConfig:
     settings for the landmarks' centre (face sizes per second), their shape about it (the same), angles
     (degrees) and fit codes (prior units); overlay: write
     overlay.mp4; max_frames: stop after this many frames (None = all); fourcc: the overlay's codec; fit: the
-    face-model fit a video's predictor should use (fewer pixels and rounds than a photo's: 31 against 22 frames/s
-    on obama.mp4, 2-core CPU, with the same landmark jitter); identity_frames: ok frames, evenly spread, whose
+    face-model fit a video's predictor should use (fewer pixels and rounds than a photo's: faster, with the same
+    landmark jitter); identity_frames: ok frames, evenly spread, whose
     maps give the clip's one identity code (:func:`facevision.fit.model_fit.fit_shared_identity`, in video.json;
     0 = none)."""
 
@@ -110,9 +111,10 @@ def _detect(predictor, frame: np.ndarray) -> tuple[Any, Any] | None:
 
 
 def _tracked(predictor, frame: np.ndarray, track: _Track, crop: CropConfig) -> Any:
+    """The result of the crop placed from the previous frame's landmarks (no detector)."""
     box, crop_box, angle = tracked_crop(track.landmarks, track.relation, crop)
     image = crop_image(frame, crop_box, predictor.size, angle)
-    return predictor.predict_crops(image[None], [crop_box], [box], [None], None, [angle])[0]
+    return predictor.predict_face_crops([FaceCrop(image, crop_box, angle, bbox=box)])[0]
 
 
 def _step(predictor, frame: np.ndarray, track: _Track, config: VideoConfig) -> tuple[Any, str]:
@@ -275,51 +277,28 @@ def run_video(predictor, path: str | Path, out_dir: str | Path, config: VideoCon
 
 
 def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, progress: bool) -> dict[str, Any]:
+    """Every frame into ``tmp``: frames.jsonl, overlay.mp4 (``config.overlay``) and video.json; the summary."""
     track, records, t0 = _Track(), [], time.perf_counter()
     limit = info.header_frames if config.max_frames is None else min(config.max_frames, info.header_frames or
                                                                       config.max_frames)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=limit or None, desc=info.path.name, unit="frame")
+    identity = _IdentityFrames(config.identity_frames, max(1, (limit or 100) // max(config.identity_frames, 1)))
+    bar = _frame_bar(info, limit) if progress else None
     offline_overlay = config.overlay and config.smoothing == "offline"  # drawn after smoothing: a second decode
-    stride = max(1, (limit or 100) // max(config.identity_frames, 1))
-    kept_maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     writer = _overlay_writer(tmp / "overlay.mp4", info, config) if config.overlay else None
     try:
         for i, frame in enumerate(frames):
             if config.max_frames is not None and i >= config.max_frames:
                 break
-            t = time.perf_counter()
-            res, source = _step(predictor, frame, track, config)
-            status = "no face" if res is None else ("ok" if res.ok and res.landmarks68 is not None else
-                                                    "refused" if res.refused else "lost")
-            rec = _record(i, info, res, source, status, (time.perf_counter() - t) * 1e3)
-            if status == "ok":
-                track.landmarks = np.asarray(res.landmarks68)
-                if config.identity_frames and i % stride == 0 and res.model_fit is not None:
-                    kept_maps.append((res.depth_px, res.corr, res.mask))
-                    if len(kept_maps) > config.identity_frames:  # a clip longer than its header said: thin out
-                        kept_maps, stride = kept_maps[::2], 2 * stride
-                if config.smoothing == "causal":
-                    _apply_causal(rec, track, info.fps, config)
-                elif config.smoothing == "none":
-                    rec["landmarks68"], rec["pose"] = rec["landmarks68_raw"], rec["pose_raw"]
-            else:
-                track.landmarks = None
-                for f in track.filters.values():
-                    f.reset()
-            records.append(rec)
+            records.append(_frame(predictor, i, frame, info, track, identity, config))
             if writer is not None and not offline_overlay:
-                writer.write(_bgr(draw_frame(frame, rec)))
+                writer.write(_bgr(draw_frame(frame, records[-1])))
             if bar is not None:
                 bar.update()
                 bar.set_postfix(fps=f"{len(records) / max(time.perf_counter() - t0, 1e-9):.1f}")
         wall = time.perf_counter() - t0
         if config.smoothing == "offline":
             _apply_offline(records, config.offline_window)
-            if writer is not None:  # the clip read again rather than held in memory (2.7 MB a 720p frame)
+            if writer is not None:  # the clip read again rather than held in memory
                 for frame, rec in zip(open_frames(info.path, info.fps)[1], records):
                     writer.write(_bgr(draw_frame(frame, rec)))
     finally:
@@ -330,18 +309,69 @@ def _run(predictor, info: VideoInfo, frames, tmp: Path, config: VideoConfig, pro
     with open(tmp / "frames.jsonl", "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec) + "\n")
+    summary = _summary(predictor, info, records, wall, identity.maps, config)
+    (tmp / "video.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+@dataclass
+class _IdentityFrames:
+    """The maps (depth, corr, mask) of ok frames kept for the clip's one identity: every ``stride``-th frame, at most
+    ``limit`` (0: none); a clip longer than its header said is thinned out by half."""
+
+    limit: int
+    stride: int
+    maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def offer(self, i: int, res: Any) -> None:
+        """Frame ``i``'s ok result: kept when it falls on the stride and has a face-model fit."""
+        if self.limit and i % self.stride == 0 and res.model_fit is not None:
+            self.maps.append((res.depth_px, res.corr, res.mask))
+            if len(self.maps) > self.limit:
+                self.maps, self.stride = self.maps[::2], 2 * self.stride
+
+
+def _frame(predictor, i: int, frame: np.ndarray, info: VideoInfo, track: _Track, identity: _IdentityFrames,
+           config: VideoConfig) -> dict[str, Any]:
+    """Frame ``i`` -> its record, smoothed as ``config`` says; the track and the identity frames follow it."""
+    t = time.perf_counter()
+    res, source = _step(predictor, frame, track, config)
+    status = "no face" if res is None else ("ok" if res.ok and res.landmarks68 is not None else
+                                            "refused" if res.refused else "lost")
+    rec = _record(i, info, res, source, status, (time.perf_counter() - t) * 1e3)
+    if status != "ok":
+        track.landmarks = None
+        for f in track.filters.values():
+            f.reset()
+        return rec
+    track.landmarks = np.asarray(res.landmarks68)
+    identity.offer(i, res)
+    if config.smoothing == "causal":
+        _apply_causal(rec, track, info.fps, config)
+    elif config.smoothing == "none":
+        rec["landmarks68"], rec["pose"] = rec["landmarks68_raw"], rec["pose_raw"]
+    return rec
+
+
+def _frame_bar(info: VideoInfo, limit: int | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=limit or None, desc=info.path.name, unit="frame")
+
+
+def _summary(predictor, info: VideoInfo, records: list[dict[str, Any]], wall: float, identity_maps: list,
+             config: VideoConfig) -> dict[str, Any]:
+    """video.json: the clip, frame counts by status, speed (``wall``: s), jitter and the clip's identity."""
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    summary = {"input": str(info.path), "fps": info.fps, "width": info.width, "height": info.height,
-               "header_frames": info.header_frames, "frames": len(records),
-               "not_decoded": max(0, info.header_frames - len(records)) if config.max_frames is None else 0,
-               "counts": counts, "detected": sum(r["source"] == "detected" for r in records),
-               "smoothing": config.smoothing, "wall_s": round(wall, 3),
-               "frames_per_s": round(len(records) / max(wall, 1e-9), 2), "jitter": _jitter_report(records),
-               "identity": _shared_identity(predictor, kept_maps, config)}
-    (tmp / "video.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
+    return {"input": str(info.path), "fps": info.fps, "width": info.width, "height": info.height,
+            "header_frames": info.header_frames, "frames": len(records),
+            "not_decoded": max(0, info.header_frames - len(records)) if config.max_frames is None else 0,
+            "counts": counts, "detected": sum(r["source"] == "detected" for r in records),
+            "smoothing": config.smoothing, "wall_s": round(wall, 3),
+            "frames_per_s": round(len(records) / max(wall, 1e-9), 2), "jitter": _jitter_report(records),
+            "identity": _shared_identity(predictor, identity_maps, config)}
 
 
 def _shared_identity(predictor, maps: list, config: VideoConfig) -> dict[str, Any] | None:
