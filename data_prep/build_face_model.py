@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from data_prep.dataset_format import read_face_mesh, read_label_fit, read_manifest
+from facevision.common.checks import check_int, check_number
 from facevision.face.face_model import FACE_MODEL_NAME, FaceModel
 from facevision.common.geometry import similarity_fit
 from facevision.face.reference import ReferenceFace, dataset_reference
@@ -53,14 +54,10 @@ class FaceModelBuildConfig:
             grid = getattr(self, name)
             if not grid or min(int(k) for k in grid) < 1:
                 raise ValueError(f"FaceModelBuildConfig.{name}: mode counts must be >= 1, got {grid!r}")
-        if not float(self.tolerance) >= 0.0:
-            raise ValueError(f"FaceModelBuildConfig.tolerance must be >= 0, got {self.tolerance!r}")
-        if int(self.min_photos) < 1:
-            raise ValueError(f"FaceModelBuildConfig.min_photos must be at least 1, got {self.min_photos!r}")
-        if not float(self.ridge) >= 0.0:
-            raise ValueError(f"FaceModelBuildConfig.ridge must be >= 0, got {self.ridge!r}")
-        if self.limit is not None and int(self.limit) < 1:
-            raise ValueError(f"FaceModelBuildConfig.limit must be at least 1 or None (all), got {self.limit!r}")
+        for name in ("tolerance", "ridge"):
+            check_number(self, name, low=0, finite=False)
+        check_int(self, "min_photos", low=1)
+        check_int(self, "limit", low=1, optional=True)
 
 
 def align_to_reference(mesh_crop: np.ndarray, reference: ReferenceFace) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facevision.common.checks import check_fraction
 from facevision.face.crop import CropConfig, crop_image, face_crop, original_to_crop
 from facevision.face.codecs import DEPTH_BASE_PX
 from data_prep.dataset_format import Sample
@@ -46,8 +47,7 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_outside_frac", "min_mask_frac"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ValueError(f"LabelConfig.{name} must be a fraction in [0, 1], got {getattr(self, name)!r}")
+            check_fraction(self, name)
 
 
 @dataclass

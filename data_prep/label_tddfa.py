@@ -20,6 +20,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.face.crop import CropConfig, crop_image, face_crop, original_to_crop
 from facevision.face.codecs import DEPTH_BASE_PX
 from data_prep.dataset_format import Sample
@@ -59,10 +60,8 @@ class TddfaConfig:
     min_mask_frac: float = 0.1
 
     def __post_init__(self) -> None:
-        if int(self.passes) < 1:
-            raise ValueError(f"TddfaConfig.passes must be >= 1, got {self.passes!r}")
-        if not self.box_scale > 0:
-            raise ValueError(f"TddfaConfig.box_scale must be > 0, got {self.box_scale!r}")
+        check_int(self, "passes", low=1)
+        check_number(self, "box_scale", low=0, low_open=True, finite=False)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
+
 __all__ = ["FaceMeshConfig", "NUM_LANDMARKS", "face_mesh_landmarks"]
 
 NUM_LANDMARKS = 468
@@ -31,12 +33,9 @@ class FaceMeshConfig:
     z_stretch: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (0.0 <= float(self.min_score) <= 1.0):
-            raise ValueError(f"FaceMeshConfig.min_score must be in [0, 1], got {self.min_score!r}")
-        if int(self.max_faces) < 1:
-            raise ValueError(f"FaceMeshConfig.max_faces must be at least 1, got {self.max_faces!r}")
-        if not (0.0 < float(self.z_stretch) <= 10.0):
-            raise ValueError(f"FaceMeshConfig.z_stretch must be in (0, 10], got {self.z_stretch!r}")
+        check_number(self, "min_score", 0, 1)
+        check_int(self, "max_faces", low=1)
+        check_number(self, "z_stretch", 0, 10, low_open=True)
 
 
 @lru_cache(maxsize=4)

@@ -37,6 +37,7 @@ import numpy as np
 
 from data_prep.dataset_format import (SPLITS, DatasetFormatError, Sample, read_face_mesh, read_manifest,
                                       sample_complete, sample_dir, write_face_mesh, write_manifest, write_sample)
+from facevision.common.checks import check_int
 from facevision.common.fileio import atomic_write_bytes
 
 PACK_FORMAT = "facevision-pack"
@@ -58,10 +59,8 @@ class PackConfig:
     def __post_init__(self) -> None:
         if not self.splits or not set(self.splits) <= set(SPLITS):
             raise ValueError(f"PackConfig.splits must be some of {', '.join(SPLITS)}, got {self.splits!r}")
-        if int(self.quality) < 1:
-            raise ValueError(f"PackConfig.quality must be at least 1, got {self.quality!r}")
-        if int(self.mesh_steps_per_px) < 1:
-            raise ValueError(f"PackConfig.mesh_steps_per_px must be at least 1, got {self.mesh_steps_per_px!r}")
+        for name in ("quality", "mesh_steps_per_px"):
+            check_int(self, name, low=1)
 
 
 def _affine_basis(mean: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 
 from data_prep.dataset_format import SPLITS, sample_complete, write_manifest
 from data_prep.drops import DROP_REASONS, LABELER_FAILURE, UNREADABLE
+from facevision.common.checks import check_choice, check_int
 from facevision.common.fileio import atomic_write_json
 from data_prep.lfw import PhotoEntry, list_lfw
 from data_prep.split import SplitConfig, split_identities
@@ -54,18 +55,13 @@ class PrepareConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.labeler not in LABELERS:
-            raise ValueError(f"unknown labeler {self.labeler!r}; choose one of {LABELERS}")
+        check_choice(self, "labeler", LABELERS)
         if self.labeler == "3ddfa-v2" and not self.tddfa_dir:
             raise ValueError("labeler 3ddfa-v2 needs tddfa_dir DIR (the 3DDFA_V2 regressor and face model)")
-        if self.size < 16:
-            raise ValueError(f"size must be at least 16, got {self.size}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.passes < 1:
-            raise ValueError(f"passes must be at least 1, got {self.passes}")
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be at least 0, got {self.limit}")
+        check_int(self, "size", low=16)
+        for name in ("workers", "passes"):
+            check_int(self, name, low=1)
+        check_int(self, "limit", low=0, optional=True)
         from data_prep.landmarks import FaceMeshConfig
 
         FaceMeshConfig(z_stretch=self.z_stretch)  # its bound, named: "FaceMeshConfig.z_stretch must be in (0, 10]"

@@ -41,6 +41,7 @@ import numpy as np
 from facevision.face.codecs import DEPTH_BASE_PX
 from data_prep.dataset_format import (SAMPLE_FILES, SPLITS, Sample, read_manifest, read_sample, sample_complete,
                                       sample_dir, write_manifest, write_sample)
+from facevision.common.checks import check_int, check_number
 from facevision.common.fileio import atomic_write, atomic_write_json
 from facevision.face.rasterize import rasterize
 
@@ -109,13 +110,10 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         if len(self.head_scale) != 2 or not all(float(v) > 0 for v in self.head_scale):
             raise ValueError(f"ProfileConfig.head_scale must be two radii factors > 0, got {self.head_scale!r}")
-        if not float(self.anchor_level) > 0:
-            raise ValueError(f"ProfileConfig.anchor_level must be > 0, got {self.anchor_level!r}")
-        if not float(self.max_rescale) >= 1.0:
-            raise ValueError(f"ProfileConfig.max_rescale must be >= 1, got {self.max_rescale!r}")
+        check_number(self, "anchor_level", low=0, low_open=True, finite=False)
+        check_number(self, "max_rescale", low=1, finite=False)
         for name in ("open_mask_px", "min_face_pixels"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"ProfileConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_int(self, name, low=0)
 
 
 @dataclass
@@ -442,19 +440,14 @@ class ProfileRunConfig:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     def __post_init__(self) -> None:
-        if int(self.views) < 1:
-            raise ValueError(f"ProfileRunConfig.views must be at least 1, got {self.views!r}")
+        check_int(self, "views", low=1)
         if not 0 <= self.min_yaw <= self.max_yaw <= 90:
             raise ValueError(f"ProfileRunConfig needs 0 <= min_yaw <= max_yaw <= 90, got min_yaw {self.min_yaw:g}, "
                              f"max_yaw {self.max_yaw:g}")
-        if not 0 <= self.max_pitch <= 90:
-            raise ValueError(f"ProfileRunConfig.max_pitch must be in [0, 90], got {self.max_pitch:g}")
-        if int(self.workers) < 1:
-            raise ValueError(f"ProfileRunConfig.workers must be at least 1, got {self.workers!r}")
-        if int(self.seed) < 0:
-            raise ValueError(f"ProfileRunConfig.seed must be >= 0, got {self.seed!r}")
-        if self.limit is not None and int(self.limit) < 0:
-            raise ValueError(f"ProfileRunConfig.limit must be at least 0, got {self.limit!r}")
+        check_number(self, "max_pitch", 0, 90)
+        check_int(self, "workers", low=1)
+        check_int(self, "seed", low=0)
+        check_int(self, "limit", low=0, optional=True)
 
 
 def view_id(sample_id: str, k: int) -> str:

@@ -18,6 +18,8 @@ import random
 from dataclasses import dataclass
 from typing import Mapping
 
+from facevision.common.checks import check_fraction, check_int
+
 __all__ = ["SplitConfig", "split_identities"]
 
 
@@ -38,14 +40,12 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         for name in ("test_frac", "val_frac"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ValueError(f"SplitConfig.{name} must be a fraction in [0, 1], got {getattr(self, name)!r}")
+            check_fraction(self, name)
         if self.test_frac + self.val_frac > 1.0:
             raise ValueError(f"SplitConfig.test_frac + val_frac must be at most 1, got {self.test_frac!r} + "
                              f"{self.val_frac!r}")
         for name in ("max_eval_photos", "min_identities_for_eval"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"SplitConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_int(self, name, low=0)
 
 
 def split_identities(photo_counts: Mapping[str, int], config: SplitConfig = SplitConfig()) -> dict[str, str]:

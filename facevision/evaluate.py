@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from data_prep.dataset_format import SPLITS, DatasetFormatError, read_manifest, read_sample
+from facevision.common.checks import check_choice, check_int, check_number
 from facevision.common.fileio import atomic_write_bytes
 from facevision.face.reference import dataset_reference
 from facevision.maps.landmarks import landmarks_from_corr
@@ -56,15 +57,11 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         for name in ("split", "baseline_split"):
-            if getattr(self, name) not in SPLITS:
-                raise ValueError(f"EvaluateConfig.{name} must be one of {', '.join(SPLITS)}, got {getattr(self, name)!r}")
+            check_choice(self, name, SPLITS)
         for name in ("limit", "baseline_limit"):
-            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
-                raise ValueError(f"EvaluateConfig.{name} must be at least 1 or None (all), got {getattr(self, name)!r}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"EvaluateConfig.batch_size must be at least 1, got {self.batch_size!r}")
-        if not 0.0 <= float(self.mask_threshold) <= 1.0:
-            raise ValueError(f"EvaluateConfig.mask_threshold must be a probability in [0, 1], got {self.mask_threshold!r}")
+            check_int(self, name, low=1, optional=True)
+        check_int(self, "batch_size", low=1)
+        check_number(self, "mask_threshold", 0, 1)
 
 
 class MapMetrics:

@@ -11,6 +11,8 @@ from typing import Optional
 
 import numpy as np
 
+from facevision.common.checks import check_choice, check_int, check_number
+
 __all__ = ["MeshConfig", "FaceMesh", "MeshingError", "TRIANGULATIONS", "NONFINITE_POLICIES"]
 
 TRIANGULATIONS = ("auto", "grid", "delaunay")
@@ -53,29 +55,15 @@ class MeshConfig:
     detail_sigma: float = 2.0
 
     def __post_init__(self) -> None:
-        def positive(name: str) -> None:
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"MeshConfig.{name} must be a positive finite number, got {value!r}")
-
-        positive("vertex_density")
-        positive("z_scale")
-        positive("background_edge_factor")
-        positive("spike_edge_factor")
-        positive("spike_area_factor")
-        positive("detail_sigma")
-        if self.target_vertices is not None and int(self.target_vertices) < 3:
-            raise ValueError(f"MeshConfig.target_vertices must be >= 3, got {self.target_vertices!r}")
-        if self.triangulation not in TRIANGULATIONS:
-            raise ValueError(f"MeshConfig.triangulation must be one of {TRIANGULATIONS}, got {self.triangulation!r}")
-        if self.nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"MeshConfig.nonfinite must be one of {NONFINITE_POLICIES}, got {self.nonfinite!r}")
-        if int(self.smooth_iterations) < 0:
-            raise ValueError(f"MeshConfig.smooth_iterations must be >= 0, got {self.smooth_iterations!r}")
-        if not (0.0 <= self.smooth_lambda <= 1.0):
-            raise ValueError(f"MeshConfig.smooth_lambda must be in [0, 1], got {self.smooth_lambda!r}")
-        if not np.isfinite(self.detail_strength):
-            raise ValueError(f"MeshConfig.detail_strength must be finite, got {self.detail_strength!r}")
+        for name in ("vertex_density", "z_scale", "background_edge_factor", "spike_edge_factor", "spike_area_factor",
+                     "detail_sigma"):
+            check_number(self, name, low=0, low_open=True)
+        check_int(self, "target_vertices", low=3, optional=True)
+        check_choice(self, "triangulation", TRIANGULATIONS)
+        check_choice(self, "nonfinite", NONFINITE_POLICIES)
+        check_int(self, "smooth_iterations", low=0)
+        check_number(self, "smooth_lambda", 0, 1)
+        check_number(self, "detail_strength")
 
 
 @dataclass

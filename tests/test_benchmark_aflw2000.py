@@ -175,12 +175,12 @@ def test_config_refuses_a_bad_value_naming_the_field(field, value):
         AflwConfig(**{field: value})
 
 
-@pytest.mark.parametrize("flag", ["--limit", "--passes"])
-def test_cli_names_the_flag_of_a_bad_value_before_loading_anything(tmp_path, capsys, flag):
+@pytest.mark.parametrize("flag, must", [("--limit", "at least 1 or None"), ("--passes", "at least 1")])
+def test_cli_names_the_flag_of_a_bad_value_before_loading_anything(tmp_path, capsys, flag, must):
     from facevision.cli import main
 
     assert main(["benchmark", "aflw2000", str(tmp_path / "nope"), flag, "0"]) == 2
-    assert capsys.readouterr().err.strip() == f"facevision benchmark aflw2000: error: {flag} must be >= 1, got 0"
+    assert capsys.readouterr().err.strip() == f"facevision benchmark aflw2000: error: {flag} must be {must}, got 0"
 
 
 def test_cli_passes_default_is_the_config_default():

@@ -296,5 +296,5 @@ def test_profile_configs_refuse_bad_values_and_the_command_names_the_flag(tmp_pa
     with pytest.raises(ValueError, match=r"min_yaw 50, max_yaw 40"):
         ProfileRunConfig(min_yaw=50, max_yaw=40)
     assert cli_main(["prepare", "profile", str(tmp_path / "src"), "-o", str(tmp_path / "lp"), "--max-pitch", "95"]) == 2
-    assert capsys.readouterr().err.strip() == "facevision prepare: error: --max-pitch must be in [0, 90], got 95"
+    assert capsys.readouterr().err.strip() == "facevision prepare: error: --max-pitch must be in [0, 90], got 95.0"
     assert not (tmp_path / "lp").exists()

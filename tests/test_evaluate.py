@@ -153,4 +153,4 @@ def test_evaluate_config_refuses_bad_values_and_the_command_names_the_flag(datas
     assert main(["evaluate", "--data", str(dataset), "--checkpoint", str(tmp_path / "none.safetensors"),
                  "--limit", "0"]) == 2
     assert capsys.readouterr().err.strip() == \
-        "facevision evaluate: error: --limit must be at least 1 or None (all), got 0"
+        "facevision evaluate: error: --limit must be at least 1 or None, got 0"

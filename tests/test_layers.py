@@ -9,7 +9,8 @@ Lower rows never import upper ones::
     data           data_prep/            (turns photos into datasets; imports only face, common and meshing)
     face           facevision/face/      (run-time face helpers: detect, crop, reference and face model, ...)
     meshing        meshing/              (maps -> mesh; imports only facevision.common)
-    base           facevision/common/    (file IO, lazy imports, map conventions, geometry; imports nothing)
+    base           facevision/common/    (file IO, lazy imports, map conventions, config checks, geometry;
+                                         imports nothing)
 
 and data_prep is read only by the code that reads datasets or runs labelers as baselines (DATASET_READERS).
 A test in tests/test_conventions.py also checks the run-time side in a fresh process (``import meshing`` loads

@@ -205,4 +205,4 @@ def test_z_scale_and_its_old_name_depth_scale(tmp_path, maps, capsys):
     z = {n: meshing.load_mesh(p).vertices[:, 2] for n, p in (("plain", plain), ("new", new), ("old", old))}
     assert np.allclose(z["new"], z["old"]) and np.ptp(z["new"]) == pytest.approx(2 * np.ptp(z["plain"]), rel=0.05)
     assert main(["mesh", "--depth", str(paths["depth"]), "-o", str(old), "--z-scale", "0"]) == 2
-    assert "--z-scale must be a positive finite number, got 0" in capsys.readouterr().err
+    assert "--z-scale must be a finite number > 0, got 0" in capsys.readouterr().err

@@ -257,5 +257,5 @@ def test_train_command_names_the_bad_flag_and_exits_2(tmp_path: Path, toy_data: 
     err = capsys.readouterr().err
     assert err.strip() == "facevision train: error: --lr must be >= 0, got -0.5"
     assert main(["train", "--data", str(toy_data), "--out", str(run), "--workers", "-1", "--device", "cpu"]) == 2
-    assert "--workers must be >= 0, got -1" in capsys.readouterr().err
+    assert "--workers must be at least 0, got -1" in capsys.readouterr().err
     assert not run.exists()

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.face.ibug68 import IBUG68_GROUPS
 
 __all__ = ["AflwConfig", "AflwAnnotation", "AflwPrediction", "AFLW_SIGNS", "YAW_BINS", "read_annotation",
@@ -54,16 +55,12 @@ class AflwConfig:
     passes: int = 2
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.pose_limit_deg <= 180.0:  # also refuses NaN
-            raise ValueError(f"AflwConfig.pose_limit_deg must be in (0, 180], got {self.pose_limit_deg!r}")
-        if not 0.0 < self.fallback_scale < float("inf"):
-            raise ValueError(f"AflwConfig.fallback_scale must be a finite number > 0, got {self.fallback_scale!r}")
+        check_number(self, "pose_limit_deg", 0, 180, low_open=True)
+        check_number(self, "fallback_scale", low=0, low_open=True)
         if len(self.fallback_shift) != 2 or not all(math.isfinite(v) for v in self.fallback_shift):
             raise ValueError(f"AflwConfig.fallback_shift must be two finite numbers, got {self.fallback_shift!r}")
-        if self.limit is not None and int(self.limit) < 1:
-            raise ValueError(f"AflwConfig.limit must be >= 1, got {self.limit!r}")
-        if int(self.passes) < 1:
-            raise ValueError(f"AflwConfig.passes must be >= 1, got {self.passes!r}")
+        check_int(self, "limit", low=1, optional=True)
+        check_int(self, "passes", low=1)
 
 
 @dataclass

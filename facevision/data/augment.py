@@ -17,6 +17,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_number
+
 
 @dataclass
 class AugmentConfig:
@@ -35,12 +37,9 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         for name in ("flip_p", "affine_p", "photometric_p", "translate"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if not 0.0 <= float(self.rotate_deg) <= 180.0:
-            raise ValueError(f"AugmentConfig.rotate_deg must be in [0, 180] degrees, got {self.rotate_deg!r}")
-        if not float(self.max_scale) >= 1.0:
-            raise ValueError(f"AugmentConfig.max_scale must be >= 1, got {self.max_scale!r}")
+            check_number(self, name, 0, 1)
+        check_number(self, "rotate_deg", 0, 180, unit="degrees")
+        check_number(self, "max_scale", low=1, finite=False)
 
 
 def similarity_matrix(size: int, angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple, Sequence
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
+
 __all__ = [
     "CropConfig",
     "square_crop_box",
@@ -94,19 +96,15 @@ class CropConfig:
 
     def __post_init__(self) -> None:
         for name in ("size", "half_turn_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"CropConfig.{name} must be at least 1 px, got {getattr(self, name)!r}")
+            check_int(self, name, low=1, unit="px")
         for name in ("margin", "half_turn_context"):
-            if not float(getattr(self, name)) > 0.0:
-                raise ValueError(f"CropConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0.0 <= float(self.max_angle) <= 180.0:
-            raise ValueError(f"CropConfig.max_angle must be in [0, 180] degrees, got {self.max_angle!r}")
+            check_number(self, name, low=0, low_open=True, finite=False)
+        check_number(self, "max_angle", 0, 180, unit="degrees")
         if not 0.0 <= float(self.upright_none_ratio) <= float(self.upright_full_ratio):
             raise ValueError(f"CropConfig needs 0 <= upright_none_ratio <= upright_full_ratio, got upright_none_ratio "
                              f"{self.upright_none_ratio!r}, upright_full_ratio {self.upright_full_ratio!r}")
         for name in ("half_turn_min_gap", "half_turn_refuse_gap", "refine_angle"):
-            if not float(getattr(self, name)) >= 0.0:
-                raise ValueError(f"CropConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_number(self, name, low=0, finite=False)
 
 
 def square_crop_box(box: Sequence[float], config: CropConfig = CropConfig(),

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from facevision.common.checks import check_fraction, check_int, check_number
 from facevision.common.fileio import native_stderr_silenced
 from facevision.common.lazy_modules import import_deferring
 
@@ -36,8 +37,7 @@ class DetectConfig:
     min_size_frac: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_score <= 1.0:  # also refuses NaN
-            raise ValueError(f"DetectConfig.min_score must be a confidence in [0, 1], got {self.min_score}")
+        check_number(self, "min_score", 0, 1)
 
 
 @dataclass(frozen=True)
@@ -138,10 +138,8 @@ class SearchConfig:
     same_face: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.tile_step <= 1.0:
-            raise ValueError(f"SearchConfig.tile_step must be in (0, 1], got {self.tile_step}")
-        if int(self.tile_size) < 64:
-            raise ValueError(f"SearchConfig.tile_size must be >= 64 px, got {self.tile_size}")
+        check_fraction(self, "tile_step", low_open=True)
+        check_int(self, "tile_size", low=64, unit="px")
 
 
 def _starts(length: int, side: int, step: int) -> list[int]:

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.fit.model_fit import ModelFit
 
 __all__ = ["CompleteConfig", "complete_mesh", "completed_face_mesh", "is_whole", "needs_completion", "refinement",
@@ -41,13 +42,10 @@ class CompleteConfig:
     min_yaw_deg: float = 35.0
 
     def __post_init__(self) -> None:
-        if int(self.max_vertices) < 3:
-            raise ValueError(f"CompleteConfig.max_vertices must be >= 3, got {self.max_vertices!r}")
-        if not 0.0 <= float(self.min_yaw_deg) <= 180.0:
-            raise ValueError(f"CompleteConfig.min_yaw_deg must be in [0, 180], got {self.min_yaw_deg!r}")
+        check_int(self, "max_vertices", low=3)
+        check_number(self, "min_yaw_deg", 0, 180)
         for name in ("visible_tol_px", "edge_px", "smoothness", "outlier_mads"):
-            if not 0.0 < float(getattr(self, name)) < float("inf"):
-                raise ValueError(f"CompleteConfig.{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            check_number(self, name, low=0, low_open=True)
 
 
 def is_whole(faces: np.ndarray, n_vertices: int) -> bool:
@@ -59,16 +57,17 @@ def is_whole(faces: np.ndarray, n_vertices: int) -> bool:
     f = np.asarray(faces, np.int64)
     if len(f) == 0:
         return False
-    edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
+    keys, counts = np.unique(e[:, 0] * np.int64(n_vertices) + e[:, 1], return_counts=True)
     if counts.max() > 2:
         return False
     used = np.unique(f)
-    graph = coo_matrix((np.ones(len(unique)), (unique[:, 0], unique[:, 1])), shape=(n_vertices, n_vertices))
-    _, labels = connected_components(graph, directed=False)
-    if len(np.unique(labels[used])) != 1:
+    if len(used) - len(keys) + len(f) != 1:
         return False
-    return len(used) - len(unique) + len(f) == 1
+    a, b = keys // n_vertices, keys % n_vertices
+    graph = coo_matrix((np.ones(len(keys)), (a, b)), shape=(n_vertices, n_vertices))
+    _, labels = connected_components(graph, directed=False)
+    return len(np.unique(labels[used])) == 1
 
 
 def needs_completion(mesh, fit: ModelFit, config: CompleteConfig) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from facevision.face.face_model import FaceModel, load_face_model
 from facevision.face.reference import ReferenceFace, load_reference
 from facevision.maps.pose import Pose, reference_tilt, rotation_to_angles
+from facevision.common.checks import check_int, check_number
 from facevision.common.geometry import similarity_fit
 from facevision.face.sizes import CROP_SIZE
 
@@ -49,13 +50,10 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("max_points", 3), ("iterations", 1), ("min_pixels", 3), ("lookup_size", 2)):
-            if int(getattr(self, name)) < low:
-                raise ValueError(f"FitConfig.{name} must be >= {low}, got {getattr(self, name)!r}")
+            check_int(self, name, low=low)
         for name in ("trim_factor", "noise_px", "prior_weight", "visible_tol", "max_outside_frac"):
-            if not 0.0 <= getattr(self, name) < float("inf"):  # also refuses NaN
-                raise ValueError(f"FitConfig.{name} must be a finite number >= 0, got {getattr(self, name)!r}")
-        if not 0.0 < self.max_rms_frac < float("inf"):
-            raise ValueError(f"FitConfig.max_rms_frac must be a finite number > 0, got {self.max_rms_frac!r}")
+            check_number(self, name, low=0)
+        check_number(self, "max_rms_frac", low=0, low_open=True)
         if len(self.scale_range) != 2 or not 0.0 <= self.scale_range[0] < self.scale_range[1]:
             raise ValueError(f"FitConfig.scale_range must be (low, high) with 0 <= low < high, "
                              f"got {self.scale_range!r}")

@@ -23,6 +23,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.face.rasterize import rasterize
 from meshing.refine import vertex_normals
 
@@ -50,18 +51,13 @@ class TextureConfig:
     pad: int = 3
 
     def __post_init__(self) -> None:
-        if not 16 <= int(self.size) <= 4096:
-            raise ValueError(f"TextureConfig.size must be in [16, 4096] texels, got {self.size!r}")
-        if not self.depth_tol >= 0:
-            raise ValueError(f"TextureConfig.depth_tol must be >= 0, got {self.depth_tol!r}")
-        if not -1.0 <= self.min_facing < 1.0:
-            raise ValueError(f"TextureConfig.min_facing must be in [-1, 1), got {self.min_facing!r}")
+        check_int(self, "size", 16, 4096, unit="texels")
+        check_number(self, "depth_tol", low=0, finite=False)
+        check_number(self, "min_facing", -1, 1, high_open=True)
         if len(self.hidden_rgb) != 3 or not all(0 <= int(c) <= 255 for c in self.hidden_rgb):
             raise ValueError(f"TextureConfig.hidden_rgb must be three values in [0, 255], got {self.hidden_rgb!r}")
-        if int(self.zbuffer_px) < 16:
-            raise ValueError(f"TextureConfig.zbuffer_px must be >= 16, got {self.zbuffer_px!r}")
-        if int(self.pad) < 0:
-            raise ValueError(f"TextureConfig.pad must be >= 0, got {self.pad!r}")
+        check_int(self, "zbuffer_px", low=16)
+        check_int(self, "pad", low=0)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from facevision.common.checks import check_int, check_number
 from facevision.env import CACHE_ENV
 from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, torch_threads
@@ -70,21 +71,16 @@ class RelationConfig:
     def __post_init__(self) -> None:
         if not self.radius_starts_m or not all(float(r) > 0.0 for r in self.radius_starts_m):
             raise ValueError(f"RelationConfig.radius_starts_m must be radii > 0 (metres), got {self.radius_starts_m!r}")
-        if int(self.icp_iterations) < 1:
-            raise ValueError(f"RelationConfig.icp_iterations must be at least 1, got {self.icp_iterations!r}")
+        check_int(self, "icp_iterations", low=1)
         for name in ("n_shape", "n_expr", "iterations", "dense_samples", "seed"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"RelationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_int(self, name, low=0)
         for name in ("shape_prior", "expr_prior", "jaw_prior", "landmark_weight"):
-            if not float(getattr(self, name)) >= 0.0:  # also refuses NaN
-                raise ValueError(f"RelationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_number(self, name, low=0, finite=False)
         if not 0.0 < float(self.face_distance) <= float(self.face_distance_max):
             raise ValueError(f"RelationConfig needs 0 < face_distance <= face_distance_max, got face_distance "
                              f"{self.face_distance!r}, face_distance_max {self.face_distance_max!r}")
-        if not 0.0 <= float(self.normal_offset_cos) <= 1.0:
-            raise ValueError(f"RelationConfig.normal_offset_cos must be in [0, 1], got {self.normal_offset_cos!r}")
-        if not -1.0 <= float(self.min_normal_dot) <= 1.0:
-            raise ValueError(f"RelationConfig.min_normal_dot must be in [-1, 1], got {self.min_normal_dot!r}")
+        check_number(self, "normal_offset_cos", 0, 1)
+        check_number(self, "min_normal_dot", -1, 1)
 
 
 @dataclass

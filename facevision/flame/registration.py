@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from facevision.common.checks import check_fraction, check_int, check_number
 from facevision.flame.correspondence import FlameCorrespondence, relation_for
 from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import flame_forward_torch, flame_tensors, subset_tensors, torch_threads
@@ -87,23 +88,18 @@ class RegistrationConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_points", "rigid_rounds", "iterations", "reassociate_every", "threads"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"RegistrationConfig.{name} must be at least 1, got {getattr(self, name)!r}")
+            check_int(self, name, low=1)
         if int(self.max_points) < int(self.min_points):
             raise ValueError(f"RegistrationConfig.max_points must be at least min_points ({self.min_points}), "
                              f"got {self.max_points!r}")
         for name in ("seed", "n_shape", "n_expr"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"RegistrationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_int(self, name, low=0)
         for name in ("max_corr_distance", "huber_delta", "trim_factor"):
-            if not float(getattr(self, name)) > 0.0:
-                raise ValueError(f"RegistrationConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0.0 < float(self.rigid_keep) <= 1.0:
-            raise ValueError(f"RegistrationConfig.rigid_keep must be a fraction in (0, 1], got {self.rigid_keep!r}")
+            check_number(self, name, low=0, low_open=True, finite=False)
+        check_fraction(self, "rigid_keep", low_open=True)
         for name in ("lr_shape", "lr_expr", "lr_pose", "lr_global", "lr_scale", "lr_trans", "w_corr", "w_p2s",
                      "w_landmarks", "contour_weight", "prior_shape", "prior_expr", "prior_neck"):
-            if not float(getattr(self, name)) >= 0.0:  # also refuses NaN
-                raise ValueError(f"RegistrationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_number(self, name, low=0, finite=False)
         if len(self.prior_jaw) != 3 or not all(float(w) >= 0.0 for w in self.prior_jaw):
             raise ValueError(f"RegistrationConfig.prior_jaw must be three weights >= 0, got {self.prior_jaw!r}")
 

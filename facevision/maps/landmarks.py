@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.face.crop import crop_to_original
 from facevision.face.reference import ReferenceFace, load_reference
 
@@ -33,12 +34,9 @@ class LandmarkConfig:
     min_pixels: int = 16
 
     def __post_init__(self) -> None:
-        if int(self.k) < 1:
-            raise ValueError(f"LandmarkConfig.k must be >= 1, got {self.k!r}")
-        if not 0.0 <= self.max_offset_px < float("inf"):  # also refuses NaN
-            raise ValueError(f"LandmarkConfig.max_offset_px must be a finite number >= 0, got {self.max_offset_px!r}")
-        if int(self.min_pixels) < 1:
-            raise ValueError(f"LandmarkConfig.min_pixels must be >= 1, got {self.min_pixels!r}")
+        check_int(self, "k", low=1)
+        check_number(self, "max_offset_px", low=0)
+        check_int(self, "min_pixels", low=1)
 
 
 @dataclass

@@ -12,13 +12,13 @@ image right (nose to +X); pitch > 0: it tilts up; roll > 0: it turns counter-clo
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from facevision.face.reference import FACE_MESH_FRONTAL_PITCH_DEG, ReferenceFace, load_reference
+from facevision.common.checks import check_int, check_number
 from facevision.common.geometry import similarity_fit
 
 __all__ = ["PoseConfig", "Pose", "photo_pose", "REFERENCE_PITCH_DEG", "reference_tilt", "pose_from_maps", "rotation_to_angles", "angles_to_rotation"]
@@ -41,12 +41,9 @@ class PoseConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_points", "min_pixels"):
-            if int(getattr(self, name)) < 3:  # a similarity needs three points
-                raise ValueError(f"PoseConfig.{name} must be >= 3, got {getattr(self, name)!r}")
-        if not 0.0 <= self.trim_factor < float("inf"):  # also refuses NaN
-            raise ValueError(f"PoseConfig.trim_factor must be a finite number >= 0, got {self.trim_factor!r}")
-        if self.reference_pitch_deg is not None and not math.isfinite(self.reference_pitch_deg):
-            raise ValueError(f"PoseConfig.reference_pitch_deg must be None or finite, got {self.reference_pitch_deg!r}")
+            check_int(self, name, low=3)  # a similarity needs three points
+        check_number(self, "trim_factor", low=0)
+        check_number(self, "reference_pitch_deg", optional=True)
 
 
 @dataclass

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from facevision.common.checks import check_int
 from facevision.config import DictConfig
 from facevision.face.sizes import CROP_SIZE
 
@@ -50,14 +51,11 @@ class ModelConfig(DictConfig):
     def __post_init__(self) -> None:
         if not isinstance(self.encoder_name, str) or not self.encoder_name:
             raise ValueError(f"ModelConfig.encoder_name must be an encoder's name, got {self.encoder_name!r}")
-        if int(self.encoder_depth) < 1:
-            raise ValueError(f"ModelConfig.encoder_depth must be at least 1, got {self.encoder_depth!r}")
+        check_int(self, "encoder_depth", low=1)
         channels = tuple(self.decoder_channels)
         if len(channels) < int(self.encoder_depth) or not all(int(c) >= 1 for c in channels):
             raise ValueError(f"ModelConfig.decoder_channels must be at least {self.encoder_depth} (encoder_depth) "
                              f"positive channel counts, got {self.decoder_channels!r}")
-        if int(self.disc_channels) < 1:
-            raise ValueError(f"ModelConfig.disc_channels must be at least 1, got {self.disc_channels!r}")
-        if int(self.image_size) < 1:
-            raise ValueError(f"ModelConfig.image_size must be at least 1, got {self.image_size!r}")
+        for name in ("disc_channels", "image_size"):
+            check_int(self, name, low=1)
         check_input_size(self.image_size, self.encoder_depth, what="ModelConfig.image_size")

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from facevision.common.checks import check_choice, check_int
 from facevision.face.crop import crop_image
 from facevision.face.codecs import DEPTH_PNG_UNITS_PER_PX, encode_corr, encode_depth
 from facevision.common.fileio import atomic_write_json
@@ -127,13 +128,9 @@ class OutputConfig:
     def __post_init__(self) -> None:
         from facevision.predict.mesh_frame import MESH_FRAMES
 
-        if self.mesh_frame not in MESH_FRAMES:
-            raise ValueError(f"OutputConfig.mesh_frame must be one of {MESH_FRAMES}, got {self.mesh_frame!r}")
-        if int(self.texture_size) < 16:
-            raise ValueError(f"OutputConfig.texture_size must be >= 16 px, got {self.texture_size!r}")
-        if not 16 <= int(self.fit_texture_size) <= 4096:
-            raise ValueError(f"OutputConfig.fit_texture_size must be in [16, 4096] texels, got "
-                             f"{self.fit_texture_size!r}")
+        check_choice(self, "mesh_frame", MESH_FRAMES)
+        check_int(self, "texture_size", low=16, unit="px")
+        check_int(self, "fit_texture_size", 16, 4096, unit="texels")
         unknown = set(self.outputs) - set(OUTPUTS)
         if unknown:
             raise ValueError(f"OutputConfig.outputs: unknown {sorted(unknown)} (choose from {', '.join(OUTPUTS)})")

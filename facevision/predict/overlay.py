@@ -26,6 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.face.rasterize import rasterize
 from facevision.predict.mesh_frame import crop_to_image_vertices, head_pose_px
 from meshing.refine import vertex_normals
@@ -61,18 +62,13 @@ class OverlayConfig:
     jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
-        if int(self.max_side) < 64:
-            raise ValueError(f"OverlayConfig.max_side must be >= 64 px, got {self.max_side!r}")
+        check_int(self, "max_side", low=64, unit="px")
         for name in ("mesh_alpha", "ambient"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"OverlayConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if not (self.axis_length > 0 and self.mark_size > 0):
-            raise ValueError(f"OverlayConfig.axis_length and mark_size must be > 0, got {self.axis_length!r}, "
-                             f"{self.mark_size!r}")
-        if int(self.mesh_raster_px) < 16:
-            raise ValueError(f"OverlayConfig.mesh_raster_px must be >= 16, got {self.mesh_raster_px!r}")
-        if not 1 <= int(self.jpeg_quality) <= 100:
-            raise ValueError(f"OverlayConfig.jpeg_quality must be in [1, 100], got {self.jpeg_quality!r}")
+            check_number(self, name, 0, 1)
+        for name in ("axis_length", "mark_size"):
+            check_number(self, name, low=0, low_open=True, finite=False)
+        check_int(self, "mesh_raster_px", low=16)
+        check_int(self, "jpeg_quality", 1, 100)
         colours = (self.mesh_rgb, self.visible_rgb, self.hidden_rgb, self.failed_rgb) + tuple(self.axis_rgb)
         if len(self.axis_rgb) != 3 or not all(len(c) == 3 and all(0 <= int(x) <= 255 for x in c) for c in colours):
             raise ValueError("OverlayConfig colours must be (R, G, B) in [0, 255], three of them for the axes")

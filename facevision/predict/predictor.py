@@ -26,6 +26,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.face.crop import CropConfig, crop_image, crop_to_original, upright_face_crop
 from facevision.face.detect import DetectConfig, FaceBox, SearchConfig, detect_faces, find_faces
 from facevision.env import CHECKPOINT_ENV
@@ -98,12 +99,9 @@ class PredictConfig:
     face_model: str | None = None
 
     def __post_init__(self) -> None:
-        if self.threads is not None and int(self.threads) < 1:
-            raise ValueError(f"PredictConfig.threads must be >= 1 or None, got {self.threads!r}")
-        if not (0.0 < self.mask_threshold < 1.0):
-            raise ValueError(f"PredictConfig.mask_threshold must be in (0, 1), got {self.mask_threshold!r}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"PredictConfig.batch_size must be >= 1, got {self.batch_size!r}")
+        check_int(self, "threads", low=1, optional=True)
+        check_number(self, "mask_threshold", 0, 1, low_open=True, high_open=True)
+        check_int(self, "batch_size", low=1)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_int, check_number
 from facevision.face.rasterize import rasterize
 from meshing.refine import vertex_normals
 
@@ -32,13 +33,10 @@ class RenderConfig:
     context: float = 1.5
 
     def __post_init__(self) -> None:
-        if int(self.tile) < 16:
-            raise ValueError(f"RenderConfig.tile must be >= 16 px, got {self.tile!r}")
-        if not 0.0 <= self.ambient <= 1.0 or not 0.0 <= self.margin < 0.5:
-            raise ValueError(f"RenderConfig.ambient must be in [0, 1] and margin in [0, 0.5), got {self.ambient!r}, "
-                             f"{self.margin!r}")
-        if not 1.0 <= self.context <= 4.0:
-            raise ValueError(f"RenderConfig.context must be in [1, 4], got {self.context!r}")
+        check_int(self, "tile", low=16, unit="px")
+        check_number(self, "ambient", 0, 1)
+        check_number(self, "margin", 0, 0.5, high_open=True)
+        check_number(self, "context", 1, 4)
 
 
 def render_mesh(vertices: np.ndarray, faces: np.ndarray, size: int, yaw_deg: float = 0.0,

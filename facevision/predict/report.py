@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_int
 from facevision.common.fileio import atomic_write_bytes
 from facevision.face.images import read_png
 from facevision.common.lazy_modules import import_open3d
@@ -44,10 +45,8 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         for name in ("display_triangles", "preview_width", "canvas"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"ReportConfig.{name} must be >= 1, got {getattr(self, name)!r}")
-        if not 0 <= int(self.jpeg_quality) <= 100:
-            raise ValueError(f"ReportConfig.jpeg_quality must be in [0, 100], got {self.jpeg_quality!r}")
+            check_int(self, name, low=1)
+        check_int(self, "jpeg_quality", 0, 100)
 
 
 def _jpeg_uri(image: np.ndarray, quality: int, width: int | None = None) -> str:

@@ -43,6 +43,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from typing import Any, Callable
 
+from facevision.common.checks import check_choice, check_int, check_number
+
 __all__ = ["WriterConfig", "WriterPool", "InlinePool", "ThreadPool", "ProcessPool", "open_writer", "default_workers",
            "WRITER_KINDS", "retain_freed_memory", "one_thread_per_library", "MALLOC_MMAP_THRESHOLD",
            "MALLOC_TRIM_THRESHOLD"]
@@ -126,15 +128,11 @@ class WriterConfig:
     stop_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.workers is not None and int(self.workers) < 0:
-            raise ValueError(f"WriterConfig.workers must be >= 0, got {self.workers!r}")
-        if self.max_pending is not None and int(self.max_pending) < 1:
-            raise ValueError(f"WriterConfig.max_pending must be >= 1, got {self.max_pending!r}")
-        if self.kind not in WRITER_KINDS:
-            raise ValueError(f"WriterConfig.kind must be one of {WRITER_KINDS}, got {self.kind!r}")
-        if not (self.start_timeout_s > 0 and self.stop_timeout_s > 0):
-            raise ValueError(f"WriterConfig timeouts must be > 0, got start {self.start_timeout_s!r}, "
-                             f"stop {self.stop_timeout_s!r}")
+        check_int(self, "workers", low=0, optional=True)
+        check_int(self, "max_pending", low=1, optional=True)
+        check_choice(self, "kind", WRITER_KINDS)
+        for name in ("start_timeout_s", "stop_timeout_s"):
+            check_number(self, name, low=0, low_open=True, finite=False)
 
     @property
     def resolved_kind(self) -> str:

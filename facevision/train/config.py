@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from facevision.common.checks import check_choice, check_int, check_number
 from facevision.config import DictConfig
 
 GAN_MODES = ("lsgan", "vanilla")
@@ -43,18 +44,12 @@ class TrainConfig(DictConfig):
     amp: bool = True
 
     def __post_init__(self) -> None:
-        if int(self.batch_size) < 1:
-            raise ValueError(f"TrainConfig.batch_size must be at least 1, got {self.batch_size!r}")
+        check_int(self, "batch_size", low=1)
         for name in ("lr", "lr_disc", "adv_weight", "l1_weight", "grad_weight", "mask_weight"):
-            if not float(getattr(self, name)) >= 0.0:  # also refuses NaN
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_number(self, name, low=0, finite=False)
         for name in ("epochs", "decay_epochs", "num_workers", "seed", "vis_samples"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_int(self, name, low=0)
         if len(self.betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.gan_mode not in GAN_MODES:
-            raise ValueError(f"TrainConfig.gan_mode must be one of {', '.join(GAN_MODES)}, got {self.gan_mode!r}")
-        if self.max_steps_per_epoch is not None and int(self.max_steps_per_epoch) < 1:
-            raise ValueError(f"TrainConfig.max_steps_per_epoch must be at least 1 or None, "
-                             f"got {self.max_steps_per_epoch!r}")
+        check_choice(self, "gan_mode", GAN_MODES)
+        check_int(self, "max_steps_per_epoch", low=1, optional=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facevision.common.checks import check_int
 from facevision.face.images import atomic_write_png
 
 __all__ = ["CurvesConfig", "PANELS", "read_log", "draw_curves", "write_curves", "plot_log"]
@@ -48,8 +49,7 @@ class CurvesConfig:
     def __post_init__(self) -> None:
         if len(self.panel) != 2 or int(self.panel[0]) < _MIN_PANEL[0] or int(self.panel[1]) < _MIN_PANEL[1]:
             raise ValueError(f"CurvesConfig.panel must be (width, height) of at least {_MIN_PANEL} px, got {self.panel!r}")
-        if int(self.columns) < 1:
-            raise ValueError(f"CurvesConfig.columns must be at least 1, got {self.columns!r}")
+        check_int(self, "columns", low=1)
 
 
 def read_log(path: str | Path) -> dict[str, np.ndarray]:

@@ -22,10 +22,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
+from facevision.common.checks import check_choice, check_fraction, check_int
 from facevision.face.crop import CropConfig, crop_image
 from facevision.fit.model_fit import FitConfig
 from facevision.predict.records import FaceCrop
@@ -66,16 +67,11 @@ class VideoConfig:
     identity_frames: int = 20
 
     def __post_init__(self) -> None:
-        if int(self.redetect_every) < 0:
-            raise ValueError(f"VideoConfig.redetect_every must be >= 0, got {self.redetect_every!r}")
-        if self.smoothing not in ("causal", "offline", "none"):
-            raise ValueError(f"VideoConfig.smoothing must be causal, offline or none, got {self.smoothing!r}")
-        if not 0 < self.max_rms_frac < 1:
-            raise ValueError(f"VideoConfig.max_rms_frac must be in (0, 1), got {self.max_rms_frac!r}")
-        if self.max_frames is not None and int(self.max_frames) < 1:
-            raise ValueError(f"VideoConfig.max_frames must be >= 1 or None, got {self.max_frames!r}")
-        if int(self.identity_frames) < 0:
-            raise ValueError(f"VideoConfig.identity_frames must be >= 0, got {self.identity_frames!r}")
+        check_int(self, "redetect_every", low=0)
+        check_choice(self, "smoothing", get_args(Smoothing))
+        check_fraction(self, "max_rms_frac", low_open=True, high_open=True)
+        check_int(self, "max_frames", low=1, optional=True)
+        check_int(self, "identity_frames", low=0)
         if len(self.fourcc) != 4:
             raise ValueError(f"VideoConfig.fourcc must be 4 characters, got {self.fourcc!r}")
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facevision.common.checks import check_number
+
 __all__ = ["OneEuroConfig", "OneEuroFilter", "savgol_smooth", "jitter"]
 
 
@@ -28,8 +30,9 @@ class OneEuroConfig:
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.beta >= 0):
-            raise ValueError(f"OneEuroConfig needs min_cutoff > 0, d_cutoff > 0, beta >= 0; got {self}")
+        for name in ("min_cutoff", "d_cutoff"):
+            check_number(self, name, low=0, low_open=True, finite=False)
+        check_number(self, "beta", low=0, finite=False)
 
 
 def _alpha(cutoff: np.ndarray | float, rate: float) -> np.ndarray | float:
