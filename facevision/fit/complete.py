@@ -1,5 +1,5 @@
-"""A whole face mesh where the maps' own mesh has holes or torn strips: the fitted face model, refined
-(midpoint subdivision) and moved onto the predicted depth wherever the crop shows it.
+"""A whole face mesh for a turned face, or where the maps' own mesh has holes or torn strips: the fitted face
+model, refined (midpoint subdivision) and moved onto the predicted depth wherever the crop shows it.
 
 A depth map holds one surface per pixel, so a face turned away from the camera loses what its nose and
 cheek hide, and its mesh (:func:`meshing.mesh_from_maps`) tears along those edges. The fit

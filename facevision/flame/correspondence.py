@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from facevision.common.checks import check_int, check_number
-from facevision.env import CACHE_ENV
+from facevision.env import CACHE_ENV, FLAME_EMBEDDING_ENV
 from facevision.flame.geometry import barycentric_points, closest_points
 from facevision.flame.lbs import batch_rodrigues, flame_forward_torch, flame_tensors, torch_threads
 from facevision.flame.model import FlameModel
@@ -42,7 +42,7 @@ __all__ = ["EMBEDDING_ENV", "EMBEDDING_NAME", "find_landmark_embedding", "relati
            "reference_sha256", "cache_dir"]
 
 CACHE_VERSION = 2
-EMBEDDING_ENV = "FACEVISION_FLAME_EMBEDDING"
+EMBEDDING_ENV = FLAME_EMBEDDING_ENV
 EMBEDDING_NAME = "mediapipe_landmark_embedding.npz"
 
 

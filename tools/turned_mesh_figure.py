@@ -1,0 +1,54 @@
+"""``python tools/turned_mesh_figure.py PHOTO... -o FIGURE.jpg``: the README's figure of turned faces' meshes.
+
+Per photo (largest face): the crop, the mesh lifted from the maps (``--complete-mesh never``) and the completed mesh
+(:mod:`facevision.fit.complete`), each seen from the camera and turned 60 degrees towards the hidden side, all made by
+the prediction pipeline itself.
+"""
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+
+from facevision.common.fileio import atomic_write_bytes
+from facevision.face.images import atomic_write_png, read_photo
+from facevision.fit.complete import completed_face_mesh
+from facevision.predict.overlay import encode_jpeg
+from facevision.predict.predictor import PredictConfig, Predictor
+from facevision.predict.render import render_mesh
+
+
+def mesh_row(predictor: Predictor, path: str, size: int = 160) -> np.ndarray:
+    """crop | maps' mesh front, 60 deg | completed mesh front, 60 deg (turned towards the face's hidden side)."""
+    res = predictor(read_photo(path))[0]
+    if not res.ok or res.model_fit is None:
+        raise SystemExit(f"{path}: no face with a fit ({res.error})")
+    done = completed_face_mesh(res.model_fit, res.depth_px, res.mask, res.crop, predictor.config.mesh,
+                               predictor.face_model.mirror, predictor.reference.vertices)
+    turn = -60.0 if res.pose.yaw > 0 else 60.0  # turn the face back towards the camera: the side the photo hides
+    tiles = [cv2.resize(res.crop, (size, size), interpolation=cv2.INTER_AREA)]
+    for mesh in (res.mesh, done):
+        tiles += [render_mesh(mesh.vertices, mesh.faces, size), render_mesh(mesh.vertices, mesh.faces, size, turn)]
+    gap = np.full((size, 4, 3), 255, np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("photos", nargs="+")
+    ap.add_argument("-o", "--output", required=True)
+    args = ap.parse_args()
+    predictor = Predictor.from_pretrained(config=PredictConfig(complete=None))
+    rows = [mesh_row(predictor, p) for p in args.photos]
+    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
+    figure = np.concatenate([r for row in rows for r in (row, gap)][:-1], axis=0)
+    if args.output.lower().endswith((".jpg", ".jpeg")):
+        atomic_write_bytes(args.output, encode_jpeg(figure, 88))
+    else:
+        atomic_write_png(args.output, figure)
+    print(args.output)
+
+
+if __name__ == "__main__":
+    main()
