@@ -93,8 +93,11 @@ class WriteSetup:
         from facevision.common.lazy_modules import import_open3d
 
         import_open3d()
+        import scipy.ndimage  # noqa: F401
         import scipy.sparse.csgraph  # noqa: F401
+        import scipy.sparse.linalg  # noqa: F401
 
+        import facevision.fit.complete  # noqa: F401
         import facevision.fit.fit_mesh  # noqa: F401
         import facevision.fit.texture  # noqa: F401
         import facevision.predict.mesh_frame  # noqa: F401
