@@ -201,3 +201,20 @@ def test_refinement_is_repeated_midpoint_subdivision_within_the_vertex_budget():
     assert refinement(f, len(v), None, max_vertices=len(v1) - 1).weights.shape == (len(v), len(v))
     lap = fine.laplacian
     assert np.allclose(lap @ np.ones(lap.shape[0]), 0.0) and abs(lap - lap.T).max() == 0
+
+
+def test_a_completion_that_fails_keeps_the_maps_mesh(monkeypatch):
+    """If the completion raises (a degenerate fit), the face keeps its maps' mesh instead of failing."""
+    import facevision.fit.complete as complete
+    from facevision.predict.predictor import Predictor
+    from meshing.types import MeshingError
+    from support.synthetic import fixed_maps_model
+
+    def broken(*args, **kwargs):
+        raise MeshingError("vertices contain NaN or inf")
+
+    monkeypatch.setattr(complete, "completed_face_mesh", broken)
+    depth, corr, mask, _ = _truth(load_face_model(), 60.0)
+    res = Predictor(fixed_maps_model(depth, corr, mask)).predict_crops(np.zeros((1, S, S, 3), np.uint8),
+                                                                       [(0, 0, S, S)])[0]
+    assert res.ok and res.mesh is not None and res.mesh_source == "maps"

@@ -278,8 +278,13 @@ class Postprocessor:
         cfg = self.config.complete
         if cfg is None or res.model_fit is None or not needs_completion(res.mesh, res.model_fit, cfg):
             return
-        res.mesh = completed_face_mesh(res.model_fit, res.depth_px, res.mask, res.crop, self.config.mesh,
-                                       self.face_model.mirror, self.reference.vertices, cfg)
+        from meshing import MeshingError
+
+        try:
+            res.mesh = completed_face_mesh(res.model_fit, res.depth_px, res.mask, res.crop, self.config.mesh,
+                                           self.face_model.mirror, self.reference.vertices, cfg)
+        except (ValueError, MeshingError):  # the maps' own mesh stays (mesh_source "maps")
+            return
         res.mesh_source = "fit"
 
     def _fit(self, res: FaceResult) -> ModelFit | None:
