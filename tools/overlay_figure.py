@@ -16,6 +16,22 @@ from facevision.predict.predictor import Predictor
 from facevision.common.fileio import atomic_write_bytes
 
 
+def side_by_side(tiles: list[np.ndarray], axis: int = 1, gap: int = 4) -> np.ndarray:
+    """Tiles of one height (axis 1) or one width (axis 0) joined with ``gap`` px of white between them."""
+    shape = list(tiles[0].shape)
+    shape[axis] = gap
+    white = np.full(shape, 255, np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, white)][:-1], axis=axis)
+
+
+def write_figure(path: str, figure: np.ndarray) -> None:
+    """JPEG (quality 88) for a .jpg/.jpeg path, else PNG; written atomically."""
+    if path.lower().endswith((".jpg", ".jpeg")):
+        atomic_write_bytes(path, encode_jpeg(figure, 88))
+    else:
+        atomic_write_png(path, figure)
+
+
 def overlay_figure(predictor: Predictor, photos: list[str], height: int = 250) -> np.ndarray:
     """The photos' overlays (every face each), each scaled to ``height`` px, side by side with 4 px gaps."""
     tiles = []
@@ -23,8 +39,7 @@ def overlay_figure(predictor: Predictor, photos: list[str], height: int = 250) -
         image = read_photo(path)
         ov = draw_overlay(image, predictor(image, all_faces=True))
         tiles.append(cv2.resize(ov, (round(ov.shape[1] * height / ov.shape[0]), height), interpolation=cv2.INTER_AREA))
-    gap = np.full((height, 4, 3), 255, np.uint8)
-    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+    return side_by_side(tiles)
 
 
 def main() -> None:
@@ -32,11 +47,7 @@ def main() -> None:
     ap.add_argument("photos", nargs="+")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
-    figure = overlay_figure(Predictor.from_pretrained(), args.photos)
-    if args.output.lower().endswith((".jpg", ".jpeg")):
-        atomic_write_bytes(args.output, encode_jpeg(figure, 88))
-    else:
-        atomic_write_png(args.output, figure)
+    write_figure(args.output, overlay_figure(Predictor.from_pretrained(), args.photos))
     print(args.output)
 
 

@@ -11,12 +11,11 @@ import argparse
 import cv2
 import numpy as np
 
-from facevision.common.fileio import atomic_write_bytes
-from facevision.face.images import atomic_write_png, read_photo
+from facevision.face.images import read_photo
 from facevision.fit.complete import completed_face_mesh
-from facevision.predict.overlay import encode_jpeg
 from facevision.predict.predictor import PredictConfig, Predictor
 from facevision.predict.render import render_mesh
+from overlay_figure import side_by_side, write_figure  # tools/ is the script's folder
 
 
 def mesh_row(predictor: Predictor, path: str, size: int = 160) -> np.ndarray:
@@ -30,8 +29,7 @@ def mesh_row(predictor: Predictor, path: str, size: int = 160) -> np.ndarray:
     tiles = [cv2.resize(res.crop, (size, size), interpolation=cv2.INTER_AREA)]
     for mesh in (res.mesh, done):
         tiles += [render_mesh(mesh.vertices, mesh.faces, size), render_mesh(mesh.vertices, mesh.faces, size, turn)]
-    gap = np.full((size, 4, 3), 255, np.uint8)
-    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+    return side_by_side(tiles)
 
 
 def main() -> None:
@@ -40,13 +38,7 @@ def main() -> None:
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
     predictor = Predictor.from_pretrained(config=PredictConfig(complete=None))
-    rows = [mesh_row(predictor, p) for p in args.photos]
-    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
-    figure = np.concatenate([r for row in rows for r in (row, gap)][:-1], axis=0)
-    if args.output.lower().endswith((".jpg", ".jpeg")):
-        atomic_write_bytes(args.output, encode_jpeg(figure, 88))
-    else:
-        atomic_write_png(args.output, figure)
+    write_figure(args.output, side_by_side([mesh_row(predictor, p) for p in args.photos], axis=0))
     print(args.output)
 
 

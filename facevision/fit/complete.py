@@ -51,23 +51,16 @@ class CompleteConfig:
 def is_whole(faces: np.ndarray, n_vertices: int) -> bool:
     """True when the triangles form one connected disc: one piece, no holes, every edge in at most two
     triangles (Euler characteristic V - E + F = 1 over the vertices used)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from meshing.cleanup import largest_component
 
     f = np.asarray(faces, np.int64)
     if len(f) == 0:
         return False
     e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
     keys, counts = np.unique(e[:, 0] * np.int64(n_vertices) + e[:, 1], return_counts=True)
-    if counts.max() > 2:
+    if counts.max() > 2 or len(np.unique(f)) - len(keys) + len(f) != 1:
         return False
-    used = np.unique(f)
-    if len(used) - len(keys) + len(f) != 1:
-        return False
-    a, b = keys // n_vertices, keys % n_vertices
-    graph = coo_matrix((np.ones(len(keys)), (a, b)), shape=(n_vertices, n_vertices))
-    _, labels = connected_components(graph, directed=False)
-    return len(np.unique(labels[used])) == 1
+    return len(largest_component(f, n_vertices)) == len(f)  # one piece
 
 
 def needs_completion(mesh, fit: ModelFit, config: CompleteConfig) -> bool:
