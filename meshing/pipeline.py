@@ -10,7 +10,7 @@ from meshing.refine import fill_detail, smooth_laplacian
 from meshing.sample import pixel_uvs, sample_colors, sample_corr
 from meshing.types import FaceMesh, MeshConfig, MeshingError
 
-__all__ = ["mesh_from_maps", "check_maps"]
+__all__ = ["mesh_from_maps", "finish_mesh", "check_maps"]
 
 
 def check_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.ndarray | None = None,
@@ -74,16 +74,28 @@ def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.
             faces = largest_component(faces, len(vertices))
         vertices, faces, kept = compact(vertices, faces)
     pixels = pixels[kept]
+    corr_v = sample_corr(corr, pixels, fg) if corr is not None else None
+    return finish_mesh(vertices, faces, pixels, shape, image, config, corr=corr_v)
+
+
+def finish_mesh(vertices: np.ndarray, faces: np.ndarray, pixels: np.ndarray, shape: tuple[int, int],
+                image: np.ndarray | None = None, config: MeshConfig | None = None, detail_where: np.ndarray | None = None,
+                corr: np.ndarray | None = None) -> FaceMesh:
+    """The pipeline's last steps on a lifted, cleaned mesh: Laplacian smoothing, detail from ``image`` (only at
+    the vertices where ``detail_where`` (N,) is True, default all), colours and uvs sampled at ``pixels`` (N, 2)
+    (row, col) of the (H, W) = ``shape`` photo; ``corr`` (N, 3) goes into ``mesh.corr`` as it is."""
+    config = MeshConfig() if config is None else config
     if config.smooth_iterations > 0 and config.smooth_lambda > 0:
         vertices = smooth_laplacian(vertices, faces, config.smooth_iterations, config.smooth_lambda,
                                     pin_boundary=config.smooth_pin_boundary)
     colors = None
     if image is not None:
         if config.detail_strength != 0:
-            vertices = fill_detail(vertices, faces, pixels, image, config.detail_strength, config.detail_sigma)
+            detailed = fill_detail(vertices, faces, pixels, image, config.detail_strength, config.detail_sigma)
+            vertices = detailed if detail_where is None else np.where(np.asarray(detail_where, bool)[:, None],
+                                                                      detailed, vertices)
         colors = sample_colors(image, pixels)
-    corr_v = sample_corr(corr, pixels, fg) if corr is not None else None
     mesh = FaceMesh(vertices=np.asarray(vertices, dtype=np.float32), faces=np.asarray(faces, dtype=np.int64),
                     pixels=np.asarray(pixels, dtype=np.float32), colors=colors, uvs=pixel_uvs(pixels, shape),
-                    corr=corr_v, source_shape=shape)
+                    corr=None if corr is None else np.asarray(corr, dtype=np.float32), source_shape=shape)
     return mesh.validate()

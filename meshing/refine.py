@@ -8,7 +8,8 @@ from facevision.common.lazy_modules import import_open3d
 from meshing.lift import bilinear
 from meshing.types import FaceMesh, MeshingError
 
-__all__ = ["smooth_laplacian", "fill_detail", "vertex_normals", "high_pass", "one_ring_mean", "to_gray"]
+__all__ = ["smooth_laplacian", "fill_detail", "vertex_normals", "high_pass", "one_ring_mean", "to_gray",
+           "vertex_adjacency", "graph_laplacian"]
 
 
 def _validated(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,17 +90,30 @@ def high_pass(image: np.ndarray, sigma: float) -> np.ndarray:
     return g - low
 
 
-def one_ring_mean(values: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Mean of per-vertex ``values`` over each vertex and its one-ring neighbours, (N,) float64."""
+def vertex_adjacency(faces: np.ndarray, n_vertices: int):
+    """(N, N) scipy CSR matrix, 1.0 where two vertices share an edge (symmetric, zero diagonal)."""
     from scipy.sparse import coo_matrix
 
-    x = np.asarray(values, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
-    n = len(x)
     i = np.concatenate([f[:, 0], f[:, 1], f[:, 2], f[:, 1], f[:, 2], f[:, 0]])
     j = np.concatenate([f[:, 1], f[:, 2], f[:, 0], f[:, 0], f[:, 1], f[:, 2]])
-    adj = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adj = coo_matrix((np.ones(len(i)), (i, j)), shape=(n_vertices, n_vertices)).tocsr()
     adj.data[:] = 1.0  # duplicates (an edge shared by two triangles) count once
+    return adj
+
+
+def graph_laplacian(faces: np.ndarray, n_vertices: int):
+    """(N, N) scipy CSR umbrella Laplacian ``degree - adjacency`` of the mesh's edge graph."""
+    from scipy.sparse import diags
+
+    adj = vertex_adjacency(faces, n_vertices)
+    return (diags(np.asarray(adj.sum(axis=1)).ravel()) - adj).tocsr()
+
+
+def one_ring_mean(values: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Mean of per-vertex ``values`` over each vertex and its one-ring neighbours, (N,) float64."""
+    x = np.asarray(values, dtype=np.float64)
+    adj = vertex_adjacency(faces, len(x))
     deg = np.asarray(adj.sum(axis=1)).ravel()
     return (adj @ x + x) / (deg + 1.0)
 

@@ -7,7 +7,7 @@ import pytest
 
 from facevision.face.face_model import load_face_model
 from facevision.face.rasterize import rasterize
-from facevision.fit.complete import CompleteConfig, complete_mesh, is_whole, refinement, subdivide_midpoint
+from facevision.fit.complete import CompleteConfig, complete_mesh, is_whole, refinement
 from facevision.fit.model_fit import fit_face_model
 from facevision.maps.pose import REFERENCE_PITCH_DEG
 from support.face_model import S, render_face_model
@@ -36,12 +36,30 @@ def test_is_whole_tells_a_disc_from_holes_pieces_and_non_manifold_edges():
     assert not is_whole(fin, len(v) + 2)
 
 
-def test_midpoint_subdivision_keeps_the_surface_and_carries_the_mirror():
+def subdivide_midpoint(v: np.ndarray, f: np.ndarray, mirror: np.ndarray | None = None):
+    """Plain-loop midpoint subdivision, the reference :func:`refinement` is checked against: a new vertex at
+    each edge's midpoint (numbered in sorted edge order), each triangle -> 4, the mirror carried to midpoints."""
+    edges = sorted({tuple(sorted((int(t[i]), int(t[(i + 1) % 3])))) for t in f for i in range(3)})
+    index = {e: len(v) + k for k, e in enumerate(edges)}
+    mid = lambda a, b: index[tuple(sorted((int(a), int(b))))]  # noqa: E731
+    new_v = np.concatenate([v, [0.5 * (v[a] + v[b]) for a, b in edges]])
+    faces = [[(a, mid(a, b), mid(c, a)), (mid(a, b), b, mid(b, c)), (mid(c, a), mid(b, c), c),
+              (mid(a, b), mid(b, c), mid(c, a))] for a, b, c in f]
+    new_f = np.array([t[k] for k in range(4) for t in faces])  # the 4 kinds of child in blocks, like refinement
+    if mirror is None:
+        return new_v, new_f, None
+    pm = [tuple(sorted((int(mirror[a]), int(mirror[b])))) for a, b in edges]
+    new_m = np.concatenate([mirror, [index.get(e, -1) if min(e) >= 0 else -1 for e in pm]])
+    return new_v, new_f, new_m
+
+
+def test_one_refinement_keeps_the_surface_and_carries_the_mirror():
     v, f = _grid(5)
     v[:, 0] -= 2.0  # columns -2..2: mirror partner of (x, y) is (-x, y)
     mirror = np.array([int(np.flatnonzero((v[:, 0] == -x) & (v[:, 1] == y))[0]) for x, y, _ in v])
-    v2, f2, m2 = subdivide_midpoint(v, f, mirror)
     n_edges = len(np.unique(np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1), axis=0))
+    fine = refinement(f, len(v), mirror, max_vertices=len(v) + n_edges)  # one subdivision
+    v2, f2, m2 = fine.weights @ v, fine.faces, fine.mirror
     assert v2.shape == (len(v) + n_edges, 3) and f2.shape == (4 * len(f), 3)
     assert is_whole(f2, len(v2))
     assert np.array_equal(m2[: len(v)], mirror)

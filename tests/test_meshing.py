@@ -284,6 +284,24 @@ def test_zero_detail_strength_changes_nothing():
     np.testing.assert_array_equal(a.vertices, b.vertices)
 
 
+def test_finish_mesh_details_only_where_asked_and_graph_laplacian_matches_one_ring():
+    size, period, amp = 64, 16.0, 0.2
+    image = _stripes(size, period, amp)
+    v, f, px = meshing.lift(np.full((size, size), 10.0))
+    cfg = MeshConfig(smooth_iterations=0, detail_strength=3.0)
+    left = px[:, 1] < size / 2
+    full = meshing.finish_mesh(v, f, px, (size, size), image, cfg)
+    half = meshing.finish_mesh(v, f, px, (size, size), image, cfg, detail_where=left)
+    np.testing.assert_array_equal(half.vertices[~left], v[~left])
+    np.testing.assert_array_equal(half.vertices[left], full.vertices[left])
+    assert np.abs(full.vertices[~left, 2] - 10.0).max() > 0.05  # the stripes moved the other half in ``full``
+    np.testing.assert_allclose(full.uvs, meshing.pixel_uvs(px, (size, size)))
+    lap = meshing.graph_laplacian(f, len(v))
+    x = np.random.default_rng(3).random(len(v))
+    deg = np.asarray(meshing.vertex_adjacency(f, len(v)).sum(1)).ravel()
+    np.testing.assert_allclose(meshing.one_ring_mean(x, f), x - lap @ x / (deg + 1.0))
+
+
 # ---------------------------------------------------------------- colours, uvs, corr
 
 

@@ -19,8 +19,7 @@ import numpy as np
 from facevision.common.checks import check_int, check_number
 from facevision.fit.model_fit import ModelFit
 
-__all__ = ["CompleteConfig", "complete_mesh", "completed_face_mesh", "is_whole", "needs_completion", "refinement",
-           "subdivide_midpoint"]
+__all__ = ["CompleteConfig", "complete_mesh", "completed_face_mesh", "is_whole", "needs_completion", "refinement"]
 
 
 @dataclass(frozen=True)
@@ -91,17 +90,6 @@ def _subdivided_topology(faces: np.ndarray, n_vertices: int, mirror: np.ndarray 
     return unique, new_faces, np.concatenate([m, np.where(found, n_vertices + order[pos], -1)])
 
 
-def subdivide_midpoint(vertices: np.ndarray, faces: np.ndarray, mirror: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Each triangle -> 4 (a new vertex at each edge's midpoint, shared by the two triangles of the edge).
-    ``vertices`` (V, D): positions and any per-vertex values to interpolate alongside (D >= 3).
-    ``mirror`` (V,): each vertex's mirror partner, carried over to the new vertices (-1 where unknown).
-    Returns vertices (V + E, D), faces (4F, 3) with the same winding, mirror (V + E,) or None."""
-    v = np.asarray(vertices, np.float64)
-    unique, new_faces, new_mirror = _subdivided_topology(faces, len(v), mirror)
-    return np.concatenate([v, 0.5 * (v[unique[:, 0]] + v[unique[:, 1]])]), new_faces, new_mirror
-
-
 @dataclass(frozen=True)
 class Refinement:
     """A face model's triangles refined by midpoint subdivision: ``weights`` (V', V) sparse, so the refined
@@ -124,7 +112,8 @@ def refinement(faces: np.ndarray, n_vertices: int, mirror: np.ndarray | None = N
 
 @lru_cache(maxsize=4)
 def _refinement(faces_bytes: bytes, n: int, mirror_bytes: bytes | None, max_vertices: int) -> Refinement:
-    from scipy.sparse import coo_matrix, diags, identity, vstack
+    from meshing.refine import graph_laplacian
+    from scipy.sparse import identity, vstack
 
     f = np.frombuffer(faces_bytes, np.int64).reshape(-1, 3)
     m = None if mirror_bytes is None else np.frombuffer(mirror_bytes, np.int64)
@@ -135,11 +124,7 @@ def _refinement(faces_bytes: bytes, n: int, mirror_bytes: bytes | None, max_vert
             break
         weights = vstack([weights, 0.5 * (weights[unique[:, 0]] + weights[unique[:, 1]])], format="csr")
         f, m = new_faces, new_mirror
-    k = weights.shape[0]
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    adj = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(k, k))
-    adj = ((adj + adj.T) > 0).astype(np.float64)
-    return Refinement(weights, f, m, (diags(np.asarray(adj.sum(1)).ravel()) - adj).tocsr())
+    return Refinement(weights, f, m, graph_laplacian(f, weights.shape[0]))
 
 
 def _seen_depth(vertices: np.ndarray, faces: np.ndarray, depth_px: np.ndarray, mask: np.ndarray,
@@ -221,22 +206,11 @@ def completed_face_mesh(fit: ModelFit, depth_px: np.ndarray, mask: np.ndarray, i
     """:func:`complete_mesh` finished as :func:`meshing.mesh_from_maps` finishes its mesh under ``mesh_config``
     (a ``meshing.MeshConfig``): depth stretched by its ``z_scale``, Laplacian smoothing, the photo's detail where a vertex's
     pixel is face (``mask``), colours and uvs sampled from ``image`` (the crop) at each vertex's pixel."""
-    from meshing.refine import fill_detail, smooth_laplacian
-    from meshing.sample import pixel_uvs, sample_colors
+    from meshing.pipeline import finish_mesh
 
     mesh = complete_mesh(fit, depth_px, mask, mirror, config, vertex_corr)
     mesh.vertices[:, 2] *= mesh_config.z_scale
-    if mesh_config.smooth_iterations > 0 and mesh_config.smooth_lambda > 0:
-        mesh.vertices = smooth_laplacian(mesh.vertices, mesh.faces, mesh_config.smooth_iterations,
-                                         mesh_config.smooth_lambda, pin_boundary=mesh_config.smooth_pin_boundary
-                                         ).astype(np.float32)
-    if image is not None:
-        if mesh_config.detail_strength != 0:  # only where the pixel is face: not from hair or background
-            r, c = np.round(mesh.pixels).astype(np.int64).T
-            face = np.asarray(mask, bool)[r, c]
-            detailed = fill_detail(mesh.vertices, mesh.faces, mesh.pixels, image, mesh_config.detail_strength,
-                                   mesh_config.detail_sigma)
-            mesh.vertices = np.where(face[:, None], detailed, mesh.vertices).astype(np.float32)
-        mesh.colors = sample_colors(image, mesh.pixels)
-    mesh.uvs = pixel_uvs(mesh.pixels, mesh.source_shape)
-    return mesh.validate()
+    r, c = np.round(mesh.pixels).astype(np.int64).T
+    face = np.asarray(mask, bool)[r, c]  # detail only where the pixel is face: not from hair or background
+    return finish_mesh(mesh.vertices, mesh.faces, mesh.pixels, mesh.source_shape, image, mesh_config,
+                       detail_where=face, corr=mesh.corr)
