@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from facevision.face.images import atomic_write_png
-from facevision.benchmark.lfw_pairs import (Pair, fold_accuracy, read_pairs, run_lfw_pairs, verification_accuracy)
+from facevision.benchmark.lfw_pairs import (Pair, fold_accuracy, read_pairs, run_lfw_pairs, subset_pairs,
+                                           verification_accuracy)
 
 
 def _pairs_file(path: Path, folds: int = 10, per: int = 3) -> list[Pair]:
@@ -32,6 +33,17 @@ def test_read_pairs_and_bad_file(tmp_path):
     (tmp_path / "bad.txt").write_text("10\t300\nA\t1\n")
     with pytest.raises(ValueError, match="bad.txt"):
         read_pairs(tmp_path / "bad.txt")
+
+
+def test_subset_pairs_takes_the_first_of_each_kind_per_fold(tmp_path):
+    pairs = _pairs_file(tmp_path / "pairs.txt", per=3)
+    assert subset_pairs(pairs, None) == pairs
+    sub = subset_pairs(pairs, 30)  # 3 per fold: 2 same, 1 different
+    assert len(sub) == 30
+    for f in range(10):
+        fold = [p for p in sub if p.fold == f]
+        assert [p.same for p in fold] == [True, True, False]
+        assert fold[0] == pairs[6 * f] and fold[2] == pairs[6 * f + 3]
 
 
 def test_fold_accuracy_picks_the_threshold_on_other_folds():

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["Pair", "read_pairs", "photo_path", "cosine", "fold_accuracy", "verification_accuracy",
-           "train_identities", "run_lfw_pairs"]
+           "train_identities", "subset_pairs", "run_lfw_pairs"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,18 @@ def train_identities(root: Path) -> set[str]:
     return {k for k, v in split.items() if v == "train"}
 
 
+def subset_pairs(pairs: Sequence[Pair], max_pairs: int | None) -> list[Pair]:
+    """The first ``max_pairs // 10`` pairs of each fold, same and different alternating (all when None)."""
+    if max_pairs is None:
+        return list(pairs)
+    per_fold = max(1, max_pairs // 10)
+    keep: list[Pair] = []
+    for f in range(10):
+        fp = [p for p in pairs if p.fold == f]
+        keep += [p for p in fp if p.same][: (per_fold + 1) // 2] + [p for p in fp if not p.same][: per_fold // 2]
+    return keep
+
+
 def run_lfw_pairs(root: str | Path, code_of: Callable[[np.ndarray], np.ndarray | None], pairs_file: str | Path | None = None,
                   max_pairs: int | None = None, progress: bool = False) -> dict:
     """Identity codes for every photo the pairs need (``code_of(photo_rgb)``, None = no face), then the
@@ -121,15 +133,7 @@ def run_lfw_pairs(root: str | Path, code_of: Callable[[np.ndarray], np.ndarray |
         if pairs_file is None:
             raise FileNotFoundError(f"{root}: no pairs.txt here or in its parent (pass --pairs)")
     pairs = read_pairs(pairs_file)
-    if max_pairs is not None:
-        per_fold = max(1, max_pairs // 10)
-        keep: list[Pair] = []
-        for f in range(10):
-            fp = [p for p in pairs if p.fold == f]
-            same = [p for p in fp if p.same][: (per_fold + 1) // 2]
-            diff = [p for p in fp if not p.same][: per_fold // 2]
-            keep += same + diff
-        pairs = keep
+    pairs = subset_pairs(pairs, max_pairs)
     photos = sorted({p.a for p in pairs} | {p.b for p in pairs})
     it: Iterable = photos
     if progress:
