@@ -45,6 +45,24 @@ def test_preview_sheet_names_its_panels():
     assert preview_sheet(grey, grey, grey, grey, config=cfg, labels=False).shape[0] == 96 + 4
 
 
+def test_preview_turns_the_mesh_against_the_face_yaw():
+    from facevision.predict.render import RenderConfig, preview_labels, render_mesh, view_angles
+    from support.synthetic import render_reference
+    from meshing import mesh_from_maps
+
+    cfg = RenderConfig(tile=64)
+    assert view_angles(cfg, 0.0) == [0.0, 60.0] and view_angles(cfg, -40.0) == [0.0, 60.0]
+    assert view_angles(cfg, 50.0) == [0.0, -60.0] and preview_labels(cfg, face_yaw_deg=50.0)[-1] == "mesh, -60 deg"
+    # a face turned 50 degrees to the image right (its maps' mesh covers the seen side): turned on by 60 more, the
+    # render sees that side edge-on from behind (few pixels, darker under the headlight); turned back by 60, from
+    # the front
+    face = render_reference(64, 50.0, 0.0, 0.0)
+    mesh = mesh_from_maps(face.depth, face.mask)
+    lit = lambda yaw: render_mesh(mesh.vertices, mesh.faces, 64, yaw, cfg).astype(float)[..., 0]  # noqa: E731
+    on, back = lit(60.0), lit(view_angles(cfg, 50.0)[1])
+    assert (back > 0).sum() > 1.5 * (on > 0).sum() and back[back > 0].mean() > on[on > 0].mean() + 15
+
+
 def _write_log(path: Path, epochs: int, columns: list[str] | None = None) -> None:
     cols = columns or ["epoch", "step"] + [c for _, cs in PANELS for c in cs] + ["lr"]
     with open(path, "w", newline="") as fh:

@@ -27,7 +27,10 @@ class CompleteConfig:
     """max_vertices: the fit's triangles are subdivided (each into 4) as often as the mesh keeps at most this
     many vertices; visible_tol_px: a vertex is seen when it lies within this depth of the z-buffer at its pixel;
     edge_px: pixels whose 3 x 3 neighbourhood spans more depth than this (an occluding edge) give no depth;
-    smoothness: weight of the Laplacian term against the seen vertices' offsets (larger = smoother);
+    min_facing: a vertex whose fitted surface turns further from the camera than this (its normal's component
+    along the view axis, in [0, 1]) gives no depth (a grazing view's depth is the least sure);
+    smoothness: weight of the bending (squared Laplacian) term against the seen vertices' offsets (larger =
+    smoother);
     outlier_mads: offsets further than this many median absolute deviations from their median are ignored;
     always: complete every face; else only a face turned by at least ``min_yaw_deg`` (its far side is hidden) or
     whose maps' mesh is not one whole disc (:func:`is_whole`)."""
@@ -35,7 +38,8 @@ class CompleteConfig:
     max_vertices: int = 10000
     visible_tol_px: float = 2.0
     edge_px: float = 4.0
-    smoothness: float = 0.1
+    min_facing: float = 0.3
+    smoothness: float = 3.0
     outlier_mads: float = 4.0
     always: bool = False
     min_yaw_deg: float = 35.0
@@ -43,6 +47,7 @@ class CompleteConfig:
     def __post_init__(self) -> None:
         check_int(self, "max_vertices", low=3)
         check_number(self, "min_yaw_deg", 0, 180)
+        check_number(self, "min_facing", 0, 1)
         for name in ("visible_tol_px", "edge_px", "smoothness", "outlier_mads"):
             check_number(self, name, low=0, low_open=True)
 
@@ -93,12 +98,14 @@ def _subdivided_topology(faces: np.ndarray, n_vertices: int, mirror: np.ndarray 
 @dataclass(frozen=True)
 class Refinement:
     """A face model's triangles refined by midpoint subdivision: ``weights`` (V', V) sparse, so the refined
-    vertices are ``weights @ vertices``; ``faces`` (F', 3); ``mirror`` (V',) or None; ``laplacian`` (V', V')."""
+    vertices are ``weights @ vertices``; ``faces`` (F', 3); ``mirror`` (V',) or None; ``laplacian`` (V', V') the
+    graph Laplacian of ``faces`` and ``bilaplacian`` its L^T L (CSC)."""
 
     weights: object
     faces: np.ndarray
     mirror: np.ndarray | None
     laplacian: object
+    bilaplacian: object
 
 
 def refinement(faces: np.ndarray, n_vertices: int, mirror: np.ndarray | None = None,
@@ -124,14 +131,16 @@ def _refinement(faces_bytes: bytes, n: int, mirror_bytes: bytes | None, max_vert
             break
         weights = vstack([weights, 0.5 * (weights[unique[:, 0]] + weights[unique[:, 1]])], format="csr")
         f, m = new_faces, new_mirror
-    return Refinement(weights, f, m, graph_laplacian(f, weights.shape[0]))
+    lap = graph_laplacian(f, weights.shape[0])
+    return Refinement(weights, f, m, lap, (lap.T @ lap).tocsc())
 
 
 def _seen_depth(vertices: np.ndarray, faces: np.ndarray, depth_px: np.ndarray, mask: np.ndarray,
                 config: CompleteConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(V,) bool: the vertex is seen (in the crop, in front on the z-buffer, on a face pixel away from an
-    occluding edge) and (V,) the map's depth at its pixel (nearest pixel; NaN where unseen)."""
+    """(V,) bool: the vertex is seen (in the crop, in front on the z-buffer, facing the camera, on a face pixel away
+    from an occluding edge) and (V,) the map's depth at its pixel (nearest pixel; NaN where unseen)."""
     from facevision.face.rasterize import rasterize
+    from meshing.refine import vertex_normals
     from scipy.ndimage import maximum_filter, minimum_filter
 
     s = depth_px.shape[0]
@@ -145,25 +154,26 @@ def _seen_depth(vertices: np.ndarray, faces: np.ndarray, depth_px: np.ndarray, m
     span = maximum_filter(np.where(face, depth_px, -np.inf), 3) - minimum_filter(np.where(face, depth_px, np.inf), 3)
     flat = face & (span <= config.edge_px)
     front = cover[r, c] & (img[:, 2] >= zbuf[r, c] - config.visible_tol_px)
-    seen = inside & front & flat[r, c]
+    facing = vertex_normals(vertices, faces)[:, 2] >= config.min_facing
+    seen = inside & front & facing & flat[r, c]
     return seen, np.where(seen, d[r, c], np.nan)
 
 
-def _spread(offsets: np.ndarray, seen: np.ndarray, laplacian, smoothness: float) -> np.ndarray:
+def _spread(offsets: np.ndarray, seen: np.ndarray, bilaplacian, smoothness: float) -> np.ndarray:
     """(V,) offsets known where ``seen`` -> a smooth (V,) field: argmin sum_seen (x - offset)^2 +
-    smoothness * sum_edges (x_i - x_j)^2 (conjugate gradients on the symmetric positive definite system)."""
+    smoothness * |L x|^2, L the refined mesh's graph Laplacian (a thin-plate-like term: the field bends smoothly
+    into the hidden side instead of creasing where the seen part ends; ``bilaplacian`` = L^T L, CSC, cached per
+    topology). One sparse LU solve with a symmetric ordering (about 3x faster than the default's here)."""
     from scipy.sparse import diags
-    from scipy.sparse.linalg import cg
+    from scipy.sparse.linalg import splu
 
     n = len(offsets)
     if not seen.any():
         return np.zeros(n)
     w = seen.astype(np.float64)
-    known = np.where(seen, offsets, 0.0)
-    start = np.where(seen, offsets, np.median(offsets[seen]))
-    system = (diags(w + 1e-6) + smoothness * laplacian).tocsr()
-    x, _ = cg(system, w * known, x0=start, rtol=1e-6, maxiter=2000)
-    return x
+    system = (diags(w + 1e-6, format="csc") + smoothness * bilaplacian).tocsc()
+    lu = splu(system, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+    return lu.solve(w * np.where(seen, offsets, 0.0))
 
 
 def complete_mesh(fit: ModelFit, depth_px: np.ndarray, mask: np.ndarray, mirror: np.ndarray | None = None,
@@ -188,7 +198,7 @@ def complete_mesh(fit: ModelFit, depth_px: np.ndarray, mask: np.ndarray, mirror:
         med = np.nanmedian(offsets[seen])
         mad = np.nanmedian(np.abs(offsets[seen] - med)) + 1e-6
         seen &= np.abs(offsets - med) <= config.outlier_mads * 1.4826 * mad
-    v[:, 2] += _spread(offsets, seen, fine.laplacian, config.smoothness)
+    v[:, 2] += _spread(offsets, seen, fine.bilaplacian, config.smoothness)
     s = depth_px.shape[0]
     pixels = np.column_stack([s - 1 - v[:, 1], v[:, 0]])
     if m is not None:

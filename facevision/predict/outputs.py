@@ -337,7 +337,8 @@ def write_face(face_dir: str | Path, result: FaceResult, photo: np.ndarray, sour
     if "preview" in want:
         corr_rgb = corr_to_rgb(result.corr, result.mask)
         sheet = preview_sheet(photo, result.crop, depth_rgb, corr_rgb, result.mesh, result.crop_box,
-                              result.landmarks68, render, result.crop_angle, visible=result.landmarks68_visible)
+                              result.landmarks68, render, result.crop_angle, visible=result.landmarks68_visible,
+                              face_yaw_deg=0.0 if result.pose is None else float(result.pose.yaw))
         atomic_write_png(face_dir / "preview.png", sheet)
         files.append("preview.png")
     data = _result_data(result, source, photo_scale, height, output, meshes, extra, files)

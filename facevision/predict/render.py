@@ -15,13 +15,14 @@ from facevision.common.checks import check_int, check_number
 from facevision.face.rasterize import rasterize
 from meshing.refine import vertex_normals
 
-__all__ = ["RenderConfig", "render_mesh", "preview_sheet", "preview_labels", "face_panel", "panel_box",
+__all__ = ["RenderConfig", "render_mesh", "preview_sheet", "preview_labels", "view_angles", "face_panel", "panel_box",
            "annotate_photo"]
 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """tile: side of each preview tile in px; views: yaw angles (degrees) of the two mesh renders;
+    """tile: side of each preview tile in px; views: yaw angles (degrees) of the two mesh renders, turned against
+    the face's own yaw in the preview (:func:`view_angles`);
     ambient: shade of surfaces facing away from the light, in [0, 1]; margin: fraction of the tile left free;
     context: side of the preview's photo panel as a multiple of the crop box's side (centred on the crop box,
     so a crop turned by up to 45 degrees shows whole at 1.42)."""
@@ -125,20 +126,29 @@ def face_panel(photo: np.ndarray, crop_box, size: int, crop_angle: float = 0.0, 
     return tile
 
 
-def preview_labels(config: RenderConfig = RenderConfig(), mesh: bool = True) -> list[str]:
+def view_angles(config: RenderConfig = RenderConfig(), face_yaw_deg: float = 0.0) -> list[float]:
+    """The preview's mesh views (degrees, :func:`render_mesh`'s sign): each of ``config.views`` turned the other
+    way when the face already turns that way (``face_yaw_deg``, :mod:`facevision.maps.pose`'s sign, which is the
+    render's), so a turned face's mesh is shown towards its hidden side, never from behind."""
+    return [-v if v * float(face_yaw_deg) > 0 else float(v) for v in config.views]
+
+
+def preview_labels(config: RenderConfig = RenderConfig(), mesh: bool = True, face_yaw_deg: float = 0.0) -> list[str]:
     """Panel names of :func:`preview_sheet`, left to right."""
     names = ["photo at the face, box, landmarks", "crop", "depth (near = red)", "corr. (u,v,w = R,G,B)"]
     if mesh:
-        names += ["mesh, front" if yaw == 0 else f"mesh, {yaw:g} deg" for yaw in config.views]
+        names += ["mesh, front" if yaw == 0 else f"mesh, {yaw:+g} deg" for yaw in view_angles(config, face_yaw_deg)]
     return names
 
 
 def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, corr_rgb: np.ndarray,
                   mesh=None, crop_box=None, landmarks68=None, config: RenderConfig = RenderConfig(),
-                  crop_angle: float = 0.0, labels: bool = True, visible: np.ndarray | None = None) -> np.ndarray:
+                  crop_angle: float = 0.0, labels: bool = True, visible: np.ndarray | None = None,
+                  face_yaw_deg: float = 0.0) -> np.ndarray:
     """One row of tiles: the photo around the face (:func:`face_panel`: ``config.context`` x the crop box, with the
     crop square and the landmarks, hidden ones (``visible`` False) as rings; without ``crop_box``, the whole photo
-    letterboxed), crop, depth, correspondence, mesh renders per view; with ``labels``, the panel names
+    letterboxed), crop, depth, correspondence, mesh renders per view (:func:`view_angles` of ``face_yaw_deg``,
+    the face's yaw); with ``labels``, the panel names
     (:func:`preview_labels`) in a strip above them."""
     from facevision.maps.visualize import image_grid
 
@@ -149,5 +159,7 @@ def preview_sheet(photo: np.ndarray, crop: np.ndarray, depth_rgb: np.ndarray, co
     tiles = [first, near(crop), near(depth_rgb), near(corr_rgb)]
     if mesh is not None:
         normals = vertex_normals(mesh.vertices, mesh.faces)
-        tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config, normals) for yaw in config.views]
-    return image_grid([tiles], labels=preview_labels(config, mesh is not None) if labels else None)
+        tiles += [render_mesh(mesh.vertices, mesh.faces, s, yaw, config, normals)
+                  for yaw in view_angles(config, face_yaw_deg)]
+    names = preview_labels(config, mesh is not None, face_yaw_deg)
+    return image_grid([tiles], labels=names if labels else None)
