@@ -14,7 +14,7 @@ import numpy as np
 from facevision.face.images import read_photo
 from facevision.fit.complete import completed_face_mesh
 from facevision.predict.predictor import PredictConfig, Predictor
-from facevision.predict.render import render_mesh
+from facevision.predict.render import RenderConfig, render_mesh, view_angles
 from overlay_figure import side_by_side, write_figure  # tools/ is the script's folder
 
 
@@ -25,7 +25,7 @@ def mesh_row(predictor: Predictor, path: str, size: int = 160) -> np.ndarray:
         raise SystemExit(f"{path}: no face with a fit ({res.error})")
     done = completed_face_mesh(res.model_fit, res.depth_px, res.mask, res.crop, predictor.config.mesh,
                                predictor.face_model.mirror, predictor.reference.vertices)
-    turn = -60.0 if res.pose.yaw > 0 else 60.0  # turn the face back towards the camera: the side the photo hides
+    turn = view_angles(RenderConfig(), res.pose.yaw)[1]  # as the preview: towards the side the photo hides
     tiles = [cv2.resize(res.crop, (size, size), interpolation=cv2.INTER_AREA)]
     for mesh in (res.mesh, done):
         tiles += [render_mesh(mesh.vertices, mesh.faces, size), render_mesh(mesh.vertices, mesh.faces, size, turn)]
