@@ -79,8 +79,8 @@ def mesh_from_maps(depth: np.ndarray, mask: np.ndarray | None = None, image: np.
 
 
 def finish_mesh(vertices: np.ndarray, faces: np.ndarray, pixels: np.ndarray, shape: tuple[int, int],
-                image: np.ndarray | None = None, config: MeshConfig | None = None, detail_where: np.ndarray | None = None,
-                corr: np.ndarray | None = None) -> FaceMesh:
+                image: np.ndarray | None = None, config: MeshConfig | None = None,
+                detail_where: np.ndarray | None = None, corr: np.ndarray | None = None) -> FaceMesh:
     """The pipeline's last steps on a lifted, cleaned mesh: Laplacian smoothing, detail from ``image`` (only at
     the vertices where ``detail_where`` (N,) is True, default all), colours and uvs sampled at ``pixels`` (N, 2)
     (row, col) of the (H, W) = ``shape`` photo; ``corr`` (N, 3) goes into ``mesh.corr`` as it is."""

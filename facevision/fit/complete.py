@@ -214,8 +214,9 @@ def completed_face_mesh(fit: ModelFit, depth_px: np.ndarray, mask: np.ndarray, i
                         mesh_config, mirror: np.ndarray | None = None, vertex_corr: np.ndarray | None = None,
                         config: CompleteConfig = CompleteConfig()):
     """:func:`complete_mesh` finished as :func:`meshing.mesh_from_maps` finishes its mesh under ``mesh_config``
-    (a ``meshing.MeshConfig``): depth stretched by its ``z_scale``, Laplacian smoothing, the photo's detail where a vertex's
-    pixel is face (``mask``), colours and uvs sampled from ``image`` (the crop) at each vertex's pixel."""
+    (a ``meshing.MeshConfig``) with :func:`meshing.pipeline.finish_mesh`: depth stretched by its ``z_scale``,
+    Laplacian smoothing, the photo's detail where a vertex's pixel is face (``mask``), colours and uvs sampled from
+    ``image`` (the crop) at each vertex's pixel."""
     from meshing.pipeline import finish_mesh
 
     mesh = complete_mesh(fit, depth_px, mask, mirror, config, vertex_corr)
