@@ -10,6 +10,7 @@ from facevision.face.rasterize import rasterize
 from facevision.fit.complete import CompleteConfig, complete_mesh, is_whole, refinement
 from facevision.fit.model_fit import fit_face_model
 from facevision.maps.pose import REFERENCE_PITCH_DEG
+from meshing.refine import graph_laplacian
 from support.face_model import S, render_face_model
 from support.synthetic import known_rotation
 
@@ -110,7 +111,7 @@ def test_a_turned_face_meshes_into_one_piece_that_follows_the_maps(yaw):
     assert np.median(z_err) < 0.3 * np.median(z_err_fit), (np.median(z_err), np.median(z_err_fit))
     # the correction bends without creases where the seen part ends: its umbrella Laplacian stays small everywhere
     # (a membrane spread, which interpolates the seen offsets with kinks at their edge, gives p99 ~0.45 px here)
-    lap = refinement(model.triangles, model.n_vertices, model.mirror, cfg.max_vertices).laplacian
+    lap = graph_laplacian(fine.faces, fine.weights.shape[0])
     bend = np.abs(lap @ (moved.vertices[:, 2] - wrong[:, 2])) / lap.diagonal()
     assert np.percentile(bend, 99) < 0.15, np.percentile(bend, 99)
 
@@ -222,8 +223,9 @@ def test_refinement_is_repeated_midpoint_subdivision_within_the_vertex_budget():
     v2, f2, _ = subdivide_midpoint(v1, f1)
     assert np.allclose(refinement(f, len(v), None, max_vertices=len(v2)).weights @ v, v2)
     assert refinement(f, len(v), None, max_vertices=len(v1) - 1).weights.shape == (len(v), len(v))
-    lap = fine.laplacian
+    lap = graph_laplacian(fine.faces, fine.weights.shape[0])
     assert np.allclose(lap @ np.ones(lap.shape[0]), 0.0) and abs(lap - lap.T).max() == 0
+    assert abs(fine.bilaplacian - lap.T @ lap).max() == 0
 
 
 def test_a_completion_that_fails_keeps_the_maps_mesh(monkeypatch):

@@ -42,11 +42,16 @@ def overlay_figure(predictor: Predictor, photos: list[str], height: int = 250) -
     return side_by_side(tiles)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def figure_args(doc: str) -> argparse.Namespace:
+    """The README figure tools' command line, ``PHOTO... -o FIGURE``, described by the first paragraph of ``doc``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("photos", nargs="+")
     ap.add_argument("-o", "--output", required=True)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = figure_args(__doc__)
     write_figure(args.output, overlay_figure(Predictor.from_pretrained(), args.photos))
     print(args.output)
 

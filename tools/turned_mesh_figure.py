@@ -6,8 +6,6 @@ the prediction pipeline itself.
 """
 from __future__ import annotations
 
-import argparse
-
 import cv2
 import numpy as np
 
@@ -15,7 +13,7 @@ from facevision.face.images import read_photo
 from facevision.fit.complete import completed_face_mesh
 from facevision.predict.predictor import PredictConfig, Predictor
 from facevision.predict.render import RenderConfig, render_mesh, view_angles
-from overlay_figure import side_by_side, write_figure  # tools/ is the script's folder
+from overlay_figure import figure_args, side_by_side, write_figure  # tools/ is the script's folder
 
 
 def mesh_row(predictor: Predictor, path: str, size: int = 160) -> np.ndarray:
@@ -33,10 +31,7 @@ def mesh_row(predictor: Predictor, path: str, size: int = 160) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("photos", nargs="+")
-    ap.add_argument("-o", "--output", required=True)
-    args = ap.parse_args()
+    args = figure_args(__doc__)
     predictor = Predictor.from_pretrained(config=PredictConfig(complete=None))
     write_figure(args.output, side_by_side([mesh_row(predictor, p) for p in args.photos], axis=0))
     print(args.output)

@@ -98,13 +98,12 @@ def _subdivided_topology(faces: np.ndarray, n_vertices: int, mirror: np.ndarray 
 @dataclass(frozen=True)
 class Refinement:
     """A face model's triangles refined by midpoint subdivision: ``weights`` (V', V) sparse, so the refined
-    vertices are ``weights @ vertices``; ``faces`` (F', 3); ``mirror`` (V',) or None; ``laplacian`` (V', V') the
-    graph Laplacian of ``faces`` and ``bilaplacian`` its L^T L (CSC)."""
+    vertices are ``weights @ vertices``; ``faces`` (F', 3); ``mirror`` (V',) or None; ``bilaplacian`` (V', V') L^T L
+    of the graph Laplacian L of ``faces`` (:func:`meshing.refine.graph_laplacian`), CSC."""
 
     weights: object
     faces: np.ndarray
     mirror: np.ndarray | None
-    laplacian: object
     bilaplacian: object
 
 
@@ -132,7 +131,7 @@ def _refinement(faces_bytes: bytes, n: int, mirror_bytes: bytes | None, max_vert
         weights = vstack([weights, 0.5 * (weights[unique[:, 0]] + weights[unique[:, 1]])], format="csr")
         f, m = new_faces, new_mirror
     lap = graph_laplacian(f, weights.shape[0])
-    return Refinement(weights, f, m, lap, (lap.T @ lap).tocsc())
+    return Refinement(weights, f, m, (lap.T @ lap).tocsc())
 
 
 def _seen_depth(vertices: np.ndarray, faces: np.ndarray, depth_px: np.ndarray, mask: np.ndarray,
